@@ -1,0 +1,24 @@
+"""Exceptions for user-facing errors.
+
+Everything a user can cause (a missing file, a malformed h5, a bad argument) raises a subclass of
+:class:`CstaInputError` with a message that names the file, video or key at fault. The CLI turns
+these into exit code 2 without a traceback; anything else is an internal error (exit code 1).
+"""
+
+from __future__ import annotations
+
+
+class CstaInputError(ValueError):
+    """Bad input: the message says what is wrong and where."""
+
+
+class MissingDataError(CstaInputError, FileNotFoundError):
+    """A data file (dataset, annotation, weights, video) was not found in any searched location."""
+
+
+class DataFormatError(CstaInputError):
+    """A data file exists but is not in the expected format (wrong type, keys, shapes, NaN, ...)."""
+
+
+class ConfigError(CstaInputError):
+    """An impossible or unknown configuration (unknown preset, conflicting switches, ...)."""
