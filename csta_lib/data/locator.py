@@ -119,3 +119,58 @@ def verify(name: str, path: Path | None = None) -> str:
     if not actual.startswith(expected):
         raise DataFormatError(f"{path}: sha256 {actual} does not match the expected {expected} for {name!r}")
     return "verified"
+
+
+def direct_url(e: DataEntry) -> str | None:
+    """The entry's URL if it is a direct download link (``https://…`` naming one file), else None.
+
+    Many entries only say where a file is published (a repository, a page, an archive); those must
+    be fetched by hand.
+    """
+    url = e.url.strip()
+    if e.kind != "file" or not url.startswith(("https://", "http://", "file://")) or " " in url:
+        return None
+    return url
+
+
+def fetch(name_or_entry: str | DataEntry, root: str | os.PathLike[str] | None = None, *,
+          timeout: float = 30.0, force: bool = False) -> Path:
+    """Download a manifest file from its published URL into ``root`` (default: the project ``data/``).
+
+    The download goes to a temporary file, is checked against the manifest sha256 (where known)
+    and only then renamed into place, so a failed or corrupt download leaves nothing behind.
+    Raises :class:`MissingDataError` when the entry has no direct URL or the download fails, and
+    :class:`DataFormatError` when the checksum does not match.
+    """
+    import urllib.error
+    import urllib.request
+
+    from csta_lib.io import atomic_path
+
+    e = name_or_entry if isinstance(name_or_entry, DataEntry) else entry(name_or_entry)
+    target = Path(root if root is not None else PROJECT_ROOT / "data") / e.path
+    if target.is_file() and not force:
+        return target
+    url = direct_url(e)
+    if url is None:
+        how = missing_message(e.name) if e.name in manifest() else f"published at: {e.url}"
+        raise MissingDataError(f"{e.name!r} has no direct download URL (csta data fetch only downloads files "
+                               f"that have one); get it by hand:\n{how}")
+    expected = e.sha256.removeprefix("prefix:")
+    with atomic_path(target) as tmp:
+        digest = hashlib.sha256()
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as out:
+                while block := response.read(1 << 20):
+                    digest.update(block)
+                    out.write(block)
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise MissingDataError(
+                f"could not download {e.name!r} from {url}: {reason}. Is this machine offline? "
+                f"Download it elsewhere and put it at {target}") from exc
+        actual = digest.hexdigest()
+        if expected and not actual.startswith(expected):
+            raise DataFormatError(f"downloaded {e.name!r} from {url} has sha256 {actual}, expected {expected}; "
+                                  "nothing was written")
+    return target

@@ -1,0 +1,176 @@
+"""The four CNN trunks CSTA can use as its attention CNN, and their ImageNet weights.
+
+Each backbone is the torchvision architecture (architecture only, built through
+:func:`csta_lib._torchvision.import_torchvision`) with the official head replacement: the global average
+pool is replaced by an adaptive pool to ``(rows, 1)``, so the trunk turns a ``(1, 3, H, W)`` "image" into
+``(H, D)`` — one D-vector per input row (reference §1.3, §5.1). The torchvision classifier (``fc`` /
+``classifier``) is kept so that the official state_dict and the torchvision checkpoints load, but it is
+never run; GoogLeNet's auxiliary heads are not built (the official copy removed them).
+
+Short inputs: the GoogLeNet pooling stack needs at least :attr:`BackboneSpec.min_height` = 15 input rows
+(the official code crashes below). :meth:`Trunk.forward` replicate-pads the image's last row up to that
+height, runs the trunk, resizes to the padded height and keeps the first ``H`` rows; for every height the
+official code accepts nothing changes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from csta_lib._torchvision import import_torchvision
+from csta_lib.errors import ConfigError, DataFormatError
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """What differs between backbones: output width, official attribute name, minimum input height."""
+
+    name: str
+    dim: int
+    official_prefix: str  # attribute name of the trunk in the official CSTA_<backbone> class
+    min_height: int  # smallest input height the trunk's pooling stack accepts
+    torchvision_builder: str
+    trunk_layers: tuple[str, ...]  # torchvision submodules run in order (the rest is never run)
+
+
+BACKBONES: dict[str, BackboneSpec] = {
+    "googlenet": BackboneSpec(
+        "googlenet", 1024, "googlenet", 15, "googlenet",
+        ("conv1", "maxpool1", "conv2", "conv3", "maxpool2", "inception3a", "inception3b", "maxpool3",
+         "inception4a", "inception4b", "inception4c", "inception4d", "inception4e", "maxpool4",
+         "inception5a", "inception5b"),
+    ),
+    "mobilenet_v2": BackboneSpec("mobilenet_v2", 1280, "mobilenet", 1, "mobilenet_v2", ("features",)),
+    "efficientnet_b0": BackboneSpec("efficientnet_b0", 1280, "efficientnet", 1, "efficientnet_b0", ("features",)),
+    "resnet18": BackboneSpec(
+        "resnet18", 512, "resnet", 1, "resnet18",
+        ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"),
+    ),
+}
+
+
+def backbone_spec(name: str) -> BackboneSpec:
+    """The spec of a backbone; unknown names list the valid ones."""
+    if name not in BACKBONES:
+        raise ConfigError(f"unknown backbone {name!r}; valid: {', '.join(BACKBONES)}")
+    return BACKBONES[name]
+
+
+def build_torchvision_model(name: str) -> nn.Module:
+    """The full torchvision model with random init exactly as torchvision builds it.
+
+    GoogLeNet: ``init_weights=True`` is what torchvision does for ``init_weights=None`` (the official
+    code's argument) minus the deprecation warning; no aux heads, no ``transform_input``.
+    """
+    tv = import_torchvision()
+    spec = backbone_spec(name)
+    builder: Callable[..., nn.Module] = getattr(tv.models, spec.torchvision_builder)
+    if name == "googlenet":
+        return builder(weights=None, aux_logits=False, init_weights=True, transform_input=False)
+    return builder(weights=None)
+
+
+def resize_rows(feature_map: torch.Tensor, rows: int, mode: str = "adaptive_avg") -> torch.Tensor:
+    """(1, D, h, w) CNN map -> (rows, D): the official head (adaptive average pool to (rows, 1)),
+    or the paper's wording (bilinear interpolation to ``rows`` rows, then the mean over the width)."""
+    if mode == "adaptive_avg":
+        pooled = F.adaptive_avg_pool2d(feature_map, (rows, 1))
+    elif mode == "bilinear":
+        resized = F.interpolate(feature_map, size=(rows, feature_map.shape[-1]), mode="bilinear", align_corners=False)
+        pooled = resized.mean(dim=3, keepdim=True)
+    else:
+        raise ConfigError(f"unknown cnn_resize {mode!r}; expected 'adaptive_avg' or 'bilinear'")
+    return pooled[0, :, :, 0].transpose(0, 1)
+
+
+class Trunk(nn.Module):
+    """A torchvision CNN run up to its last feature map, then resized to one D-vector per input row."""
+
+    def __init__(self, backbone: str, resize: str = "adaptive_avg") -> None:
+        super().__init__()
+        self.spec = backbone_spec(backbone)
+        self.resize = resize
+        self.net = build_torchvision_model(backbone)
+
+    def feature_map(self, image: torch.Tensor) -> torch.Tensor:
+        """(1, 3, H, W) -> the last feature map (1, D, h, w); the classifier is not run."""
+        out = image
+        for name in self.spec.trunk_layers:
+            out = getattr(self.net, name)(out)
+        return out
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        """(1, 3, H, W) -> (H, D). Heights below ``min_height`` are replicate-padded (module docstring)."""
+        height = image.shape[2]
+        padded = max(height, self.spec.min_height)
+        if padded > height:
+            last = image[:, :, -1:, :].expand(-1, -1, padded - height, -1)
+            image = torch.cat([image, last], dim=2)
+        rows = resize_rows(self.feature_map(image), padded, self.resize)
+        return rows[:height]
+
+
+# ---------------------------------------------------------------------------------------------------
+# ImageNet weights (local files only, never downloaded)
+
+
+def resolve_weights_file(backbone: str, weights: str | os.PathLike[str]) -> Path:
+    """Path of a backbone weight file: ``"imagenet"`` (torchvision's file, via the data locator), a
+    logical data name (e.g. ``"weights.converted.mobilenet_v2_coral"``) or a path. Checked by sha256
+    where the manifest knows it."""
+    from csta_lib.data import locator
+
+    if isinstance(weights, str) and (weights == "imagenet" or weights in locator.manifest()):
+        name = f"weights.torchvision.{backbone}" if weights == "imagenet" else weights
+        path = locator.locate(name)  # MissingDataError with instructions when absent
+        locator.verify(name, path)
+        return path
+    path = Path(weights)
+    if not path.is_file():
+        raise DataFormatError(
+            f"backbone weights {str(weights)!r} for {backbone}: not 'imagenet', not a known data name and not a file"
+        )
+    return path
+
+
+def load_weights_into(net: nn.Module, backbone: str, weights: str | os.PathLike[str]) -> Path:
+    """Load a torchvision-format state_dict into the full torchvision model ``net`` (strict; GoogLeNet's
+    aux-head tensors in torchvision's file are dropped, as the official code does). Returns the file."""
+    path = resolve_weights_file(backbone, weights)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is a format error for the user
+        raise DataFormatError(f"{path}: not a readable torch state_dict ({exc})") from exc
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise DataFormatError(f"{path}: expected a state_dict (a dict of tensors), got {type(state).__name__}")
+    state = {k: v for k, v in state.items() if not k.startswith(("aux1.", "aux2."))}
+    expected = net.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unknown = sorted(set(state) - set(expected))
+    bad_shape = sorted(k for k in set(state) & set(expected) if tuple(state[k].shape) != tuple(expected[k].shape))
+    if missing or unknown or bad_shape:
+        raise DataFormatError(
+            f"{path}: not a torchvision {backbone} state_dict: missing {missing[:10]}, unknown {unknown[:10]}, "
+            f"mis-shaped {bad_shape[:10]}"
+            + (" (lists truncated)" if max(len(missing), len(unknown), len(bad_shape)) > 10 else "")
+        )
+    net.load_state_dict(state, strict=True)
+    return path
+
+
+def imagenet_classifier(backbone: str, weights: str | os.PathLike[str] = "imagenet") -> nn.Module:
+    """The full torchvision classifier (trunk + its ImageNet head) with local weights, in eval mode.
+
+    Used to prove that weight loading works end to end (classifying photos)."""
+    net = build_torchvision_model(backbone)
+    load_weights_into(net, backbone, weights)
+    return net.eval()

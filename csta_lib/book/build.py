@@ -1,0 +1,272 @@
+"""Build the book: execute every notebook with papermill at a profile, then build the static site.
+
+``python -m csta_lib.book.build --profile quick`` (what ``make book`` runs):
+
+1. vendors the offline JavaScript if needed (``csta_lib.book.vendor``);
+2. writes the "Data files found" page into ``book/_generated/``;
+3. runs each ``notebooks/NN_*.ipynb`` with papermill (parameter ``profile`` and any ``-p NAME VALUE``)
+   into ``book/_generated/`` - the injected-parameters cell is tagged ``remove-cell`` so the page does
+   not show it; a notebook that raises is named loudly and fails the command (exit 1);
+4. runs ``jupyter-book build . -W --keep-going`` with notebook execution off, into ``_build/html``;
+5. prints the total time and the file to open.
+
+Results come from the results store, so a second build reuses finished training runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from csta_lib.data.locator import PROJECT_ROOT
+from csta_lib.errors import CstaInputError
+from csta_lib.io import write_bytes_atomic
+
+PROFILES = ("smoke", "quick", "paper")
+NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
+GENERATED = Path("book") / "_generated"  # relative to the book root
+HIDE_TAG = "remove-cell"
+# Tag papermill puts on the cell it injects with the run's parameters.
+INJECTED_TAG = "injected-parameters"
+# Files of the book root that a staged copy (tests, other output roots) needs.
+BOOK_SOURCES = ("_config.yml", "_toc.yml", "book")
+
+EXPECTED_TIME = {
+    "smoke": "about a minute on a 2-core CPU",
+    "quick": "at most 20 minutes on a 2-core CPU",
+    "paper": "GPU work: many hours (5 splits x 100 epochs x several seeds for every experiment)",
+}
+
+
+@dataclass
+class NotebookRun:
+    """Outcome of executing one notebook."""
+
+    name: str
+    output: Path
+    seconds: float
+    error: str | None = None
+
+
+@dataclass
+class BuildReport:
+    """What a build did: notebook runs, the site's index file, total time."""
+
+    runs: list[NotebookRun] = field(default_factory=list)
+    index: Path | None = None
+    seconds: float = 0.0
+
+    @property
+    def failed(self) -> list[NotebookRun]:
+        return [r for r in self.runs if r.error]
+
+
+def list_notebooks(source_dir: Path = NOTEBOOK_DIR, only: Sequence[str] = ()) -> list[Path]:
+    """The notebooks to run, in file-name order; ``only`` selects by name or name prefix (e.g. ``04``)."""
+    notebooks = sorted(p for p in source_dir.glob("[0-9]*.ipynb") if not p.name.startswith("."))
+    if only:
+        chosen = [p for p in notebooks if any(p.stem == o or p.name == o or p.stem.startswith(o) for o in only)]
+        unknown = [o for o in only if not any(p.stem == o or p.name == o or p.stem.startswith(o) for p in notebooks)]
+        if unknown:
+            raise CstaInputError(
+                f"no notebook matches {unknown}; available: {', '.join(p.stem for p in notebooks)}"
+            )
+        return chosen
+    return notebooks
+
+
+def hide_injected_parameters(path: Path) -> None:
+    """Tag papermill's injected-parameters cell ``remove-cell`` so the page does not show it."""
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    changed = False
+    for cell in nb.get("cells", []):
+        tags = cell.setdefault("metadata", {}).setdefault("tags", [])
+        if INJECTED_TAG in tags and HIDE_TAG not in tags:
+            tags.append(HIDE_TAG)
+            changed = True
+    if changed:
+        write_bytes_atomic(path, (json.dumps(nb, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
+
+
+def _error_summary(exc: BaseException) -> str:
+    """One line: the exception a notebook cell raised (papermill wraps it)."""
+    ename = getattr(exc, "ename", type(exc).__name__)
+    evalue = getattr(exc, "evalue", str(exc))
+    return f"{ename}: {evalue}".strip().splitlines()[0][:500]
+
+
+def execute_notebook(
+    source: Path, output: Path, parameters: Mapping[str, Any], cwd: Path = PROJECT_ROOT
+) -> NotebookRun:
+    """Run one notebook with papermill into ``output``; errors are captured in the returned record."""
+    import papermill
+
+    start = time.perf_counter()
+    error = None
+    output.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        papermill.execute_notebook(
+            str(source),
+            str(output),
+            parameters=dict(parameters),
+            kernel_name="python3",
+            cwd=str(cwd),
+            progress_bar=False,
+            log_output=False,
+        )
+    except Exception as exc:  # papermill raises PapermillExecutionError, but a kernel can die too
+        error = _error_summary(exc)
+    if output.is_file():
+        hide_injected_parameters(output)
+    return NotebookRun(source.stem, output, time.perf_counter() - start, error)
+
+
+def write_data_page(book_root: Path, profile: str) -> Path:
+    """Write the "Data files found" page (``book/_generated/00_data_files.md``)."""
+    from csta_lib.book.datafiles import data_file_rows, data_files_markdown
+
+    target = book_root / GENERATED / "00_data_files.md"
+    write_bytes_atomic(target, data_files_markdown(data_file_rows(), profile).encode("utf-8"))
+    return target
+
+
+def remove_stale_pages(generated: Path, keep: Sequence[str]) -> None:
+    """Delete executed notebooks whose source no longer exists (the toc globs the folder)."""
+    if not generated.is_dir():
+        return
+    for page in generated.glob("[0-9]*.ipynb"):
+        if page.stem not in keep:
+            page.unlink()
+
+
+def jupyter_book_command(book_root: Path, builder: str = "html") -> list[str]:
+    """``jupyter-book build ROOT -W --keep-going`` run with this interpreter."""
+    return [
+        # jupyter_book.cli.main has no __main__ guard; call its click group as the console script does
+        sys.executable, "-c", "import sys; from jupyter_book.cli.main import main; sys.exit(main())",
+        "build", str(book_root),
+        "--builder", builder, "-W", "--keep-going",
+    ]
+
+
+def build_site(book_root: Path = PROJECT_ROOT, quiet: bool = False) -> Path:
+    """Run jupyter-book on ``book_root``; return the site's ``index.html``. Raises on a failed build."""
+    proc = subprocess.run(jupyter_book_command(book_root), cwd=book_root, capture_output=True, text=True)
+    if not quiet or proc.returncode != 0:
+        sys.stdout.write(proc.stdout[-6000:])
+        sys.stderr.write(proc.stderr[-6000:])
+    index = book_root / "_build" / "html" / "index.html"
+    if proc.returncode != 0 or not index.is_file():
+        raise RuntimeError(f"jupyter-book build failed (exit {proc.returncode}); see the messages above")
+    return index
+
+
+def stage_book(book_root: Path, source_root: Path = PROJECT_ROOT) -> Path:
+    """Copy the book's sources (config, toc, hand-written pages, vendored JS) to another root."""
+    book_root.mkdir(parents=True, exist_ok=True)
+    for name in BOOK_SOURCES:
+        src = source_root / name
+        if src.is_dir():
+            shutil.copytree(src, book_root / name, dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns("_generated", "__pycache__"))
+        else:
+            shutil.copy2(src, book_root / name)
+    return book_root
+
+
+def build(
+    profile: str,
+    book_root: Path = PROJECT_ROOT,
+    notebooks: Sequence[str] = (),
+    parameters: Mapping[str, Any] | None = None,
+    source_dir: Path = NOTEBOOK_DIR,
+    skip_site: bool = False,
+    log=print,
+) -> BuildReport:
+    """Execute the notebooks at ``profile`` into ``book_root/book/_generated`` and build the site."""
+    from csta_lib.book.vendor import vendor
+
+    if profile not in PROFILES:
+        raise CstaInputError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    start = time.perf_counter()
+    report = BuildReport()
+    vendor()
+    generated = book_root / GENERATED
+    write_data_page(book_root, profile)
+    chosen = list_notebooks(source_dir, notebooks)
+    if not notebooks:
+        remove_stale_pages(generated, [p.stem for p in chosen])
+    params = {"profile": profile, **(parameters or {})}
+    for source in chosen:
+        log(f"[book] running {source.name} (profile={profile}) ...", flush=True)
+        run = execute_notebook(source, generated / source.name, params)
+        report.runs.append(run)
+        status = f"FAILED: {run.error}" if run.error else "ok"
+        log(f"[book]   {source.name}: {status} ({run.seconds:.1f} s)", flush=True)
+    if not skip_site:
+        log("[book] building the site: jupyter-book build . -W --keep-going", flush=True)
+        report.index = build_site(book_root)
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _parse_value(text: str) -> Any:
+    """A ``-p NAME VALUE`` value: JSON when it parses (numbers, lists, true/false), else the string."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m csta_lib.book.build",
+        description="Execute notebooks/*.ipynb with papermill at a profile into book/_generated/, then "
+        "build the Jupyter Book into _build/html (jupyter-book build . -W --keep-going).",
+    )
+    parser.add_argument("--profile", default="quick", choices=PROFILES,
+                        help="experiment size: smoke (seconds), quick (<= 20 min on 2 CPU cores), "
+                        "paper (the paper's protocol; GPU work)")
+    parser.add_argument("--notebook", action="append", default=[], metavar="NAME",
+                        help="run only this notebook (name or prefix such as 04); repeatable; the "
+                        "others keep their previous executed copies")
+    parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                        help="extra notebook parameter (JSON value), e.g. -p seeds '[0, 1, 2]'")
+    parser.add_argument("--no-site", action="store_true", help="only execute the notebooks")
+    args = parser.parse_args(argv)
+    print(f"[book] profile {args.profile}: expected time {EXPECTED_TIME[args.profile]}", flush=True)
+    try:
+        report = build(
+            args.profile,
+            notebooks=args.notebook,
+            parameters={k: _parse_value(v) for k, v in args.parameter},
+            skip_site=args.no_site,
+        )
+    except CstaInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    minutes, seconds = divmod(report.seconds, 60)
+    print(f"[book] total time: {int(minutes)} min {seconds:.0f} s (profile {args.profile})")
+    if report.index:
+        print(f"[book] open {report.index.as_uri()}")
+    if report.failed:
+        for run in report.failed:
+            print(f"error: notebook {run.name} raised {run.error}\n  (executed copy with the traceback: "
+                  f"{run.output})", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""The book's "Data files found" page: which files of the data manifest this build could use."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from csta_lib.data.locator import MIRROR_ENV, PROJECT_ROOT, data_roots
+
+STATUS_TEXT = {
+    "verified": "found, sha256 verified",
+    "unverified": "found (no checksum to verify)",
+    "missing": "missing",
+    "mismatch": "found, **sha256 mismatch**",
+}
+
+
+def root_label(path: str | None) -> str:
+    """Which data root holds ``path``, named without machine-specific absolute paths."""
+    if not path:
+        return "-"
+    p = Path(path)
+    labels = ["project `data/`"]
+    roots = data_roots()
+    if len(roots) == 3:
+        labels.append(f"`${MIRROR_ENV}`")
+    labels.append("local mirror `../shared/data`")
+    for root, label in zip(roots, labels):
+        if p.is_relative_to(root):
+            return f"{label}: `{p.relative_to(root).as_posix()}`"
+    return f"`{p.relative_to(PROJECT_ROOT) if p.is_relative_to(PROJECT_ROOT) else p.name}`"
+
+
+def data_file_rows(hash_files: bool = True) -> list[dict[str, Any]]:
+    """One row per manifest entry (name, status, path, expected, url, licence), as ``csta data check``."""
+    from csta_lib.cli.data import check_rows
+
+    return check_rows(hash_files=hash_files)
+
+
+def _cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def data_files_markdown(rows: list[dict[str, Any]], profile: str) -> str:
+    """The MyST page listing every manifest file, its status and where it was found."""
+    counts = {s: sum(r["status"] == s for r in rows) for s in STATUS_TEXT}
+    features_missing = [r["name"] for r in rows if r["name"].startswith("eccv16.") and r["status"] == "missing"]
+    lines = [
+        "# Data files found",
+        "",
+        f"What this build of the book (profile `{profile}`) found through the data locator, which looks in the "
+        f"project's `data/`, then in `${MIRROR_ENV}`, then in `../shared/data`. Same table as `csta data check`.",
+        "",
+        f"{counts['verified']} verified, {counts['unverified']} found without a checksum, "
+        f"{counts['missing']} missing, {counts['mismatch']} with a checksum mismatch.",
+        "",
+    ]
+    if features_missing:
+        lines += [
+            ":::{important}",
+            "The GoogLeNet pool5 feature files (" + ", ".join(f"`{n}`" for n in features_missing) + ") are "
+            "missing, so every result in this book that needs features was computed on **surrogate features** "
+            "(real annotations, synthetic features; see the Data chapter and *Deviations and caveats*). "
+            "*Reproduce this book* says where to put the real files.",
+            ":::",
+            "",
+        ]
+    lines += ["| file | status | where | published at | licence |", "|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(
+            f"| `{r['name']}` | {STATUS_TEXT.get(r['status'], r['status'])} | "
+            f"{root_label(r['path']) if r['path'] else 'expected at `data/' + _cell(r['expected']) + '`'} | "
+            f"{_cell(r['url'])} | {_cell(r['licence'])} |"
+        )
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,68 @@
+"""Widgets that keep working in the static book, with no kernel behind the page.
+
+A ``Stack`` of pre-rendered ``Image`` widgets whose ``selected_index`` is ``jslink``-ed to a slider (or a
+dropdown): the link lives in the browser (the widget manager embedded in the page), so moving the slider
+switches the image without any Python. Stay within core ipywidgets: other widget packages are not vendored
+and would render as error boxes offline.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from typing import Any
+
+# CSS class names the browser test looks for.
+STACK_CLASS = "csta-image-stack"
+CONTROL_CLASS = "csta-image-stack-control"
+
+
+def figure_png(fig: Any, dpi: int = 80) -> bytes:
+    """PNG bytes of a matplotlib figure (closed afterwards, so notebooks do not also display it)."""
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def image_stack(
+    images: Sequence[bytes],
+    labels: Sequence[str] | None = None,
+    description: str = "show",
+    control: str = "slider",
+    width: str = "100%",
+) -> Any:
+    """A ``VBox`` of a control and a ``Stack`` of PNG images switched by it in the browser.
+
+    ``control`` is ``"slider"`` (an ``IntSlider`` over the image indices; ``labels`` shown in a caption
+    line above each image) or ``"dropdown"`` (a ``Dropdown`` of ``labels``). ``selected_index`` of the
+    stack is ``jslink``-ed to the control's ``value``/``index``, so it works in the static page.
+    """
+    import ipywidgets as widgets
+
+    if not images:
+        raise ValueError("image_stack needs at least one image")
+    labels = list(labels) if labels is not None else [str(i) for i in range(len(images))]
+    if len(labels) != len(images):
+        raise ValueError(f"{len(images)} images but {len(labels)} labels")
+    children = [
+        widgets.VBox([widgets.HTML(f"<b>{label}</b>"), widgets.Image(value=png, format="png",
+                                                                      layout=widgets.Layout(width=width))])
+        for png, label in zip(images, labels)
+    ]
+    stack = widgets.Stack(children, selected_index=0)
+    stack.add_class(STACK_CLASS)
+    if control == "dropdown":
+        ctrl = widgets.Dropdown(options=[(label, i) for i, label in enumerate(labels)], value=0,
+                                description=description)
+        widgets.jslink((ctrl, "index"), (stack, "selected_index"))
+    elif control == "slider":
+        ctrl = widgets.IntSlider(value=0, min=0, max=len(images) - 1, step=1, description=description,
+                                 continuous_update=True)
+        widgets.jslink((ctrl, "value"), (stack, "selected_index"))
+    else:
+        raise ValueError(f"control must be 'slider' or 'dropdown', not {control!r}")
+    ctrl.add_class(CONTROL_CLASS)
+    return widgets.VBox([ctrl, stack])

@@ -1,0 +1,90 @@
+"""``csta results``: tables from the results store.
+
+``csta results table --store DIR [--dataset D] [--preset P] [--variant V] [--splits LIST] [--seeds LIST]
+[--epochs E] [--select POLICIES] [--per-split] [--format markdown|text|csv]`` prints the mean ± std over splits
+and seeds (or one row per split) with the τ/ρ protocol, the selection policy and the data provenance in the
+header. Other commands (e.g. the grid's ``--experiment``) reuse :func:`print_table` and
+:func:`add_table_arguments` for the records they select.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from typing import Any
+
+
+def add_table_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that shape a results table (shared with other commands that print tables)."""
+    parser.add_argument("--select", default="test-max,val,last",
+                        help="selection policies to show, comma-separated (default test-max,val,last; test-max "
+                             "selects on the test split, as the official code)")
+    parser.add_argument("--per-split", action="store_true", help="one row per split (mean ± std over seeds)")
+    parser.add_argument("--format", dest="fmt", choices=["markdown", "text", "csv"], default="markdown",
+                        help="table format (default markdown)")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``results`` command group."""
+    p = subparsers.add_parser("results", help="tables from the results store",
+                              description="Tables built from the run records of a results store.")
+    sub = p.add_subparsers(dest="results_command", metavar="SUBCOMMAND")
+    t = sub.add_parser(
+        "table", help="mean ± std over splits and seeds (or per split) of stored runs",
+        description="Aggregate stored run records into a table: per (dataset, model variant, selection policy) "
+                    "the mean over splits and seeds of tau, rho and F1, the std over seeds of the mean over "
+                    "splits, and the std over splits. The header names the tau/rho protocol, the selection policy "
+                    "and whether the features were surrogate.")
+    t.add_argument("--store", default=None, metavar="DIR", help="results store directory (default results/store)")
+    t.add_argument("--dataset", choices=["summe", "tvsum"], help="only this dataset")
+    t.add_argument("--preset", action="append", help="only this preset (repeatable)")
+    t.add_argument("--variant", action="append", help="only this variant, e.g. paper+skip_norm=layernorm (repeatable)")
+    t.add_argument("--splits", metavar="LIST", help="only these splits (0-based), e.g. 0-2")
+    t.add_argument("--seeds", metavar="LIST", help="only these seeds, e.g. 0-4")
+    t.add_argument("--epochs", type=int, help="only runs of this many epochs")
+    add_table_arguments(t)
+    t.set_defaults(func=table_command)
+    p.set_defaults(func=lambda args: _usage(p))
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 2
+
+
+def policies_of(text: str) -> list[str]:
+    """``"test-max,val"`` → a checked list of policies."""
+    from csta_lib.store import POLICIES
+    from csta_lib.errors import CstaInputError
+
+    policies = [p.strip() for p in text.split(",") if p.strip()]
+    unknown = [p for p in policies if p not in POLICIES]
+    if unknown or not policies:
+        raise CstaInputError(f"--select: unknown policy {unknown[0] if unknown else '(none)'!r}; "
+                             f"choose from {','.join(POLICIES)}")
+    return policies
+
+
+def print_table(records: Sequence[dict[str, Any]], args: argparse.Namespace) -> int:
+    """Print the table of ``records`` as ``args`` (from :func:`add_table_arguments`) asks; used by the grid too."""
+    from csta_lib import store
+
+    print(store.records_table(records, policies=policies_of(args.select), per_split=args.per_split, fmt=args.fmt))
+    return 0
+
+
+def table_command(args: argparse.Namespace) -> int:
+    """Run ``csta results table``."""
+    from csta_lib import store
+    from csta_lib.train import parse_int_list
+
+    records = store.load_records(
+        args.store or store.default_store_dir(),
+        dataset=args.dataset,
+        preset=args.preset,
+        variant=args.variant,
+        splits=parse_int_list(args.splits, name="--splits") if args.splits else None,
+        seeds=parse_int_list(args.seeds, name="--seeds") if args.seeds else None,
+        epochs=args.epochs,
+    )
+    return print_table(records, args)

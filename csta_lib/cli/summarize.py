@@ -1,0 +1,87 @@
+"""``csta summarize``: turn a video file into a summary video with a CSTA checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+DESCRIPTION = """\
+Summarise a video: decode it with PyAV and sample every STRIDE-th frame, encode the samples
+(googlenet: torchvision GoogLeNet pool5 with local ImageNet weights; mobilenet_v1_1024: the real
+pretrained MobileNetV1 TFLite embedding, the default where the GoogLeNet weights are missing), cut
+shots with KTS, score them with the CSTA checkpoint, pick shots with the 0/1 knapsack at BUDGET, and
+write the selected shots to an H.264 video (audio kept) plus a JSON sidecar (OUT with .json).
+
+Exit codes: 0 done, 2 bad input (missing or unreadable video, bad argument, feature mismatch,
+unwritable output), 1 internal error. Nothing is left at OUT when the command fails."""
+
+
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
+
+
+def _budget(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"budget must be a number in (0, 1], got {text!r}") from None
+    return value  # the range is checked by the library, with the same message everywhere
+
+
+def register(subparsers: Any) -> None:
+    """Add ``summarize`` to the ``csta`` command."""
+    p = subparsers.add_parser("summarize", help="summarise a video file into a summary video",
+                              description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("input", metavar="IN", help="input video file (anything FFmpeg reads)")
+    p.add_argument("-o", "--output", metavar="OUT.mp4", required=True,
+                   help="summary video to write (.mp4, .m4v, .mov or .mkv); sidecar JSON beside it")
+    p.add_argument("--checkpoint", metavar="CKPT", required=True,
+                   help="CSTA checkpoint (csta-checkpoint/1, from `csta train` or an imported official one)")
+    p.add_argument("--encoder", choices=("googlenet", "mobilenet_v1_1024"), default=None,
+                   help="frame encoder (default: googlenet if its ImageNet weights are found, else mobilenet_v1_1024)")
+    p.add_argument("--budget", type=_budget, default=0.15, help="summary length as a fraction of the video, "
+                   "in (0, 1] (default 0.15, the paper's)")
+    p.add_argument("--stride", type=int, default=15, help="sample every STRIDE-th frame (default 15, the "
+                   "official sample rate: 2 fps at 30 fps; the stride is in frames whatever the frame rate)")
+    p.add_argument("--sample-fps", type=float, default=None, metavar="FPS",
+                   help="instead of --stride, sample about FPS frames per second (stride = round(fps / FPS))")
+    p.add_argument("--allow-feature-mismatch", action="store_true",
+                   help="run even if the checkpoint was trained on other features than the encoder's "
+                   "(warns, and records it in the sidecar)")
+    p.add_argument("--random-weights", action="store_true",
+                   help="googlenet only: run with RANDOM weights when its ImageNet weights are missing "
+                   "(features and summary are then meaningless; for testing)")
+    p.add_argument("--contact-sheet", metavar="PNG", default=None, help="also write a contact sheet of the "
+                   "selected shots")
+    p.add_argument("--timeline", metavar="PNG", default=None, help="also write the score timeline with shot "
+                   "boundaries")
+    p.add_argument("--sidecar", metavar="JSON", default=None, help="sidecar path (default: OUT with .json)")
+    p.add_argument("--no-audio", action="store_true", help="drop the audio track")
+    p.add_argument("--preset", default="veryfast", choices=X264_PRESETS, metavar="PRESET",
+                   help="x264 speed preset (default veryfast; slower presets give smaller files)")
+    p.add_argument("--json", action="store_true", help="print the sidecar JSON as the last line of stdout")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from csta_lib.video import summarize
+
+    show_progress = not args.quiet
+    result = summarize(
+        args.input, args.output, args.checkpoint,
+        encoder=args.encoder, budget=args.budget, stride=args.stride, sample_fps=args.sample_fps,
+        allow_feature_mismatch=args.allow_feature_mismatch, random_weights=args.random_weights,
+        sidecar=args.sidecar, contact_sheet_png=args.contact_sheet, timeline_png=args.timeline,
+        keep_audio=not args.no_audio, preset=args.preset, progress=show_progress,
+    )
+    record = result.sidecar
+    if args.json:
+        sys.stdout.write(json.dumps(record, separators=(",", ":")) + "\n")
+    else:
+        chosen = record["selected_shots"]
+        print(f"{record['output']}: {len(chosen)} of {len(record['shots'])} shots, "
+              f"{record['summary_duration_s']:.1f} s of {record['duration_s']:.1f} s "
+              f"(encoder {record['encoder']}, budget {record['budget']:.0%}); sidecar {record['sidecar']}")
+    return 0

@@ -1,0 +1,147 @@
+"""``csta train``: train CSTA runs with the paper's protocol and store their records.
+
+Two forms::
+
+    csta train --preset paper --dataset summe --splits all --seeds 0-4 --epochs 100 --select test-max,val,last
+    csta train --preset P --data H5_FILE --splits-file SPLITS_FILE --split K --seed S --epochs E --store DIR
+
+Each run prints its record path; the last line of standard output is the last run's record path.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+DESCRIPTION = """\
+Train CSTA as the official code does (Adam lr 1e-3, weight decay 1e-7 as L2, MSE against gtscore, one video
+per step, shuffled; a fresh model per split) and write one JSON record per run into the results store
+(content-addressed: a run that is already stored is not recomputed; use --force to retrain).
+
+Every run evaluates the test videos (and a validation subset) after each epoch and reports three model
+selections from the same run: test-max (the official rule, selects ON THE TEST SPLIT: the last epoch where
+mean tau and rho both improved), val (the same rule on a validation subset of the training videos) and last.
+With the val policy the model trains on the training videos minus that subset (--val-fraction, default 0.2);
+--select test-max,last with --val-fraction 0 trains on exactly the official training set.
+
+Data: --dataset uses the real eccv16 file when the data locator finds it, else a cached surrogate (labelled
+in the record); --data uses any eccv16-layout h5 file. Splits: the official CSTA 5-fold splits unless
+--splits-file is given; split indices are 0-based.
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``train`` command."""
+    p = subparsers.add_parser("train", help="train runs (preset x dataset x splits x seeds) into the results store",
+                              description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    model = p.add_argument_group("model")
+    model.add_argument("--preset", default="paper", help="model preset (see `csta model presets`; default paper)")
+    model.add_argument("--set", dest="overrides", action="append", default=[], metavar="SWITCH=VALUE",
+                       help="change one ModelConfig switch of the preset, e.g. --set skip_norm=layernorm (repeatable)")
+    model.add_argument("--cnn-weights", default="auto",
+                       help="CNN trunk init: auto (ImageNet file if found, else random init; default), imagenet "
+                            "(required), none (random), or a weight file / data name")
+    model.add_argument("--init-from", metavar="CHECKPOINT",
+                       help="start from a csta checkpoint's weights (must be of the same model config)")
+    data = p.add_argument_group("data")
+    data.add_argument("--dataset", choices=["summe", "tvsum"],
+                      help="dataset (optional with --data / --splits-file, which name it)")
+    data.add_argument("--data", metavar="H5_FILE", help="eccv16-layout feature file (overrides the data locator)")
+    data.add_argument("--splits-file", metavar="SPLITS_FILE",
+                      help="split file of any family (CSTA .txt, PGL-SUM/VASNet/MSVA .json, DSNet .yml); "
+                           "default: the official CSTA splits")
+    which = data.add_mutually_exclusive_group()
+    which.add_argument("--split", type=int, metavar="K", help="one split, 0-based")
+    which.add_argument("--splits", default=None, metavar="LIST", help="splits: all (default), 0-4 or 0,2")
+    runs = p.add_argument_group("runs")
+    seeds = runs.add_mutually_exclusive_group()
+    seeds.add_argument("--seed", type=int, metavar="S", help="one seed")
+    seeds.add_argument("--seeds", default=None, metavar="LIST", help="seeds: 0-4 or 0,3 (default 0)")
+    runs.add_argument("--epochs", type=int, default=100, help="epochs per run (default 100, as the paper)")
+    runs.add_argument("--select", default="test-max,val,last",
+                      help="selection policies, comma-separated from test-max,val,last (default: all three)")
+    runs.add_argument("--val-fraction", type=float, default=None,
+                      help="share of the training videos held out for the val policy (default 0.2 when val is "
+                           "selected, else 0)")
+    runs.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3, the paper's)")
+    runs.add_argument("--weight-decay", type=float, default=1e-7,
+                      help="Adam weight decay, coupled L2 (default 1e-7, the paper's)")
+    runs.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
+    runs.add_argument("--resume-every", type=int, default=1, metavar="N",
+                      help="epochs between resume snapshots (default 1); an interrupted run resumes from it")
+    out = p.add_argument_group("output")
+    out.add_argument("--store", default=None, metavar="DIR", help="results store directory (default results/store)")
+    out.add_argument("--force", action="store_true", help="retrain even if the run is already stored")
+    out.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=main)
+
+
+def _parse_overrides(items: list[str]) -> tuple[tuple[str, object], ...]:
+    """``["skip_norm=layernorm", "attention_dropout_rate=0.5"]`` → typed (switch, value) pairs."""
+    import yaml
+
+    from csta_lib.errors import CstaInputError
+
+    pairs = []
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep or not name:
+            raise CstaInputError(f"--set {item!r}: expected SWITCH=VALUE")
+        value = yaml.safe_load(text) if text not in ("None", "none", "") else None  # numbers, booleans, strings
+        pairs.append((name.strip(), value))
+    return tuple(pairs)
+
+
+def build_specs(args: argparse.Namespace) -> list:
+    """The RunSpecs an invocation asks for (splits × seeds), validated before anything trains."""
+    from csta_lib import train
+    from csta_lib.errors import CstaInputError
+
+    policies = tuple(p.strip() for p in args.select.split(",") if p.strip())
+    unknown = [p for p in policies if p not in train.POLICIES]
+    if unknown or not policies:
+        raise CstaInputError(f"--select: unknown policy {unknown[0] if unknown else '(none)'!r}; "
+                             f"choose from {','.join(train.POLICIES)}")
+    if args.epochs <= 0:
+        raise CstaInputError(f"--epochs must be a positive integer, got {args.epochs}")
+    seeds = [args.seed] if args.seed is not None else train.parse_int_list(args.seeds or "0", name="--seeds")
+    base = train.RunSpec(
+        preset=args.preset, dataset=args.dataset, data_path=args.data, splits_file=args.splits_file,
+        epochs=args.epochs, policies=policies, val_fraction=args.val_fraction, lr=args.lr,
+        weight_decay=args.weight_decay, device=args.device, resume_every=args.resume_every,
+        cnn_weights=None if args.cnn_weights == "none" else args.cnn_weights, init_checkpoint=args.init_from,
+        overrides=_parse_overrides(args.overrides), seed=seeds[0],
+    )
+    if args.split is not None:
+        splits = [args.split]
+    else:
+        n_splits = len(train.available_splits(base))
+        splits = train.parse_int_list(args.splits or "all", name="--splits", all_values=range(n_splits))
+    import dataclasses
+
+    specs = [dataclasses.replace(base, split=k, seed=s) for k in splits for s in seeds]
+    for spec in specs:  # every bad input fails here, before the first run trains
+        train.prepare(spec)
+    return specs
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run ``csta train``."""
+    from csta_lib import store, train
+    from csta_lib.errors import CstaInputError
+    from csta_lib.io import ensure_writable_dir
+
+    store_dir = args.store or store.default_store_dir()
+    try:
+        ensure_writable_dir(store_dir)
+    except PermissionError as exc:
+        raise CstaInputError(f"--store: {exc}") from exc
+    specs = build_specs(args)
+    for i, spec in enumerate(specs, 1):
+        record = train.run(spec, store_dir, progress=not args.no_progress, force=args.force)
+        chosen = ", ".join(f"{p} epoch {s['epoch']} tau {s['test_tau']:.3f} rho {s['test_rho']:.3f}"
+                           for p, s in record["selected"].items())
+        label = "SURROGATE features" if record["provenance"]["surrogate"] else "real features"
+        print(f"[{i}/{len(specs)}] {record['dataset']} {record['variant']} split {spec.split} seed {spec.seed} "
+              f"({label}): {chosen}")
+        print(record["_path"])
+    return 0

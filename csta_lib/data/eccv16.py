@@ -1,0 +1,381 @@
+"""Reader of the eccv16 feature files (``eccv16_dataset_{summe,tvsum}_google_pool5.h5``).
+
+The layout (KaiyangZhou/eccv16, documented in the PGL-SUM README and reference §3): one group per
+video, ``video_1 … video_N``, each holding
+
+==================  ==================  ===============================================
+key                 shape               meaning
+==================  ==================  ===============================================
+``features``        (T, D) float        frame features at the 2-fps samples (D = 1024)
+``gtscore``         (T,) float          training target in [0, 1]
+``user_summary``    (U, n_frames) 0/1   one binary summary per annotator
+``change_points``   (S, 2) int          KTS shots, inclusive ``[start, end]``
+``n_frame_per_seg`` (S,) int            shot lengths (optional; derived if absent)
+``n_frames``        scalar int          frames of the original video
+``picks``           (T,) int            frame index of each sample (0, 15, 30, …)
+``gtsummary``       (T,) float          optional, unused by CSTA
+``video_name``      scalar str          optional
+==================  ==================  ===============================================
+
+:func:`load_eccv16` checks all of that when the file is opened, loads every video into memory
+once (read-only arrays, cached per file so repeated loads are free) and records the file's
+sha256. A surrogate file (see :mod:`csta_lib.data.surrogate`) says so in its attributes; a file
+without them is taken to be the real one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from csta_lib.errors import ConfigError, DataFormatError, MissingDataError
+
+DATASETS = ("summe", "tvsum")
+N_VIDEOS = {"summe": 25, "tvsum": 50}
+SAMPLE_RATE = 15  # frames between two 2-fps samples (``picks``)
+REQUIRED_KEYS = ("features", "gtscore", "user_summary", "change_points", "n_frames", "picks")
+OPTIONAL_KEYS = ("n_frame_per_seg", "gtsummary", "video_name", "n_steps")
+REAL_LABEL = "eccv16 GoogLeNet pool5 features"
+SURROGATE_LABEL = "surrogate features"
+
+_VIDEO_KEY = re.compile(r"^video_(\d+)$")
+
+
+def check_dataset(name: str) -> str:
+    """Normalise a dataset name (``SumMe`` → ``summe``); raise :class:`ConfigError` if unknown."""
+    normal = str(name).strip().lower()
+    if normal not in DATASETS:
+        raise ConfigError(f"unknown dataset {name!r}; expected one of: {', '.join(DATASETS)}")
+    return normal
+
+
+def video_sort_key(key: str) -> tuple[int, str]:
+    """Sort ``video_2`` before ``video_10`` (h5 stores keys in ASCII order)."""
+    match = _VIDEO_KEY.match(key)
+    return (int(match.group(1)), key) if match else (1 << 30, key)
+
+
+@dataclass(frozen=True, eq=False)
+class VideoData:
+    """One video of an eccv16 file, validated; arrays are read-only."""
+
+    key: str
+    features: np.ndarray  # (T, D) float32
+    gtscore: np.ndarray  # (T,) float32
+    user_summary: np.ndarray | None  # (U, n_frames) uint8
+    change_points: np.ndarray  # (S, 2) int64, inclusive
+    n_frame_per_seg: np.ndarray  # (S,) int64
+    n_frames: int
+    picks: np.ndarray  # (T,) int64
+    video_name: str
+    gtsummary: np.ndarray | None = None
+
+    @property
+    def n_steps(self) -> int:
+        """Number of 2-fps samples T."""
+        return int(self.features.shape[0])
+
+
+@dataclass(frozen=True, eq=False)
+class Eccv16Dataset:
+    """All videos of one eccv16 file, in ``video_1 … video_N`` order."""
+
+    path: Path
+    dataset: str
+    videos: dict[str, VideoData]
+    is_surrogate: bool
+    provenance: dict[str, Any] = field(default_factory=dict)
+    sha256: str = ""
+
+    def __getitem__(self, key: str) -> VideoData:
+        try:
+            return self.videos[key]
+        except KeyError:
+            raise KeyError(f"{self.path}: no video {key!r} (has {len(self.videos)}: "
+                           f"{', '.join(list(self.videos)[:5])}, ...)") from None
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.videos
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.videos)
+
+    def __len__(self) -> int:
+        return len(self.videos)
+
+    def keys(self) -> list[str]:
+        """Video keys in ``video_1 … video_N`` order."""
+        return list(self.videos)
+
+    def values(self) -> list[VideoData]:
+        return list(self.videos.values())
+
+    def items(self) -> list[tuple[str, VideoData]]:
+        return list(self.videos.items())
+
+    @property
+    def label(self) -> str:
+        """What the features are, for any table or figure computed on them."""
+        return str(self.provenance.get("label", SURROGATE_LABEL if self.is_surrogate else REAL_LABEL))
+
+
+# --------------------------------------------------------------------------------------------
+# validation helpers: each raises DataFormatError naming file, video and key
+
+
+def _where(path: Path, key: str, name: str | None = None) -> str:
+    return f"{path}: {key}" + (f"/{name}" if name else "")
+
+
+def _read(group: Any, path: Path, key: str, name: str) -> np.ndarray:
+    try:
+        return np.asarray(group[name][()])
+    except KeyError:
+        raise DataFormatError(f"{_where(path, key)}: missing key {name!r}") from None
+    except Exception as exc:  # h5py raises OSError/TypeError on unreadable datasets
+        raise DataFormatError(f"{_where(path, key, name)}: cannot be read ({exc})") from exc
+
+
+def _numeric(arr: np.ndarray, path: Path, key: str, name: str) -> np.ndarray:
+    if arr.dtype.kind not in "biuf":
+        raise DataFormatError(f"{_where(path, key, name)}: expected numbers, got dtype {arr.dtype}")
+    if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+        bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
+        raise DataFormatError(f"{_where(path, key, name)}: {bad} non-finite value(s) (NaN or inf)")
+    return arr
+
+
+def _integers(arr: np.ndarray, path: Path, key: str, name: str) -> np.ndarray:
+    arr = _numeric(arr, path, key, name)
+    if arr.dtype.kind == "f" and not np.all(arr == np.round(arr)):
+        raise DataFormatError(f"{_where(path, key, name)}: expected integer values")
+    return arr.astype(np.int64)
+
+
+def _shape_error(path: Path, key: str, name: str, got: tuple, expected: str) -> DataFormatError:
+    return DataFormatError(f"{_where(path, key, name)}: shape {got} does not match the expected {expected}")
+
+
+def _text(value: Any) -> str:
+    value = value.item() if isinstance(value, np.ndarray) and value.size == 1 else value
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, np.ndarray) and value.dtype.kind in "iu":  # MATLAB-style char codes
+        return "".join(map(chr, value.ravel()))
+    return str(value)
+
+
+def _readonly(arr: np.ndarray) -> np.ndarray:
+    arr = np.ascontiguousarray(arr)
+    arr.setflags(write=False)
+    return arr
+
+
+def validate_video(path: Path, key: str, raw: dict[str, np.ndarray]) -> VideoData:
+    """Check one video's fields against each other and build its :class:`VideoData`.
+
+    ``raw`` maps field names to arrays as read from the file; missing optional fields may be absent.
+    """
+    for name in REQUIRED_KEYS:
+        if name not in raw:
+            raise DataFormatError(f"{_where(path, key)}: missing key {name!r}")
+    features = _numeric(raw["features"], path, key, "features")
+    if features.ndim != 2:
+        raise _shape_error(path, key, "features", features.shape, "(T, D)")
+    n_steps = features.shape[0]
+    if n_steps < 1:
+        raise DataFormatError(f"{_where(path, key, 'features')}: empty video (0 steps)")
+    if features.shape[1] < 1:
+        raise _shape_error(path, key, "features", features.shape, "(T, D) with D >= 1")
+
+    gtscore = _numeric(raw["gtscore"], path, key, "gtscore")
+    if gtscore.ndim != 1 or gtscore.shape[0] != n_steps:
+        raise _shape_error(path, key, "gtscore", gtscore.shape, f"({n_steps},) = len(features)")
+
+    n_frames_arr = _integers(raw["n_frames"], path, key, "n_frames")
+    if n_frames_arr.size != 1:
+        raise _shape_error(path, key, "n_frames", n_frames_arr.shape, "a scalar")
+    n_frames = int(n_frames_arr.reshape(()))
+    if n_frames < 1:
+        raise DataFormatError(f"{_where(path, key, 'n_frames')}: n_frames = {n_frames} (must be >= 1)")
+
+    picks = _integers(raw["picks"], path, key, "picks").reshape(-1)
+    if picks.shape[0] != n_steps:
+        raise _shape_error(path, key, "picks", raw["picks"].shape, f"({n_steps},) = len(features)")
+    if picks[0] < 0 or picks[-1] >= n_frames or np.any(np.diff(picks) <= 0):
+        raise DataFormatError(f"{_where(path, key, 'picks')}: picks must increase strictly within "
+                              f"[0, n_frames={n_frames}); got {picks[0]} … {picks[-1]}")
+
+    user_summary = _numeric(raw["user_summary"], path, key, "user_summary")
+    if user_summary.ndim != 2 or user_summary.shape[1] != n_frames or user_summary.shape[0] < 1:
+        raise _shape_error(path, key, "user_summary", user_summary.shape, f"(n_users, n_frames={n_frames})")
+    if not np.all((user_summary == 0) | (user_summary == 1)):
+        raise DataFormatError(f"{_where(path, key, 'user_summary')}: values must be 0 or 1")
+
+    change_points = _integers(raw["change_points"], path, key, "change_points")
+    if change_points.ndim != 2 or change_points.shape[1] != 2 or change_points.shape[0] < 1:
+        raise _shape_error(path, key, "change_points", change_points.shape, "(n_shots, 2)")
+    starts, ends = change_points[:, 0], change_points[:, 1]
+    if (starts[0] != 0 or ends[-1] != n_frames - 1 or np.any(ends < starts)
+            or np.any(starts[1:] != ends[:-1] + 1)):
+        raise DataFormatError(f"{_where(path, key, 'change_points')}: shots must be inclusive [start, end] "
+                              f"rows that tile frames 0 … n_frames-1 = {n_frames - 1} without gaps")
+    lengths = ends - starts + 1
+    if "n_frame_per_seg" in raw:
+        per_seg = _integers(raw["n_frame_per_seg"], path, key, "n_frame_per_seg").reshape(-1)
+        if not np.array_equal(per_seg, lengths):
+            raise DataFormatError(f"{_where(path, key, 'n_frame_per_seg')}: does not equal the shot lengths "
+                                  "end - start + 1 of change_points")
+
+    if "n_steps" in raw and int(_integers(raw["n_steps"], path, key, "n_steps").reshape(-1)[0]) != n_steps:
+        raise DataFormatError(f"{_where(path, key, 'n_steps')}: does not equal len(features) = {n_steps}")
+
+    gtsummary = None
+    if "gtsummary" in raw:
+        gtsummary = _numeric(raw["gtsummary"], path, key, "gtsummary").reshape(-1).astype(np.float32)
+
+    return VideoData(
+        key=key,
+        features=_readonly(features.astype(np.float32, copy=False)),
+        gtscore=_readonly(gtscore.astype(np.float32, copy=False)),
+        user_summary=_readonly(user_summary.astype(np.uint8, copy=False)),
+        change_points=_readonly(change_points),
+        n_frame_per_seg=_readonly(lengths),
+        n_frames=n_frames,
+        picks=_readonly(picks),
+        video_name=_text(raw["video_name"]) if "video_name" in raw else key,
+        gtsummary=None if gtsummary is None else _readonly(gtsummary),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# the file
+
+
+def _open_h5(path: Path):
+    import h5py
+
+    if not path.is_file():
+        raise MissingDataError(f"{path}: no such file (an eccv16 h5 dataset was expected)")
+    if not h5py.is_hdf5(path):
+        raise DataFormatError(f"{path}: not an HDF5 file (an eccv16 h5 dataset was expected)")
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        raise DataFormatError(f"{path}: cannot be opened as HDF5 ({exc})") from exc
+
+
+def _attr(value: Any) -> Any:
+    """An h5 attribute as plain Python (JSON strings decoded)."""
+    if isinstance(value, bytes):
+        value = value.decode()
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if isinstance(value, str) and value[:1] in "[{":
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _guess_dataset(path: Path, attrs: dict[str, Any], n_videos: int) -> str:
+    if attrs.get("dataset"):
+        return check_dataset(attrs["dataset"])
+    lowered = path.name.lower()
+    named = [d for d in DATASETS if d in lowered]
+    if len(named) == 1:
+        return named[0]
+    by_count = [d for d, n in N_VIDEOS.items() if n == n_videos]
+    if len(by_count) == 1:
+        return by_count[0]
+    raise DataFormatError(f"{path}: cannot tell whether this is SumMe or TVSum; pass dataset='summe' or 'tvsum'")
+
+
+def _provenance(path: Path, dataset: str, attrs: dict[str, Any], sha256: str) -> tuple[bool, dict[str, Any]]:
+    is_surrogate = bool(attrs.get("surrogate", False))
+    prov: dict[str, Any] = {
+        "kind": "surrogate" if is_surrogate else "real",
+        "label": SURROGATE_LABEL if is_surrogate else REAL_LABEL,
+        "dataset": dataset,
+        "file": path.name,
+        "sha256": sha256,
+    }
+    if is_surrogate:
+        for name in ("real", "derived", "synthetic", "seed", "signal", "builder_version", "sources", "note"):
+            if name in attrs:
+                prov[name] = attrs[name]
+    else:
+        prov.update(real=list(REQUIRED_KEYS) + ["n_frame_per_seg", "video_name"], derived=[], synthetic=[])
+    return is_surrogate, prov
+
+
+def _load(path: Path, dataset: str | None) -> Eccv16Dataset:
+    from csta_lib.data.locator import sha256_file
+
+    with _open_h5(path) as h5:
+        attrs = {k: _attr(v) for k, v in h5.attrs.items()}
+        keys = sorted((k for k in h5.keys() if _VIDEO_KEY.match(k)), key=video_sort_key)
+        if not keys:
+            raise DataFormatError(f"{path}: no video_<k> groups found (keys: {', '.join(list(h5.keys())[:8])})")
+        ds_name = check_dataset(dataset) if dataset is not None else _guess_dataset(path, attrs, len(keys))
+        if attrs.get("dataset") and check_dataset(attrs["dataset"]) != ds_name:
+            raise DataFormatError(f"{path}: this file holds {attrs['dataset']}, not {ds_name}")
+        videos: dict[str, VideoData] = {}
+        width = None
+        for key in keys:
+            group = h5[key]
+            if not hasattr(group, "keys"):
+                raise DataFormatError(f"{_where(path, key)}: expected a group of fields, found a dataset")
+            raw = {name: _read(group, path, key, name) for name in group.keys()
+                   if name in REQUIRED_KEYS or name in OPTIONAL_KEYS}
+            video = validate_video(path, key, raw)
+            if width is None:
+                width = video.features.shape[1]
+            elif video.features.shape[1] != width:
+                raise _shape_error(path, key, "features", video.features.shape, f"(T, {width}) like the other videos")
+            videos[key] = video
+    digest = sha256_file(path)
+    is_surrogate, prov = _provenance(path, ds_name, attrs, digest)
+    return Eccv16Dataset(path=path, dataset=ds_name, videos=videos, is_surrogate=is_surrogate,
+                         provenance=prov, sha256=digest)
+
+
+_CACHE: dict[tuple[str, str | None], tuple[tuple[int, int], Eccv16Dataset]] = {}
+_CACHE_SIZE = 4  # a TVSum file is ~100 MB in memory: keep only the few most recent
+
+
+def load_eccv16(path: str | os.PathLike[str], dataset: str | None = None) -> Eccv16Dataset:
+    """Open, validate and load an eccv16 h5 file (cached per file while it is unchanged).
+
+    ``dataset`` ("summe" | "tvsum") is taken from the file's attributes, its name or its number of
+    videos when not given. Raises :class:`MissingDataError` / :class:`DataFormatError` (both
+    :class:`~csta_lib.errors.CstaInputError`) naming the file, video and key at fault.
+    """
+    path = Path(path).expanduser().resolve()
+    if dataset is not None:
+        dataset = check_dataset(dataset)
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        raise MissingDataError(f"{path}: no such file (an eccv16 h5 dataset was expected)") from None
+    stamp = (stat.st_mtime_ns, stat.st_size)
+    cache_key = (str(path), dataset)
+    hit = _CACHE.get(cache_key)
+    if hit is not None and hit[0] == stamp:
+        return hit[1]
+    loaded = _load(path, dataset)
+    _CACHE.pop(cache_key, None)
+    _CACHE[cache_key] = (stamp, loaded)
+    while len(_CACHE) > _CACHE_SIZE:
+        del _CACHE[next(iter(_CACHE))]
+    return loaded
