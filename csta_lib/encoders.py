@@ -189,11 +189,6 @@ class GoogLeNetEncoder:
     """torchvision GoogLeNet pool5: (N, 224, 224, 3) uint8 -> (N, 1024) float32 (not L2-normalised)."""
 
     def __init__(self, random_weights: bool = False, num_threads: int | None = None) -> None:
-        import torch
-
-        from csta_lib._torchvision import import_torchvision
-
-        tv = import_torchvision()
         path = googlenet_weights_path()
         if path is None and not random_weights:
             from csta_lib.data.locator import missing_message
@@ -203,6 +198,11 @@ class GoogLeNetEncoder:
                 + missing_message("weights.torchvision.googlenet")
                 + "\n  or use --encoder mobilenet_v1_1024 (real pretrained weights, available offline), or pass "
                 "--random-weights to run GoogLeNet with RANDOM weights (meaningless features, for testing only)")
+        import torch
+
+        from csta_lib._torchvision import import_torchvision
+
+        tv = import_torchvision()
         if num_threads:
             torch.set_num_threads(num_threads)
         if path is not None and not random_weights:
@@ -300,6 +300,8 @@ def feature_mismatch(info: EncoderInfo, checkpoint_features: dict[str, Any] | No
     if not checkpoint_features:
         return "the checkpoint does not record which features it was trained on"
     trained_on = str(checkpoint_features.get("encoder"))
+    if trained_on == "untrained":
+        return "the checkpoint is untrained (random model weights): its scores are meaningless"
     if checkpoint_features.get("surrogate"):
         return (f"the checkpoint was trained on surrogate (synthetic) features ({trained_on}), not on features "
                 f"of any real encoder; its scores on {info.name} features are not meaningful")

@@ -17,7 +17,21 @@ function that returns τ/ρ takes the protocol name, and every table built from 
     annotators.
 
 τ is always scipy's τ-b (``kendalltau`` default) and ρ scipy's ``spearmanr``. A correlation with a
-constant input is undefined: it is returned as NaN, never dropped; aggregations count NaNs.
+constant input is undefined: it is returned as NaN, never dropped; aggregations count NaNs. τ-b is
+computed from exact integer pair counts with scipy's final formula (bit-identical to
+``kendalltau``), batched over users; ρ is the batched Pearson correlation of average ranks.
+
+Reference rows measured on the real annotations (mean over videos):
+
+=========================  ===============  ===============  ======================
+row                        SumMe τ / ρ      TVSum τ / ρ      how
+=========================  ===============  ===============  ======================
+Human (``otani``)          0.2051 / 0.2126  0.1774 / 0.2042  :func:`human_baseline`
+Random (``csta_summe``)    0.093 / 0.104    n/a              :func:`random_baseline`
+Random (per-user)          0.001 / 0.001    0.000 / 0.000    20 draws, std < 0.01
+gtscore (paper protocol)   0.4047 / 0.4524  0.3782 / 0.4732  :func:`upper_bound`
+gtscore (``otani``)        0.3791 / 0.4234  0.3639 / 0.4561  :func:`upper_bound`
+=========================  ===============  ===============  ======================
 """
 
 from __future__ import annotations
@@ -25,7 +39,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -39,16 +53,23 @@ __all__ = [
     "SUBSAMPLE",
     "DatasetEvaluator",
     "VideoReference",
+    "F1_AGGREGATION",
     "aggregate_splits",
+    "annotation_user_scores",
     "check_protocol",
+    "dataset_human_baseline",
+    "f1_per_user",
     "f1_score",
+    "fields_references",
     "frame_scores",
     "generate_summary",
     "human_baseline",
     "knapsack",
     "mean_metrics",
+    "protocol_reference_rows",
     "random_baseline",
     "rank_correlation",
+    "references_from_dataset",
     "shot_scores",
     "upper_bound",
 ]
@@ -229,7 +250,11 @@ def generate_summary(
     ``change_points`` must be contiguous inclusive shots covering frames ``0 .. n_frames-1``.
     """
     n_frames = _check_n_frames(n_frames)
-    if not (isinstance(budget, (int, float)) and 0.0 <= float(budget) <= 1.0):
+    try:
+        budget = float(budget)
+    except (TypeError, ValueError):
+        budget = math.nan
+    if not 0.0 <= budget <= 1.0:
         raise CstaInputError(f"budget must be a fraction in [0, 1], got {budget!r}")
     shots = _check_shots(change_points, n_frames)
     frame_level = frame_scores(scores, picks, n_frames)
@@ -272,6 +297,9 @@ class _RankReference:
     @classmethod
     def build(cls, rows: np.ndarray) -> _RankReference:
         rows = np.atleast_2d(np.asarray(rows, dtype=np.float64))
+        # a row with NaN (e.g. an empty user row divided by its max 0) has undefined τ/ρ, as in
+        # scipy: make it constant so that it yields NaN
+        rows = np.where(np.isfinite(rows).all(axis=1, keepdims=True), rows, 0.0)
         codes = np.empty(rows.shape, dtype=np.int64)
         ytie = []
         for u, row in enumerate(rows):
@@ -363,9 +391,13 @@ def _user_mean(values: np.ndarray) -> float:
 
 
 def _normalised_steps(user_scores: np.ndarray) -> np.ndarray:
-    """CA-SUM/CSTA TVSum reference rows: each user's scores / their max, then ``[::15]``."""
+    """CA-SUM/CSTA TVSum reference rows: each user's scores / their max, then ``[::15]``.
+
+    A row whose max is 0 (an empty binary summary) becomes NaN, and that user's τ/ρ NaN.
+    """
     maxima = user_scores.max(axis=1, initial=-1, keepdims=True)
-    return (user_scores / maxima)[:, ::SUBSAMPLE]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (user_scores / maxima)[:, ::SUBSAMPLE]
 
 
 def protocol_reference_rows(protocol: str, reference: Any) -> np.ndarray:
@@ -375,7 +407,10 @@ def protocol_reference_rows(protocol: str, reference: Any) -> np.ndarray:
     scores divided by their max and subsampled ``[::15]``; ``otani``: the users' frame-level scores.
     """
     check_protocol(protocol)
-    ref = _user_matrix("reference", reference).astype(np.float64)
+    ref = np.asarray(reference)
+    if ref.ndim == 1:  # one user
+        ref = ref.reshape(1, -1)
+    ref = _user_matrix("reference", ref).astype(np.float64)
     if protocol == "csta_summe":
         return ref.mean(axis=0, keepdims=True)
     if protocol == "casum_tvsum":
@@ -472,7 +507,8 @@ class VideoReference:
         return int(self.picks.size)
 
 
-def references_from_dataset(dataset: Any, user_scores: Mapping[str, np.ndarray] | None = None) -> dict[str, VideoReference]:
+def references_from_dataset(dataset: Any,
+                            user_scores: Mapping[str, np.ndarray] | None = None) -> dict[str, VideoReference]:
     """:class:`VideoReference` of every video of an :class:`~csta_lib.data.eccv16.Eccv16Dataset`."""
     out = {}
     for key, v in dataset.items():
@@ -494,11 +530,13 @@ def annotation_user_scores(dataset: str) -> dict[str, np.ndarray]:
     return {key: v.user_scores for key, v in videos.items()}
 
 
-def fields_references(dataset: str, with_user_scores: bool = True) -> dict[str, VideoReference]:
+def fields_references(dataset: str, with_user_scores: bool | None = None) -> dict[str, VideoReference]:
     """References from the real eccv16 fields file (``eccv16.fields``; no features needed).
 
     SumMe has the real KTS ``change_points`` and ``user_summary``; TVSum only ``gtscore``, ``picks``
     and ``n_frames`` (so no summaries: ``csta_summe`` and F1 are unavailable for it).
+    ``with_user_scores`` adds the raw annotation scores (:func:`annotation_user_scores`); by default
+    for TVSum only (SumMe's per-user reference is then the binary ``user_summary``).
     """
     import h5py
 
@@ -508,6 +546,8 @@ def fields_references(dataset: str, with_user_scores: bool = True) -> dict[str, 
 
     dataset = check_dataset(dataset)
     path = locate("eccv16.fields")
+    if with_user_scores is None:
+        with_user_scores = dataset == "tvsum"
     scores = annotation_user_scores(dataset) if with_user_scores else {}
     out: dict[str, VideoReference] = {}
     with h5py.File(path, "r") as h5:
@@ -525,19 +565,19 @@ def fields_references(dataset: str, with_user_scores: bool = True) -> dict[str, 
     return out
 
 
-def _nan_result(protocol: str) -> dict[str, Any]:
-    return {"tau": math.nan, "rho": math.nan, "f1": math.nan, "protocol": protocol}
-
-
 class DatasetEvaluator:
     """Evaluate step scores of many videos under one protocol; references are prepared once.
 
     ``DatasetEvaluator(dataset)`` takes an :class:`~csta_lib.data.eccv16.Eccv16Dataset`; the protocol
-    defaults to the paper's for the dataset (:data:`PAPER_PROTOCOL`). ``casum_tvsum`` needs the raw
-    TVSum user scores (``tvsum_annotations``: the dict of
-    :func:`csta_lib.data.annotations.load_tvsum`, loaded when not given). ``otani`` uses the raw
-    user scores too (TVSum ``user_anno``; SumMe GT ``user_score``, the matrices that reproduce the
-    paper's Human row), with the step scores upsampled to frames as for the summaries.
+    defaults to the paper's for the dataset (:data:`PAPER_PROTOCOL`). On TVSum, ``casum_tvsum`` and
+    ``otani`` use the raw user scores 1..5 (``tvsum_annotations``: the dict of
+    :func:`csta_lib.data.annotations.load_tvsum`, loaded when not given). On SumMe they use the
+    binary ``user_summary`` of the dataset as each user's frame scores, unless
+    ``summe_annotations`` (:func:`~csta_lib.data.annotations.load_summe`) is given: the raw GT
+    ``user_score`` numbers each user's selected segments 1, 2, 3, ... in temporal order, so it is
+    not an importance score (though it is what reproduces the paper's SumMe Human row, see
+    :func:`human_baseline`). For ``otani`` the step scores are upsampled to frames as for the
+    summaries (:func:`frame_scores`).
 
     :meth:`evaluate` returns ``{key: {"tau", "rho", "f1", "protocol"}}``; F1 (in [0, 1], max over
     users for SumMe, mean for TVSum) is computed from the 15 % knapsack summary when the video has
@@ -565,7 +605,7 @@ class DatasetEvaluator:
                 if given is not None:
                     scores = {k: np.asarray(v.user_scores if hasattr(v, "user_scores") else v)
                               for k, v in given.items()}
-                else:
+                elif dataset_name == "tvsum":
                     scores = annotation_user_scores(dataset_name)
             references = references_from_dataset(dataset, scores)
         self.references: dict[str, VideoReference] = dict(references)
@@ -582,9 +622,10 @@ class DatasetEvaluator:
                     raise CstaInputError(f"{key}: csta_summe needs user summaries, the dataset has none")
                 matrix = _user_matrix(f"{key} user_summary", ref.user_summary, ref.n_frames)
             else:
-                if ref.user_scores is None:
-                    raise CstaInputError(f"{key}: protocol {self.protocol} needs raw user scores, none given")
-                matrix = _user_matrix(f"{key} user scores", ref.user_scores, ref.n_frames)
+                users = ref.user_scores if ref.user_scores is not None else ref.user_summary
+                if users is None:
+                    raise CstaInputError(f"{key}: protocol {self.protocol} needs user scores, none given")
+                matrix = _user_matrix(f"{key} user scores", users, ref.n_frames)
             rows = protocol_reference_rows(self.protocol, matrix)
             if self.protocol == "casum_tvsum" and rows.shape[1] != ref.n_steps:
                 raise CstaInputError(f"length mismatch: {key} has {ref.n_steps} steps but its user scores "
@@ -617,7 +658,8 @@ class DatasetEvaluator:
             f1 = f1_score(summary, ref.user_summary, self.f1_aggregation)
         return {"tau": tau, "rho": rho, "f1": f1, "protocol": self.protocol}
 
-    def evaluate(self, scores_by_key: Mapping[str, Any], keys: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
+    def evaluate(self, scores_by_key: Mapping[str, Any],
+                 keys: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
         """Per-video results for ``keys`` (default: every key of ``scores_by_key``)."""
         keys = list(scores_by_key) if keys is None else list(keys)
         missing = [k for k in keys if k not in scores_by_key]
@@ -679,16 +721,20 @@ def human_baseline(user_scores: Any, protocol: str = "otani") -> tuple[float, fl
 
     ``otani`` (what the paper's Table 1 Human row is): every ordered pair (i, j), i != j, of
     annotators, τ-b of ``rankdata(-u_i)``, ``rankdata(-u_j)`` and Spearman ρ on the **raw
-    frame-level** user scores (TVSum ``user_anno`` 1..5; SumMe GT ``user_score``, not binarised),
-    averaged over the pairs; the dataset number is the mean over videos. This reproduces the paper:
-    TVSum 0.1774 / 0.2042 (0.177 / 0.204) and SumMe 0.2051 / 0.2126 (0.205 / 0.213). Variants that
-    do not: SumMe binarised (0.2115 / 0.2115), each annotator against the mean of the others
-    (TVSum 0.314 / 0.396, SumMe 0.268 / 0.309); subsampling ``[::15]`` gives TVSum 0.1774 / 0.2042
-    and SumMe 0.2034 / 0.2108.
+    frame-level** user scores (TVSum ``user_anno`` 1..5; SumMe GT ``user_score`` as stored, not
+    binarised), averaged over the pairs; the dataset number is the mean over videos. This
+    reproduces the paper: TVSum 0.1774 / 0.2042 (0.177 / 0.204) and SumMe 0.2051 / 0.2126
+    (0.205 / 0.213). Variants that do not: SumMe binarised (``user_score > 0``: 0.2115 / 0.2115);
+    each annotator against the mean of the others (TVSum 0.314 / 0.396, SumMe 0.268 / 0.309);
+    subsampling ``[::15]`` keeps TVSum at 0.1774 / 0.2042 but gives SumMe 0.2034 / 0.2108.
+    Note that SumMe's raw ``user_score`` is not an importance score: it numbers each user's
+    selected segments 1, 2, 3, ... in temporal order (0 = not selected), so the paper's SumMe
+    Human row ranks later selections above earlier ones.
 
     ``casum_tvsum``: each annotator's scores / max, ``[::15]``, against each other annotator's
-    (the protocol with an annotator in place of the model). ``csta_summe``: each annotator's binary
-    summary (scores > 0) against the mean binary summary of the others.
+    (the protocol with an annotator in place of the model; TVSum 0.1775 / 0.2042, SumMe 0.2034 /
+    0.2108). ``csta_summe``: each annotator's binary summary (scores > 0) against the mean binary
+    summary of the others (SumMe 0.2958 / 0.3292; needs binary summaries, so not TVSum).
     """
     check_protocol(protocol)
     users = _user_matrix("user_scores", user_scores).astype(np.float64)
@@ -697,6 +743,10 @@ def human_baseline(user_scores: Any, protocol: str = "otani") -> tuple[float, fl
         raise CstaInputError(f"a human baseline needs at least 2 annotators, got {n_users}")
     if protocol == "csta_summe":
         binary = (users > 0).astype(np.float64)
+        if np.all(binary.min(axis=1) == binary.max(axis=1)):
+            raise CstaInputError("csta_summe human baseline needs binary user summaries (> 0 = selected); "
+                                 "every user's row is constant (TVSum 1..5 scores have no binary form "
+                                 "without shots)")
         taus, rhos = [], []
         for i in range(n_users):
             others = np.delete(binary, i, axis=0).mean(axis=0, keepdims=True)
@@ -737,7 +787,11 @@ def random_baseline(evaluator: DatasetEvaluator, n_draws: int = 100, seed: int =
     """Random row: uniform random step scores for every video, evaluated ``n_draws`` times.
 
     Each draw is averaged over the videos like a model's result; returns the mean and the
-    population std over draws of τ and ρ (expected 0) and the per-draw means.
+    population std over draws of τ and ρ and the per-draw means. Under ``casum_tvsum`` and
+    ``otani`` the Random row is 0 as the paper prints it (SumMe, 20 draws: τ 0.001 ± 0.006). Under
+    ``csta_summe`` it is not: random scores go through the 15 % knapsack on the real KTS shots,
+    which favours short shots, and users favour them too (Otani et al. 2019), giving SumMe
+    τ 0.093 ± 0.016, ρ 0.104 ± 0.018 (20 draws).
     """
     if int(n_draws) < 1:
         raise CstaInputError(f"n_draws must be at least 1, got {n_draws}")
@@ -767,7 +821,7 @@ def upper_bound(dataset: str, protocol: str | None = None,
     dataset = check_dataset(dataset)
     if evaluator is None:
         protocol = check_protocol(protocol or PAPER_PROTOCOL[dataset])
-        refs = fields_references(dataset, with_user_scores=protocol != "csta_summe")
+        refs = fields_references(dataset, with_user_scores=dataset == "tvsum" and protocol != "csta_summe")
         evaluator = DatasetEvaluator(references=refs, dataset_name=dataset, protocol=protocol)
     scores = {k: r.gtscore for k, r in evaluator.references.items()}
     if any(s is None for s in scores.values()):

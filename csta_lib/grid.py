@@ -502,6 +502,8 @@ def run_grid(
     check_options(engine, jobs, gpus_per_run, cpus_per_run)
     store_dir = check_store(store)
     joins = engine == "ray" and bool(address or os.environ.get("RAY_ADDRESS"))
+    if joins:
+        check_reachable(address or os.environ["RAY_ADDRESS"])  # seconds, before any data is prepared
     threads = cpus_per_run or default_cpus_per_run(engine, jobs, joins)
     if engine == "local" and gpus_per_run > 0:
         _check_local_cuda()

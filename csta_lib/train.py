@@ -61,6 +61,9 @@ DEFAULT_VAL_FRACTION = 0.2
 PAPER_LR = 1e-3
 PAPER_WEIGHT_DECAY = 1e-7
 PAPER_EPOCHS = 100
+#: What each policy looks at to choose its epoch (written into every selection of a record).
+SELECTED_ON = {"test-max": "test split (the official code's rule; leaky)", "val": "validation subset",
+               "last": "nothing (final epoch)"}
 
 EpochCallback = Callable[[int, dict[str, Any]], None]
 
@@ -103,7 +106,7 @@ class RunSpec:
     device: str | None = None
     cnn_weights: str | None = "auto"
     init_checkpoint: str | None = None
-    resume_every: int = 1
+    resume_every: int = 5
 
     @property
     def variant(self) -> str:
@@ -626,7 +629,7 @@ def train_loop(
 
     # Features and targets go to the device once; the loop never touches files.
     def tensor(array: np.ndarray) -> torch.Tensor:
-        return torch.as_tensor(np.asarray(array, dtype=np.float32)).to(device)
+        return torch.tensor(np.asarray(array, dtype=np.float32), device=device)
 
     eval_keys = list(prep.val_keys) + list(prep.test_keys)
     inputs = {k: tensor(prep.data[k].features) for k in (*prep.train_keys, *eval_keys)}
@@ -665,7 +668,7 @@ def train_loop(
 
         eval_start = time.perf_counter()
         model.eval()
-        with torch.no_grad():
+        with torch.inference_mode():
             predictions = {k: model(inputs[k]).float().cpu().numpy() for k in eval_keys}
         metrics = score(predictions)
         test = {k: metrics[k] for k in prep.test_keys}
@@ -729,7 +732,8 @@ def _selected_entry(policy: str, epoch: int | None, history: Sequence[Mapping[st
         epoch = len(history)
     entry = history[epoch - 1]
     out = {"epoch": epoch, "test_tau": entry["test_tau"], "test_rho": entry["test_rho"],
-           "test_f1": entry["test_f1"], "checkpoint": f"{ckpt_rel}/{_epoch_file(Path(), epoch).name}"}
+           "test_f1": entry["test_f1"], "checkpoint": f"{ckpt_rel}/{_epoch_file(Path(), epoch).name}",
+           "selected_on": SELECTED_ON[policy]}
     if "val_tau" in entry:
         out.update(val_tau=entry["val_tau"], val_rho=entry["val_rho"], val_f1=entry["val_f1"])
     out["per_video"] = per_video[epoch - 1]["test"]
@@ -763,6 +767,7 @@ def build_record(prep: PreparedRun, loop: Mapping[str, Any], record_file: Path, 
             "trained_on": "official training keys minus the validation subset" if prep.val_keys
             else "the official training keys",
             "rule": "last epoch where mean tau AND mean rho both improve strictly (test-max: on test; val: on val)",
+            "labels": {p: store.POLICY_LABELS[p] for p in prep.policies},
         },
         "protocol": {"rank": prep.protocol, "f1": "15% knapsack on KTS shots vs user summaries"},
         "provenance": {**loop["features"],
@@ -819,14 +824,6 @@ def run(
     (ckpt_dir / "resume.pt").unlink(missing_ok=True)
     record["_path"] = str(record_file)
     return record
-
-
-def spec_from_record(record: Mapping[str, Any]) -> dict[str, Any]:
-    """The main RunSpec fields of a record (for display and re-running)."""
-    fields = {f.name for f in dataclasses.fields(RunSpec)}
-    out = {"preset": record.get("preset"), "dataset": record.get("dataset"), "split": record["split"]["index"],
-           "seed": record.get("seed"), "epochs": record.get("n_epochs")}
-    return {k: v for k, v in out.items() if k in fields}
 
 
 __all__ = [

@@ -18,13 +18,19 @@ How this differs from the official custom-video path (video_helper.py), and why:
 - **Corrupt data.** A packet the decoder rejects is skipped and counted; decoding goes on with the next
   one. Frame indices count the frames that could be decoded; the sidecar records ``decode_errors`` and a
   warning is printed. Both decoding passes skip the same packets, so indices stay consistent.
-- **Writing.** The selected shots are re-encoded to H.264 (libx264, ``fast`` preset, yuv420p) at the
-  input's size and frame rate; audio, when present, is cut to the same time ranges and encoded to AAC.
-  Every output (video, sidecar, PNGs) is written to a temporary file and renamed only when all succeeded.
+- **Writing.** The selected shots are re-encoded to H.264 (libx264, ``veryfast`` preset by default,
+  CRF 23, yuv420p) at the input's size and frame rate. The writer seeks to the key frame before each
+  run of selected frames rather than decoding the whole video again (frames are found by their
+  timestamps from the sampling pass). Audio, when present, is cut at the same instants and encoded to
+  AAC (more than two channels downmixed to stereo). Every output (video, sidecar, PNGs) is written to a
+  temporary file and renamed only when all succeeded.
+- **Too short / too long a budget.** If no shot fits the budget (every shot is longer), that is an
+  error asking for a larger budget, not an empty video.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import json
 import math
@@ -248,6 +254,16 @@ def sample_frames(path: str | Path, stride: int = DEFAULT_STRIDE, size: int = 22
                         np.asarray(pts, np.int64), np.asarray(keyframes, np.int64))
 
 
+def load_image(path: str | Path, size: int = 224) -> np.ndarray:
+    """A still image (JPEG, BMP, PNG, ...) as (size, size, 3) uint8 RGB, resized exactly as video samples are."""
+    path = Path(path)
+    with _open(path) as container:
+        stream = _video_stream(container, path)
+        for frame in container.decode(stream):
+            return frame.to_ndarray(width=size, height=size, format="rgb24", interpolation="AREA")
+    raise VideoInputError(f"{path} holds no image")
+
+
 def _estimate_frames(info: VideoInfo) -> int | None:
     return round(info.duration_s * info.fps) if info.duration_s else None
 
@@ -256,38 +272,28 @@ def _estimate_frames(info: VideoInfo) -> int | None:
 # shots, scores, selection
 
 
-def shots_from_features(features: np.ndarray, picks: np.ndarray, n_frames: int,
+def shots_from_features(features: np.ndarray, stride: int, n_frames: int,
                         max_change_points: int | None = None) -> np.ndarray:
-    """KTS shots (S, 2) inclusive frame ranges covering ``0 .. n_frames-1``, from step features.
+    """KTS shots (S, 2): inclusive frame ranges covering ``0 .. n_frames-1``, from the step features.
 
-    KTS sees the L2-normalised features (cosine kernel, the scale of ``vmax=1``); at most
-    ``max_change_points`` boundaries (default: one fewer than the number of steps, as DSNet's and the
-    official helper allow).
+    KTS sees the L2-normalised features (a cosine kernel, on the scale its ``vmax=1`` penalty assumes,
+    as DSNet and the official helper normalise theirs); at most ``max_change_points`` boundaries
+    (default one fewer than the number of steps, DSNet's custom-video setting), with the penalty of a
+    video of ``n_frames`` frames. Step change point ``c`` starts a shot at frame ``c * stride``.
     """
     from csta_lib import kts
 
     features = np.asarray(features, np.float64)
-    n_steps = len(features)
-    if n_steps < 2:
+    if len(features) < 2:
         return np.array([[0, n_frames - 1]], np.int64)
     norms = np.linalg.norm(features, axis=1, keepdims=True)
     unit = features / np.where(norms > 0, norms, 1.0)
-    max_cp = n_steps - 1 if max_change_points is None else int(max_change_points)
-    step_cps = np.asarray(kts.change_points(unit, max_cp, vmax=1.0), np.int64).ravel()
-    return step_change_points_to_shots(step_cps, picks, n_frames)
-
-
-def step_change_points_to_shots(step_change_points: np.ndarray, picks: np.ndarray, n_frames: int) -> np.ndarray:
-    """Shots in frames from KTS change points in steps (step ``c`` starts a new shot at frame ``picks[c]``)."""
-    from csta_lib import kts
-
-    helper = getattr(kts, "change_points_to_shots", None) or getattr(kts, "steps_to_frame_shots", None)
-    if helper is not None:
-        return np.asarray(helper(step_change_points, picks, n_frames), np.int64)
-    starts = np.unique(np.concatenate([[0], np.asarray(picks)[np.asarray(step_change_points, np.int64)]]))
-    starts = starts[(starts >= 0) & (starts < n_frames)]
-    ends = np.append(starts[1:] - 1, n_frames - 1)
-    return np.stack([starts, ends], axis=1).astype(np.int64)
+    max_cp = len(features) - 1 if max_change_points is None else int(max_change_points)
+    # desc_rate: the penalty counts the video's frames, not its samples, as if KTS ran on every frame
+    # (the official custom-video path does; on n/stride samples the per-cut penalty would be stride
+    # times larger and short videos would get no cut at all).
+    step_cps = kts.change_points(unit, max_cp, vmax=1.0, desc_rate=stride)
+    return kts.shots_from_change_points(step_cps, n_frames, stride).astype(np.int64)
 
 
 def score_steps(model: Any, features: np.ndarray, stride: int, n_frames: int) -> np.ndarray:
@@ -598,6 +604,50 @@ def write_summary_video(source: str | Path, target: str | Path, shots: np.ndarra
     return WrittenSummary(written, cutter is not None, tuple(thumbnails))
 
 
+def make_synthetic_video(path: str | Path, segments: Sequence[tuple[tuple[int, int, int], int]], *,
+                         fps: int = 25, size: tuple[int, int] = (96, 64), audio_rate: int | None = None,
+                         gop: int = 12) -> Path:
+    """Write a test video of solid-colour segments ``[(rgb, n_frames), ...]`` (known cuts) with PyAV.
+
+    A moving white bar keeps consecutive frames distinct. With ``audio_rate`` a mono sine track
+    (pitch changing per segment) of the same length is added. The container follows the suffix.
+    """
+    import av
+
+    path = Path(path)
+    width, height = size
+    with av.open(str(path), "w") as out:
+        vs = out.add_stream("libx264", rate=fps)
+        vs.width, vs.height, vs.pix_fmt = width, height, "yuv420p"
+        vs.options = {"preset": "ultrafast", "g": str(gop)}
+        aus = None
+        if audio_rate:
+            aus = out.add_stream("aac", rate=audio_rate)
+            aus.codec_context.layout = "mono"
+        index, sample = 0, 0
+        per_frame = (audio_rate or 0) // fps
+        for k, (rgb, count) in enumerate(segments):
+            for _ in range(count):
+                image = np.empty((height, width, 3), np.uint8)
+                image[:] = rgb
+                image[:, (index * 3) % width] = 255
+                frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+                frame.pts = index
+                out.mux(vs.encode(frame))
+                if aus is not None:
+                    t = (sample + np.arange(per_frame)) / audio_rate
+                    tone = (0.2 * np.sin(2 * np.pi * (220 * (k + 1)) * t)).astype(np.float32)[None]
+                    chunk = av.AudioFrame.from_ndarray(tone, format="fltp", layout="mono")
+                    chunk.sample_rate, chunk.pts = audio_rate, sample
+                    out.mux(aus.encode(chunk))
+                    sample += per_frame
+                index += 1
+        out.mux(vs.encode(None))
+        if aus is not None:
+            out.mux(aus.encode(None))
+    return path
+
+
 # --------------------------------------------------------------------------------------------------
 # pictures: contact sheet and score timeline
 
@@ -682,6 +732,46 @@ class SummaryResult:
     features: np.ndarray = field(repr=False)
 
 
+def table1_checkpoint(profile: str = "smoke", store_dir: str | Path | None = None, dataset: str = "tvsum",
+                      policy: str = "last") -> tuple[Path, dict[str, Any]]:
+    """The checkpoint of the first Table 1 CSTA run (split 0, seed 0) at ``profile``, and its run record.
+
+    The run is trained once and then found in the results store (``store_dir``, default the store's
+    default), so the book's chapter summarises with the same model the Table 1 notebook evaluates. It
+    was trained on whatever features that profile had (the real eccv16 file, else a surrogate), which
+    the record and the checkpoint say.
+    """
+    from csta_lib import experiments, train
+    from csta_lib.store import default_store_dir
+
+    runs = [p for p in experiments.plan("table1", profile) if p.dataset == dataset]
+    if not runs:
+        raise CstaInputError(f"table1 at profile {profile!r} has no {dataset} run")
+    store = Path(store_dir) if store_dir else default_store_dir()
+    record = train.run(runs[0].spec(), store, progress=False)
+    chosen = record["selected"].get(policy) or next(iter(record["selected"].values()))
+    return Path(record["_path"]).parent / chosen["checkpoint"], record
+
+
+def provenance_text(sidecar: dict[str, Any]) -> str:
+    """In plain words: which encoder and which checkpoint made this summary, and what that means."""
+    info = sidecar.get("encoder_info") or {}
+    features = sidecar.get("checkpoint_features") or {}
+    encoder = {"mobilenet_v1_1024": "the ImageNet-pretrained MobileNetV1 embedding (1024-d, 8-bit TFLite)",
+               "googlenet": "torchvision GoogLeNet pool5 (1024-d)"}.get(sidecar["encoder"], sidecar["encoder"])
+    if info.get("random_weights"):
+        encoder += " with RANDOM weights"
+    trained_on = ("surrogate (synthetic) features" if features.get("surrogate")
+                  else f"{features.get('encoder', 'unknown')} features")
+    text = (f"Frames encoded with {encoder}; scores from the CSTA checkpoint `{Path(sidecar['checkpoint']).name}` "
+            f"(preset {sidecar.get('checkpoint_preset')}), trained on {trained_on}.")
+    if sidecar.get("feature_mismatch"):
+        text += (f" **The features do not match what the model was trained on** ({sidecar['feature_mismatch_reason']}): "
+                 "the shots are real KTS cuts of this video, but the scores, and so the selection, carry no "
+                 "learned notion of importance. It shows the pipeline working, not the quality of CSTA.")
+    return text
+
+
 def sidecar_path_for(output: str | Path) -> Path:
     """Where the JSON sidecar of ``output`` goes: the same name with ``.json``."""
     return Path(output).with_suffix(".json")
@@ -708,17 +798,36 @@ def _warn(message: str, warnings: list[str]) -> None:
 
 
 def _load_checkpoint(path: str | Path) -> tuple[Any, dict[str, Any]]:
+    """The checkpoint's model (eval mode) and dict; also imports the scoring modules.
+
+    Run in a background thread by :func:`summarize` while the video decodes: importing torch, scipy
+    (through the evaluation module) and building the model take about as long as decoding.
+    """
     from csta_lib.train import load_checkpoint
 
     path = Path(path)
-    if not path.is_file():
-        raise CstaInputError(f"checkpoint {path} does not exist")
-    return load_checkpoint(path, map_location="cpu")
+    model, payload = load_checkpoint(path, map_location="cpu")
+    import csta_lib.evaluation  # noqa: F401  (imported here, off the critical path)
+
+    return model, payload
 
 
 def _batches(frames: np.ndarray, size: int) -> Iterator[np.ndarray]:
     for start in range(0, len(frames), size):
         yield frames[start:start + size]
+
+
+def _sample_and_encode(video: Path, stride: int, encoder: Any, batch_size: int,
+                       progress: bool) -> tuple[SampledVideo, np.ndarray]:
+    from csta_lib.encoders import INPUT_SIZE, encode_batches
+
+    sampled = sample_frames(video, stride=stride, size=INPUT_SIZE, progress=progress)
+    bar = _Progress(progress, "encode", len(sampled.frames))
+    try:
+        features = encode_batches(encoder, _batches(sampled.frames, batch_size), bar.update)
+    finally:
+        bar.close()
+    return sampled, features
 
 
 def summarize(
@@ -776,33 +885,33 @@ def summarize(
         raise CstaInputError(f"output paths must differ: {', '.join(map(str, destinations))}")
     t = lap("validate", t_start)
 
-    model, ckpt = _load_checkpoint(checkpoint)
+    if not Path(checkpoint).is_file():
+        raise CstaInputError(f"checkpoint {checkpoint} does not exist")
     frame_encoder = enc.build_encoder(encoder, random_weights=random_weights)
+    t = lap("load_encoder", t)
+    # The model loads in a background thread while the video decodes (both take about a second).
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="csta-load") as pool:
+        loading = pool.submit(_load_checkpoint, checkpoint)
+        try:
+            sampled, features = _sample_and_encode(video, stride, frame_encoder, batch_size, progress)
+        except BaseException:
+            concurrent.futures.wait([loading])  # the video's error is reported; the thread just ends
+            raise
+        t = lap("decode_encode", t)
+        model, ckpt = loading.result()  # re-raises a loading error (not a checkpoint, unreadable, ...)
+    t = lap("wait_model", t)
     mismatch = enc.feature_mismatch(frame_encoder.info, ckpt.get("features"))
     if mismatch and not allow_feature_mismatch:
         raise CstaInputError(f"feature mismatch: {mismatch}. The scores would not mean what the checkpoint "
                              "learned; pass --allow-feature-mismatch to summarise anyway (recorded in the sidecar)")
     if mismatch:
         _warn(f"feature mismatch allowed: {mismatch}", warnings)
-    t = lap("load", t)
-
-    # ---- decode and sample
-    sampled = sample_frames(video, stride=stride, size=enc.INPUT_SIZE, progress=progress)
     if sampled.decode_errors:
         _warn(f"{video}: {sampled.decode_errors} corrupt packet(s) skipped while decoding; "
               f"{sampled.n_frames} frames could be decoded", warnings)
-    t = lap("decode", t)
-
-    # ---- features
-    bar = _Progress(progress, "encode", len(sampled.frames))
-    try:
-        features = enc.encode_batches(frame_encoder, _batches(sampled.frames, batch_size), bar.update)
-    finally:
-        bar.close()
-    t = lap("encode", t)
 
     # ---- shots, scores, selection
-    shots = shots_from_features(features, sampled.picks, sampled.n_frames)
+    shots = shots_from_features(features, stride, sampled.n_frames)
     t = lap("kts", t)
     scores = score_steps(model, features, stride, sampled.n_frames)
     t = lap("score", t)
@@ -811,8 +920,12 @@ def summarize(
     values = shot_scores(frame_scores(scores, sampled.picks, sampled.n_frames), shots)
     chosen = selected_shot_mask(scores, shots, sampled.picks, sampled.n_frames, budget)
     if not chosen.any():
-        _warn("the knapsack selected no shot (every shot is longer than the budget, or all scores are 0); "
-              "the summary video is empty", warnings)
+        lengths = shots[:, 1] - shots[:, 0] + 1
+        raise CstaInputError(
+            f"no shot fits the budget: {budget:.0%} of {sampled.n_frames} frames is "
+            f"{int(sampled.n_frames * budget)} frames, the shortest of the {len(shots)} shots has {int(lengths.min())} frames"
+            + (" (or every score is 0)" if int(lengths.min()) <= int(sampled.n_frames * budget) else "")
+            + "; raise --budget")
     t = lap("select", t)
 
     fps = info.fps

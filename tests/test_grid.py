@@ -240,7 +240,7 @@ def test_ray_task_sends_files_back_when_the_store_is_not_shared(tmp_path, cache,
     data = experiments.prepare_data("table1", "smoke", cache)
     spec = experiments.expand("table1", "smoke", data)[0]
     shipped = grid.ship_file(data["summe"].features)
-    moved = grid.ShippedFile(str(tmp_path / "elsewhere" / "x.h5"), shipped.sha256, shipped.size, shipped.ref)
+    moved = grid.ShippedFile(str(tmp_path / "elsewhere" / Path(shipped.path).name), shipped.sha256, shipped.size, shipped.ref)
     result = grid.ray_task_body(fake_run, spec, str(tmp_path / "store"), ".no-marker", 1, moved, None)
     assert result["record"]["data_exists"]  # the bytes came from the object store into a node-local file
     assert list(result["files"])[-1].endswith(".json")  # record last

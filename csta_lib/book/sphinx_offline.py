@@ -83,10 +83,10 @@ def _add_shim(app: Sphinx, config: Any) -> None:
 
 def _set_default_mode(app: Sphinx, config: Any) -> None:
     """Give pydata-sphinx-theme a valid default colour mode (an empty one logs a console error)."""
-    options = dict(getattr(config, "html_theme_options", {}) or {})
-    if not options.get("default_mode"):
-        options["default_mode"] = "light"
-        config.html_theme_options = options
+    context = dict(getattr(config, "html_context", {}) or {})
+    if not context.get("default_mode"):
+        context["default_mode"] = "light"  # pydata-sphinx-theme reads it from html_context
+        config.html_context = context
 
 
 def _is_remote(uri: str) -> bool:

@@ -66,8 +66,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     runs.add_argument("--weight-decay", type=float, default=1e-7,
                       help="Adam weight decay, coupled L2 (default 1e-7, the paper's)")
     runs.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
-    runs.add_argument("--resume-every", type=int, default=1, metavar="N",
-                      help="epochs between resume snapshots (default 1); an interrupted run resumes from it")
+    runs.add_argument("--resume-every", type=int, default=5, metavar="N",
+                      help="epochs between resume snapshots (model, optimizer, RNG states; default 5): an "
+                           "interrupted run resumes from the last one with an identical result")
     out = p.add_argument_group("output")
     out.add_argument("--store", default=None, metavar="DIR", help="results store directory (default results/store)")
     out.add_argument("--force", action="store_true", help="retrain even if the run is already stored")

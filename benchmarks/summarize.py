@@ -1,0 +1,143 @@
+"""Speed of `csta summarize` on the Big Buck Bunny trailer (812 frames, 25 fps), stage by stage.
+
+Runs the real command in a fresh process (start-up and imports included), prints each stage's
+time from the sidecar, the end-to-end wall time and the real-time factor (video duration / wall
+time). With ``--official`` it also times the official custom-video pipeline's costs (reference §6.6
+item 9) rebuilt from our parts: GoogLeNet (random weights, as the official path has without the
+ImageNet file) on **every** frame, L2-normalised features, KTS over **all** frames, then the model on
+every 15th frame. Issue 8's targets: ours < 5 s with mobilenet_v1_1024, >= 10x faster than official.
+
+    python benchmarks/summarize.py              # ours, 1 run on the trailer
+    python benchmarks/summarize.py --short      # ours on a 10-second clip (bikes), quick check
+    python benchmarks/summarize.py --official   # also the official-style pipeline (about 40 s here)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from csta_lib.data import locate  # noqa: E402
+
+
+def make_checkpoint(path: Path) -> Path:
+    """A clearly untrained `paper` CSTA checkpoint (speed does not depend on the weights)."""
+    import torch
+
+    from csta_lib.model import build_model
+    from csta_lib.train import save_checkpoint
+
+    torch.manual_seed(0)
+    return save_checkpoint(path, build_model("paper").eval(),
+                           {"encoder": "untrained", "surrogate": False, "imagenet_weights": None},
+                           {"note": "RANDOM weights, for timing only (benchmarks/summarize.py)"}, preset="paper")
+
+
+def time_ours(video: Path, checkpoint: Path, out_dir: Path, encoder: str) -> tuple[float, dict]:
+    """Wall time of one `csta summarize` process and its sidecar."""
+    out = out_dir / f"summary_{encoder}.mp4"
+    cmd = [sys.executable, "-m", "csta_lib.cli", "summarize", str(video), "-o", str(out), "--checkpoint",
+           str(checkpoint), "--encoder", encoder, "--allow-feature-mismatch", "--json", "--quiet"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"csta summarize failed ({proc.returncode}):\n{proc.stderr}")
+    return wall, json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def official_style(video: Path, checkpoint: Path, out_dir: Path) -> dict[str, float]:
+    """The official custom-video costs: GoogLeNet on every frame, KTS on every frame (in-process timings)."""
+    import av
+
+    from csta_lib import kts
+    from csta_lib.encoders import GoogLeNetEncoder
+    from csta_lib.evaluation import generate_summary
+    from csta_lib.video import score_steps, write_summary_video, sample_frames
+
+    times: dict[str, float] = {}
+    t = time.perf_counter()
+    encoder = GoogLeNetEncoder(random_weights=True)
+    model, _ = __import__("csta_lib.train", fromlist=["load_checkpoint"]).load_checkpoint(checkpoint)
+    times["load"] = time.perf_counter() - t
+    t = time.perf_counter()
+    features = []
+    with av.open(str(video)) as container:
+        batch = []
+        for frame in container.decode(video=0):
+            batch.append(frame.to_ndarray(width=224, height=224, format="rgb24"))
+            if len(batch) == 32:
+                features.append(encoder.encode(np.stack(batch)))
+                batch = []
+        if batch:
+            features.append(encoder.encode(np.stack(batch)))
+    all_features = np.concatenate(features)
+    all_features /= np.maximum(np.linalg.norm(all_features, axis=1, keepdims=True), 1e-12)
+    times["decode+googlenet (every frame)"] = time.perf_counter() - t
+    t = time.perf_counter()
+    n = len(all_features)
+    cps = kts.change_points(all_features, n - 1, vmax=1.0)
+    bounds = np.concatenate([[0], cps, [n]])
+    shots = np.stack([bounds[:-1], bounds[1:] - 1], axis=1)
+    times["kts (every frame)"] = time.perf_counter() - t
+    t = time.perf_counter()
+    picks = np.arange(0, n, 15)
+    scores = score_steps(model, all_features[picks], 15, n)
+    summary = generate_summary(scores, shots, n, picks, 0.15)
+    times["score+select"] = time.perf_counter() - t
+    t = time.perf_counter()
+    chosen = shots[summary[shots[:, 0]] == 1]
+    plan = sample_frames(video, stride=n).cut_plan
+    write_summary_video(video, out_dir / "official_style.mp4", chosen, plan)
+    times["write"] = time.perf_counter() - t
+    return times
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--short", action="store_true", help="time a 10-second clip (videos.bikes) instead")
+    parser.add_argument("--official", action="store_true", help="also time the official-style pipeline")
+    parser.add_argument("--encoder", default="mobilenet_v1_1024", choices=("mobilenet_v1_1024", "googlenet"))
+    parser.add_argument("--repeat", type=int, default=1, help="runs of ours (the best is reported)")
+    args = parser.parse_args()
+
+    video = locate("videos.bikes" if args.short else "videos.bbb_trailer")
+    with tempfile.TemporaryDirectory(prefix="csta-bench-") as tmp:
+        tmp_dir = Path(tmp)
+        checkpoint = make_checkpoint(tmp_dir / "untrained_paper.pt")
+        runs = [time_ours(video, checkpoint, tmp_dir, args.encoder) for _ in range(max(1, args.repeat))]
+        wall, record = min(runs, key=lambda r: r[0])
+        duration = record["duration_s"]
+        print(f"video: {video.name}  {record['n_frames']} frames, {record['fps']:g} fps, {duration:.1f} s; "
+              f"encoder {record['encoder']}; {os.cpu_count()} CPU cores")
+        print("ours, stages inside the process (s):")
+        for stage, seconds in record["timings_s"].items():
+            print(f"  {stage:<16} {seconds:7.3f}")
+        print(f"ours, end to end incl. process start-up: {wall:.2f} s (runs: "
+              f"{', '.join(f'{w:.2f}' for w, _ in runs)}); real-time factor {duration / wall:.1f}x")
+        if args.official:
+            start = time.perf_counter()
+            stages = official_style(video, checkpoint, tmp_dir)
+            official = time.perf_counter() - start
+            print("official-style pipeline (s):")
+            for stage, seconds in stages.items():
+                print(f"  {stage:<32} {seconds:7.3f}")
+            print(f"official-style total (in-process, start-up not included): {official:.2f} s; "
+                  f"real-time factor {duration / official:.2f}x; ours is {official / wall:.1f}x faster")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

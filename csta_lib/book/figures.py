@@ -1,0 +1,164 @@
+"""Presentation helpers for the book's notebooks: per-video statistics tables and seaborn figures.
+
+Method code (readers, metrics, training) lives in the rest of ``csta_lib``; this module only arranges
+its outputs into data frames and figures, so the notebooks stay a few lines per cell.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+SAMPLE_RATE = 15  # frames per 2-fps step in the eccv16 files
+
+
+def video_statistics(dataset: str) -> Any:
+    """One row per video from the real annotations: length, steps, fps, annotators, shots (SumMe: real KTS).
+
+    SumMe rows also give the mean fraction of frames each annotator selected; TVSum rows the category.
+    """
+    import pandas as pd
+
+    from csta_lib.data.annotations import load_summe, load_tvsum
+
+    rows = []
+    if dataset == "summe":
+        from csta_lib.data.surrogate import read_real_fields
+
+        fields = read_real_fields("summe")
+        for key, v in load_summe().items():
+            rows.append({
+                "key": key, "name": v.name, "n_frames": v.n_frames, "fps": v.fps, "duration_s": v.duration,
+                "steps": int(np.ceil(v.n_frames / SAMPLE_RATE)), "annotators": v.user_scores.shape[0],
+                "shots": int(np.asarray(fields[key]["change_points"]).shape[0]),
+                "selected_fraction": float((v.user_scores > 0).mean()),
+            })
+    elif dataset == "tvsum":
+        for key, v in load_tvsum().items():
+            rows.append({
+                "key": key, "name": v.title, "category": v.category, "n_frames": v.n_frames, "fps": v.fps,
+                "duration_s": v.duration, "steps": int(np.ceil(v.n_frames / SAMPLE_RATE)),
+                "annotators": v.user_scores.shape[0],
+            })
+    else:
+        from csta_lib.data.eccv16 import check_dataset
+
+        check_dataset(dataset)
+    return pd.DataFrame(rows)
+
+
+def statistics_summary(stats: Mapping[str, Any]) -> Any:
+    """Per dataset: videos, annotators, mean/min/max duration and steps (the table under the figures)."""
+    import pandas as pd
+
+    rows = []
+    for dataset, frame in stats.items():
+        rows.append({
+            "dataset": dataset, "videos": len(frame), "annotators": int(frame["annotators"].max()),
+            "duration mean (s)": frame["duration_s"].mean(), "duration min (s)": frame["duration_s"].min(),
+            "duration max (s)": frame["duration_s"].max(), "steps mean": frame["steps"].mean(),
+            "steps max": int(frame["steps"].max()),
+        })
+    return pd.DataFrame(rows).set_index("dataset")
+
+
+def length_figure(stats: Mapping[str, Any], caption: str) -> Any:
+    """Histograms of video length in 2-fps steps, one panel per dataset."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    fig, axes = plt.subplots(1, len(stats), figsize=(4.5 * len(stats), 3.2), squeeze=False)
+    for ax, (dataset, frame) in zip(axes[0], stats.items()):
+        sns.histplot(frame["steps"], bins=12, ax=ax, color="tab:blue")
+        ax.set_title(f"{dataset}: {len(frame)} videos")
+        ax.set_xlabel("length (2-fps steps)")
+    fig.suptitle(caption, fontsize=9, y=1.02)
+    fig.tight_layout()
+    return fig
+
+
+def agreement_figure(per_video: Mapping[str, Sequence[float]], caption: str, metric: str = "Kendall τ") -> Any:
+    """Distribution over videos of the annotators' mutual agreement (the Human row, per video)."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    import seaborn as sns
+
+    frame = pd.DataFrame([(d, float(x)) for d, xs in per_video.items() for x in xs], columns=["dataset", metric])
+    fig, ax = plt.subplots(figsize=(6, 3))
+    sns.boxplot(data=frame, x=metric, y="dataset", hue="dataset", ax=ax, legend=False)
+    sns.stripplot(data=frame, x=metric, y="dataset", color="black", size=3, ax=ax)
+    ax.axvline(0, color="grey", lw=0.8)
+    ax.set_title(caption, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def comparison_table(ours: Mapping[str, Mapping[str, tuple[float, float] | None]],
+                     paper: Mapping[str, Mapping[str, tuple[float, float] | None]],
+                     datasets: Sequence[str] = ("summe", "tvsum")) -> Any:
+    """Rows -> ``τ / ρ`` cells for ours and the paper, side by side per dataset."""
+    import pandas as pd
+
+    def cell(pair: tuple[float, float] | None) -> str:
+        if pair is None or any(v is None or np.isnan(v) for v in pair):
+            return "–"
+        return f"{pair[0]:.3f} / {pair[1]:.3f}"
+
+    rows = []
+    for label in list(dict.fromkeys([*ours, *paper])):
+        row = {"row": label}
+        for d in datasets:
+            row[f"{d} τ/ρ (ours)"] = cell(ours.get(label, {}).get(d))
+            row[f"{d} τ/ρ (paper)"] = cell(paper.get(label, {}).get(d))
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("row")
+
+
+def bar_figure(frame: Any, x: str, y: str, hue: str | None, caption: str,
+               marks: Mapping[str, float] | None = None, mark_label: str = "paper") -> Any:
+    """A bar chart in the paper's style (Figure 4), with optional horizontal marks (paper values)."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    fig, ax = plt.subplots(figsize=(6.5, 3.4))
+    sns.barplot(data=frame, x=x, y=y, hue=hue, ax=ax, errorbar=None)
+    for i, (name, value) in enumerate((marks or {}).items()):
+        ax.axhline(value, ls="--", lw=1, color=f"C{i + 3}", label=f"{mark_label}: {name} = {value:.3f}")
+    ax.legend(fontsize=7)
+    ax.set_title(caption, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def stage_shapes(model: Any, features: Any) -> Any:
+    """The output shape of every top-level module of ``model``, in call order, for one forward pass.
+
+    Forward hooks only observe; the table says which module ran and what it produced.
+    """
+    import pandas as pd
+    import torch
+
+    rows: list[dict[str, Any]] = [{"stage": "input features", "module": "-", "output shape": tuple(features.shape)}]
+    handles = []
+
+    def hook(name: str):
+        def record(module: Any, inputs: Any, output: Any) -> None:
+            out = output[0] if isinstance(output, (tuple, list)) else output
+            shape = tuple(out.shape) if hasattr(out, "shape") else type(out).__name__
+            rows.append({"stage": name, "module": type(module).__name__, "output shape": shape})
+        return record
+
+    for name, child in model.named_children():
+        handles.append(child.register_forward_hook(hook(name)))
+    try:
+        with torch.no_grad():
+            scores, attention = model(features, return_attention=True)
+    finally:
+        for h in handles:
+            h.remove()
+    for key, value in attention.items():
+        rows.append({"stage": f"(returned) {key}", "module": "-", "output shape": tuple(value.shape)})
+    rows.append({"stage": "frame-step scores", "module": "-", "output shape": tuple(scores.shape)})
+    return pd.DataFrame(rows)

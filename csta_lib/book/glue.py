@@ -1,0 +1,32 @@
+"""myst-nb ``glue`` helpers: numbers in the prose come from the executed notebook, never typed by hand."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+
+def glue_number(name: str, value: Any, digits: int = 3) -> float | int | str:
+    """Glue a number (rounded to ``digits``) for ``{glue:text}`` in the prose; NaN is glued as "n/a"."""
+    from myst_nb import glue
+
+    if isinstance(value, (int,)) and not isinstance(value, bool):
+        out: Any = int(value)
+    else:
+        number = float(value)
+        out = "n/a" if math.isnan(number) else round(number, digits)
+    glue(name, out, display=False)
+    return out
+
+
+def glue_text(name: str, text: str) -> str:
+    """Glue a string (a caption, a label) for ``{glue:text}``."""
+    from myst_nb import glue
+
+    glue(name, str(text), display=False)
+    return str(text)
+
+
+def glue_numbers(prefix: str, values: dict[str, Any], digits: int = 3) -> dict[str, Any]:
+    """Glue every ``values[k]`` as ``{prefix}_{k}``."""
+    return {k: glue_number(f"{prefix}_{k}", v, digits) for k, v in values.items()}

@@ -1,0 +1,36 @@
+"""The paper's reported numbers (CVPR 2024, Tables 1-3 and Figure 4) that the book prints beside ours.
+
+Transcribed from the paper (reference §6.2 and §5.2). Only presentation data: the book never uses them to
+compute anything. Table 3 lives in :data:`csta_lib.macs.PAPER_TABLE3`.
+"""
+
+from __future__ import annotations
+
+#: Table 1, (tau, rho) per dataset; None where the paper reports no number.
+TABLE1: dict[str, dict[str, tuple[float, float] | None]] = {
+    "CSTA": {"summe": (0.246, 0.274), "tvsum": (0.194, 0.255)},
+    "GoogleNet (Baseline)": {"summe": (0.176, 0.197), "tvsum": (0.129, 0.163)},
+    "Human": {"summe": (0.205, 0.213), "tvsum": (0.177, 0.204)},
+    "Random": {"summe": (0.0, 0.0), "tvsum": (0.0, 0.0)},
+    "DMASum": {"summe": (0.063, 0.089), "tvsum": (0.203, 0.267)},
+    "RR-STG": {"summe": (0.211, 0.234), "tvsum": (0.162, 0.212)},
+    "MSVA": {"summe": (0.200, 0.230), "tvsum": (0.190, 0.210)},
+    "SSPVS": {"summe": (0.192, 0.257), "tvsum": (0.181, 0.238)},
+    "VASNet": {"summe": (0.160, 0.170), "tvsum": (0.160, 0.170)},
+    "VSS-Net": {"summe": None, "tvsum": (0.190, 0.249)},
+    "MAAM": {"summe": None, "tvsum": (0.179, 0.236)},
+}
+
+#: Table 2 rows in order (each adds one module to the row before), (tau, rho) per dataset.
+TABLE2: dict[str, dict[str, tuple[float, float]]] = {
+    "GoogleNet (Baseline)": {"summe": (0.176, 0.197), "tvsum": (0.129, 0.163)},
+    "(+) Attention Module": {"summe": (0.184, 0.205), "tvsum": (0.176, 0.231)},
+    "(+) Att_D": {"summe": (0.189, 0.211), "tvsum": (0.182, 0.240)},
+    "(+) Key, Value Embedding": {"summe": (0.207, 0.231), "tvsum": (0.193, 0.253)},
+    "(+) Positional Encoding": {"summe": (0.225, 0.251), "tvsum": (0.189, 0.248)},
+    "(+) X_CLS": {"summe": (0.231, 0.257), "tvsum": (0.193, 0.254)},
+    "(+) Skip Connection (CSTA)": {"summe": (0.246, 0.274), "tvsum": (0.194, 0.255)},
+}
+
+#: Figure 4: only the GoogLeNet bars are given as numbers (Table 1's baseline row).
+FIG4_GOOGLENET: dict[str, tuple[float, float]] = TABLE1["GoogleNet (Baseline)"]  # type: ignore[assignment]

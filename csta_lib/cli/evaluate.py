@@ -1,0 +1,183 @@
+"""``csta evaluate``: score a predictions file against a dataset under a rank-correlation protocol."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+PROTOCOL_HELP = ("csta_summe: 15%% knapsack summary vs the mean user summary (CSTA's SumMe protocol); "
+                 "casum_tvsum: 2-fps scores vs each annotator's [::15] scores, averaged (CSTA's TVSum "
+                 "protocol); otani: frame-level scores vs each annotator (Otani et al. 2019). "
+                 "Default: the paper's protocol for the dataset")
+
+
+def register(subparsers: Any) -> None:
+    """Add ``csta evaluate``."""
+    p = subparsers.add_parser(
+        "evaluate", help="τ, ρ and F1 of predicted step scores against a dataset",
+        description="Score PREDICTIONS (an .h5 or .npz file holding one 1-D array of 2-fps step scores "
+        "per video key, e.g. video_1; in an .h5 a key may also be a group with a 'scores' dataset) "
+        "against the annotations of a dataset under a named rank-correlation protocol. Prints one "
+        "row per video and one per split (mean over its test videos) and the mean over splits, as "
+        "the paper aggregates; undefined τ/ρ (constant scores) are shown as nan and counted.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("predictions", help="predictions file (.h5/.hdf5 or .npz)")
+    p.add_argument("--data", metavar="H5", default=None,
+                   help="eccv16-layout dataset file (default: the real file of --dataset if located, "
+                   "else its cached surrogate)")
+    p.add_argument("--dataset", choices=("summe", "tvsum"), default=None,
+                   help="which dataset (required without --data; read from the file otherwise)")
+    p.add_argument("--protocol", default=None, help=PROTOCOL_HELP)
+    p.add_argument("--splits-file", default=None,
+                   help="split file of any family (CSTA .txt, PGL-SUM/VASNet/MSVA .json, DSNet .yml); "
+                   "with --split and no file, CSTA's official splits are used")
+    p.add_argument("--split", type=int, default=None, metavar="K",
+                   help="evaluate only split K (1-based, as in CSTA's split1..split5)")
+    p.add_argument("--budget", type=float, default=0.15, help="summary length as a fraction of the video (0.15)")
+    p.add_argument("--json", action="store_true", help="print the full result as JSON instead of tables")
+    p.add_argument("--out", default=None, metavar="PATH", help="also write the JSON result to PATH (atomically)")
+    p.set_defaults(func=cmd_evaluate)
+
+
+def load_predictions(path: str | Path) -> dict[str, Any]:
+    """``{video key: 1-D array}`` from an .npz or HDF5 predictions file."""
+    import numpy as np
+
+    from csta_lib.errors import DataFormatError, MissingDataError
+
+    path = Path(path)
+    if not path.is_file():
+        raise MissingDataError(f"{path}: no such predictions file")
+    out: dict[str, Any] = {}
+    if path.suffix == ".npz":
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                out = {k: np.asarray(npz[k]) for k in npz.files}
+        except (OSError, ValueError) as exc:
+            raise DataFormatError(f"{path}: not a readable .npz file ({exc})") from exc
+    else:
+        import h5py
+
+        if not h5py.is_hdf5(path):
+            raise DataFormatError(f"{path}: not an HDF5 or .npz predictions file")
+        with h5py.File(path, "r") as h5:
+            for key, item in h5.items():
+                if isinstance(item, h5py.Group):
+                    if "scores" not in item:
+                        raise DataFormatError(f"{path}: group {key!r} has no 'scores' dataset")
+                    item = item["scores"]
+                out[key] = np.asarray(item[()])
+    if not out:
+        raise DataFormatError(f"{path}: no predictions in the file")
+    for key, arr in out.items():
+        if arr.ndim != 1:
+            raise DataFormatError(f"{path}: {key}: scores must be one-dimensional, got shape {arr.shape}")
+        if not np.issubdtype(arr.dtype, np.number):
+            raise DataFormatError(f"{path}: {key}: scores must be numeric, got dtype {arr.dtype}")
+    return out
+
+
+def evaluate_predictions(predictions: dict[str, Any], dataset: Any, protocol: str | None = None,
+                         splits: list[Any] | None = None, budget: float = 0.15,
+                         tvsum_annotations: Any = None) -> dict[str, Any]:
+    """Per-video, per-split and overall results (JSON-able) of ``predictions`` on ``dataset``.
+
+    With ``splits``, each split is the mean over its test videos and the overall number the mean
+    over splits (reference §4.4); without, the overall number is the mean over the videos.
+    """
+    from csta_lib.errors import CstaInputError
+    from csta_lib.evaluation import DatasetEvaluator, aggregate_splits, mean_metrics
+
+    unknown = [k for k in predictions if k not in dataset]
+    if unknown:
+        raise CstaInputError(f"predictions for videos not in {dataset.path}: {', '.join(sorted(unknown)[:5])}")
+    evaluator = DatasetEvaluator(dataset, tvsum_annotations=tvsum_annotations, protocol=protocol, budget=budget)
+    keys = [k for k in dataset.keys() if k in predictions]
+    split_rows = []
+    if splits:
+        wanted = [k for s in splits for k in s.test_keys]
+        missing = [k for k in wanted if k not in predictions]
+        if missing:
+            raise CstaInputError(f"no predictions for test videos {', '.join(missing[:5])}"
+                                 + (" ..." if len(missing) > 5 else ""))
+        keys = [k for k in dataset.keys() if k in set(wanted)]
+    videos = evaluator.evaluate(predictions, keys)
+    if splits:
+        for s in splits:
+            m = mean_metrics({k: videos[k] for k in s.test_keys}, evaluator.protocol)
+            split_rows.append({"split": s.index + 1, "source": s.source, "test_keys": list(s.test_keys), **m})
+        overall = aggregate_splits(split_rows)
+    else:
+        overall = mean_metrics(videos, evaluator.protocol)
+    return {"protocol": evaluator.protocol, "dataset": evaluator.dataset, "data": str(dataset.path),
+            "features": dataset.label, "is_surrogate": bool(dataset.is_surrogate), "budget": budget,
+            "f1_aggregation": evaluator.f1_aggregation, "videos": videos, "splits": split_rows,
+            "overall": overall}
+
+
+def _fmt(x: Any) -> str:
+    return "nan" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4f}"
+
+
+def format_tables(result: dict[str, Any]) -> str:
+    """The human-readable tables of :func:`evaluate_predictions`."""
+    lines = [f"# {result['dataset']} | protocol {result['protocol']} | {result['features']}"
+             + (" (SURROGATE: not comparable to the paper)" if result["is_surrogate"] else ""),
+             f"# F1 = {result['f1_aggregation']} over users, budget {result['budget']:.0%}",
+             f"{'video':<10} {'tau':>8} {'rho':>8} {'F1':>8}"]
+    for key, r in result["videos"].items():
+        lines.append(f"{key:<10} {_fmt(r['tau']):>8} {_fmt(r['rho']):>8} {_fmt(r['f1']):>8}")
+    if result["splits"]:
+        lines += ["", f"{'split':<10} {'videos':>6} {'tau':>8} {'rho':>8} {'F1':>8} {'nan tau/rho':>12}"]
+        for s in result["splits"]:
+            nan_counts = f"{s['n_nan_tau']}/{s['n_nan_rho']}"
+            lines.append(f"{'split' + str(s['split']):<10} {s['n_videos']:>6} {_fmt(s['tau']):>8} "
+                         f"{_fmt(s['rho']):>8} {_fmt(s['f1']):>8} {nan_counts:>12}")
+    o = result["overall"]
+    how = f"mean over {o['n_splits']} splits" if result["splits"] else f"mean over {o['n_videos']} videos"
+    lines += ["", f"{how}: tau {_fmt(o['tau'])}  rho {_fmt(o['rho'])}  F1 {_fmt(o['f1'])}"
+              f"  (undefined: tau {o['n_nan_tau']}, rho {o['n_nan_rho']})"]
+    return "\n".join(lines)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from csta_lib.data import check_dataset, load_eccv16, load_splits, official_splits, resolve_features
+    from csta_lib.errors import CstaInputError
+    from csta_lib.evaluation import check_protocol
+    from csta_lib.io import write_json_atomic
+
+    if args.protocol is not None:
+        check_protocol(args.protocol)
+    if not 0.0 <= args.budget <= 1.0:
+        raise CstaInputError(f"--budget must be in [0, 1], got {args.budget}")
+    if args.data is None and args.dataset is None:
+        raise CstaInputError("give --data H5 or --dataset summe|tvsum")
+    predictions = load_predictions(args.predictions)
+    if args.data is not None:
+        if not Path(args.data).is_file():
+            raise CstaInputError(f"{args.data}: no such dataset file")
+        dataset = load_eccv16(args.data, dataset=args.dataset)
+    else:
+        dataset = load_eccv16(resolve_features(check_dataset(args.dataset)), dataset=args.dataset)
+    splits = None
+    if args.splits_file is not None:
+        splits = load_splits(args.splits_file, dataset.dataset)
+    elif args.split is not None:
+        splits = official_splits(dataset.dataset)
+    if splits is not None and args.split is not None:
+        if not 1 <= args.split <= len(splits):
+            raise CstaInputError(f"--split {args.split}: the split file has splits 1..{len(splits)}")
+        splits = [splits[args.split - 1]]
+    result = evaluate_predictions(predictions, dataset, args.protocol, splits, args.budget)
+    if args.out:
+        write_json_atomic(args.out, result)
+    if args.json:
+        json.dump(result, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        print(format_tables(result))
+    return 0

@@ -1,0 +1,71 @@
+"""``csta grid``: the contract (exit 0, last stdout line is the JSON summary), --list, bad input."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from csta_lib import store
+from csta_lib.cli import main
+
+
+def last_json(text: str) -> dict:
+    return json.loads(text.strip().splitlines()[-1])
+
+
+def test_help(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["grid", "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    for flag in ("--experiment", "--profile", "--engine", "--jobs", "--address", "--gpus-per-run", "--store"):
+        assert flag in out
+
+
+def test_list(capsys):
+    assert main(["grid", "--list"]) == 0
+    out = capsys.readouterr().out
+    assert "profile quick" in out and "deviations" in out and "distinct runs" in out
+
+
+def test_smoke_grid_contract(tmp_path, capsys):
+    """The contract: exit 0, last line JSON with runs/computed/reused/failed; the records are training records."""
+    args = ["grid", "--experiment", "table1", "--profile", "smoke", "--engine", "local", "--store", str(tmp_path)]
+    assert main(args) == 0
+    summary = last_json(capsys.readouterr().out)
+    assert (summary["runs"], summary["computed"], summary["reused"], summary["failed"]) == (2, 2, 0, 0)
+    records = [store.read_record(p) for p in store.iter_record_files(tmp_path)]
+    assert sorted(r["key"] for r in records) == sorted(summary["keys"])
+    for r in records:
+        assert r["provenance"]["surrogate"] is True
+        assert {"config", "epochs", "selected"} <= set(r)
+        assert {"test-max", "val", "last"} <= set(r["selected"])
+        assert all({"train_loss", "test_tau", "test_rho"} <= set(e) for e in r["epochs"])
+    assert main(args + ["--no-progress"]) == 0
+    again = last_json(capsys.readouterr().out)
+    assert (again["computed"], again["reused"]) == (0, 2)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--experiment", "table7"], "unknown experiment"),
+        (["--experiment", "table1", "--profile", "huge"], "unknown profile"),
+        (["--experiment", "table1", "--engine", "dask"], "unknown engine"),
+        (["--profile", "smoke"], "--experiment is required"),
+    ],
+)
+def test_bad_input_exits_2(tmp_path, capsys, extra, message):
+    assert main(["grid", *extra, "--store", str(tmp_path)]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_unreachable_address_exits_2_quickly(tmp_path, capsys):
+    start = time.monotonic()
+    code = main(["grid", "--experiment", "table1", "--profile", "smoke", "--engine", "ray",
+                 "--address", "127.0.0.1:9", "--store", str(tmp_path)])
+    assert code == 2
+    assert "cannot reach the Ray cluster" in capsys.readouterr().err
+    assert time.monotonic() - start < 30  # includes building the smoke data on a cold cache

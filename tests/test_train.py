@@ -1,0 +1,315 @@
+"""Training runs: the record, checkpoints and selections end to end; seeds; resume; the store lookup; bad input.
+
+The data is a tiny eccv16-layout file written here (6 SumMe-like videos of 16-20 steps, labelled surrogate).
+One end-to-end test trains the real ``paper`` model; the determinism and resume tests swap in a small stand-in
+model (a linear scorer with BatchNorm and dropout, so RNG and running statistics matter) to stay fast.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from csta_lib import store, train
+from csta_lib.config import get_config
+from csta_lib.errors import ConfigError, CstaInputError, DataFormatError
+
+N_VIDEOS = 6
+SHOT = 45  # frames per shot: 3 steps
+
+
+def write_tiny_eccv16(path: Path, seed: int = 0, n_videos: int = N_VIDEOS) -> Path:
+    """A small eccv16-layout file: features carry a noisy copy of gtscore so that training can learn."""
+    rng = np.random.default_rng(seed)
+    direction = rng.standard_normal(1024).astype(np.float32)
+    with h5py.File(path, "w") as h5:
+        h5.attrs["dataset"] = "summe"
+        h5.attrs["surrogate"] = True
+        for i in range(1, n_videos + 1):
+            n_steps = 16 + (i % 3) * 2
+            n_frames = n_steps * 15
+            picks = np.arange(n_steps) * 15
+            starts = np.arange(0, n_frames, SHOT)
+            change_points = np.stack([starts, np.minimum(starts + SHOT, n_frames) - 1], axis=1)
+            users = np.zeros((3, n_frames), dtype=np.uint8)
+            for u in range(3):
+                for s, e in change_points[rng.choice(len(change_points), 1, replace=False)]:
+                    users[u, s:e + 1] = 1
+            gtscore = users.mean(0)[picks].astype(np.float32)
+            features = rng.standard_normal((n_steps, 1024)).astype(np.float32) + gtscore[:, None] * direction
+            g = h5.create_group(f"video_{i}")
+            g["features"], g["gtscore"], g["user_summary"] = features, gtscore, users
+            g["change_points"], g["n_frames"], g["picks"] = change_points, n_frames, picks
+            g["n_frame_per_seg"] = change_points[:, 1] - change_points[:, 0] + 1
+    return path
+
+
+def write_splits(path: Path, folds: list[tuple[list[int], list[int]]]) -> Path:
+    lines = [f"SumMe/split{k + 1}/" + ",".join(f"video_{i}" for i in tr) + "/" + ",".join(f"video_{i}" for i in te)
+             for k, (tr, te) in enumerate(folds)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("tiny")
+    return {
+        "data": write_tiny_eccv16(folder / "eccv16_dataset_summe_tiny.h5"),
+        "splits": write_splits(folder / "SumMe_tiny_splits.txt", [([1, 2, 3, 4], [5, 6]), ([3, 4, 5, 6], [1, 2])]),
+    }
+
+
+class StandIn(nn.Module):
+    """A fast stand-in for CSTA with the same interface: (T, 1024) → (T,) scores in (0, 1)."""
+
+    def __init__(self, config, weights=None) -> None:
+        super().__init__()
+        self.config = config
+        self.norm = nn.BatchNorm1d(1024)
+        self.dropout = nn.Dropout(0.5)
+        self.linear = nn.Linear(1024, 1)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.linear(self.dropout(self.norm(features)))).squeeze(-1)
+
+
+@pytest.fixture()
+def stand_in(monkeypatch):
+    import csta_lib.model
+
+    monkeypatch.setattr(csta_lib.model, "build_model", lambda config, weights=None: StandIn(config, weights))
+
+
+def spec_for(tiny: dict[str, Path], **changes) -> train.RunSpec:
+    base = dict(preset="paper", data_path=str(tiny["data"]), splits_file=str(tiny["splits"]), split=0, seed=3,
+                epochs=2, device="cpu", cnn_weights=None)
+    base.update(changes)
+    return train.RunSpec(**base)
+
+
+def comparable(record: dict) -> dict:
+    """A record without what legitimately differs between equal runs (timings, dates, paths)."""
+    out = {k: v for k, v in record.items() if k not in ("wall_time_s", "train_time_s", "created_utc", "_path",
+                                                        "resumed_from_epoch")}
+    out["epochs"] = [{k: v for k, v in e.items() if "seconds" not in k} for e in record["epochs"]]
+    return json.loads(json.dumps(out))
+
+
+# ------------------------------------------------------------------------------------------------ pure pieces
+
+
+def test_joint_improvement_rule_is_strict_on_both_and_ignores_nan():
+    taus = [0.1, 0.2, 0.3, 0.25, float("nan"), 0.4, 0.4]
+    rhos = [0.1, 0.3, 0.2, 0.4, 0.9, 0.5, 0.6]
+    # epoch 2 improves both; 3 improves tau only; 4 rho only; 5 NaN; 6 both; 7 tau ties (not strict)
+    assert train.select_joint_improvement(taus, rhos) == 6
+    assert train.select_joint_improvement([float("nan")] * 3, [0.1] * 3) is None
+    assert train.select_joint_improvement([-1.0], [0.5]) is None  # the bests start at -1, strictly
+    history = [{"test_tau": t, "test_rho": r, "val_tau": r, "val_rho": t} for t, r in zip(taus, rhos, strict=True)]
+    assert train.select_epochs(history, ["test-max", "val", "last"]) == {"test-max": 6, "val": 6, "last": 7}
+
+
+def test_validation_carving_is_deterministic_per_seed_and_disjoint():
+    keys = [f"video_{i}" for i in range(1, 21)]
+    keep, val = train.carve_validation(keys, 0.2, seed=5)
+    assert len(val) == 4 and len(keep) == 16 and not set(keep) & set(val) and set(keep) | set(val) == set(keys)
+    assert train.carve_validation(keys, 0.2, seed=5) == (keep, val)
+    assert train.carve_validation(keys, 0.2, seed=6)[1] != val
+    assert train.carve_validation(keys, 0.0, seed=5) == (tuple(keys), ())
+    assert len(train.carve_validation(keys[:3], 0.1, seed=0)[1]) == 1  # at least one validation video
+    with pytest.raises(ConfigError):
+        train.carve_validation(keys[:1], 0.5, seed=0)
+    with pytest.raises(ConfigError):
+        train.carve_validation(keys, 1.0, seed=0)
+
+
+def test_parse_int_list():
+    assert train.parse_int_list("0-4", name="--seeds") == [0, 1, 2, 3, 4]
+    assert train.parse_int_list("1,3-4", name="--seeds") == [1, 3, 4]
+    assert train.parse_int_list("all", name="--splits", all_values=range(3)) == [0, 1, 2]
+    for bad in ("x", "3-1", "all"):
+        with pytest.raises(CstaInputError):
+            train.parse_int_list(bad, name="--seeds")
+
+
+def test_seed_everything_controls_python_numpy_torch():
+    import random
+
+    train.seed_everything(7)
+    first = (random.random(), np.random.rand(), torch.rand(1).item())
+    train.seed_everything(7)
+    assert (random.random(), np.random.rand(), torch.rand(1).item()) == first
+
+
+# ------------------------------------------------------------------------------------------------ end to end
+
+
+def test_two_epoch_run_end_to_end_with_the_paper_model(tiny, tmp_path):
+    spec = spec_for(tiny, val_fraction=0.25)
+    record = train.run(spec, tmp_path / "store", progress=False)
+    path = Path(record["_path"])
+    assert path.is_file() and path.parent.parent.parent == tmp_path / "store"
+    on_disk = json.loads(path.read_text())
+    assert comparable(on_disk) == comparable(record)
+
+    # contract keys
+    assert on_disk["config"] == get_config("paper").to_dict()
+    assert on_disk["provenance"]["surrogate"] is True and on_disk["provenance"]["imagenet_weights"] is None
+    assert len(on_disk["epochs"]) == 2
+    for entry in on_disk["epochs"]:
+        assert {"train_loss", "test_tau", "test_rho", "test_f1", "val_tau", "val_rho"} <= set(entry)
+        assert entry["train_loss"] > 0 and -1 <= entry["test_rho"] <= 1
+    assert set(on_disk["selected"]) == {"test-max", "val", "last"}
+    split = on_disk["split"]
+    assert split["test_keys"] == ["video_5", "video_6"] and len(split["val_keys"]) == 1
+    assert sorted(split["train_keys"] + split["val_keys"]) == sorted(split["official_train_keys"])
+    assert on_disk["protocol"]["rank"] == "csta_summe"
+    assert {"torch", "numpy", "python", "csta_lib"} <= set(on_disk["versions"]) and on_disk["device"].startswith("cpu")
+
+    taus = [e["test_tau"] for e in on_disk["epochs"]]
+    rhos = [e["test_rho"] for e in on_disk["epochs"]]
+    expected = {"test-max": train.select_joint_improvement(taus, rhos), "last": 2}
+    for policy, chosen in on_disk["selected"].items():
+        if policy in expected:
+            assert chosen["epoch"] == (expected[policy] or 2)
+        entry = on_disk["epochs"][chosen["epoch"] - 1]
+        assert chosen["test_tau"] == entry["test_tau"] and chosen["test_rho"] == entry["test_rho"]
+        assert set(chosen["per_video"]) == {"video_5", "video_6"}
+        ckpt = store.resolve_checkpoint({**on_disk, "_path": str(path)}, policy)
+        assert ckpt.is_file() and ckpt.name == f"epoch_{chosen['epoch']:03d}.pt"
+        payload = train.read_checkpoint(ckpt)
+        assert payload["preset"] == "paper" and payload["features"]["surrogate"] is True
+        assert payload["meta"]["epoch"] == chosen["epoch"] and payload["config"] == on_disk["config"]
+    # only the selected epochs' files remain, and no resume file
+    ckpt_dir = store.checkpoint_dir(path)
+    assert sorted(p.name for p in ckpt_dir.iterdir()) == sorted(
+        {f"epoch_{s['epoch']:03d}.pt" for s in on_disk["selected"].values()})
+
+    # the last checkpoint rebuilds the model (eval mode) and reproduces the last epoch's test metrics
+    model, _ = train.load_checkpoint(ckpt_dir / "epoch_002.pt")
+    assert not model.training
+    from csta_lib.data import load_eccv16
+    from csta_lib.evaluation import DatasetEvaluator, mean_metrics
+
+    data = load_eccv16(tiny["data"])
+    with torch.no_grad():
+        scores = {k: model(torch.tensor(data[k].features)).numpy() for k in ("video_5", "video_6")}
+    again = mean_metrics(DatasetEvaluator(data).evaluate(scores))
+    assert again["tau"] == pytest.approx(on_disk["epochs"][1]["test_tau"], abs=1e-12)
+
+    # the content-addressed store finds the run instead of recomputing it
+    assert train.lookup(spec, tmp_path / "store")["key"] == on_disk["key"]
+    calls = []
+    again_record = train.run(spec, tmp_path / "store", progress=False, on_epoch=lambda e, m: calls.append(e))
+    assert calls == [] and again_record["created_utc"] == on_disk["created_utc"]
+    assert train.lookup(spec_for(tiny, val_fraction=0.25, seed=4), tmp_path / "store") is None
+
+
+def test_same_seed_is_bit_identical_on_cpu_and_another_seed_differs(tiny, tmp_path, stand_in):
+    a = train.run(spec_for(tiny, epochs=3), tmp_path / "a", progress=False)
+    b = train.run(spec_for(tiny, epochs=3), tmp_path / "b", progress=False)
+    assert comparable(a) == comparable(b)
+    c = train.run(spec_for(tiny, epochs=3, seed=4), tmp_path / "a", progress=False)
+    assert c["key"] != a["key"]
+    assert [e["train_loss"] for e in c["epochs"]] != [e["train_loss"] for e in a["epochs"]]
+    wa = torch.load(store.resolve_checkpoint(a, "last"), weights_only=True)["state_dict"]
+    wb = torch.load(store.resolve_checkpoint(b, "last"), weights_only=True)["state_dict"]
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_interrupted_run_resumes_to_the_uninterrupted_result(tiny, tmp_path, stand_in):
+    spec = spec_for(tiny, epochs=4, resume_every=2)
+    reference = train.run(spec, tmp_path / "ref", progress=False)
+
+    class Interrupt(Exception):
+        pass
+
+    def stop_after_three(epoch: int, metrics: dict) -> None:
+        if epoch == 3:  # the last snapshot is epoch 2: epoch 3 is redone after the restart
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train.run(spec, tmp_path / "store", progress=False, on_epoch=stop_after_three)
+    prep = train.prepare(spec)
+    record_file = train.prepared_record_path(prep, tmp_path / "store")
+    assert not record_file.exists() and (store.checkpoint_dir(record_file) / "resume.pt").is_file()
+
+    epochs_seen = []
+    resumed = train.run(spec, tmp_path / "store", progress=False, on_epoch=lambda e, m: epochs_seen.append(e))
+    assert epochs_seen == [3, 4] and resumed["resumed_from_epoch"] == 2
+    assert comparable(resumed) == comparable(reference)
+    w_ref = torch.load(store.resolve_checkpoint(reference, "last"), weights_only=True)["state_dict"]
+    w_res = torch.load(store.resolve_checkpoint(resumed, "last"), weights_only=True)["state_dict"]
+    assert all(torch.equal(w_ref[k], w_res[k]) for k in w_ref)
+    assert not (store.checkpoint_dir(record_file) / "resume.pt").exists()
+
+
+def test_official_training_set_without_val_policy(tiny, tmp_path, stand_in):
+    record = train.run(spec_for(tiny, policies=("test-max", "last")), tmp_path, progress=False)
+    assert set(record["selected"]) == {"test-max", "last"}
+    assert record["selection"]["val_fraction"] == 0.0 and record["split"]["val_keys"] == []
+    assert record["split"]["train_keys"] == ["video_1", "video_2", "video_3", "video_4"]
+    assert "val_tau" not in record["epochs"][0]
+
+
+# ------------------------------------------------------------------------------------------------ bad input
+
+
+def test_bad_input_fails_before_training(tiny, tmp_path, stand_in):
+    with pytest.raises(ConfigError, match="unknown model preset"):
+        train.prepare(spec_for(tiny, preset="nope"))
+    with pytest.raises(ConfigError, match="split 5 does not exist"):
+        train.prepare(spec_for(tiny, split=5))
+    with pytest.raises(ConfigError, match="epochs"):
+        train.prepare(spec_for(tiny, epochs=0))
+    with pytest.raises(ConfigError, match="policy"):
+        train.prepare(spec_for(tiny, policies=("best",)))
+    with pytest.raises(ConfigError, match="val_fraction"):
+        train.prepare(spec_for(tiny, val_fraction=0.0))
+    with pytest.raises(ConfigError, match="unknown dataset"):
+        train.prepare(train.RunSpec(dataset="ovp", epochs=1))
+    missing_keys = write_splits(tmp_path / "SumMe_bad.txt", [([1, 2, 3, 9], [5, 6])])
+    with pytest.raises(DataFormatError, match="video_9"):
+        train.prepare(spec_for(tiny, splits_file=str(missing_keys)))
+    with pytest.raises(CstaInputError, match="no such file"):
+        train.prepare(spec_for(tiny, data_path=str(tmp_path / "absent.h5")))
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    with pytest.raises(CstaInputError, match="not writable"):  # a store under a file cannot be created
+        train.run(spec_for(tiny), a_file / "store", progress=False)
+
+
+def test_checkpoint_of_another_preset_is_refused(tiny, tmp_path, stand_in):
+    record = train.run(spec_for(tiny, epochs=1, preset="table2.kv"), tmp_path, progress=False)
+    ckpt = store.resolve_checkpoint(record, "last")
+    with pytest.raises(ConfigError, match="table2.kv"):
+        train.prepare(spec_for(tiny, init_checkpoint=str(ckpt)))
+    # the same preset is accepted and changes the content address
+    same = train.prepare(spec_for(tiny, preset="table2.kv", init_checkpoint=str(ckpt)))
+    assert same.key != train.prepare(spec_for(tiny, preset="table2.kv")).key
+    not_a_checkpoint = tmp_path / "x.pt"
+    torch.save({"weights": 1}, not_a_checkpoint)
+    with pytest.raises(DataFormatError, match="not a csta checkpoint"):
+        train.read_checkpoint(not_a_checkpoint)
+
+
+def test_tvsum_run_uses_the_casum_protocol_on_a_surrogate(tmp_path, stand_in):
+    from csta_lib.data import build_surrogate
+
+    keys = ["video_45", "video_38", "video_26", "video_5", "video_13"]
+    data = build_surrogate("tvsum", tmp_path / "eccv16_dataset_tvsum_tiny.h5", keys=keys)
+    splits = tmp_path / "tvsum_tiny.json"
+    splits.write_text(json.dumps([{"train_keys": keys[:3], "test_keys": keys[3:]}]))
+    spec = train.RunSpec(preset="paper", dataset="tvsum", data_path=str(data), splits_file=str(splits), epochs=2,
+                         seed=0, device="cpu", cnn_weights=None)
+    record = train.run(spec, tmp_path / "store", progress=False)
+    assert record["dataset"] == "tvsum" and record["protocol"]["rank"] == "casum_tvsum"
+    assert record["provenance"]["surrogate"] is True and len(record["split"]["val_keys"]) == 1
+    assert all(np.isfinite(e["test_tau"]) and np.isfinite(e["val_rho"]) for e in record["epochs"])

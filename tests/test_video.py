@@ -1,0 +1,332 @@
+"""Decoding, sampling, shots, writing and the summarize pipeline on real clips and generated videos."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from csta_lib import video as V
+from csta_lib.data import find
+from csta_lib.errors import CstaInputError
+
+RED, GREEN, BLUE, YELLOW = (230, 20, 20), (20, 200, 40), (20, 40, 220), (240, 230, 30)
+
+
+def real_clip(name: str) -> Path:
+    path = find(name)
+    if path is None:
+        pytest.skip(f"data file {name} is not in any data root")
+    return path
+
+
+def count_frames(path: Path) -> tuple[int, float, float | None]:
+    """(decoded video frames, video stream duration s, audio stream duration s or None)."""
+    with av.open(str(path)) as c:
+        v = c.streams.video[0]
+        n = sum(1 for _ in c.decode(v))
+        vdur = float(v.duration * v.time_base) if v.duration else n / float(v.average_rate)
+    with av.open(str(path)) as c:
+        adur = None
+        if c.streams.audio:
+            a = c.streams.audio[0]
+            samples = sum(f.samples for f in c.decode(a))
+            adur = samples / a.codec_context.sample_rate
+    return n, vdur, adur
+
+
+@pytest.fixture(scope="module")
+def cut_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """4 solid-colour segments, cuts at frames 60, 135, 195 (multiples of the stride 15); 25 fps, audio."""
+    path = tmp_path_factory.mktemp("videos") / "cuts.mp4"
+    return V.make_synthetic_video(path, [(RED, 60), (GREEN, 75), (BLUE, 60), (YELLOW, 45)], audio_rate=16000)
+
+
+# ---------------------------------------------------------------------------------------------- sampling
+
+
+def test_sampling_indices_and_colours(cut_video: Path) -> None:
+    sampled = V.sample_frames(cut_video, stride=15)
+    assert sampled.n_frames == 240
+    np.testing.assert_array_equal(sampled.picks, np.arange(0, 240, 15))
+    assert sampled.frames.shape == (16, 224, 224, 3) and sampled.frames.dtype == np.uint8
+    # every sample shows the colour of the segment its pick falls in: frames come in presentation order
+    bounds = np.array([60, 135, 195])
+    colours = np.array([RED, GREEN, BLUE, YELLOW])
+    expected = colours[np.searchsorted(bounds, sampled.picks, side="right")]
+    observed = np.median(sampled.frames[:, 100:120, 150:200].reshape(16, -1, 3), axis=1)
+    assert np.abs(observed - expected).max() < 25
+    assert sampled.frame_times.shape == (240,) and np.all(np.diff(sampled.frame_times) > 0)
+    assert sampled.cut_plan.can_seek()
+
+
+@pytest.mark.parametrize("name", ["videos.bikes", "videos.carphone", "videos.bigbuckbunny"])
+def test_sampling_real_clips(name: str) -> None:
+    path = real_clip(name)
+    info = V.probe_video(path)
+    sampled = V.sample_frames(path, stride=15)
+    assert sampled.n_frames == info.declared_frames  # these mp4s state their frame count
+    assert len(sampled.picks) == len(sampled.frames) == -(-sampled.n_frames // 15)
+    assert sampled.frames.shape[1:] == (224, 224, 3)
+    assert sampled.decode_errors == 0
+
+
+def test_stride_for_frame_rates() -> None:
+    assert V.stride_for(25.0) == 15  # stride stays in frames by default
+    assert V.stride_for(29.97, sample_fps=2) == 15
+    assert V.stride_for(60.0, sample_fps=2) == 30
+    assert V.stride_for(25.0, sample_fps=2) == 12
+    assert V.stride_for(5.0, sample_fps=10) == 1
+    for bad in (0, -3, 1.5):
+        with pytest.raises(CstaInputError, match="stride"):
+            V.stride_for(25.0, stride=bad)
+    with pytest.raises(CstaInputError, match="sample_fps"):
+        V.stride_for(25.0, sample_fps=0)
+
+
+# ---------------------------------------------------------------------------------------------- shots
+
+
+def test_shots_found_at_the_known_cuts(cut_video: Path) -> None:
+    from csta_lib.encoders import build_encoder
+
+    sampled = V.sample_frames(cut_video, stride=15)
+    features = build_encoder("mobilenet_v1_1024").encode(sampled.frames)
+    assert features.shape == (16, 1024)
+    shots = V.shots_from_features(features, 15, sampled.n_frames)
+    # whole video covered by contiguous inclusive shots
+    assert shots[0, 0] == 0 and shots[-1, 1] == 239
+    np.testing.assert_array_equal(shots[1:, 0], shots[:-1, 1] + 1)
+    starts = set(shots[1:, 0].tolist())
+    assert {60, 135, 195} <= starts, shots
+    assert len(shots) <= 6  # no spurious cuts inside a solid segment beyond a couple
+
+
+# ---------------------------------------------------------------------------------------------- writing
+
+
+@pytest.mark.parametrize("seekable", [True, False])
+def test_written_duration_matches_selected_shots(cut_video: Path, tmp_path: Path, seekable: bool) -> None:
+    sampled = V.sample_frames(cut_video, stride=15)
+    plan = sampled.cut_plan if seekable else V.CutPlan(sampled.frame_times, sampled.frame_pts, sampled.keyframes,
+                                                        seekable=False)
+    shots = np.array([[10, 39], [140, 160], [200, 239]])
+    out = tmp_path / "summary.mp4"
+    written = V.write_summary_video(cut_video, out, shots, plan)
+    total = int((shots[:, 1] - shots[:, 0] + 1).sum())
+    assert written.n_frames == total and written.audio_kept and len(written.thumbnails) == 3
+    n, vdur, adur = count_frames(out)
+    assert n == total
+    assert abs(vdur - total / 25) <= 1 / 25 + 1e-9
+    assert adur is not None and abs(adur - total / 25) < 0.1  # AAC frame padding only
+    # the right frames in the right order: red (10-39), blue (140-160), yellow (200-239)
+    with av.open(str(out)) as c:
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    assert np.abs(np.median(frames[0][20:40, 40:60].reshape(-1, 3), axis=0) - RED).max() < 25
+    assert np.abs(np.median(frames[35][20:40, 40:60].reshape(-1, 3), axis=0) - BLUE).max() < 25
+    assert np.abs(np.median(frames[-1][20:40, 40:60].reshape(-1, 3), axis=0) - YELLOW).max() < 25
+
+
+def test_write_real_trailer_excerpt_with_audio(tmp_path: Path) -> None:
+    path = real_clip("videos.bigbuckbunny")  # 1280x720, 25 fps, 5.1 AAC
+    sampled = V.sample_frames(path, stride=15)
+    shots = np.array([[5, 30], [90, 120]])
+    out = tmp_path / "s.mp4"
+    written = V.write_summary_video(path, out, shots, sampled.cut_plan)
+    n, vdur, adur = count_frames(out)
+    assert n == written.n_frames == 57
+    assert abs(vdur - 57 / 25) <= 1 / 25 + 1e-9 and abs(adur - 57 / 25) < 0.1
+
+
+# ---------------------------------------------------------------------------------------------- pipeline
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Clearly random `paper` CSTA checkpoints: one labelled with mobilenet features, one surrogate."""
+    import torch
+
+    from csta_lib.model import build_model
+    from csta_lib.train import save_checkpoint
+
+    folder = tmp_path_factory.mktemp("ckpt")
+    torch.manual_seed(0)
+    model = build_model("paper").eval()
+    meta = {"note": "RANDOM weights, made by tests/test_video.py"}
+    return {
+        "mobilenet": save_checkpoint(folder / "random_mobilenet.pt", model,
+                                     {"encoder": "mobilenet_v1_1024", "surrogate": False, "imagenet_weights": None},
+                                     meta, preset="paper"),
+        "surrogate": save_checkpoint(folder / "random_surrogate.pt", model,
+                                     {"encoder": "surrogate", "surrogate": True, "imagenet_weights": None},
+                                     meta, preset="paper"),
+    }
+
+
+@pytest.fixture(scope="module")
+def summary_run(cut_video: Path, checkpoints: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+                ) -> tuple[V.SummaryResult, Path]:
+    folder = tmp_path_factory.mktemp("summary")
+    result = V.summarize(cut_video, folder / "summary.mp4", checkpoints["mobilenet"],
+                         contact_sheet_png=folder / "sheet.png", timeline_png=folder / "timeline.png", budget=0.3)
+    return result, folder
+
+
+def test_summarize_end_to_end(summary_run: tuple[V.SummaryResult, Path]) -> None:
+    result, tmp_path = summary_run
+    out = tmp_path / "summary.mp4"
+    record = result.sidecar
+    assert json.loads((tmp_path / "summary.json").read_text()) == record
+    assert record["n_frames"] == 240 and record["fps"] == 25.0 and record["encoder"] == "mobilenet_v1_1024"
+    assert record["feature_mismatch"] is False and record["budget"] == 0.3
+    assert len(record["scores"]) == record["n_samples"] == 16
+    shots = np.array(record["shots"])
+    assert shots[0, 0] == 0 and shots[-1, 1] == 239
+    chosen = record["selected_shots"]
+    assert chosen and all(set(s) >= {"start_frame", "end_frame", "start_time", "end_time"} for s in chosen)
+    assert [[s["start_frame"], s["end_frame"]] for s in chosen] == [sh for sh in record["shots"]
+                                                                   if any(sh[0] == s["start_frame"] for s in chosen)]
+    total = sum(s["end_frame"] - s["start_frame"] + 1 for s in chosen)
+    assert total <= int(0.3 * 240) and total == record["summary_n_frames"]
+    assert chosen[0]["start_time"] == pytest.approx(chosen[0]["start_frame"] / 25, abs=1e-3)
+    n, vdur, _ = count_frames(out)
+    assert n == total and abs(vdur - total / 25) <= 1 / 25 + 1e-9
+    assert record["audio_kept"] is True
+    for png in ("sheet.png", "timeline.png"):
+        assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sheet.png", "summary.json", "summary.mp4",
+                                                         "timeline.png"]
+
+
+def test_feature_mismatch_is_an_error_unless_allowed(cut_video: Path, checkpoints: dict[str, Path],
+                                                     tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "s.mp4"
+    with pytest.raises(CstaInputError, match="allow-feature-mismatch"):
+        V.summarize(cut_video, out, checkpoints["surrogate"], budget=0.3)
+    assert not list(tmp_path.iterdir())
+    record = V.summarize(cut_video, out, checkpoints["surrogate"], allow_feature_mismatch=True, budget=0.3).sidecar
+    assert record["feature_mismatch"] is True and "surrogate" in record["feature_mismatch_reason"]
+    assert "feature mismatch" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------- bad input
+
+
+def _assert_clean(folder: Path) -> None:
+    leftovers = [p.name for p in folder.iterdir() if p.suffix in {".mp4", ".json", ".part", ".png"}]
+    assert not leftovers, leftovers
+
+
+def _write_silence(container: av.container.OutputContainer) -> None:
+    stream = container.add_stream("aac", rate=16000)
+    stream.codec_context.layout = "mono"
+    for i in range(10):
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+        frame.sample_rate, frame.pts = 16000, i * 1024
+        container.mux(stream.encode(frame))
+    container.mux(stream.encode(None))
+
+
+@pytest.fixture
+def bad_inputs(tmp_path: Path) -> dict[str, Path]:
+    text = tmp_path / "notes.mp4"
+    text.write_text("this is not a video\n" * 50)
+    audio = tmp_path / "audio.m4a"
+    with av.open(str(audio), "w") as c:
+        _write_silence(c)
+    one = V.make_synthetic_video(tmp_path / "one.mp4", [(RED, 1)])
+    zero = tmp_path / "zero.mkv"  # a video stream without a single frame, beside some sound
+    with av.open(str(zero), "w") as c:
+        vs = c.add_stream("libx264", rate=25)
+        vs.width, vs.height, vs.pix_fmt = 64, 48, "yuv420p"
+        _write_silence(c)
+        c.mux(vs.encode(None))
+    return {"missing": tmp_path / "nope.mp4", "text": text, "audio": audio, "one": one, "zero": zero}
+
+
+@pytest.mark.parametrize("case,message", [
+    ("missing", "does not exist"), ("text", "not a readable video"), ("audio", "no video stream"),
+    ("one", "1 decodable video frame"), ("zero", "0 decodable video frame"),
+])
+def test_bad_videos(bad_inputs: dict[str, Path], checkpoints: dict[str, Path], tmp_path: Path,
+                    case: str, message: str) -> None:
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    with pytest.raises(CstaInputError, match=message):
+        V.summarize(bad_inputs[case], out_dir / "s.mp4", checkpoints["mobilenet"])
+    _assert_clean(out_dir)
+
+
+def test_corrupt_stream_is_decoded_around(tmp_path: Path, checkpoints: dict[str, Path],
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    good = V.make_synthetic_video(tmp_path / "good.mp4", [(RED, 100), (BLUE, 100)], gop=10)
+    data = bytearray(good.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 3000] = np.random.default_rng(0).integers(0, 256, 3000, dtype=np.uint8).tobytes()
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(bytes(data))
+    sampled = V.sample_frames(broken, stride=15)
+    assert sampled.decode_errors > 0 and 2 <= sampled.n_frames < 200
+    assert not sampled.cut_plan.can_seek()  # written by counting, skipping the same packets
+    out = tmp_path / "out" / "s.mp4"
+    record = V.summarize(broken, out, checkpoints["mobilenet"], budget=0.6).sidecar
+    assert record["decode_errors"] == sampled.decode_errors and record["n_frames"] == sampled.n_frames
+    assert "corrupt packet" in capsys.readouterr().err
+    assert count_frames(out)[0] == record["summary_n_frames"]
+
+
+@pytest.mark.parametrize("budget", [0, -0.1, 1.5, float("nan"), True])
+def test_budget_outside_unit_interval(cut_video: Path, checkpoints: dict[str, Path], tmp_path: Path,
+                                      budget: float) -> None:
+    with pytest.raises(CstaInputError, match="budget"):
+        V.summarize(cut_video, tmp_path / "s.mp4", checkpoints["mobilenet"], budget=budget)
+    _assert_clean(tmp_path)
+
+
+def test_budget_smaller_than_every_shot(cut_video: Path, checkpoints: dict[str, Path], tmp_path: Path) -> None:
+    with pytest.raises(CstaInputError, match="no shot fits the budget"):
+        V.summarize(cut_video, tmp_path / "s.mp4", checkpoints["mobilenet"], budget=0.05)  # 12 frames
+    _assert_clean(tmp_path)
+
+
+def test_unwritable_and_bad_outputs(cut_video: Path, checkpoints: dict[str, Path], tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where a folder should be")
+    with pytest.raises(CstaInputError, match="cannot write"):
+        V.summarize(cut_video, blocker / "s.mp4", checkpoints["mobilenet"])
+    with pytest.raises(CstaInputError, match="extension"):
+        V.summarize(cut_video, tmp_path / "s.avi", checkpoints["mobilenet"])
+    with pytest.raises(CstaInputError, match="overwrite the input"):
+        V.summarize(cut_video, cut_video, checkpoints["mobilenet"])
+    with pytest.raises(CstaInputError, match="checkpoint"):
+        V.summarize(cut_video, tmp_path / "s.mp4", tmp_path / "missing.pt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_no_partial_output_when_a_late_stage_fails(cut_video: Path, checkpoints: dict[str, Path], tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken_sheet(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("contact sheet failed")
+
+    monkeypatch.setattr(V, "contact_sheet", broken_sheet)
+    with pytest.raises(RuntimeError, match="contact sheet failed"):
+        V.summarize(cut_video, tmp_path / "s.mp4", checkpoints["mobilenet"], contact_sheet_png=tmp_path / "c.png",
+                    budget=0.3)
+    assert list(tmp_path.iterdir()) == []  # the finished video was a temporary and went with the rest
+
+
+def test_load_image_matches_sampling_resize() -> None:
+    path = real_clip("test_images.parrot")
+    image = V.load_image(path)
+    assert image.shape == (224, 224, 3) and image.dtype == np.uint8
+
+
+def test_timeline_and_contact_sheet_render(summary_run: tuple[V.SummaryResult, Path]) -> None:
+    result, _ = summary_run
+    sheet = V.contact_sheet(result.thumbnails, result.sidecar)
+    assert sheet.size[0] > 0 and len(result.thumbnails) == len(result.sidecar["selected_shots"])
+    fig = V.timeline_figure(result.sidecar)
+    assert len(fig.axes) == 1 and fig.axes[0].get_xlim()[1] == pytest.approx(240 / 25)
