@@ -59,9 +59,9 @@ def main() -> None:
         spec = train.RunSpec(preset=args.preset, dataset="summe", data_path=str(data_path),
                              splits_file=str(splits_file), split=0, seed=0, epochs=epochs,
                              policies=("test-max", "last"), device=args.device, cnn_weights=None)
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         record = train.run(spec, Path(tmp) / "store", progress=False)
-        wall = time.perf_counter() - start
+        wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
 
     print(f"device: {record['device']}; preset {args.preset}; torch {record['versions']['torch']}")
     print(f"{'epoch':>5} {'train s':>8} {'eval s':>7} {'eval %':>7} {'s/step':>7}")
@@ -75,7 +75,8 @@ def main() -> None:
     epoch20 = step * N_TRAIN_OFFICIAL + evaluation
     overhead = (wall - sum(e["seconds"] for e in record["epochs"])) / epochs
     print(f"run wall {wall:.1f} s for {epochs} epochs (model build, data, checkpoints and snapshots: "
-          f"{overhead:.2f} s per epoch beyond the timed epoch)")
+          f"{overhead:.2f} s per epoch beyond the timed epoch); process CPU time {cpu:.1f} s: "
+          f"{cpu / wall:.2f} cores busy on average (well below the thread count: other load on the machine)")
     label = "extrapolated" if args.quick else "measured"
     print(f"epoch of 20 training videos + evaluation of 5 ({label}): {epoch20:.2f} s; evaluation share "
           f"{100 * evaluation / epoch20:.1f}%; {step:.3f} s per training step")

@@ -151,11 +151,18 @@ def _conflicts(c: ModelConfig) -> list[str]:
             "attention: set key_value_embedding to 'v' or 'kv'"
         )
     if c.skip_connection == "IF" and wide:
-        out.append(f"skip_connection='IF' adds the {INPUT_DIM}-d input to the {c.dim}-d mix of backbone={c.backbone!r}")
+        out.append(
+            f"skip_connection='IF' adds the {INPUT_DIM}-d input to the {c.dim}-d mix of backbone={c.backbone!r}"
+        )
     if c.value_source == "cnn" and c.embeds_value:
-        out.append("value_source='cnn' (direct CNN model) has no value embedding: key_value_embedding must be None or 'k'")
+        out.append(
+            "value_source='cnn' (direct CNN model) has no value embedding: key_value_embedding must be None or 'k'"
+        )
     if c.balance is not None and c.softmax_axis != "TD":
-        out.append(f"balance={c.balance!r} reweights the two softmax terms and needs softmax_axis='TD', not {c.softmax_axis!r}")
+        out.append(
+            f"balance={c.balance!r} reweights the two softmax terms and needs softmax_axis='TD', "
+            f"not {c.softmax_axis!r}"
+        )
     if c.cls_token and c.cls_pool == "SM" and c.softmax_axis is None:
         out.append("cls_pool='SM' pools the softmax maps, but softmax_axis=None has none")
     if c.positional_encoding_way == "Transformer" and wide:

@@ -303,8 +303,8 @@ def feature_mismatch(info: EncoderInfo, checkpoint_features: dict[str, Any] | No
     if trained_on == "untrained":
         return "the checkpoint is untrained (random model weights): its scores are meaningless"
     if checkpoint_features.get("surrogate"):
-        return (f"the checkpoint was trained on surrogate (synthetic) features ({trained_on}), not on features "
-                f"of any real encoder; its scores on {info.name} features are not meaningful")
+        return ("the checkpoint was trained on surrogate (synthetic) features, not on features of any real "
+                f"encoder; its scores on {info.name} features are not meaningful")
     if info.random_weights:
         return f"the {info.name} encoder runs with random weights; the checkpoint was trained on {trained_on}"
     if trained_on not in COMPATIBLE_CHECKPOINT_FEATURES[info.name]:

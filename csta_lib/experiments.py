@@ -159,8 +159,9 @@ PROFILE_NOTES = {
     "smoke": "seconds: 1 epoch on tiny surrogate subsets (3-4 short videos per dataset, one fold), "
              "for tests; the numbers mean nothing",
     "quick": "the book's default on a 2-core CPU (about 10 minutes of training for all experiments)",
-    "paper": "the paper's protocol (5 folds x 100 epochs x 5 seeds, both datasets): GPU work, about "
-             "1 GPU-day on one recent GPU, or a few hours on a Ray cluster (see book/reproduce_grid.md)",
+    "paper": "the paper's protocol (5 folds x 100 epochs x 5 seeds, both datasets): GPU work, about 650 distinct "
+             "runs for all experiments, on the order of 10-20 GPU-hours on one recent GPU (estimate), a few hours "
+             "on a small Ray cluster (see book/reproduce_grid.md)",
 }
 
 

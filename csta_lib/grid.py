@@ -3,8 +3,8 @@
 Two engines execute the missing runs:
 
 ``local``
-    ``jobs=1`` trains in this process; ``jobs=N`` starts one fresh (spawned) worker process per run with at most
-    N alive at a time, so a worker that dies takes down only its own run.
+    ``jobs=1`` trains in this process; ``jobs=N`` runs N spawned worker processes, each training one run at a
+    time; a worker that dies fails only the run it was training and is replaced.
 ``ray``
     one Ray task per run (``num_cpus=cpus_per_run``, ``num_gpus=gpus_per_run``; 0.25 packs four runs on a GPU).
     ``address`` (or ``RAY_ADDRESS``) joins an existing cluster; otherwise a local cluster limited to this
@@ -86,12 +86,12 @@ def machine_cores() -> int:
 
 
 def check_store(store: str | os.PathLike[str] | None) -> Path:
-    """The store directory, created if needed; :class:`CstaInputError` if it is missing or not writable."""
+    """The store directory (None: the project's ``results/store``), created if needed; :class:`CstaInputError`
+    if it cannot be a writable directory."""
+    from csta_lib import store as results_store
     from csta_lib.io import ensure_writable_dir
 
-    if store is None or str(store) == "":
-        raise CstaInputError("no results store given (store=DIR / --store DIR)")
-    path = Path(store)
+    path = Path(store) if store not in (None, "") else results_store.default_store_dir()
     if path.exists() and not path.is_dir():
         raise CstaInputError(f"results store {path} exists and is not a directory")
     try:
@@ -191,14 +191,24 @@ def execute(run_fn: RunFn, spec: Any, store_dir: str, threads: int) -> dict[str,
 # local engine
 
 
-def _child_main(conn: Any, run_fn: RunFn, spec: Any, store_dir: str, threads: int) -> None:
-    """Worker process body: run, send ("ok", record) or ("error", text) back."""
-    try:
-        conn.send(("ok", execute(run_fn, spec, store_dir, threads)))
-    except BaseException as exc:  # noqa: BLE001 - everything goes back to the driver
-        conn.send(("error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}"))
-    finally:
-        conn.close()
+def _worker_main(conn: Any, run_fn: RunFn, store_dir: str, threads: int) -> None:
+    """Worker process body: run the specs it is sent, one at a time, until it is sent None.
+
+    Each result goes back as ("ok", record) or ("error", text); a worker that dies sends nothing, which the
+    driver notices on its process sentinel.
+    """
+    while True:
+        try:
+            spec = conn.recv()
+        except EOFError:  # the driver went away
+            return
+        if spec is None:
+            return
+        try:
+            message = ("ok", execute(run_fn, spec, store_dir, threads))
+        except BaseException as exc:  # noqa: BLE001 - everything goes back to the driver
+            message = ("error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}")
+        conn.send(message)
 
 
 def run_local(jobs_list: Sequence[Job], store_dir: str, *, jobs: int, threads: int, run_fn: RunFn
@@ -214,50 +224,81 @@ def run_local(jobs_list: Sequence[Job], store_dir: str, *, jobs: int, threads: i
     yield from _run_processes(jobs_list, store_dir, jobs=jobs, threads=threads, run_fn=run_fn)
 
 
+@dataclass
+class _Worker:
+    """A spawned worker process, its end of the pipe and the job it is running (None when idle)."""
+
+    process: Any
+    conn: Any
+    job: Job | None = None
+
+
 def _run_processes(jobs_list: Sequence[Job], store_dir: str, *, jobs: int, threads: int, run_fn: RunFn
                    ) -> Iterator[Outcome]:
+    """At most ``jobs`` spawned workers, each reused for several runs (start-up and imports paid once per
+    worker); a worker that dies fails only its current run and is replaced if runs are left."""
     import multiprocessing as mp
     from multiprocessing.connection import wait
 
     ctx = mp.get_context("spawn")
     pending = list(jobs_list)
-    running: dict[Any, tuple[Job, Any, Any]] = {}  # sentinel -> (job, process, receiving end)
+    workers: list[_Worker] = []
+
+    def start_worker() -> _Worker:
+        ours, theirs = ctx.Pipe(duplex=True)
+        proc = ctx.Process(target=_worker_main, args=(theirs, run_fn, store_dir, threads), daemon=True,
+                           name="csta-grid-worker")
+        proc.start()
+        theirs.close()
+        return _Worker(proc, ours)
+
+    def assign(worker: _Worker) -> None:
+        worker.job = pending.pop(0) if pending else None
+        try:
+            worker.conn.send(worker.job.spec if worker.job else None)
+        except (BrokenPipeError, OSError):
+            pass  # the worker died between runs: its sentinel reports it on the next wait
+
     try:
-        while pending or running:
-            while pending and len(running) < jobs:
-                job = pending.pop(0)
-                receiver, sender = ctx.Pipe(duplex=False)
-                proc = ctx.Process(target=_child_main, args=(sender, run_fn, job.spec, store_dir, threads),
-                                   name=f"csta-grid-{job.key}", daemon=True)
-                proc.start()
-                sender.close()
-                running[proc.sentinel] = (job, proc, receiver)
-            ready = wait([*running, *(r for _, _, r in running.values())])
-            for sentinel in list(running):
-                job, proc, receiver = running[sentinel]
-                message = None
-                if receiver in ready or sentinel in ready:
-                    try:
-                        if receiver.poll():
-                            message = receiver.recv()
-                    except (EOFError, OSError):
-                        message = None
-                if message is None and proc.is_alive():
+        for _ in range(min(jobs, len(pending))):
+            worker = start_worker()
+            workers.append(worker)
+            assign(worker)
+        while any(w.job is not None for w in workers):
+            busy = [w for w in workers if w.job is not None]
+            ready = wait([w.conn for w in busy] + [w.process.sentinel for w in busy])
+            for worker in busy:
+                if worker.conn not in ready and worker.process.sentinel not in ready:
                     continue
-                proc.join()
-                receiver.close()
-                del running[sentinel]
+                job, message = worker.job, None
+                try:
+                    if worker.conn.poll():
+                        message = worker.conn.recv()
+                except (EOFError, OSError):
+                    message = None
                 if message is None:
-                    yield Outcome(job.index, error=f"worker process died (exit code {proc.exitcode})")
-                elif message[0] == "ok":
+                    if worker.process.is_alive():
+                        continue  # spurious wake-up
+                    worker.process.join()
+                    yield Outcome(job.index, error=f"worker process died (exit code {worker.process.exitcode})")
+                    worker.conn.close()
+                    workers.remove(worker)
+                    if pending:
+                        replacement = start_worker()
+                        workers.append(replacement)
+                        assign(replacement)
+                    continue
+                if message[0] == "ok":
                     yield Outcome(job.index, record=message[1])
                 else:
                     yield Outcome(job.index, error=message[1])
+                assign(worker)
     finally:
-        for _, proc, receiver in running.values():  # interrupted: stop the workers we started
-            proc.terminate()
-            proc.join()
-            receiver.close()
+        for worker in workers:  # normal end: they were sent None; interrupted: stop them
+            if worker.job is not None and worker.process.is_alive():
+                worker.process.terminate()
+            worker.process.join(timeout=10)
+            worker.conn.close()
 
 
 # -------------------------------------------------------------------------------------------------------------
@@ -353,6 +394,9 @@ def ship_file(path: str | os.PathLike[str]) -> ShippedFile:
     return ShippedFile(str(path), sha256_file(path), len(data), [ray.put(data)])
 
 
+_VERIFIED: dict[tuple[str, int, int], str] = {}
+
+
 def materialise(shipped: ShippedFile) -> str:
     """A local path holding the shipped file: the driver's path when this node sees the same file, else a
     node-local copy written once (atomically) from the object store."""
@@ -362,8 +406,12 @@ def materialise(shipped: ShippedFile) -> str:
     from csta_lib.io import write_bytes_atomic
 
     here = Path(shipped.path)
-    if here.is_file() and here.stat().st_size == shipped.size and sha256_file(here) == shipped.sha256:
-        return str(here)
+    if here.is_file() and here.stat().st_size == shipped.size:
+        stamp = (str(here), here.stat().st_mtime_ns, shipped.size)
+        if stamp not in _VERIFIED:  # hash a file once per worker process, not once per run
+            _VERIFIED[stamp] = sha256_file(here)
+        if _VERIFIED[stamp] == shipped.sha256:
+            return str(here)
     cached = Path(tempfile.gettempdir()) / "csta-grid-data" / shipped.sha256 / here.name
     if not cached.is_file():
         write_bytes_atomic(cached, ray.get(shipped.ref[0]))
@@ -592,7 +640,7 @@ def _data_summary(src: experiments.DataSource) -> dict[str, Any]:
             "splits_file": str(src.splits_file) if src.splits_file else "official CSTA splits"}
 
 
-def records_for(experiment: str, profile: str, store: str | os.PathLike[str],
+def records_for(experiment: str, profile: str, store: str | os.PathLike[str] | None = None,
                 cache_dir: str | os.PathLike[str] | None = None, *, lookup_fn: LookupFn = train_lookup
                 ) -> list[dict[str, Any]]:
     """The stored records of every run of ``experiment`` at ``profile`` (in grid order; missing runs skipped).
@@ -603,7 +651,7 @@ def records_for(experiment: str, profile: str, store: str | os.PathLike[str],
 
     experiments.check_experiment(experiment)
     experiments.check_profile(profile)
-    store_dir = Path(store)
+    store_dir = Path(store) if store is not None else results_store.default_store_dir()
     if not store_dir.is_dir():
         raise CstaInputError(f"results store {store_dir} does not exist; run the grid first")
     data = experiments.prepare_data(experiment, profile, cache_dir)
@@ -616,4 +664,31 @@ def records_for(experiment: str, profile: str, store: str | os.PathLike[str],
         record.setdefault("_path", str(results_store.record_path(store_dir, p.dataset, p.variant.name, key)))
         record["_label"] = p.variant.label
         out.append(record)
+    return out
+
+
+def experiment_records(experiment: str, store: str | os.PathLike[str], profile: str | None = None,
+                       cache_dir: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:
+    """The records of an experiment in a store, for tables (``csta results table --experiment``).
+
+    With ``profile``: exactly that grid's runs (:func:`records_for`). Without: every stored record of the
+    experiment's variants, keeping for each (variant, dataset) only the records with the most epochs (the
+    most complete protocol in the store), so a store holding both quick and paper runs shows the paper ones.
+    """
+    from csta_lib import store as results_store
+
+    if profile is not None:
+        return records_for(experiment, profile, store, cache_dir)
+    exp = experiments.check_experiment(experiment)
+    labels = {v.name: v.label for v in exp.variants}
+    records = results_store.load_records(store, variant=list(labels))
+    most: dict[tuple[str, str], int] = {}
+    for r in records:
+        group = (r.get("variant"), r.get("dataset"))
+        most[group] = max(most.get(group, 0), int(r.get("n_epochs") or 0))
+    out = [dict(r, _label=labels[r["variant"]]) for r in records
+           if int(r.get("n_epochs") or 0) == most[(r.get("variant"), r.get("dataset"))]]
+    if not out:
+        raise CstaInputError(f"no records of experiment {experiment} in {store}; run `csta grid --experiment "
+                             f"{experiment} --store {store}` first")
     return out

@@ -86,7 +86,10 @@ class PositionalEncoding(nn.Module):
         self.width = width
         if kind == "FPE":
             # shape "T": div_term is exp(0) = 1, so every position gets sin(p) broadcast over D.
-            table = sinusoidal_table(PE_MAX_LEN, width) if width > 1 else torch.sin(torch.arange(PE_MAX_LEN).float())[:, None]
+            if width > 1:
+                table = sinusoidal_table(PE_MAX_LEN, width)
+            else:
+                table = torch.sin(torch.arange(PE_MAX_LEN, dtype=torch.float)).unsqueeze(1)
             self.register_buffer("table", table)
         elif kind == "LPE":
             self.table = nn.Parameter(torch.randn(PE_MAX_LEN, width))
@@ -139,7 +142,9 @@ class ScoreClassifier(nn.Module):
 def validate_features(features: Any) -> torch.Tensor:
     """Check one video's features before any layer runs; raise :class:`CstaInputError` naming the problem."""
     if not isinstance(features, torch.Tensor):
-        raise CstaInputError(f"features must be a torch.Tensor of shape (T, {INPUT_DIM}), got {type(features).__name__}")
+        raise CstaInputError(
+            f"features must be a torch.Tensor of shape (T, {INPUT_DIM}), got {type(features).__name__}"
+        )
     if not features.is_floating_point():
         raise CstaInputError(f"features must be a floating-point tensor, got dtype {features.dtype}")
     if features.dim() != 2:
@@ -246,7 +251,8 @@ class CSTA(nn.Module):
 
     def _forward(self, features: torch.Tensor, literal: bool, return_attention: bool):
         cfg = self.config
-        features = features.to(next(self.parameters()).dtype)
+        reference = next(self.parameters())  # float64 / CPU input follows the model's dtype and device
+        features = features.to(device=reference.device, dtype=reference.dtype)
         n_steps = features.shape[0]
         key, x = self._key_image_literal(features) if literal else self._key_image_fast(features)
         cnn_out = self.cnn(key.unsqueeze(0))  # (T', D)
@@ -447,3 +453,20 @@ def load_official_state_dict(model: CSTA, state_dict: dict[str, torch.Tensor]) -
         )
     model.load_state_dict(converted, strict=True)
     return model
+
+
+def load_official_checkpoint(path: str | os.PathLike[str], config_or_preset_name: str | ModelConfig = "paper") -> CSTA:
+    """A model of the given preset/config with the weights of a file saved by the official code
+    (``torch.save(model.state_dict(), ...)``), in eval mode."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError as exc:
+        raise CstaInputError(f"official checkpoint {str(path)!r} not found") from exc
+    except Exception as exc:  # noqa: BLE001 - an unreadable file is the user's input error
+        raise DataFormatError(f"{path}: not a readable torch state_dict ({exc})") from exc
+    model = build_model(config_or_preset_name)
+    try:
+        load_official_state_dict(model, state)
+    except DataFormatError as exc:
+        raise DataFormatError(f"{path}: {exc}") from exc
+    return model.eval()

@@ -106,11 +106,13 @@ def read_record(path: str | Path) -> dict[str, Any]:
 
 
 def find_record(store_dir: str | Path, dataset: str, variant: str | None, key: str) -> dict[str, Any] | None:
-    """The stored record with content address ``key``, or None if this run was never completed."""
+    """The stored record with content address ``key`` (with ``_path``), or None if this run was never completed."""
     path = record_path(store_dir, dataset, variant, key)
     if not path.is_file():
         return None
-    return read_record(path)
+    record = read_record(path)
+    record["_path"] = str(path)
+    return record
 
 
 def iter_record_files(store_dir: str | Path) -> list[Path]:

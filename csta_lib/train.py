@@ -680,8 +680,11 @@ def train_loop(
 
         chosen = select_epochs(history, prep.policies)
         final = epoch == spec.epochs
-        # The "last" model only needs a file once training ends; the others whenever their choice moves.
-        keep = {e for p, e in chosen.items() if e is not None and (p != "last" or final)}
+        # Selected epochs get a file when chosen; the last epoch once training ends (for "last", and as the
+        # reported fallback of a policy that never selected an epoch, see _selected_entry).
+        keep = {e for p, e in chosen.items() if e is not None and p != "last"}
+        if final and ("last" in chosen or None in chosen.values()):
+            keep.add(epoch)
         if epoch in keep:
             meta = {"run_key": prep.key, "preset": prep.preset, "dataset": prep.data.dataset, "split": spec.split,
                     "seed": spec.seed, "epoch": epoch, "policies": [p for p, e in chosen.items() if e == epoch],
@@ -743,7 +746,20 @@ def _selected_entry(policy: str, epoch: int | None, history: Sequence[Mapping[st
 
 
 def build_record(prep: PreparedRun, loop: Mapping[str, Any], record_file: Path, wall: float) -> dict[str, Any]:
-    """The JSON run record (see the module docstring and CONTRIBUTING's contract)."""
+    """The JSON run record.
+
+    Keys: ``format``, ``key`` (content address), ``preset``, ``variant``, ``overrides``, ``dataset``, ``split``
+    (``index`` 0-based, ``source``, ``train_keys`` actually trained on, ``val_keys``, ``test_keys``,
+    ``official_train_keys``), ``seed``, ``n_epochs``, ``config`` (ModelConfig dict), ``training`` (optimiser,
+    loss, batching), ``selection`` (policies, ``val_fraction``, what was trained on, the rule, labels),
+    ``protocol`` (``rank``: the τ/ρ protocol; F1), ``provenance`` (``surrogate``, ``encoder``,
+    ``imagenet_weights``, ``cnn_init``, data file and sha256, the dataset's own provenance, splits file),
+    ``epochs`` (per epoch: ``epoch``, ``train_loss``, ``test_tau``/``test_rho``/``test_f1``, ``val_*`` when there
+    is a validation subset, ``seconds``, ``eval_seconds``), ``selected`` (per policy: ``epoch``, ``test_tau``,
+    ``test_rho``, ``test_f1``, ``val_*``, ``checkpoint`` relative to the record's folder, ``selected_on``,
+    ``per_video`` test metrics), ``wall_time_s``, ``train_time_s``, ``resumed_from_epoch``, ``device``,
+    ``deterministic``, ``versions``, ``created_utc``.
+    """
     spec, data = prep.spec, prep.data
     ckpt_rel = store.checkpoint_dir(record_file).name
     return {
@@ -810,9 +826,7 @@ def run(
         raise CstaInputError(f"results store: {exc}") from exc
     record_file = prepared_record_path(prep, store_dir)
     if record_file.is_file() and not force:
-        record = store.read_record(record_file)
-        record["_path"] = str(record_file)
-        return record
+        return store.find_record(store_dir, prep.data.dataset, spec.variant, prep.key)
     ckpt_dir = store.checkpoint_dir(record_file)
     if force and record_file.is_file():
         record_file.unlink()

@@ -6,15 +6,20 @@ How this differs from the official custom-video path (video_helper.py), and why:
 - **Sampling.** Every ``stride``-th frame (default 15, the official ``--sample_rate``) is converted and
   resized to 224x224 while decoding; the other frames are decoded (H.264 needs them as references) but
   never converted, and no frame is kept beyond its sample. The stride is in **frames** whatever the frame
-  rate, as in the official code and the eccv16 files (15 frames = 2 fps at 30 fps, 0.6 s at 25 fps, 0.5 s
-  at 30, 0.25 s at 60). ``sample_fps`` picks the stride from the frame rate instead
+  rate, as in the official code and the eccv16 files (15 frames: 0.5 s at 30 fps, i.e. 2 fps; 0.6 s at
+  25 fps; 0.25 s at 60 fps). ``sample_fps`` picks the stride from the frame rate instead
   (``stride = round(fps / sample_fps)``); the stride used is recorded in the sidecar.
 - **Features.** Only the sampled frames are encoded (the official code runs GoogLeNet on every frame
   and then keeps every 15th), in batches; see :mod:`csta_lib.encoders`.
 - **Shots.** KTS runs on the sampled features (the official code runs it on every frame: O(n²)
   memory, O(n³) time), on L2-normalised features so that the linear kernel is a cosine similarity on the
-  scale its ``vmax=1`` penalty assumes; change points are mapped back to frames with the stride, and the
-  shots cover every frame of the video.
+  scale its ``vmax=1`` penalty assumes, with the penalty of the full-length video (``desc_rate`` =
+  stride, as if every frame had been segmented; on the samples alone the per-cut penalty is ``stride``
+  times larger and short videos get no cut at all). Change points are mapped back to frames with the
+  stride, and the shots cover every frame of the video.
+- **Scores and selection.** The checkpoint's CSTA model scores the (unnormalised) step features, and the
+  official summary generation (reference §4.1: scores spread over frames, mean score per shot, 0/1
+  knapsack at ``floor(budget * n_frames)`` frames) picks the shots.
 - **Corrupt data.** A packet the decoder rejects is skipped and counted; decoding goes on with the next
   one. Frame indices count the frames that could be decoded; the sidecar records ``decode_errors`` and a
   warning is printed. Both decoding passes skip the same packets, so indices stay consistent.
@@ -24,8 +29,9 @@ How this differs from the official custom-video path (video_helper.py), and why:
   timestamps from the sampling pass). Audio, when present, is cut at the same instants and encoded to
   AAC (more than two channels downmixed to stereo). Every output (video, sidecar, PNGs) is written to a
   temporary file and renamed only when all succeeded.
-- **Too short / too long a budget.** If no shot fits the budget (every shot is longer), that is an
-  error asking for a larger budget, not an empty video.
+- **A budget smaller than every shot.** If no shot fits, that is an error asking for a larger budget,
+  not an empty video. Videos of fewer than 2 decodable frames are errors; short videos (fewer steps
+  than the GoogLeNet trunk needs) are handled by the model itself (see :mod:`csta_lib.model`).
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ import concurrent.futures
 import contextlib
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -53,7 +60,7 @@ THUMB_WIDTH = 256
 SIDECAR_FORMAT = "csta-summary/1"
 # Output containers by suffix; the temporary file has no meaningful suffix, so the format is explicit.
 OUTPUT_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
-# A fast x264 preset: the writing stage dominates the run time (reference pipeline: issue 8 benchmark).
+# A fast x264 preset: re-encoding is one of the largest stages; CRF 23 is x264's default quality.
 X264_PRESET = "veryfast"
 X264_CRF = "23"
 
@@ -187,8 +194,8 @@ class SampledVideo:
     n_frames: int  # frames decoded (the video's length)
     frame_times: np.ndarray  # (n_frames,) float64 presentation time in seconds of every frame
     decode_errors: int  # packets skipped because the decoder rejected them
-    frame_pts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # (n_frames,), -1 = none
-    keyframes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # indices of key frames
+    frame_pts: np.ndarray  # (n_frames,) int64 stream timestamps, -1 where the decoder gave none
+    keyframes: np.ndarray  # (K,) int64 indices of the key frames
 
     @property
     def cut_plan(self) -> CutPlan:
@@ -210,9 +217,11 @@ def sample_frames(path: str | Path, stride: int = DEFAULT_STRIDE, size: int = 22
     which averages like an anti-aliasing filter when shrinking). Raises :class:`VideoInputError` for a
     file that is missing, not a video, has no video stream, or yields fewer than 2 frames.
     """
+    import av
+
     path = Path(path)
-    stride = stride_for(0.0, None, stride)
     info = probe_video(path)
+    stride = stride_for(info.fps, stride=stride)
     samples: list[np.ndarray] = []
     times: list[float] = []
     pts: list[int] = []
@@ -234,14 +243,8 @@ def sample_frames(path: str | Path, stride: int = DEFAULT_STRIDE, size: int = 22
                     samples.append(frame.to_ndarray(width=size, height=size, format="rgb24",
                                                     interpolation="AREA"))
                 bar.update()
-    except VideoInputError:
-        raise
-    except Exception as exc:  # a demuxer failure after the header: the file is broken, not our code
-        import av
-
-        if isinstance(exc, av.error.FFmpegError):
-            raise VideoInputError(f"{path}: decoding failed after {len(times)} frames: {exc}") from exc
-        raise
+    except av.error.FFmpegError as exc:  # a demuxer failure after the header: the file is broken
+        raise VideoInputError(f"{path}: decoding failed after {len(times)} frames: {exc}") from exc
     finally:
         bar.close()
     n_frames = len(times)
@@ -296,20 +299,12 @@ def shots_from_features(features: np.ndarray, stride: int, n_frames: int,
     return kts.shots_from_change_points(step_cps, n_frames, stride).astype(np.int64)
 
 
-def score_steps(model: Any, features: np.ndarray, stride: int, n_frames: int) -> np.ndarray:
-    """CSTA importance scores (T,) of the step features; a clear error where the model cannot take T steps."""
+def score_steps(model: Any, features: np.ndarray) -> np.ndarray:
+    """CSTA importance scores (T,) of the step features (any T >= 1: the model pads short videos itself)."""
     import torch
 
-    x = torch.from_numpy(np.ascontiguousarray(features, np.float32))
-    try:
-        with torch.inference_mode():
-            scores = model(x)
-    except RuntimeError as exc:
-        # Every GoogLeNet-trunk CSTA needs about 15 steps (reference §6.6 item 8a).
-        suggestion = max(1, n_frames // 16)
-        raise VideoInputError(
-            f"the model cannot score {len(features)} samples (video of {n_frames} frames at stride {stride}): "
-            f"{str(exc).splitlines()[0]}. Short videos need more samples: try --stride {suggestion}") from exc
+    with torch.inference_mode():
+        scores = model(torch.from_numpy(np.ascontiguousarray(features, np.float32)))
     scores = scores.detach().float().reshape(-1).numpy()
     if scores.shape != (len(features),) or not np.isfinite(scores).all():
         raise RuntimeError(f"model returned scores of shape {scores.shape} (finite: {np.isfinite(scores).all()}) "
@@ -753,6 +748,16 @@ def table1_checkpoint(profile: str = "smoke", store_dir: str | Path | None = Non
     return Path(record["_path"]).parent / chosen["checkpoint"], record
 
 
+def caption_text(sidecar: dict[str, Any]) -> str:
+    """A one-line figure caption: video, encoder, what the checkpoint was trained on, mismatch."""
+    features = sidecar.get("checkpoint_features") or {}
+    trained_on = "surrogate features" if features.get("surrogate") else f"{features.get('encoder', 'unknown')} features"
+    random = " (RANDOM weights)" if (sidecar.get("encoder_info") or {}).get("random_weights") else ""
+    mismatch = "; features do NOT match the checkpoint's" if sidecar.get("feature_mismatch") else ""
+    return (f"{Path(sidecar['input']).name}: encoder {sidecar['encoder']}{random}, CSTA checkpoint trained on "
+            f"{trained_on}{mismatch}; budget {sidecar['budget']:.0%}.")
+
+
 def provenance_text(sidecar: dict[str, Any]) -> str:
     """In plain words: which encoder and which checkpoint made this summary, and what that means."""
     info = sidecar.get("encoder_info") or {}
@@ -766,7 +771,8 @@ def provenance_text(sidecar: dict[str, Any]) -> str:
     text = (f"Frames encoded with {encoder}; scores from the CSTA checkpoint `{Path(sidecar['checkpoint']).name}` "
             f"(preset {sidecar.get('checkpoint_preset')}), trained on {trained_on}.")
     if sidecar.get("feature_mismatch"):
-        text += (f" **The features do not match what the model was trained on** ({sidecar['feature_mismatch_reason']}): "
+        reason = sidecar["feature_mismatch_reason"]
+        text += (f" **The features do not match what the model was trained on** ({reason}): "
                  "the shots are real KTS cuts of this video, but the scores, and so the selection, carry no "
                  "learned notion of importance. It shows the pipeline working, not the quality of CSTA.")
     return text
@@ -790,6 +796,15 @@ def _check_output(path: Path, source: Path, what: str) -> Path:
     except PermissionError as exc:
         raise CstaInputError(f"cannot write {what} {path}: {exc}") from exc
     return path
+
+
+def _usual_permissions(paths: Sequence[Path]) -> None:
+    """Give temporary files (created 0600 by mkstemp) the mode a normal new file gets (0666 minus umask)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in paths:
+        if path.exists():
+            os.chmod(path, 0o666 & ~umask)
 
 
 def _warn(message: str, warnings: list[str]) -> None:
@@ -913,7 +928,7 @@ def summarize(
     # ---- shots, scores, selection
     shots = shots_from_features(features, stride, sampled.n_frames)
     t = lap("kts", t)
-    scores = score_steps(model, features, stride, sampled.n_frames)
+    scores = score_steps(model, features)
     t = lap("score", t)
     from csta_lib.evaluation import frame_scores, shot_scores
 
@@ -923,7 +938,8 @@ def summarize(
         lengths = shots[:, 1] - shots[:, 0] + 1
         raise CstaInputError(
             f"no shot fits the budget: {budget:.0%} of {sampled.n_frames} frames is "
-            f"{int(sampled.n_frames * budget)} frames, the shortest of the {len(shots)} shots has {int(lengths.min())} frames"
+            f"{int(sampled.n_frames * budget)} frames, the shortest of the {len(shots)} shots has "
+            f"{int(lengths.min())} frames"
             + (" (or every score is 0)" if int(lengths.min()) <= int(sampled.n_frames * budget) else "")
             + "; raise --budget")
     t = lap("select", t)
@@ -978,26 +994,27 @@ def summarize(
     from csta_lib.io import atomic_path
 
     with contextlib.ExitStack() as stack:
-        tmp_video = stack.enter_context(atomic_path(output))
+        temporaries = [stack.enter_context(atomic_path(output))]
         selected_shots = np.array([[s["start_frame"], s["end_frame"]] for s in selected], np.int64).reshape(-1, 2)
-        written = write_summary_video(video, tmp_video, selected_shots, sampled.cut_plan,
+        written = write_summary_video(video, temporaries[0], selected_shots, sampled.cut_plan,
                                       keep_audio=keep_audio, output_format=out_format, preset=preset,
                                       progress=progress)
         record["audio_kept"] = written.audio_kept
         t = lap("write", t)
         if "contact_sheet" in pngs:
-            tmp = stack.enter_context(atomic_path(pngs["contact_sheet"]))
-            contact_sheet(written.thumbnails, record).save(tmp, format="PNG")
+            temporaries.append(stack.enter_context(atomic_path(pngs["contact_sheet"])))
+            contact_sheet(written.thumbnails, record).save(temporaries[-1], format="PNG")
             record["contact_sheet"] = str(pngs["contact_sheet"])
         if "timeline" in pngs:
-            tmp = stack.enter_context(atomic_path(pngs["timeline"]))
-            timeline_figure(record).savefig(tmp, format="png", dpi=110)
+            temporaries.append(stack.enter_context(atomic_path(pngs["timeline"])))
+            timeline_figure(record).savefig(temporaries[-1], format="png", dpi=110)
             record["timeline"] = str(pngs["timeline"])
         if pngs:
             t = lap("pictures", t)
         record["sidecar"] = str(sidecar)
         timings["total"] = round(time.perf_counter() - t_start, 4)
-        tmp = stack.enter_context(atomic_path(sidecar))
-        tmp.write_text(json.dumps(record, indent=1) + "\n")
+        temporaries.append(stack.enter_context(atomic_path(sidecar)))
+        temporaries[-1].write_text(json.dumps(record, indent=1) + "\n")
+        _usual_permissions(temporaries)
     return SummaryResult(record, written.thumbnails, features)
 

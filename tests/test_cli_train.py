@@ -115,3 +115,19 @@ def test_contract_form_in_a_subprocess_with_the_real_model(files, tmp_path):
     assert done.returncode == 0, done.stderr
     record = json.loads(Path(done.stdout.strip().splitlines()[-1]).read_text())
     assert record["preset"] == "paper" and set(record["selected"]) == {"test-max", "val", "last"}
+
+
+def test_results_table_of_an_experiment(tmp_path, capsys):
+    from test_store import make_record
+
+    from csta_lib import store
+
+    for variant, tau in (("paper", 0.25), ("table2.kv", 0.1)):
+        rec = make_record("summe", 0, 0, tau, 0.3, variant=variant)
+        store.write_record(store.record_path(tmp_path, "summe", variant, rec["key"]), rec)
+    assert main(["results", "table", "--store", str(tmp_path), "--experiment", "table1", "--select", "test-max"]) == 0
+    out = capsys.readouterr().out
+    assert "| summe | paper | test-max |" in out and "table2.kv" not in out and "0.250" in out
+    assert main(["results", "table", "--store", str(tmp_path), "--experiment", "nope"]) == 2
+    assert "nope" in capsys.readouterr().err
+    assert main(["results", "table", "--store", str(tmp_path), "--profile", "quick"]) == 2

@@ -6,6 +6,7 @@ record atomically in a few milliseconds; the engine-equivalence test trains the 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -113,11 +114,18 @@ def test_worker_process_dying_mid_run(tmp_path, cache):
     assert "died" in out["failed_runs"][0]["error"]
     records = [store.read_record(p) for p in record_files(tmp_path)]
     assert victim not in {r["key"] for r in records}
-    assert len({r["pid"] for r in records}) == 2  # one fresh worker per run
+    assert os.getpid() not in {r["pid"] for r in records}  # trained in worker processes
     assert {r["threads"] for r in records} == {max(1, grid.machine_cores() // 2)}
     (tmp_path / f".kill-{victim}").unlink()
     again = grid.run_grid("deviations", "smoke", jobs=2, store=tmp_path, progress=False, cache_dir=cache, **FAKE)
     assert (again["computed"], again["reused"], again["failed"]) == (1, 2, 0)
+
+
+def test_worker_processes_are_reused(tmp_path, cache):
+    out = grid.run_grid("table2", "smoke", jobs=2, store=tmp_path, progress=False, cache_dir=cache, **FAKE)
+    assert (out["computed"], out["failed"]) == (7, 0)
+    pids = {store.read_record(p)["pid"] for p in record_files(tmp_path)}
+    assert len(pids) <= 2 and os.getpid() not in pids
 
 
 def test_threads_and_device_per_run(tmp_path, cache):
@@ -134,6 +142,21 @@ def test_records_for_returns_the_grid_records_with_labels(tmp_path, cache):
     records = grid.records_for("deviations", "smoke", tmp_path, cache, lookup_fn=fake_lookup)
     assert [r["_label"] for r in records] == [v.label for v in experiments.EXPERIMENTS["deviations"].variants]
     assert all(Path(r["_path"]).is_file() for r in records)
+
+
+def test_experiment_records_without_profile_prefer_the_longest_runs(tmp_path, cache):
+    grid.run_grid("deviations", "smoke", store=tmp_path, progress=False, cache_dir=cache, **FAKE)
+    spec = experiments.expand("deviations", "smoke", cache_dir=cache)[0]
+    fake_run(dataclasses.replace(spec, epochs=100), str(tmp_path))  # a longer run of the first row
+    fake_run(dataclasses.replace(spec, preset="fig4.resnet18"), str(tmp_path))  # not a row of this experiment
+    records = grid.experiment_records("deviations", tmp_path)
+    by_variant = {r["variant"]: r for r in records}
+    assert len(records) == 3 and set(by_variant) == {v.name for v in experiments.EXPERIMENTS["deviations"].variants}
+    assert by_variant["paper"]["n_epochs"] == 100
+    assert by_variant["paper+skip_norm=layernorm"]["_label"].startswith("paper Eq. 3")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CstaInputError, match="no records of experiment table2"):
+        grid.experiment_records("table2", tmp_path / "empty")
 
 
 def test_progress_output(tmp_path, cache, capsys):

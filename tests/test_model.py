@@ -62,6 +62,10 @@ def randomise_state(model: CSTA, seed: int = 1) -> None:
     with torch.no_grad():
         if model.cls_token is not None:
             model.cls_token.copy_(torch.randn(model.cls_token.shape, generator=g) * 0.5)
+        for module in model.cnn.modules():
+            if isinstance(module, nn.Conv2d):  # He-scaled, so activations stay O(1) through the trunk
+                fan_in = module.weight[0].numel()
+                module.weight.copy_(torch.randn(module.weight.shape, generator=g) * (2.0 / fan_in) ** 0.5)
         for module in model.modules():
             if isinstance(module, nn.BatchNorm2d):
                 module.running_mean.copy_(torch.randn(module.running_mean.shape, generator=g) * 0.1)
@@ -135,7 +139,9 @@ def assert_close_scores(ours: torch.Tensor, ref: torch.Tensor) -> None:
 def test_matches_a_straightforward_reference_implementation(name):
     model = eval_model(name)
     sd = to_official_state_dict(model)
-    steps = (15, 17) if model.config.backbone == "googlenet" else (1, 17)
+    # the shortest lengths the official code accepts (T+1 = 15 rows with CLS, 15 without), and T = 1 elsewhere
+    shortest = (14 if model.config.cls_token else 15) if model.config.backbone == "googlenet" else 1
+    steps = (shortest, 17)
     with torch.no_grad():
         for t in steps:
             x = features(t, seed=t)
@@ -252,14 +258,20 @@ def test_layernorm_deviation_switch_normalises_each_row():
     assert torch.allclose(normed.mean(dim=1), torch.zeros(11), atol=1e-4)
 
 
-def test_bilinear_deviation_switch_runs_and_differs():
+def test_bilinear_deviation_switch_changes_the_trunk_head():
     torch.manual_seed(0)
     a = build_model("paper").eval()
     b = build_model(PRESETS["paper"].replace(cnn_resize="bilinear")).eval()
     b.load_state_dict(a.state_dict())
+    image = torch.rand(1, 3, 120, 1024)
     with torch.no_grad():
-        x = features(40)
-        assert not torch.allclose(a(x), b(x))
+        # train-mode BatchNorm: with random init and eval statistics the trunk output is ~1e-12
+        rows_a, rows_b = a.cnn.train()(image), b.cnn.train()(image)
+        a.eval(), b.eval()
+        assert bool(torch.isfinite(b(features(40))).all())
+    # the trunk map has 4 rows here: average pooling replicates them, bilinear interpolation blends them
+    assert rows_a.shape == rows_b.shape == (120, 1024)
+    assert float((rows_a - rows_b).abs().max()) > 1e-3 * float(rows_a.abs().max())
 
 
 def test_cls_pooling_is_a_two_tap_average():
@@ -324,6 +336,21 @@ def test_official_state_dict_round_trip():
     x = features(33)
     with torch.no_grad():
         assert torch.equal(source(x), target(x))
+
+
+def test_official_checkpoint_file(tmp_path):
+    from csta_lib.model import load_official_checkpoint
+
+    source = eval_model("paper.resnet18")
+    path = tmp_path / "split0.pt"
+    torch.save(to_official_state_dict(source), path)
+    loaded = load_official_checkpoint(path, "paper.resnet18")
+    with torch.no_grad():
+        assert torch.equal(loaded(features(9)), source(features(9)))
+    with pytest.raises(DataFormatError, match="split0.pt"):
+        load_official_checkpoint(path, "paper.mobilenet_v2")
+    with pytest.raises(CstaInputError, match="not found"):
+        load_official_checkpoint(tmp_path / "absent.pt", "paper.resnet18")
 
 
 def test_official_state_dict_is_strict():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import av
@@ -199,6 +200,24 @@ def test_summarize_end_to_end(summary_run: tuple[V.SummaryResult, Path]) -> None
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sheet.png", "summary.json", "summary.mp4",
                                                          "timeline.png"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert all((p.stat().st_mode & 0o777) == 0o666 & ~umask for p in tmp_path.iterdir())  # not mkstemp's 0600
+
+
+def test_summarize_short_real_clip(checkpoints: dict[str, Path], tmp_path: Path) -> None:
+    """carphone: 120 frames at 29.97 fps, 8 samples (fewer than the GoogLeNet trunk's 15 rows), no audio."""
+    path = real_clip("videos.carphone")
+    # one static shot (KTS finds no cut): only a budget of the whole video can hold it
+    with pytest.raises(CstaInputError, match="no shot fits the budget"):
+        V.summarize(path, tmp_path / "s.mp4", checkpoints["mobilenet"])
+    record = V.summarize(path, tmp_path / "s.mp4", checkpoints["mobilenet"], budget=1.0).sidecar
+    assert record["n_frames"] == 120 and record["n_samples"] == 8 and record["audio_kept"] is False
+    assert record["summary_n_frames"] == 120 and len(record["scores"]) == 8
+    assert record["fps"] == pytest.approx(30000 / 1001)
+    n, vdur, adur = count_frames(tmp_path / "s.mp4")
+    assert n == record["summary_n_frames"] and adur is None
+    assert abs(vdur - n * 1001 / 30000) <= 1001 / 30000
 
 
 def test_feature_mismatch_is_an_error_unless_allowed(cut_video: Path, checkpoints: dict[str, Path],

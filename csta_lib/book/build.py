@@ -160,9 +160,13 @@ def jupyter_book_command(book_root: Path, builder: str = "html") -> list[str]:
 def build_site(book_root: Path = PROJECT_ROOT, quiet: bool = False) -> Path:
     """Run jupyter-book on ``book_root``; return the site's ``index.html``. Raises on a failed build."""
     proc = subprocess.run(jupyter_book_command(book_root), cwd=book_root, capture_output=True, text=True)
-    if not quiet or proc.returncode != 0:
-        sys.stdout.write(proc.stdout[-6000:])
-        sys.stderr.write(proc.stderr[-6000:])
+    if proc.returncode != 0:
+        sys.stdout.write(proc.stdout[-8000:])
+        sys.stderr.write(proc.stderr[-8000:])
+    elif not quiet:  # on success only the warnings matter (there should be none: -W makes them errors)
+        for line in (proc.stdout + proc.stderr).splitlines():
+            if "WARNING" in line or "ERROR" in line:
+                print(line)
     index = book_root / "_build" / "html" / "index.html"
     if proc.returncode != 0 or not index.is_file():
         raise RuntimeError(f"jupyter-book build failed (exit {proc.returncode}); see the messages above")

@@ -162,3 +162,37 @@ def stage_shapes(model: Any, features: Any) -> Any:
         rows.append({"stage": f"(returned) {key}", "module": "-", "output shape": tuple(value.shape)})
     rows.append({"stage": "frame-step scores", "module": "-", "output shape": tuple(scores.shape)})
     return pd.DataFrame(rows)
+
+
+def attention_figure(attention: Mapping[str, Any], scores: Any, gtscore: Any, title: str) -> Any:
+    """Four panels for one video: attention logits, temporal and spatial softmax maps, scores vs ground truth.
+
+    The maps are (T', D) arrays (T' = T+1 with the CLS row); rows are time steps, columns feature dimensions.
+    """
+    import matplotlib.pyplot as plt
+
+    def arr(x: Any) -> np.ndarray:
+        return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+
+    panels = [("attention_logits", "attention logits"), ("temporal_attention", "temporal softmax (over steps)"),
+              ("spatial_attention", "spatial softmax (over dims)")]
+    fig, grid = plt.subplots(2, 2, figsize=(10, 6.6))
+    axes = grid.ravel()
+    for ax, (key, name) in zip(axes, panels):
+        if key in attention:
+            image = ax.imshow(arr(attention[key]), aspect="auto", cmap="viridis", interpolation="nearest")
+            fig.colorbar(image, ax=ax, fraction=0.046)
+        else:
+            ax.text(0.5, 0.5, "not used by this model", ha="center", va="center")
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("feature dimension")
+        ax.set_ylabel("step (row 0: CLS)" if key in attention else "")
+    ax = axes[3]
+    ax.plot(arr(gtscore), label="ground truth (gtscore)", color="black", lw=1)
+    ax.plot(arr(scores), label="predicted", color="tab:orange", lw=1)
+    ax.set_xlabel("step (2 fps)")
+    ax.set_title("scores", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig

@@ -24,14 +24,15 @@ def experiment_records(
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Compute what is missing of ``experiment`` at ``profile``; return its records and the grid summary.
 
-    ``datasets``/``seeds`` restrict the records shown (the grid itself always runs the profile's runs).
+    ``device`` None trains on CUDA when available, else on the CPU. ``datasets``/``seeds`` restrict the records shown (the grid itself always runs the profile's runs).
     Failed runs raise: a book page must not silently show a partial table.
     """
     from csta_lib import grid, store
+    from csta_lib.train import resolve_device
 
     store_dir = Path(store_dir) if store_dir else store.default_store_dir()
     summary = grid.run_grid(experiment, profile, engine="local", store=store_dir, progress=False,
-                            device=None if device in (None, "", "cpu") else device)
+                            device=resolve_device(device or None))
     if summary["failed"]:
         first = summary["failed_runs"][0]
         raise RuntimeError(f"{summary['failed']} run(s) of {experiment}/{profile} failed; first: "
@@ -64,3 +65,36 @@ def pm(mean: float, std: float) -> str:
     if std is None or (isinstance(std, float) and math.isnan(std)):
         return f"{mean:.3f}"
     return f"{mean:.3f} ± {std:.3f}"
+
+
+def protocol_notes(frame: Any) -> str:
+    """The store's per-(dataset, policy) provenance lines as a Markdown bullet list."""
+    from csta_lib import store
+
+    return "\n".join(f"- {line}" for line in store.table_header(frame).splitlines())
+
+
+def summary_display(summary: Any, labels: Mapping[str, str] | None = None) -> Any:
+    """A :func:`csta_lib.store.summary_table` frame for reading: ``mean ± std over seeds`` cells, counts."""
+    rows = []
+    for _, r in summary.iterrows():
+        rows.append({
+            "dataset": r["dataset"], "row": (labels or {}).get(r["variant"], r["variant"]), "policy": r["policy"],
+            "τ": pm(r["tau"], r["tau_std_seeds"]), "ρ": pm(r["rho"], r["rho_std_seeds"]), "F1": pm(r["f1"], r["f1_std_seeds"]),
+            "τ sd over splits": pm(r["tau_std_splits"], float("nan")), "splits": int(r["n_splits"]),
+            "seeds": int(r["n_seeds"]), "mean selected epoch": round(float(r["epoch_mean"]), 1),
+        })
+    import pandas as pd
+
+    return pd.DataFrame(rows).set_index(["dataset", "row", "policy"])
+
+
+def split_display(frame: Any, labels: Mapping[str, str] | None = None) -> Any:
+    """One row per (dataset, row, policy, split): mean ± std over seeds."""
+    from csta_lib import store
+
+    table = store.split_table(frame)
+    table["row"] = table["variant"].map(lambda v: (labels or {}).get(v, v))
+    for m in ("tau", "rho", "f1"):
+        table[m] = [pm(a, b) for a, b in zip(table[m], table[f"{m}_std_seeds"])]
+    return table.set_index(["dataset", "row", "policy", "split"])[["tau", "rho", "f1", "n_seeds", "epoch_mean"]]

@@ -74,8 +74,9 @@ PACKAGES: tuple[NpmPackage, ...] = (
     ),
     NpmPackage(
         name="@jupyter-widgets/html-manager",
-        version="1.0.15",
-        integrity="sha512-5thBIV6ymNgmPVOHvzx+gGy8ZSKmSazhtGw4/c4xJDVzRhG9PTeQsRjF3FUTopvFi//SABeNz1yp47bCrJ3CQA==",
+        # 1.0.13: the newest 1.0.x release that ships its LICENSE file (1.0.14+ dropped it from the tarball)
+        version="1.0.13",
+        integrity="sha512-NxJezzmgD+4aqYyEODuTtrNC6L7mA9JYPo5FOO0pWSkrLXgsadl342fdcCN5f0ZuI/OdzmRvz3QKxgk+vr0/7A==",
         folder="html-manager",
         # embed-amd.js is self-contained; the fonts are Font Awesome's, used by widget icons.
         keep=("dist/embed-amd.js", "dist/*.woff2", "dist/*.woff", "dist/*.ttf"),
@@ -200,6 +201,7 @@ def extract(pkg: NpmPackage, data: bytes, dest: Path) -> list[str]:
                 (dest / "LICENSE").write_text(_licence_note(pkg, header), encoding="utf-8")
                 written.append("LICENSE")
     missing = [k for k in pkg.keep if not any(_matches(w, (k,)) for w in written)]
+    missing += [f for f in pkg.licence_files if f not in written]
     if missing:
         raise VendorError(f"{pkg.spec}: expected files not in the tarball: {missing}")
     return sorted(written)

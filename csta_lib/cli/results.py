@@ -1,10 +1,10 @@
 """``csta results``: tables from the results store.
 
-``csta results table --store DIR [--dataset D] [--preset P] [--variant V] [--splits LIST] [--seeds LIST]
-[--epochs E] [--select POLICIES] [--per-split] [--format markdown|text|csv]`` prints the mean ± std over splits
+``csta results table --store DIR [--experiment NAME --profile P] [--dataset D] [--preset P] [--variant V]
+[--splits LIST] [--seeds LIST] [--epochs E] [--select POLICIES] [--per-split] [--format markdown|text|csv]`` prints the mean ± std over splits
 and seeds (or one row per split) with the τ/ρ protocol, the selection policy and the data provenance in the
-header. Other commands (e.g. the grid's ``--experiment``) reuse :func:`print_table` and
-:func:`add_table_arguments` for the records they select.
+header. ``--experiment NAME --profile P`` restricts the table to the runs of that experiment grid. Other
+commands reuse :func:`print_table` and :func:`add_table_arguments` for the records they select.
 """
 
 from __future__ import annotations
@@ -42,6 +42,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--splits", metavar="LIST", help="only these splits (0-based), e.g. 0-2")
     t.add_argument("--seeds", metavar="LIST", help="only these seeds, e.g. 0-4")
     t.add_argument("--epochs", type=int, help="only runs of this many epochs")
+    t.add_argument("--experiment", metavar="NAME",
+                   help="only the runs of this experiment (table1, table2, fig4, deviations): with --profile exactly "
+                        "that grid's runs, else the stored runs of its variants with the most epochs")
+    t.add_argument("--profile", default=None, help="profile of --experiment: smoke, quick or paper")
     add_table_arguments(t)
     t.set_defaults(func=table_command)
     p.set_defaults(func=lambda args: _usage(p))
@@ -78,8 +82,19 @@ def table_command(args: argparse.Namespace) -> int:
     from csta_lib import store
     from csta_lib.train import parse_int_list
 
+    store_dir = args.store or store.default_store_dir()
+    keys = None
+    if args.profile and not args.experiment:
+        from csta_lib.errors import CstaInputError
+
+        raise CstaInputError("--profile needs --experiment")
+    if args.experiment:  # the grid knows which content addresses make up an experiment at a profile
+        from csta_lib import grid
+
+        keys = {r["key"] for r in grid.experiment_records(args.experiment, store_dir, args.profile)}
     records = store.load_records(
-        args.store or store.default_store_dir(),
+        store_dir,
+        keys=keys,
         dataset=args.dataset,
         preset=args.preset,
         variant=args.variant,

@@ -42,10 +42,11 @@ def register(subparsers: Any) -> None:
                    help="frame encoder (default: googlenet if its ImageNet weights are found, else mobilenet_v1_1024)")
     p.add_argument("--budget", type=_budget, default=0.15, help="summary length as a fraction of the video, "
                    "in (0, 1] (default 0.15, the paper's)")
-    p.add_argument("--stride", type=int, default=15, help="sample every STRIDE-th frame (default 15, the "
-                   "official sample rate: 2 fps at 30 fps; the stride is in frames whatever the frame rate)")
-    p.add_argument("--sample-fps", type=float, default=None, metavar="FPS",
-                   help="instead of --stride, sample about FPS frames per second (stride = round(fps / FPS))")
+    sampling = p.add_mutually_exclusive_group()
+    sampling.add_argument("--stride", type=int, default=None, help="sample every STRIDE-th frame (default 15, "
+                          "the official sample rate: 2 fps at 30 fps; the stride is in frames whatever the frame rate)")
+    sampling.add_argument("--sample-fps", type=float, default=None, metavar="FPS",
+                          help="instead of --stride, sample about FPS frames per second (stride = round(fps / FPS))")
     p.add_argument("--allow-feature-mismatch", action="store_true",
                    help="run even if the checkpoint was trained on other features than the encoder's "
                    "(warns, and records it in the sidecar)")
@@ -66,12 +67,13 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from csta_lib.video import summarize
+    from csta_lib.video import DEFAULT_STRIDE, summarize
 
     show_progress = not args.quiet
     result = summarize(
         args.input, args.output, args.checkpoint,
-        encoder=args.encoder, budget=args.budget, stride=args.stride, sample_fps=args.sample_fps,
+        encoder=args.encoder, budget=args.budget, sample_fps=args.sample_fps,
+        stride=DEFAULT_STRIDE if args.stride is None else args.stride,
         allow_feature_mismatch=args.allow_feature_mismatch, random_weights=args.random_weights,
         sidecar=args.sidecar, contact_sheet_png=args.contact_sheet, timeline_png=args.timeline,
         keep_audio=not args.no_audio, preset=args.preset, progress=show_progress,

@@ -11,6 +11,7 @@ Each run prints its record path; the last line of standard output is the last ru
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 DESCRIPTION = """\
 Train CSTA as the official code does (Adam lr 1e-3, weight decay 1e-7 as L2, MSE against gtscore, one video
@@ -117,8 +118,6 @@ def build_specs(args: argparse.Namespace) -> list:
     else:
         n_splits = len(train.available_splits(base))
         splits = train.parse_int_list(args.splits or "all", name="--splits", all_values=range(n_splits))
-    import dataclasses
-
     specs = [dataclasses.replace(base, split=k, seed=s) for k in splits for s in seeds]
     for spec in specs:  # every bad input fails here, before the first run trains
         train.prepare(spec)
@@ -131,12 +130,12 @@ def main(args: argparse.Namespace) -> int:
     from csta_lib.errors import CstaInputError
     from csta_lib.io import ensure_writable_dir
 
+    specs = build_specs(args)
     store_dir = args.store or store.default_store_dir()
     try:
         ensure_writable_dir(store_dir)
     except PermissionError as exc:
         raise CstaInputError(f"--store: {exc}") from exc
-    specs = build_specs(args)
     for i, spec in enumerate(specs, 1):
         record = train.run(spec, store_dir, progress=not args.no_progress, force=args.force)
         chosen = ", ".join(f"{p} epoch {s['epoch']} tau {s['test_tau']:.3f} rho {s['test_rho']:.3f}"

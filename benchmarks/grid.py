@@ -1,0 +1,125 @@
+"""Grid engines: wall time of a grid with ``local --jobs 1``, ``local --jobs 2`` and ``ray``, and the scheduling
+overhead per run.
+
+    python benchmarks/grid.py --short          # smoke grid of table1 (tiny data, 1 epoch): a minute or two
+    python benchmarks/grid.py                  # quick grid of table1 (the issue's figure): ~10+ min on 2 cores
+    python benchmarks/grid.py --gpu            # GPU machine: table1 at the paper's sizes with --gpus-per-run
+                                               # 1, 0.5, 0.25 (reduced by --gpu-epochs/--gpu-seeds, extrapolated)
+
+Every engine starts from an empty store, so every run is computed. The overhead per run is measured with a
+null trainer (writes a record at once), so it is what the engine itself costs: process start-up and imports for
+``local --jobs N``, task submission and worker start-up for Ray. Figures are printed; nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from csta_lib import experiments, grid, store
+
+
+def null_lookup(spec, store_dir):
+    """Content key from the spec's fields only (no data loading): the null trainer's lookup."""
+    key = store.content_key({"variant": spec.variant, "dataset": spec.dataset, "split": spec.split,
+                             "seed": spec.seed, "epochs": spec.epochs})
+    return key, store.find_record(store_dir, spec.dataset, spec.variant, key)
+
+
+def null_run(spec, store_dir):
+    """Write a minimal record immediately (measures the engine, not training)."""
+    import torch  # noqa: F401 - a real run imports torch in its worker too
+
+    key, _ = null_lookup(spec, store_dir)
+    record = {"format": store.RECORD_FORMAT, "key": key, "preset": spec.preset, "variant": spec.variant,
+              "dataset": spec.dataset, "split": {"index": spec.split}, "seed": spec.seed, "n_epochs": spec.epochs,
+              "selected": {}, "wall_time_s": 0.0}
+    path = store.record_path(store_dir, spec.dataset, spec.variant, key)
+    store.write_record(path, record)
+    return {**record, "_path": str(path)}
+
+
+ENGINES = (("local --jobs 1", {"engine": "local", "jobs": 1}),
+           ("local --jobs 2", {"engine": "local", "jobs": 2}),
+           ("ray", {"engine": "ray"}))
+
+
+def time_grid(experiment: str, profile: str, options: dict, **extra) -> dict:
+    """Run one grid into a fresh store and return its summary with the measured wall time."""
+    with tempfile.TemporaryDirectory(prefix="csta-bench-grid-") as tmp:
+        start = time.perf_counter()
+        summary = grid.run_grid(experiment, profile, store=tmp, progress=False, **options, **extra)
+        summary["bench_wall_s"] = time.perf_counter() - start
+    return summary
+
+
+def engine_table(experiment: str, profile: str) -> list[dict]:
+    """Wall time of the real grid and the null-trainer overhead per run, for each engine."""
+    rows = []
+    for name, options in ENGINES:
+        null = time_grid("table2", "smoke", options, run_fn=null_run, lookup_fn=null_lookup)
+        real = time_grid(experiment, profile, options)
+        rows.append({"engine": name, "runs": real["runs"], "failed": real["failed"],
+                     "wall_s": round(real["bench_wall_s"], 1), "sum_of_run_s": round(real["run_s"], 1),
+                     "overhead_per_run_s": round(null["bench_wall_s"] / null["runs"], 2),
+                     "threads_per_run": real["threads_per_run"]})
+        print(f"{name:15s} {experiment}/{profile}: {real['runs']} runs in {real['bench_wall_s']:7.1f} s "
+              f"(runs themselves {real['run_s']:.1f} s, {real['threads_per_run']} thread(s) each, "
+              f"{real['failed']} failed); engine overhead {null['bench_wall_s'] / null['runs']:.2f} s/run "
+              f"(null trainer, {null['runs']} runs, start-up included)", flush=True)
+    return rows
+
+
+def gpu_table(epochs: int, seeds: int) -> list[dict]:
+    """table1 at the paper's folds on both datasets, reduced to ``epochs``/``seeds``, with 1, 0.5, 0.25 GPU/run."""
+    paper = experiments.PROFILE_SIZES["paper"]["table1"]
+    reduced = dataclasses.replace(paper, epochs=epochs, seeds=tuple(range(seeds)))
+    experiments.PROFILE_SIZES["paper"]["table1"] = reduced  # this process only: the benchmark's own sizes
+    full_runs = len(paper.datasets) * len(paper.splits) * len(paper.seeds)
+    rows = []
+    try:
+        cores = grid.machine_cores()
+        for gpus in (1.0, 0.5, 0.25):
+            per_gpu = int(round(1 / gpus))
+            summary = time_grid("table1", "paper", {"engine": "ray", "gpus_per_run": gpus,
+                                                    "cpus_per_run": max(1, cores // (2 * per_gpu))})
+            wall = summary["bench_wall_s"]
+            scale = (paper.epochs / epochs) * (full_runs / summary["runs"])
+            rows.append({"gpus_per_run": gpus, "runs": summary["runs"], "epochs": epochs, "wall_s": round(wall, 1),
+                         "failed": summary["failed"], "paper_table1_estimate_h": round(wall * scale / 3600, 2)})
+            print(f"ray --gpus-per-run {gpus:<4}: {summary['runs']} runs x {epochs} epochs in {wall:7.1f} s "
+                  f"({summary['failed']} failed) -> paper table1 ({full_runs} runs x {paper.epochs} epochs) "
+                  f"~ {wall * scale / 3600:.2f} h on this GPU", flush=True)
+    finally:
+        experiments.PROFILE_SIZES["paper"]["table1"] = paper
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--short", action="store_true", help="smoke grid instead of the quick grid")
+    parser.add_argument("--gpu", action="store_true", help="GPU: paper-size table1 with 1, 0.5, 0.25 GPU per run")
+    parser.add_argument("--gpu-epochs", type=int, default=5, help="epochs per run in --gpu mode (default 5)")
+    parser.add_argument("--gpu-seeds", type=int, default=1, help="seeds in --gpu mode (default 1)")
+    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    args = parser.parse_args(argv)
+    out = {"machine": {"cores": grid.machine_cores(), "load_avg": os.getloadavg()}}
+    print(f"{grid.machine_cores()} cores, load average {os.getloadavg()[0]:.1f}", flush=True)
+    if args.gpu:
+        out["gpu"] = gpu_table(args.gpu_epochs, args.gpu_seeds)
+    else:
+        profile = "smoke" if args.short else "quick"
+        out["engines"] = engine_table("table1", profile)
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
