@@ -355,7 +355,10 @@ def connect_ray(address: str | None, num_cpus: int) -> bool:
         try:
             ray.init(address=address, **quiet)
         except (ConnectionError, RuntimeError, TimeoutError) as exc:
-            raise CstaInputError(f"cannot join the Ray cluster at {address!r}: {exc}") from exc
+            raise CstaInputError(
+                f"cannot join the Ray cluster at {address!r}: {exc}. If the cluster uses token authentication "
+                "(the default in recent Ray), this machine needs the cluster's token: RAY_AUTH_TOKEN or the file "
+                "~/.ray/auth_token (see `ray get-auth-token`)") from exc
         return False
     ray.init(num_cpus=num_cpus, **quiet)
     return True

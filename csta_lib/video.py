@@ -40,7 +40,6 @@ import concurrent.futures
 import contextlib
 import json
 import math
-import os
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -798,15 +797,6 @@ def _check_output(path: Path, source: Path, what: str) -> Path:
     return path
 
 
-def _usual_permissions(paths: Sequence[Path]) -> None:
-    """Give temporary files (created 0600 by mkstemp) the mode a normal new file gets (0666 minus umask)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    for path in paths:
-        if path.exists():
-            os.chmod(path, 0o666 & ~umask)
-
-
 def _warn(message: str, warnings: list[str]) -> None:
     warnings.append(message)
     print(f"csta: WARNING: {message}", file=sys.stderr)
@@ -871,6 +861,16 @@ def summarize(
     shots, CSTA scores, knapsack at ``budget``, write the selected shots. The sidecar JSON (default
     ``output`` with ``.json``) and the optional PNGs are written atomically together with the video:
     on any error none of them is left behind. Bad input raises :class:`CstaInputError`.
+
+    Sidecar keys (``format`` ``csta-summary/1``): ``n_frames``, ``fps``, ``frame_rate`` (exact),
+    ``duration_s``, ``width``, ``height``, ``stride``, ``n_samples``, ``picks``; ``encoder`` and
+    ``encoder_info`` (weights file, ``random_weights``); ``checkpoint``, ``checkpoint_preset``,
+    ``checkpoint_features``, ``feature_mismatch`` (+ ``feature_mismatch_reason``); ``budget``; ``shots``
+    (inclusive ``[start, end]`` frames covering the video), ``scores`` (one per sample), ``shot_scores``;
+    ``selected_shots`` (``start_frame``/``end_frame`` inclusive, ``start_time``/``end_time`` in seconds
+    from the first frame, ``end_time`` exclusive, ``score``); ``summary_n_frames``, ``summary_duration_s``,
+    ``has_audio``, ``audio_kept``, ``decode_errors``, ``warnings``, ``timings_s`` (per stage), and the
+    paths written.
     """
     from csta_lib import encoders as enc
 
@@ -1015,6 +1015,5 @@ def summarize(
         timings["total"] = round(time.perf_counter() - t_start, 4)
         temporaries.append(stack.enter_context(atomic_path(sidecar)))
         temporaries[-1].write_text(json.dumps(record, indent=1) + "\n")
-        _usual_permissions(temporaries)
     return SummaryResult(record, written.thumbnails, features)
 

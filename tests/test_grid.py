@@ -231,12 +231,18 @@ def test_parse_address():
 def ray_cluster():
     """One local Ray cluster for the module, limited to this machine's cores (a few seconds to start)."""
     ray = pytest.importorskip("ray")
-    # Ray workers must import this module (the fake trainer) by name.
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS_DIR), os.environ.get("PYTHONPATH")]))
+    # Ray workers (started by ray.init, inheriting this environment) must import this module by name.
+    before = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS_DIR), before]))
     try:
         ray.init(num_cpus=grid.machine_cores(), include_dashboard=False, logging_level="warning")
     except Exception as exc:  # noqa: BLE001
         pytest.skip(f"Ray cannot start on this machine: {exc}")
+    finally:
+        if before is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = before
     yield ray
     ray.shutdown()
 

@@ -14,6 +14,15 @@ import numpy as np
 SAMPLE_RATE = 15  # frames per 2-fps step in the eccv16 files
 
 
+def _finish(fig: Any) -> Any:
+    """Close ``fig`` in pyplot (so the inline backend does not show it a second time) and return it:
+    returned as a cell's value, the notebook still displays it once."""
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return fig
+
+
 def video_statistics(dataset: str) -> Any:
     """One row per video from the real annotations: length, steps, fps, annotators, shots (SumMe: real KTS).
 
@@ -76,7 +85,7 @@ def length_figure(stats: Mapping[str, Any], caption: str) -> Any:
         ax.set_xlabel("length (2-fps steps)")
     fig.suptitle(caption, fontsize=9, y=1.02)
     fig.tight_layout()
-    return fig
+    return _finish(fig)
 
 
 def agreement_figure(per_video: Mapping[str, Sequence[float]], caption: str, metric: str = "Kendall τ") -> Any:
@@ -92,7 +101,7 @@ def agreement_figure(per_video: Mapping[str, Sequence[float]], caption: str, met
     ax.axvline(0, color="grey", lw=0.8)
     ax.set_title(caption, fontsize=9)
     fig.tight_layout()
-    return fig
+    return _finish(fig)
 
 
 def comparison_table(ours: Mapping[str, Mapping[str, tuple[float, float] | None]],
@@ -129,7 +138,7 @@ def bar_figure(frame: Any, x: str, y: str, hue: str | None, caption: str,
     ax.legend(fontsize=7)
     ax.set_title(caption, fontsize=9)
     fig.tight_layout()
-    return fig
+    return _finish(fig)
 
 
 def stage_shapes(model: Any, features: Any) -> Any:
@@ -195,4 +204,22 @@ def attention_figure(attention: Mapping[str, Any], scores: Any, gtscore: Any, ti
     ax.legend(fontsize=7)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    return fig
+    return _finish(fig)
+
+
+def table3_frame(rows: Mapping[str, Mapping[str, Any]]) -> Any:
+    """Table 3 from :func:`csta_lib.macs.table3_row` results (per dataset), in G MACs beside the paper."""
+    import pandas as pd
+
+    from csta_lib.book.captions import dataset_name
+
+    return pd.DataFrame({
+        dataset_name(d): {
+            "SP ours, raw (G)": r["sp_raw_per_video_mean"] / 1e9,
+            "SP ours, paper convention (G)": r["sp_paper_convention_per_video_mean"] / 1e9,
+            "SP paper (G)": r["paper_sp"] / 1e9,
+            "FE ours, raw (G)": r["fe_raw_per_video_mean"] / 1e9,
+            "FE ours, paper convention (G)": r["fe_paper_convention_per_video_mean"] / 1e9,
+            "FE paper (G)": r["paper_fe"] / 1e9,
+            "mean steps": r["mean_steps"],
+        } for d, r in rows.items()}).T

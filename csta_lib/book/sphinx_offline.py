@@ -12,7 +12,7 @@
   labels; under MathJax 3 that throws. An inline shim, placed before the widget scripts, gives whatever
   object is ``window.MathJax`` a ``Hub.Queue`` that maps to MathJax 3's ``typesetPromise``.
 - html-manager's webpack chunks find their Font Awesome fonts next to the AMD module's URL, which
-  require.js derives from the module name ``@jupyter-widgets/html-manager/dist/...`` relative to the page;
+  require.js derives from the module name (``@jupyter-widgets/...``) relative to the page;
   a ``require`` configuration (a global object read by require.js when it loads) maps that name to the
   vendored copy under ``_static/``, using the page's ``data-content_root``.
 - pydata-sphinx-theme logs a console error on a first visit when no default colour mode is set; we set
@@ -59,8 +59,9 @@ MATHJAX_HUB_SHIM = """(function () {
   // read by require.js when it loads (it must not exist yet): where html-manager's modules live
   if (typeof window.require === "undefined") {
     var root = document.documentElement.getAttribute("data-content_root") || "./";
-    window.require = {paths: {"@jupyter-widgets/html-manager/dist":
-      new URL(root + "_static/html-manager/dist", document.baseURI).href}};
+    var dist = new URL(root + "_static/html-manager/dist", document.baseURI).href;
+    // modules named "@jupyter-widgets/X" and "@jupyter-widgets/html-manager/dist/X" both resolve to dist/
+    window.require = {paths: {"@jupyter-widgets": dist, "@jupyter-widgets/html-manager/dist": dist}};
   }
 })();"""
 
