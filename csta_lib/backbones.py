@@ -81,13 +81,29 @@ def resize_rows(feature_map: torch.Tensor, rows: int, mode: str = "adaptive_avg"
     """(1, D, h, w) CNN map -> (rows, D): the official head (adaptive average pool to (rows, 1)),
     or the paper's wording (bilinear interpolation to ``rows`` rows, then the mean over the width)."""
     if mode == "adaptive_avg":
-        pooled = F.adaptive_avg_pool2d(feature_map, (rows, 1))
+        # adaptive_avg_pool2d to (rows, 1) = the mean over the width, then each output row the mean of
+        # its window of input rows: a small (rows x h) matrix product, far cheaper in the backward pass
+        # than the pooling kernel (same sums, up to float rounding).
+        column_means = feature_map.mean(dim=3)[0]  # (D, h)
+        window = adaptive_window_matrix(column_means.shape[1], rows, column_means)
+        return window @ column_means.transpose(0, 1)
     elif mode == "bilinear":
         resized = F.interpolate(feature_map, size=(rows, feature_map.shape[-1]), mode="bilinear", align_corners=False)
         pooled = resized.mean(dim=3, keepdim=True)
     else:
         raise ConfigError(f"unknown cnn_resize {mode!r}; expected 'adaptive_avg' or 'bilinear'")
     return pooled[0, :, :, 0].transpose(0, 1)
+
+
+def adaptive_window_matrix(n_in: int, n_out: int, like: torch.Tensor) -> torch.Tensor:
+    """(n_out, n_in) matrix of adaptive average pooling over one axis: row i averages input indices
+    floor(i*n_in/n_out) .. ceil((i+1)*n_in/n_out)-1 (PyTorch's adaptive pooling windows)."""
+    out_index = torch.arange(n_out, device=like.device)
+    start = torch.div(out_index * n_in, n_out, rounding_mode="floor")
+    end = torch.div((out_index + 1) * n_in + n_out - 1, n_out, rounding_mode="floor")
+    in_index = torch.arange(n_in, device=like.device)
+    inside = (in_index[None, :] >= start[:, None]) & (in_index[None, :] < end[:, None])
+    return inside.to(like.dtype) / (end - start).to(like.dtype)[:, None]
 
 
 class Trunk(nn.Module):
@@ -108,6 +124,16 @@ class Trunk(nn.Module):
             out = getattr(self.net, name)(out)
         return out
 
+    def fast_feature_map(self, image: torch.Tensor) -> torch.Tensor:
+        """:meth:`feature_map` with GoogLeNet's inception blocks run by :func:`inception_forward` (the same
+        values up to float rounding, fewer passes over the large activations). :meth:`feature_map` stays
+        the literal module-by-module path (per-module hooks, e.g. MAC counts by hand, see every layer)."""
+        out = image.contiguous(memory_format=torch.channels_last)
+        for name in self.spec.trunk_layers:
+            layer = getattr(self.net, name)
+            out = inception_forward(layer, out) if is_inception_block(layer) else layer(out)
+        return out
+
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """(1, 3, H, W) -> (H, D). Heights below ``min_height`` are replicate-padded (module docstring)."""
         height = image.shape[2]
@@ -115,8 +141,83 @@ class Trunk(nn.Module):
         if padded > height:
             last = image[:, :, -1:, :].expand(-1, -1, padded - height, -1)
             image = torch.cat([image, last], dim=2)
-        rows = resize_rows(self.feature_map(image), padded, self.resize)
+        rows = resize_rows(self.fast_feature_map(image), padded, self.resize)
         return rows[:height]
+
+
+# ---------------------------------------------------------------------------------------------------
+# GoogLeNet inception block, fused (speed only)
+
+
+def is_inception_block(module: nn.Module) -> bool:
+    """A torchvision GoogLeNet ``Inception`` block (four branches, the first three start with a 1x1 conv)."""
+    return all(hasattr(module, f"branch{i}") for i in (1, 2, 3, 4)) and isinstance(module.branch2, nn.Sequential)
+
+
+def pointwise_conv(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """A bias-free 1x1 convolution. On a channels-last map it is one matrix product over the (H*W, C)
+    view, written as such: the same sums as the convolution, without its single-image 1x1 overhead."""
+    if x.is_contiguous(memory_format=torch.channels_last) and x.shape[0] == 1:
+        out = F.linear(x.permute(0, 2, 3, 1), weight.reshape(weight.shape[0], -1))
+        return out.permute(0, 3, 1, 2)  # a channels-last (1, C_out, H, W) map, no copy
+    return F.conv2d(x, weight)
+
+
+def _batch_norm_relu(x: torch.Tensor, norms: list[nn.BatchNorm2d]) -> torch.Tensor:
+    """``relu(norm_i(x_i))`` for the channel groups x_i of ``x`` (sizes = the norms' widths), in one pass.
+
+    BatchNorm statistics are per channel, so normalising the concatenation is the same computation; in
+    training the running statistics are updated exactly as each module would, then written back."""
+    first = norms[0]
+    training = first.training or first.running_mean is None
+    running_mean = torch.cat([n.running_mean for n in norms]) if first.running_mean is not None else None
+    running_var = torch.cat([n.running_var for n in norms]) if first.running_var is not None else None
+    out = F.batch_norm(
+        x, running_mean, running_var, torch.cat([n.weight for n in norms]), torch.cat([n.bias for n in norms]),
+        training, first.momentum, first.eps,
+    )
+    if first.training and running_mean is not None:
+        with torch.no_grad():
+            for norm, mean, var in zip(norms, running_mean.split([n.num_features for n in norms]),
+                                       running_var.split([n.num_features for n in norms])):
+                norm.running_mean.copy_(mean)
+                norm.running_var.copy_(var)
+                norm.num_batches_tracked.add_(1)
+    return F.relu(out, inplace=True)
+
+
+def _fusable(convs: list[nn.Module]) -> bool:
+    """The 1x1 stems can share one pass when they are plain conv + BatchNorm with the same settings."""
+    norms = [c.bn for c in convs]
+    first = norms[0]
+    return (
+        all(c.conv.kernel_size == (1, 1) and c.conv.stride == (1, 1) and c.conv.bias is None and c.conv.groups == 1
+            and c.conv.padding in ((0, 0), "valid") for c in convs)
+        and all(isinstance(n, nn.BatchNorm2d) and n.affine and n.training == first.training
+                and n.track_running_stats == first.track_running_stats for n in norms)
+        and first.momentum is not None  # a cumulative average would need each module's own count
+        and len({(n.momentum, n.eps) for n in norms}) == 1
+    )
+
+
+def inception_forward(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``block(x)`` for a torchvision GoogLeNet ``Inception`` block, faster, parameters unchanged.
+
+    The three 1x1 convolutions that read ``x`` (branch 1, and the reductions that start branches 2 and
+    3) run as one convolution with their weights concatenated, followed by one BatchNorm + ReLU over the
+    concatenated channels; the result is split. Same arithmetic per output channel; the weights stay in
+    their modules (state_dict and official key layout unchanged) and are concatenated on every call."""
+    stems = [block.branch1, block.branch2[0], block.branch3[0]]
+    if not _fusable(stems):
+        return block(x)
+    weight = torch.cat([s.conv.weight for s in stems])
+    fused = _batch_norm_relu(pointwise_conv(x, weight), [s.bn for s in stems])
+    branch1, reduced2, reduced3 = fused.split([s.conv.out_channels for s in stems], dim=1)
+    pool_proj = block.branch4[1]
+    pooled = block.branch4[0](x)
+    branch4 = _batch_norm_relu(pointwise_conv(pooled, pool_proj.conv.weight), [pool_proj.bn])
+    outputs = [branch1, block.branch2[1](reduced2), block.branch3[1](reduced3), branch4]
+    return torch.cat(outputs, 1).contiguous(memory_format=torch.channels_last)
 
 
 # ---------------------------------------------------------------------------------------------------
