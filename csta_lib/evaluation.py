@@ -43,7 +43,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from csta_lib.errors import CstaInputError
 
@@ -296,6 +295,7 @@ class _RankReference:
 
     @classmethod
     def build(cls, rows: np.ndarray) -> _RankReference:
+        from scipy import stats  # imported here: scipy.stats costs ~1 s at start-up
         rows = np.atleast_2d(np.asarray(rows, dtype=np.float64))
         # a row with NaN (e.g. an empty user row divided by its max 0) has undefined τ/ρ, as in
         # scipy: make it constant so that it yields NaN
@@ -369,12 +369,14 @@ class _RankReference:
         return (lower - higher).sum(axis=1)
 
     def _kendall_scipy(self, x: np.ndarray) -> np.ndarray:
+        from scipy import stats  # imported here: scipy.stats costs ~1 s at start-up
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return np.array([stats.kendalltau(x, row)[0] for row in self.rows], dtype=np.float64)
 
     def spearman(self, x: np.ndarray) -> np.ndarray:
         """Spearman ρ of ``x`` against every row (NaN where either side is constant)."""
+        from scipy import stats  # imported here: scipy.stats costs ~1 s at start-up
         r = stats.rankdata(x)
         r -= r.mean()
         norm = np.sqrt((r**2).sum())

@@ -304,11 +304,19 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu", *, expected_con
     config = ModelConfig.from_dict(payload["config"])
     if expected_config is not None:
         check_checkpoint_config(path, payload, get_config(expected_config))
-    model = build_model(config)
+    import torch
+
+    # Build on the meta device: random initialisation of weights that are about to be overwritten costs
+    # seconds (GoogLeNet's truncated-normal init); ``assign=True`` then adopts the checkpoint's tensors.
+    with torch.device("meta"):
+        model = build_model(config)
     try:
-        model.load_state_dict(payload["state_dict"])
+        model.load_state_dict(payload["state_dict"], assign=True)
     except RuntimeError as exc:
         raise DataFormatError(f"{path}: weights do not fit the checkpoint's own config ({exc})") from exc
+    left_on_meta = [name for name, t in (*model.named_parameters(), *model.named_buffers()) if t.is_meta]
+    if left_on_meta:
+        raise DataFormatError(f"{path}: checkpoint lacks tensors {', '.join(left_on_meta)}")
     model.eval()
     return model, payload
 

@@ -40,7 +40,7 @@ INJECTED_TAG = "injected-parameters"
 BOOK_SOURCES = ("_config.yml", "_toc.yml", "book")
 
 EXPECTED_TIME = {
-    "smoke": "about a minute on a 2-core CPU",
+    "smoke": "a few minutes on a 2-core CPU the first time; later builds reuse the stored runs",
     "quick": "at most 20 minutes on a 2-core CPU",
     "paper": "GPU work: many hours (5 splits x 100 epochs x several seeds for every experiment)",
 }
