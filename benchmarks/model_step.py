@@ -2,18 +2,27 @@
 
 For T in {200, 293, 470} (the SumMe / TVSum mean lengths are 293 / 470 steps) it prints, for our model and
 for a straightforward implementation of the reference (modules built in ``forward``, the key embedding on all
-three replicated channels, the trunk in the default NCHW layout; same weights, same results):
-seconds (best of ``--repeats`` after a warm-up), the peak memory of the measuring process (peak RSS on CPU,
-``max_memory_allocated`` on CUDA), and the achieved GFLOP/s from the FLOP count of the model *as specified*
-(``torch.utils.flop_counter`` on the literal three-channel forward and its backward). Beside them: the CPU
-model from /proc/cpuinfo and an fp32 peak estimate (threads x clock x FLOP/cycle for its vector units).
+three replicated channels, the trunk module by module in the default NCHW layout, torch's default Adam; same
+weights, same results): seconds (median and best of ``--repeats`` after a warm-up, over ``--rounds``
+alternating rounds), the peak memory of the measuring process (peak RSS on CPU, ``max_memory_allocated`` on
+CUDA), the achieved GFLOP/s from the FLOP count of the model *as specified* (``torch.utils.flop_counter`` on
+the literal three-channel forward and its backward), and our speed-up (ratio of medians; of bests in
+brackets). Beside them: the CPU model from /proc/cpuinfo and an fp32 peak estimate (threads x clock x
+FLOP/cycle for its vector units).
 
-Each measurement runs in a fresh subprocess so that peak memory belongs to that measurement alone.
+"Ours" is :class:`csta_lib.model.CSTA` (key embedding once for the three channels, channels-last trunk,
+each GoogLeNet inception block's three 1x1 convolutions as one, the trunk's (h x w) -> (T' x 1) resize as
+a small matrix product) trained with :func:`csta_lib.train.make_optimizer` (torch's fused Adam kernel).
 
-    python benchmarks/model_step.py [--quick] [--steps 200 293 470] [--repeats 3] [--threads N]
+Timing runs both variants in one fresh subprocess per round, alternating call by call, so that a change in
+the machine's load hits both; peak memory is measured in a separate fresh subprocess per variant, so that it
+belongs to that variant alone. On a busy shared machine use ``--threads 1``: threads waiting for each other
+at every operation lose their time slices.
+
+    python benchmarks/model_step.py [--quick] [--steps 200 293 470] [--repeats 5] [--rounds 2] [--threads N]
                                     [--device cpu|cuda] [--preset paper] [--out results.json]
 
-``--quick``: T = 200 only, one timed repeat. ``--out`` writes every figure as JSON (atomically).
+``--quick``: T = 200 only, 3 timed repeats, one round. ``--out`` writes every figure as JSON (atomically).
 """
 
 from __future__ import annotations
@@ -23,9 +32,11 @@ import json
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -126,7 +137,8 @@ def flop_counts(preset: str, steps: int) -> dict[str, float]:
 # One measurement (subprocess)
 
 
-def measure(variant: str, preset: str, steps: int, repeats: int, device: str) -> dict[str, Any]:
+def setup(variant: str, preset: str, steps: int, device: str) -> dict[str, Callable[[], None]]:
+    """The two timed operations of one variant on its own model copy (same seed, same weights)."""
     import torch
 
     from csta_lib.model import build_model
@@ -136,11 +148,14 @@ def measure(variant: str, preset: str, steps: int, repeats: int, device: str) ->
     if variant == "straightforward":
         model.cnn.net.to(memory_format=torch.contiguous_format)
         run = lambda x: straightforward_forward(model, x)  # noqa: E731
+        optimiser = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-7)
     else:
+        from csta_lib.train import make_optimizer
+
         run = model
+        optimiser = make_optimizer(model.parameters(), lr=1e-3, weight_decay=1e-7)
     features = torch.rand(steps, 1024, device=device)
     target = torch.rand(steps, device=device)
-    optimiser = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-7)
 
     def sync() -> None:
         if device.startswith("cuda"):
@@ -150,41 +165,74 @@ def measure(variant: str, preset: str, steps: int, repeats: int, device: str) ->
         model.eval()
         with torch.no_grad():
             run(features)
+        sync()
 
     def train_step() -> None:
         model.train()
         optimiser.zero_grad()
         torch.nn.functional.mse_loss(run(features), target).backward()
         optimiser.step()
+        sync()
 
-    out: dict[str, Any] = {"variant": variant, "steps": steps}
-    for name, fn in (("forward_eval_s", forward_eval), ("train_step_s", train_step)):
-        fn()  # warm-up
-        times = []
-        for _ in range(repeats):
-            sync()
-            start = time.perf_counter()
-            fn()
-            sync()
-            times.append(time.perf_counter() - start)
-        out[name] = min(times)
-    if device.startswith("cuda"):
-        out["peak_memory_mb"] = torch.cuda.max_memory_allocated() / 2**20
-        out["peak_memory_kind"] = "torch.cuda.max_memory_allocated"
-    else:
-        out["peak_memory_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        out["peak_memory_kind"] = "peak RSS of the measuring process (model, optimiser state, Python)"
+    return {"forward_eval": forward_eval, "train_step": train_step}
+
+
+def time_variants(variants: tuple[str, ...], preset: str, steps: int, repeats: int, device: str) -> dict[str, Any]:
+    """Seconds per operation, the variants alternating call by call in this process (after a warm-up each),
+    so that a change in the machine's load hits all of them: {variant: {op_s: median, op_best_s: best}}."""
+    ops = {variant: setup(variant, preset, steps, device) for variant in variants}
+    times: dict[tuple[str, str], list[float]] = {}
+    for variant in variants:
+        for name, fn in ops[variant].items():
+            fn()  # warm-up
+            times[(variant, name)] = []
+    for _ in range(repeats):
+        for name in ("forward_eval", "train_step"):
+            for variant in variants:
+                start = time.perf_counter()
+                ops[variant][name]()
+                times[(variant, name)].append(time.perf_counter() - start)
+    out: dict[str, Any] = {}
+    for (variant, name), values in times.items():
+        out.setdefault(variant, {"variant": variant, "steps": steps})
+        out[variant][f"{name}_s"] = statistics.median(values)
+        out[variant][f"{name}_best_s"] = min(values)
     return out
 
 
-def run_worker(args: argparse.Namespace, variant: str, steps: int) -> dict[str, Any]:
-    cmd = [sys.executable, __file__, "--worker", variant, "--steps", str(steps), "--repeats", str(args.repeats),
+def peak_memory(variant: str, preset: str, steps: int, device: str) -> dict[str, Any]:
+    """Peak memory of a process that runs one variant's forward and training step (twice each)."""
+    import torch
+
+    for fn in setup(variant, preset, steps, device).values():
+        fn()
+        fn()
+    if device.startswith("cuda"):
+        return {"peak_memory_mb": torch.cuda.max_memory_allocated() / 2**20,
+                "peak_memory_kind": "torch.cuda.max_memory_allocated"}
+    return {"peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "peak_memory_kind": "peak RSS of the measuring process (model, optimiser state, Python)"}
+
+
+def combine_rounds(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row from a variant's rounds: the median of the rounds' medians, the best of their bests."""
+    out = dict(results[0])
+    for name in ("forward_eval", "train_step"):
+        out[f"{name}_s"] = statistics.median(r[f"{name}_s"] for r in results)
+        out[f"{name}_best_s"] = min(r[f"{name}_best_s"] for r in results)
+    out["rounds"] = len(results)
+    return out
+
+
+def run_worker(args: argparse.Namespace, worker: str, steps: int) -> dict[str, Any]:
+    """Run one measurement in a fresh process: ``worker`` is ``time:v1,v2`` or ``memory:variant``."""
+    cmd = [sys.executable, __file__, "--worker", worker, "--steps", str(steps), "--repeats", str(args.repeats),
            "--preset", args.preset, "--device", args.device]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
-        raise SystemExit(f"measurement {variant} T={steps} failed:\n{done.stderr[-3000:]}")
+        raise SystemExit(f"measurement {worker} T={steps} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -192,25 +240,32 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="T = 200 only, one timed repeat")
     parser.add_argument("--steps", type=int, nargs="+", default=None, help="lengths T (default 200 293 470)")
-    parser.add_argument("--repeats", type=int, default=None, help="timed repeats, best taken (default 3)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed repeats per round (default 5; quick 3)")
+    parser.add_argument("--rounds", type=int, default=None, help="alternating rounds of all variants (default 2)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--preset", default="paper")
     parser.add_argument("--no-straightforward", action="store_true", help="time our model only")
     parser.add_argument("--out", default=None, help="also write the figures to this JSON file")
-    parser.add_argument("--worker", choices=VARIANTS, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
     if args.worker:
+        kind, _, names = args.worker.partition(":")
         steps = args.steps[0]
-        print(json.dumps(measure(args.worker, args.preset, steps, args.repeats or 1, args.device)))
+        if kind == "time":
+            result = time_variants(tuple(names.split(",")), args.preset, steps, args.repeats or 1, args.device)
+        else:
+            result = peak_memory(names, args.preset, steps, args.device)
+        print(json.dumps(result))
         return
 
     args.steps = args.steps or ([200] if args.quick else [200, 293, 470])
-    args.repeats = args.repeats or (1 if args.quick else 3)
+    args.repeats = args.repeats or (3 if args.quick else 5)
+    args.rounds = args.rounds or (1 if args.quick else 2)
     variants = ("ours",) if args.no_straightforward else VARIANTS
     machine: dict[str, Any] = {"cpu": cpu_description(), "device": args.device}
     if args.device.startswith("cuda"):
@@ -223,25 +278,38 @@ def main() -> None:
     print(f"fp32 peak estimate for those threads: {peak:.0f} GFLOP/s" if peak else "fp32 peak: unknown clock")
     if "gpu" in machine:
         print(f"GPU: {machine['gpu']}")
-    print(f"preset {args.preset}, device {args.device}, best of {args.repeats}")
-    header = f"{'T':>5} {'variant':>16} {'fwd s':>8} {'fwd GF/s':>9} {'train s':>8} {'train GF/s':>10} {'peak MB':>8}"
+    print(f"preset {args.preset}, device {args.device}, {args.repeats} timed repeats x {args.rounds} rounds, "
+          f"variants alternating call by call; seconds: median (best)")
+    header = (f"{'T':>5} {'variant':>16} {'fwd s':>15} {'fwd GF/s':>9} {'train s':>15} {'train GF/s':>10} "
+              f"{'peak MB':>8}")
     print(header)
     rows = []
     for steps in args.steps:
         flops = flop_counts(args.preset, steps)
+        rounds = [run_worker(args, "time:" + ",".join(variants), steps) for _ in range(args.rounds)]
         for variant in variants:
-            row = {**run_worker(args, variant, steps), **flops}
+            row = {**combine_rounds([r[variant] for r in rounds]), **run_worker(args, f"memory:{variant}", steps),
+                   **flops}
             row["forward_gflops_per_s"] = flops["forward_flops"] / row["forward_eval_s"] / 1e9
             row["train_gflops_per_s"] = flops["train_step_flops"] / row["train_step_s"] / 1e9
             rows.append(row)
-            print(f"{steps:>5} {variant:>16} {row['forward_eval_s']:>8.3f} {row['forward_gflops_per_s']:>9.1f} "
-                  f"{row['train_step_s']:>8.3f} {row['train_gflops_per_s']:>10.1f} {row['peak_memory_mb']:>8.0f}")
+            print(f"{steps:>5} {variant:>16} {row['forward_eval_s']:>7.3f} ({row['forward_eval_best_s']:.3f}) "
+                  f"{row['forward_gflops_per_s']:>9.1f} {row['train_step_s']:>7.3f} ({row['train_step_best_s']:.3f}) "
+                  f"{row['train_gflops_per_s']:>10.1f} {row['peak_memory_mb']:>8.0f}")
         print(f"{'':>5} {'(as specified)':>16} forward {flops['forward_flops'] / 1e9:.1f} GFLOP, "
               f"train step {flops['train_step_flops'] / 1e9:.1f} GFLOP")
         if len(variants) == 2:
             ours, base = rows[-2], rows[-1]
-            print(f"{'':>5} {'speed-up':>16} forward x{base['forward_eval_s'] / ours['forward_eval_s']:.2f}, "
-                  f"train step x{base['train_step_s'] / ours['train_step_s']:.2f}")
+            for row, key in ((ours, "ours"), (base, "straightforward")):
+                row["speed_up_vs_straightforward"] = None if key == "straightforward" else {
+                    "forward_eval": base["forward_eval_s"] / ours["forward_eval_s"],
+                    "train_step": base["train_step_s"] / ours["train_step_s"],
+                    "forward_eval_best": base["forward_eval_best_s"] / ours["forward_eval_best_s"],
+                    "train_step_best": base["train_step_best_s"] / ours["train_step_best_s"],
+                }
+            up = ours["speed_up_vs_straightforward"]
+            print(f"{'':>5} {'speed-up':>16} forward x{up['forward_eval']:.2f} (best x{up['forward_eval_best']:.2f}), "
+                  f"train step x{up['train_step']:.2f} (best x{up['train_step_best']:.2f}); target x1.5")
     if args.out:
         from csta_lib.io import write_json_atomic
 

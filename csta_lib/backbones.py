@@ -11,6 +11,13 @@ Short inputs: the GoogLeNet pooling stack needs at least :attr:`BackboneSpec.min
 (the official code crashes below). :meth:`Trunk.forward` replicate-pads the image's last row up to that
 height, runs the trunk, resizes to the padded height and keeps the first ``H`` rows; for every height the
 official code accepts nothing changes.
+
+Speed (same values up to float rounding; parameters, state_dict keys and module tree unchanged):
+:meth:`Trunk.forward` runs the trunk channels-last, each GoogLeNet inception block's three 1x1
+convolutions on the same input as one (:func:`inception_forward`), GoogLeNet's stem convolution with a
+faster input gradient (:class:`Stride2Conv7x7`) and the resize to H rows as a small matrix product.
+``Trunk.forward(image, literal=True)`` and :meth:`Trunk.feature_map` run every layer as a module call
+(per-module hooks and MAC counts see them all).
 """
 
 from __future__ import annotations
@@ -77,16 +84,21 @@ def build_torchvision_model(name: str) -> nn.Module:
     return builder(weights=None)
 
 
-def resize_rows(feature_map: torch.Tensor, rows: int, mode: str = "adaptive_avg") -> torch.Tensor:
+def resize_rows(
+    feature_map: torch.Tensor, rows: int, mode: str = "adaptive_avg", literal: bool = False
+) -> torch.Tensor:
     """(1, D, h, w) CNN map -> (rows, D): the official head (adaptive average pool to (rows, 1)),
-    or the paper's wording (bilinear interpolation to ``rows`` rows, then the mean over the width)."""
-    if mode == "adaptive_avg":
+    or the paper's wording (bilinear interpolation to ``rows`` rows, then the mean over the width).
+    ``literal=True`` runs the official pooling layer itself (the default computes the same means faster)."""
+    if mode == "adaptive_avg" and not literal:
         # adaptive_avg_pool2d to (rows, 1) = the mean over the width, then each output row the mean of
         # its window of input rows: a small (rows x h) matrix product, far cheaper in the backward pass
         # than the pooling kernel (same sums, up to float rounding).
         column_means = feature_map.mean(dim=3)[0]  # (D, h)
         window = adaptive_window_matrix(column_means.shape[1], rows, column_means)
         return window @ column_means.transpose(0, 1)
+    if mode == "adaptive_avg":
+        pooled = F.adaptive_avg_pool2d(feature_map, (rows, 1))
     elif mode == "bilinear":
         resized = F.interpolate(feature_map, size=(rows, feature_map.shape[-1]), mode="bilinear", align_corners=False)
         pooled = resized.mean(dim=3, keepdim=True)
@@ -129,20 +141,114 @@ class Trunk(nn.Module):
         values up to float rounding, fewer passes over the large activations). :meth:`feature_map` stays
         the literal module-by-module path (per-module hooks, e.g. MAC counts by hand, see every layer)."""
         out = image.contiguous(memory_format=torch.channels_last)
-        for name in self.spec.trunk_layers:
-            layer = getattr(self.net, name)
-            out = inception_forward(layer, out) if is_inception_block(layer) else layer(out)
+        layers = [getattr(self.net, name) for name in self.spec.trunk_layers]
+        index = 0
+        while index < len(layers):
+            layer = layers[index]
+            following = layers[index + 1] if index + 1 < len(layers) else None
+            if is_inception_block(layer):
+                out = inception_forward(layer, out)
+            elif is_pointwise_basic_conv(layer):  # GoogLeNet's conv2
+                out = _batch_norm_relu(pointwise_conv(out, layer.conv.weight), [layer.bn])
+            elif is_basic_conv(layer):  # GoogLeNet's conv1 and conv3, each followed by a max-pool
+                if is_stride2_7x7_stem(layer):
+                    pre_activation = layer.bn(Stride2Conv7x7.apply(out, layer.conv.weight))
+                else:
+                    pre_activation = layer.bn(layer.conv(out))
+                if isinstance(following, nn.MaxPool2d):
+                    # ReLU is monotone, so max-pool then ReLU gives the same values, and the same
+                    # gradients (a window whose maximum is <= 0 passes none either way), with the ReLU
+                    # and its backward on the 4x smaller pooled map
+                    out = F.relu(following(pre_activation), inplace=True)
+                    index += 1
+                else:
+                    out = F.relu(pre_activation, inplace=True)
+            else:
+                out = layer(out)
+            index += 1
         return out
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        """(1, 3, H, W) -> (H, D). Heights below ``min_height`` are replicate-padded (module docstring)."""
+    def forward(self, image: torch.Tensor, literal: bool = False) -> torch.Tensor:
+        """(1, 3, H, W) -> (H, D). Heights below ``min_height`` are replicate-padded (module docstring).
+
+        ``literal=True``: every layer as a module call and the official pooling head (for MAC counts
+        and per-module hooks); the default gives the same values up to float rounding, faster."""
         height = image.shape[2]
         padded = max(height, self.spec.min_height)
         if padded > height:
             last = image[:, :, -1:, :].expand(-1, -1, padded - height, -1)
             image = torch.cat([image, last], dim=2)
-        rows = resize_rows(self.fast_feature_map(image), padded, self.resize)
+        feature_map = self.feature_map(image) if literal else self.fast_feature_map(image)
+        rows = resize_rows(feature_map, padded, self.resize, literal=literal)
         return rows[:height]
+
+
+# ---------------------------------------------------------------------------------------------------
+# GoogLeNet stem convolution: a faster input gradient (speed only)
+
+
+def is_basic_conv(module: nn.Module) -> bool:
+    """A torchvision GoogLeNet ``BasicConv2d``: conv, BatchNorm, ReLU."""
+    return (
+        type(module).__name__ == "BasicConv2d" and isinstance(getattr(module, "conv", None), nn.Conv2d)
+        and isinstance(getattr(module, "bn", None), nn.BatchNorm2d)
+    )
+
+
+def is_pointwise_basic_conv(module: nn.Module) -> bool:
+    """A ``BasicConv2d`` whose conv is a plain 1x1 (run as a matrix product by :func:`pointwise_conv`)."""
+    return is_basic_conv(module) and _fusable([module])
+
+
+def is_stride2_7x7_stem(module: nn.Module) -> bool:
+    """GoogLeNet's ``conv1``: a bias-free 7x7 convolution, stride 2, padding 3, then BatchNorm + ReLU."""
+    conv = getattr(module, "conv", None)
+    return (
+        isinstance(conv, nn.Conv2d) and isinstance(getattr(module, "bn", None), nn.BatchNorm2d)
+        and conv.kernel_size == (7, 7) and conv.stride == (2, 2) and conv.padding == (3, 3)
+        and conv.dilation == (1, 1) and conv.groups == 1 and conv.bias is None
+    )
+
+
+def polyphase_kernel(weight: torch.Tensor) -> torch.Tensor:
+    """(C_out, C_in, 7, 7) stride-2 kernel -> (4*C_in, C_out, 4, 4) stride-1 kernel of its input gradient.
+
+    Input pixel (2p+b, 2q+b') receives sum_k,l W[:, c, b+3-2k, b'+3-2l] . grad_out[:, p+k, q+l] for
+    k, l in -1..2 (taps outside the 7x7 kernel are zero): one stride-1 correlation per phase (b, b'),
+    all four as the output channels c*4 + b*2 + b' (the order ``pixel_shuffle`` expects)."""
+    c_out, c_in = weight.shape[:2]
+    padded = F.pad(weight, (1, 0, 1, 0))  # kernel index -1 -> 0: (C_out, C_in, 8, 8)
+    phases = padded.reshape(c_out, c_in, 4, 2, 4, 2).flip(2, 4)  # [n, c, 3-k', b, 3-l', b']
+    return phases.permute(1, 3, 5, 0, 2, 4).reshape(c_in * 4, c_out, 4, 4)
+
+
+class Stride2Conv7x7(torch.autograd.Function):
+    """``conv2d(x, w, stride=2, padding=3)`` whose input gradient runs as one stride-1 4x4 convolution
+    (:func:`polyphase_kernel`) and a pixel shuffle. oneDNN computes the transposed stride-2 convolution
+    onto 3 channels several times slower than the forward; this is the same sum of products per input
+    pixel (float rounding aside). The weight gradient is torch's own."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        ctx.save_for_backward(x, weight)
+        return F.conv2d(x, weight, stride=2, padding=3)
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):  # noqa: D102
+        x, weight = ctx.saved_tensors
+        grad_x = grad_weight = None
+        if ctx.needs_input_grad[0]:
+            grad_out_cl = grad_out.contiguous(memory_format=torch.channels_last)
+            # taps k = -1..2 need padding (1, 2); symmetric padding 2 and dropping the first row and
+            # column gives the same without copying grad_out into a padded buffer
+            phases = F.conv2d(grad_out_cl, polyphase_kernel(weight), padding=2)[:, :, 1:, 1:]
+            grad_x = F.pixel_shuffle(phases, 2)[:, :, : x.shape[2], : x.shape[3]]
+            grad_x = grad_x.contiguous(memory_format=torch.channels_last)
+        if ctx.needs_input_grad[1]:
+            grad_weight = torch.ops.aten.convolution_backward(
+                grad_out, x, weight, None, [2, 2], [3, 3], [1, 1], False, [0, 0], 1, [False, True, False]
+            )[1]
+        return grad_x, grad_weight
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -15,8 +15,12 @@ CLS token, else T):
 
 Speed without changing results: the three channels differ only in their CLS rows, so the key embedding
 runs once on channel 0 and on the three CLS rows, and is expanded; no module is built in ``forward``;
-the trunk's classifier and GoogLeNet's aux heads never run. :meth:`CSTA.forward_as_specified` computes
-the key embedding on all three channels literally (used by the MAC counter and by tests).
+the trunk's classifier and GoogLeNet's aux heads never run; the trunk's faster path is described in
+:mod:`csta_lib.backbones` (fused inception 1x1s, the stem's input gradient, a matrix-product resize to T'
+rows); the T'->T pool is a mean of neighbouring rows and the value embedding of the CLS row runs apart
+(same sums). :meth:`CSTA.forward_as_specified` computes the key
+embedding on all three channels and runs the trunk module by module with the official pooling layer
+(used by the MAC counter and by tests).
 
 Short videos: the GoogLeNet trunk needs 15 input rows. Shorter key images are replicate-padded (last
 row repeated) for the trunk only, whose output is resized to the padded height and cut back to the
@@ -244,20 +248,26 @@ class CSTA(nn.Module):
         """
         features = validate_features(features)
         literal = self.input_projection is not None
-        return self._forward(features, literal, return_attention)
+        return self._forward(features, literal, return_attention, as_specified=False)
 
     def forward_as_specified(self, features: torch.Tensor, return_attention: bool = False):
-        """Same results as :meth:`forward`, computing all three input channels literally (for MAC counts)."""
+        """Same results as :meth:`forward` (up to float rounding), computing all three input channels and
+        running the trunk module by module with the official pooling head (for MAC counts)."""
         features = validate_features(features)
-        return self._forward(features, True, return_attention)
+        return self._forward(features, True, return_attention, as_specified=True)
 
-    def _forward(self, features: torch.Tensor, literal: bool, return_attention: bool):
+    def _forward(
+        self, features: torch.Tensor, literal: bool, return_attention: bool, as_specified: bool | None = None
+    ):
+        """``literal``: the three input channels computed as specified; ``as_specified`` (default: the
+        same as ``literal``, as csta_lib.macs calls it): also the trunk module by module."""
+        as_specified = literal if as_specified is None else as_specified
         cfg = self.config
         reference = next(self.parameters())  # float64 / CPU input follows the model's dtype and device
         features = features.to(device=reference.device, dtype=reference.dtype)
         n_steps = features.shape[0]
         key, x = self._key_image_literal(features) if literal else self._key_image_fast(features)
-        cnn_out = self.cnn(key.unsqueeze(0))  # (T', D)
+        cnn_out = self.cnn(key.unsqueeze(0), literal=as_specified)  # (T', D)
 
         logits = cnn_out
         if cfg.skip_connection == "KC":
@@ -280,7 +290,11 @@ class CSTA(nn.Module):
             temporal = self.attention_dropout(temporal) if temporal is not None else None
             spatial = self.attention_dropout(spatial) if spatial is not None else None
 
-        if self.value_embedding is not None:
+        if self.value_embedding is not None and not literal and cfg.cls_token and cfg.cls_pool != "CNN":
+            # x = [CLS row; features]: rows of a Linear are independent, and embedding the CLS row apart
+            # spares the backward pass the gradient of the (T, 1024) features, which nothing needs
+            value = torch.cat([self.value_embedding(self.cls_token[:1]), self.value_embedding(features)])
+        elif self.value_embedding is not None:
             value = self.value_embedding(x)
         else:
             value = x if cfg.value_source == "input" else cnn_out

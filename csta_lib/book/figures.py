@@ -106,8 +106,10 @@ def agreement_figure(per_video: Mapping[str, Sequence[float]], caption: str, met
 
 def comparison_table(ours: Mapping[str, Mapping[str, tuple[float, float] | None]],
                      paper: Mapping[str, Mapping[str, tuple[float, float] | None]],
-                     datasets: Sequence[str] = ("summe", "tvsum")) -> Any:
-    """Rows -> ``τ / ρ`` cells for ours and the paper, side by side per dataset."""
+                     datasets: Sequence[str] = ("summe", "tvsum"), order: Sequence[str] | None = None) -> Any:
+    """Rows -> ``τ / ρ`` cells for ours and the paper, side by side per dataset.
+
+    Rows come in ``order`` if given (then any others), else ours first, then the paper's."""
     import pandas as pd
 
     def cell(pair: tuple[float, float] | None) -> str:
@@ -116,7 +118,7 @@ def comparison_table(ours: Mapping[str, Mapping[str, tuple[float, float] | None]
         return f"{pair[0]:.3f} / {pair[1]:.3f}"
 
     rows = []
-    for label in list(dict.fromkeys([*ours, *paper])):
+    for label in list(dict.fromkeys([*(order or []), *ours, *paper])):
         row = {"row": label}
         for d in datasets:
             row[f"{d} τ/ρ (ours)"] = cell(ours.get(label, {}).get(d))
