@@ -18,12 +18,7 @@ from csta_lib.data import locator
 from csta_lib.errors import DataFormatError, MissingDataError
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def locate_or_skip(name: str):

@@ -23,21 +23,8 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A clearly random `paper` model saved twice: labelled as trained on MobileNet features, and surrogate."""
-    import torch
-
-    from csta_lib.model import build_model
-    from csta_lib.train import save_checkpoint
-
-    folder = tmp_path_factory.mktemp("ckpt")
-    torch.manual_seed(1)
-    model = build_model("paper").eval()
-    meta = {"note": "RANDOM weights, made by tests/test_cli_summarize.py"}
-    mobilenet = {"encoder": "mobilenet_v1_1024", "surrogate": False, "imagenet_weights": None}
-    surrogate = {"encoder": "surrogate", "surrogate": True, "imagenet_weights": None}
-    return {"mobilenet": save_checkpoint(folder / "m.pt", model, mobilenet, meta, preset="paper"),
-            "surrogate": save_checkpoint(folder / "s.pt", model, surrogate, meta, preset="paper")}
+def checkpoints(random_checkpoints: dict[str, Path]) -> dict[str, Path]:
+    return random_checkpoints
 
 
 def test_json_last_line_is_the_sidecar(clip: Path, checkpoints: dict[str, Path], tmp_path: Path,

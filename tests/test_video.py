@@ -146,25 +146,8 @@ def test_write_real_trailer_excerpt_with_audio(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Clearly random `paper` CSTA checkpoints: one labelled with mobilenet features, one surrogate."""
-    import torch
-
-    from csta_lib.model import build_model
-    from csta_lib.train import save_checkpoint
-
-    folder = tmp_path_factory.mktemp("ckpt")
-    torch.manual_seed(0)
-    model = build_model("paper").eval()
-    meta = {"note": "RANDOM weights, made by tests/test_video.py"}
-    return {
-        "mobilenet": save_checkpoint(folder / "random_mobilenet.pt", model,
-                                     {"encoder": "mobilenet_v1_1024", "surrogate": False, "imagenet_weights": None},
-                                     meta, preset="paper"),
-        "surrogate": save_checkpoint(folder / "random_surrogate.pt", model,
-                                     {"encoder": "surrogate", "surrogate": True, "imagenet_weights": None},
-                                     meta, preset="paper"),
-    }
+def checkpoints(random_checkpoints: dict[str, Path]) -> dict[str, Path]:
+    return random_checkpoints
 
 
 @pytest.fixture(scope="module")

@@ -28,9 +28,9 @@ from typing import Any
 
 from csta_lib.data.locator import PROJECT_ROOT
 from csta_lib.errors import CstaInputError
+from csta_lib.experiments import PROFILES
 from csta_lib.io import write_bytes_atomic
 
-PROFILES = ("smoke", "quick", "paper")
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
 GENERATED = Path("book") / "_generated"  # relative to the book root
 HIDE_TAG = "remove-cell"

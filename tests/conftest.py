@@ -1,0 +1,39 @@
+"""Fixtures shared by several test modules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op torch thread for a module: on a shared 2-core machine two threads spin against each other."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def random_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Clearly random (untrained) `paper` CSTA checkpoints, labelled as trained on MobileNetV1 features and on
+    surrogate features, for the video pipeline's tests (speed and plumbing do not depend on the weights)."""
+    import torch
+
+    from csta_lib.model import build_model
+    from csta_lib.train import save_checkpoint
+
+    folder = tmp_path_factory.mktemp("ckpt")
+    torch.manual_seed(0)
+    model = build_model("paper").eval()
+    meta = {"note": "RANDOM weights, made by tests/conftest.py"}
+    features = {
+        "mobilenet": {"encoder": "mobilenet_v1_1024", "surrogate": False, "imagenet_weights": None},
+        "surrogate": {"encoder": "surrogate", "surrogate": True, "imagenet_weights": None},
+    }
+    return {name: save_checkpoint(folder / f"random_{name}.pt", model, info, meta, preset="paper")
+            for name, info in features.items()}
