@@ -82,15 +82,15 @@ def test_hdf5_predictions_splits_and_nan_counting(small_summe, tmp_path, capsys)
     assert main(["evaluate", str(preds), "--data", str(data), "--dataset", "summe", "--protocol", "otani",
                  "--splits-file", str(splits), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["protocol"] == "otani" and [s["split"] for s in result["splits"]] == [1, 2]
+    assert result["protocol"] == "otani" and [s["split"] for s in result["splits"]] == [0, 1]
     assert math.isnan(result["videos"]["video_12"]["tau"])
     assert result["splits"][0]["n_nan_tau"] == 1 and math.isnan(result["splits"][0]["tau"])
     assert result["overall"]["n_splits"] == 2 and result["overall"]["n_nan_tau"] == 1
 
     assert main(["evaluate", str(preds), "--data", str(data), "--dataset", "summe", "--protocol", "otani",
-                 "--splits-file", str(splits), "--split", "2"]) == 0
+                 "--splits-file", str(splits), "--split", "1"]) == 0
     table = capsys.readouterr().out
-    assert "split2" in table and "video_8" not in table and "mean over 1 splits" in table
+    assert "split1" in table and "video_8" not in table and "mean over 1 splits" in table
 
 
 @pytest.mark.parametrize(
@@ -100,7 +100,8 @@ def test_hdf5_predictions_splits_and_nan_counting(small_summe, tmp_path, capsys)
         ([], {"video_8": np.ones(3)}, "length mismatch"),
         ([], {"video_8": np.full(87, np.nan)}, "NaN"),
         ([], {"video_99": np.ones(3)}, "not in"),
-        (["--split", "1", "--splits-file", "SPLITS"], None, "no predictions for test videos"),
+        (["--split", "0", "--splits-file", "SPLITS"], None, "no predictions for test videos"),
+        (["--split", "1", "--splits-file", "SPLITS"], None, "has splits 0..0"),
     ],
 )
 def test_bad_input_exits_2(small_summe, tmp_path, capsys, args, scores, message):

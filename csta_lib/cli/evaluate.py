@@ -36,7 +36,7 @@ def register(subparsers: Any) -> None:
                    help="split file of any family (CSTA .txt, PGL-SUM/VASNet/MSVA .json, DSNet .yml); "
                    "with --split and no file, CSTA's official splits are used")
     p.add_argument("--split", type=int, default=None, metavar="K",
-                   help="evaluate only split K (1-based, as in CSTA's split1..split5)")
+                   help="evaluate only split K (0-based, as the split files number them and as `csta train --split`)")
     p.add_argument("--budget", type=float, default=0.15, help="summary length as a fraction of the video (0.15)")
     p.add_argument("--json", action="store_true", help="print the full result as JSON instead of tables")
     p.add_argument("--out", default=None, metavar="PATH", help="also write the JSON result to PATH (atomically)")
@@ -109,7 +109,7 @@ def evaluate_predictions(predictions: dict[str, Any], dataset: Any, protocol: st
     if splits:
         for s in splits:
             m = mean_metrics({k: videos[k] for k in s.test_keys}, evaluator.protocol)
-            split_rows.append({"split": s.index + 1, "source": s.source, "test_keys": list(s.test_keys), **m})
+            split_rows.append({"split": s.index, "source": s.source, "test_keys": list(s.test_keys), **m})
         overall = aggregate_splits(split_rows)
     else:
         overall = mean_metrics(videos, evaluator.protocol)
@@ -169,9 +169,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     elif args.split is not None:
         splits = official_splits(dataset.dataset)
     if splits is not None and args.split is not None:
-        if not 1 <= args.split <= len(splits):
-            raise CstaInputError(f"--split {args.split}: the split file has splits 1..{len(splits)}")
-        splits = [splits[args.split - 1]]
+        if not 0 <= args.split < len(splits):
+            raise CstaInputError(f"--split {args.split}: the split file has splits 0..{len(splits) - 1}")
+        splits = [splits[args.split]]
     result = evaluate_predictions(predictions, dataset, args.protocol, splits, args.budget)
     if args.out:
         write_json_atomic(args.out, result)
