@@ -52,8 +52,10 @@ from csta_lib.errors import ConfigError, CstaInputError, DataFormatError
 if TYPE_CHECKING:
     import torch
 
-#: Bump when a change to this module changes the results of a run (it is part of every content address).
-TRAIN_CODE_VERSION = 1
+#: Bump when a change to the training code *or the model's numerics* changes the results of a run (it is part of
+#: every content address, so stored runs of older code are not reused as if this code had produced them).
+#: 2: fused Adam and the fused/rewritten trunk kernels (results differ from 1 at float-rounding level).
+TRAIN_CODE_VERSION = 2
 CHECKPOINT_FORMAT = "csta-checkpoint/1"
 RESUME_FORMAT = "csta-resume/1"
 POLICIES = store.POLICIES

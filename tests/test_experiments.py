@@ -38,8 +38,12 @@ def test_paper_profile_is_the_papers_protocol():
 
 def test_experiment_rows():
     assert [v.preset for v in experiments.EXPERIMENTS["table2"].variants] == list(TABLE2_ORDER)
-    assert [v.preset for v in experiments.EXPERIMENTS["fig4"].variants] == [
-        "fig4.googlenet", "fig4.mobilenet_v2", "fig4.efficientnet_b0", "fig4.resnet18"]
+    fig4 = experiments.EXPERIMENTS["fig4"].variants
+    assert [v.config for v in fig4] == [PRESETS[f"fig4.{b}"] for b in
+                                        ("googlenet", "mobilenet_v2", "efficientnet_b0", "resnet18")]
+    # GoogLeNet's bar is the Table 2 baseline model: the two experiments share those runs in the store.
+    table2_baseline = experiments.EXPERIMENTS["table2"].variants[0]
+    assert fig4[0].name == table2_baseline.name == "table2.baseline"
     base, layernorm, bilinear = experiments.EXPERIMENTS["deviations"].variants
     assert base.config == PRESETS["paper"]
     assert experiments.EXPERIMENTS["table1"].variants[0].config == PRESETS["paper"]
