@@ -726,31 +726,12 @@ class SummaryResult:
     features: np.ndarray = field(repr=False)
 
 
-def table1_checkpoint(profile: str = "smoke", store_dir: str | Path | None = None, dataset: str = "tvsum",
-                      policy: str = "last") -> tuple[Path, dict[str, Any]]:
-    """The checkpoint of the first Table 1 CSTA run (split 0, seed 0) at ``profile``, and its run record.
-
-    The run is trained once and then found in the results store (``store_dir``, default the store's
-    default), so the book's chapter summarises with the same model the Table 1 notebook evaluates. It
-    was trained on whatever features that profile had (the real eccv16 file, else a surrogate), which
-    the record and the checkpoint say.
-    """
-    from csta_lib import experiments, train
-    from csta_lib.store import default_store_dir
-
-    runs = [p for p in experiments.plan("table1", profile) if p.dataset == dataset]
-    if not runs:
-        raise CstaInputError(f"table1 at profile {profile!r} has no {dataset} run")
-    store = Path(store_dir) if store_dir else default_store_dir()
-    record = train.run(runs[0].spec(), store, progress=False)
-    chosen = record["selected"].get(policy) or next(iter(record["selected"].values()))
-    return Path(record["_path"]).parent / chosen["checkpoint"], record
-
-
 def caption_text(sidecar: dict[str, Any]) -> str:
     """A one-line figure caption: video, encoder, what the checkpoint was trained on, mismatch."""
+    from csta_lib.data.eccv16 import SURROGATE_LABEL
+
     features = sidecar.get("checkpoint_features") or {}
-    trained_on = "surrogate features" if features.get("surrogate") else f"{features.get('encoder', 'unknown')} features"
+    trained_on = SURROGATE_LABEL if features.get("surrogate") else f"{features.get('encoder', 'unknown')} features"
     random = " (RANDOM weights)" if (sidecar.get("encoder_info") or {}).get("random_weights") else ""
     mismatch = "; features do NOT match the checkpoint's" if sidecar.get("feature_mismatch") else ""
     return (f"{Path(sidecar['input']).name}: encoder {sidecar['encoder']}{random}, CSTA checkpoint trained on "

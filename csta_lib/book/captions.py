@@ -36,9 +36,11 @@ def int_ranges(values: Iterable[int]) -> str:
 
 def features_label(surrogate: bool | None) -> str:
     """How the features are named in captions."""
+    from csta_lib.data.eccv16 import REAL_LABEL, SURROGATE_LABEL
+
     if surrogate is None:
         return "no features"
-    return "surrogate features" if surrogate else "real GoogLeNet features"
+    return SURROGATE_LABEL if surrogate else f"real {REAL_LABEL}"
 
 
 def weights_label(weights: Any) -> str:

@@ -27,11 +27,6 @@ def glue_text(name: str, text: str) -> str:
     return str(text)
 
 
-def glue_numbers(prefix: str, values: dict[str, Any], digits: int = 3) -> dict[str, Any]:
-    """Glue every ``values[k]`` as ``{prefix}_{k}``."""
-    return {k: glue_number(f"{prefix}_{k}", v, digits) for k, v in values.items()}
-
-
 def glue_pair(prefix: str, pair: tuple[float, float] | None, digits: int = 3) -> None:
     """Glue a (τ, ρ) pair as ``{prefix}_tau`` and ``{prefix}_rho`` (e.g. the paper's printed values)."""
     tau, rho = pair if pair is not None else (float("nan"), float("nan"))

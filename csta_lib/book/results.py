@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from csta_lib.errors import CstaInputError
+
 PAIR = tuple[float, float]
 
 
@@ -51,6 +53,27 @@ def summary_pairs(summary: Any, policy: str, label_of: Mapping[str, str] | None 
         label = (label_of or {}).get(row["variant"], row["variant"])
         out.setdefault(label, {})[row["dataset"]] = (float(row["tau"]), float(row["rho"]))
     return out
+
+
+def experiment_checkpoint(experiment: str, profile: str, store_dir: str | Path | None = None, dataset: str = "tvsum",
+                          policy: str = "last", device: str | None = None) -> tuple[Path, dict[str, Any]]:
+    """The checkpoint (and record) of an experiment's first run on ``dataset`` (lowest split, then seed).
+
+    The run comes from :func:`experiment_records`, so it is trained once and then found in the store: the
+    video chapter summarises with the very model the Table 1 chapter evaluates. ``policy`` falls back to
+    the first policy the run selected if it was not run.
+    """
+    from csta_lib import store
+
+    records, _ = experiment_records(experiment, profile, store_dir, [dataset], None, device)
+    if not records:
+        raise CstaInputError(f"{experiment} at profile {profile!r} has no {dataset} run")
+    record = min(records, key=lambda r: (r["split"]["index"], r["seed"]))
+    for name in (policy, *store.POLICIES):
+        path = store.resolve_checkpoint(record, name)
+        if path is not None:
+            return path, record
+    raise CstaInputError(f"run {record.get('key')} selected no checkpoint")
 
 
 def variant_labels(records: Sequence[Mapping[str, Any]]) -> dict[str, str]:
