@@ -22,3 +22,7 @@ class DataFormatError(CstaInputError):
 
 class ConfigError(CstaInputError):
     """An impossible or unknown configuration (unknown preset, conflicting switches, ...)."""
+
+
+class DiskFullError(CstaInputError, OSError):
+    """The disk (or quota) filled up while writing an output; nothing partial was left behind."""

@@ -1,14 +1,39 @@
-"""Atomic file writing: a result is either complete on disk or absent, never half-written."""
+"""Atomic file writing: a result is either complete on disk or absent, never half-written.
+
+Also the checks every writing command makes *before* it starts working (:func:`check_outputs`):
+an output may not be one of the command's inputs, a directory, a path below a regular file, a
+name longer than the file system allows, or lie in a folder that cannot be written.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import hashlib
 import json
 import os
+import re
+import secrets
+import socket
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
+
+from csta_lib.errors import CstaInputError, DiskFullError
+
+PathLike = Union[str, "os.PathLike[str]"]
+# Paths as given to check_outputs: a mapping path -> flag name (for the message), or plain paths.
+PathSpec = Union[Mapping[PathLike, str], Iterable[PathLike]]
+
+DEFAULT_NAME_MAX = 255
+# A temporary left by a writer on another host (or whose owner cannot be checked) counts as stale after this.
+STALE_TEMP_AGE_S = 24 * 3600
+LEGACY_TEMP_AGE_S = 3600
+_TEMP_PREFIX = ".csta-"
+_TEMP_SUFFIX = ".part"
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 def _current_umask() -> int:
@@ -18,42 +43,157 @@ def _current_umask() -> int:
     return mask
 
 
-@contextlib.contextmanager
-def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside ``target``; rename it onto ``target`` only if the block succeeds.
+def nearest_existing_dir(path: Path) -> Path:
+    """The closest ancestor of ``path`` (itself excluded) that exists; raise if a component is not a folder."""
+    for parent in (path.parent, *path.parent.parents):
+        if os.path.islink(parent) and not os.path.exists(parent):
+            raise CstaInputError(f"{path}: the folder {parent} is a broken symbolic link")
+        if os.path.exists(parent):
+            if not os.path.isdir(parent):
+                raise CstaInputError(f"{path}: {parent} is a file, not a folder")
+            return parent
+    return Path(".")  # unreachable for absolute paths ('/' exists); relative ones end at '.'
 
-    The temporary file lives in the same directory, so the final ``os.replace`` is atomic on POSIX.
-    On any exception the temporary file is removed and ``target`` is left untouched.
+
+def name_max(directory: Path) -> int:
+    """The longest file name (bytes) the file system holding ``directory`` allows."""
+    try:
+        return int(os.pathconf(directory, "PC_NAME_MAX"))
+    except (OSError, ValueError):
+        return DEFAULT_NAME_MAX
+
+
+def _temp_key(target: Path) -> str:
+    """A short, fixed-length name part identifying ``target`` (so stale temporaries can be found)."""
+    return hashlib.sha256(os.fsencode(os.path.abspath(target))).hexdigest()[:16]
+
+
+def _host_tag() -> str:
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
+
+
+def _temp_name(target: Path) -> str:
+    """``.csta-<target hash>.<host>.<pid>.<random>.part``: about 50 bytes whatever the target's length."""
+    return f"{_TEMP_PREFIX}{_temp_key(target)}.{_host_tag()}.{os.getpid()}.{secrets.token_hex(4)}{_TEMP_SUFFIX}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def glob_escape(name: str) -> str:
+    """``name`` with glob wildcards made literal."""
+    return re.sub(r"([*?\[])", r"[\1]", name)
+
+
+def _mtime(path: Path, default: float) -> float:
+    try:
+        return path.lstat().st_mtime
+    except OSError:
+        return default
+
+
+def _is_stale(temp: Path, now: float) -> bool:
+    """A temporary is stale when its writer (same host) is dead, or it is older than a day."""
+    parts = temp.name[len(_TEMP_PREFIX):-len(_TEMP_SUFFIX)].split(".")
+    try:
+        age = now - temp.lstat().st_mtime
+    except OSError:
+        return False
+    if len(parts) == 4 and parts[1] == _host_tag() and parts[2].isdigit():
+        return not _pid_alive(int(parts[2])) or age > STALE_TEMP_AGE_S
+    return age > STALE_TEMP_AGE_S
+
+
+def remove_stale_temporaries(target: PathLike) -> list[Path]:
+    """Delete temporaries of ``target`` left by killed writers (SIGKILL leaves them); return those removed.
+
+    Temporaries of live writers (a concurrent run writing the same target) are kept.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    folders = {target.parent}
+    with contextlib.suppress(CstaInputError):
+        folders.add(nearest_existing_dir(target))
+    removed = []
+    now = time.time()
+    for folder in folders:
+        if not os.path.isdir(folder):
+            continue
+        for temp in folder.glob(f"{_TEMP_PREFIX}{_temp_key(target)}.*{_TEMP_SUFFIX}"):
+            if _is_stale(temp, now):
+                with contextlib.suppress(FileNotFoundError):
+                    temp.unlink()
+                    removed.append(temp)
+        # Names used before the short hashed ones ('.<name>.XXXXXXXX.part'); no owner recorded, so age only.
+        for temp in folder.glob(f".{glob_escape(target.name)}.????????{_TEMP_SUFFIX}"):
+            if now - _mtime(temp, now) > LEGACY_TEMP_AGE_S:
+                with contextlib.suppress(FileNotFoundError):
+                    temp.unlink()
+                    removed.append(temp)
+    return removed
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an error it was raised from) is a full disk or exceeded quota."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, OSError) and exc.errno in _DISK_FULL:
+            return True
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return False
+
+
+@contextlib.contextmanager
+def atomic_path(target: PathLike) -> Iterator[Path]:
+    """Yield a temporary path; rename it onto ``target`` only if the block succeeds.
+
+    The temporary lives in ``target``'s folder, or while that folder does not exist yet in its
+    nearest existing ancestor (same file system, so the final ``os.replace`` stays atomic); missing
+    folders are created only at commit, so a failed write leaves no new empty directories. Its name
+    is short and fixed-length, so any target name the file system accepts works. Temporaries of the
+    same target left by a killed writer are removed first. On any exception the temporary is removed
+    and ``target`` is left untouched; a full disk becomes a :class:`DiskFullError`.
+    """
+    target = Path(target)
+    remove_stale_temporaries(target)
+    folder = target.parent if os.path.isdir(target.parent) else nearest_existing_dir(target)
+    tmp_path = folder / _temp_name(target)
     try:
+        fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.close(fd)
         yield tmp_path
-        # mkstemp creates 0600 files; give the result the permissions a plain open() would have.
+        # The temporary was created 0600; give the result the permissions a plain open() would have.
         os.chmod(tmp_path, 0o666 & ~_current_umask())
+        target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp_path, target)
-    except BaseException:
+    except BaseException as exc:
         tmp_path.unlink(missing_ok=True)
+        if _disk_full(exc):
+            raise DiskFullError(f"disk full (or quota exceeded) while writing {target}; nothing was written") from exc
         raise
 
 
-def write_bytes_atomic(target: str | os.PathLike[str], data: bytes) -> Path:
+def write_bytes_atomic(target: PathLike, data: bytes) -> Path:
     """Write ``data`` to ``target`` atomically and return the path."""
     with atomic_path(target) as tmp:
         tmp.write_bytes(data)
     return Path(target)
 
 
-def write_json_atomic(target: str | os.PathLike[str], obj: Any, *, indent: int | None = 1) -> Path:
+def write_json_atomic(target: PathLike, obj: Any, *, indent: int | None = 1) -> Path:
     """Serialise ``obj`` as JSON (NaN allowed, keys kept in order) and write it atomically."""
     text = json.dumps(obj, indent=indent, allow_nan=True)
     return write_bytes_atomic(target, (text + "\n").encode())
 
 
-def ensure_writable_dir(path: str | os.PathLike[str]) -> Path:
+def ensure_writable_dir(path: PathLike) -> Path:
     """Create ``path`` if needed and check that files can be created in it; raise a clear error if not."""
     path = Path(path)
     try:
@@ -63,3 +203,70 @@ def ensure_writable_dir(path: str | os.PathLike[str]) -> Path:
     except OSError as exc:
         raise PermissionError(f"directory {path} is not writable: {exc.strerror or exc}") from exc
     return path
+
+
+def _labelled(paths: PathSpec | None) -> list[tuple[Path, str]]:
+    """``(path, label)`` pairs from a mapping path -> flag or a sequence of paths (``None`` entries skipped)."""
+    if paths is None:
+        return []
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    items = paths.items() if isinstance(paths, Mapping) else ((p, "") for p in paths)
+    return [(Path(p), str(flag or "")) for p, flag in items if p is not None and str(p) != ""]
+
+
+def _describe(path: Path, flag: str) -> str:
+    return f"{flag} {path}" if flag else str(path)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Same resolved path, or (both existing) same device and inode: hard and symbolic links included."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        sa, sb = os.stat(a), os.stat(b)
+    except OSError:
+        return False
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
+
+
+def check_output(path: Path, flag: str = "") -> None:
+    """Raise :class:`CstaInputError` if ``path`` cannot be written as a file; creates nothing."""
+    what = _describe(path, flag)
+    if str(path) == "" or path.name in ("", ".", ".."):
+        raise CstaInputError(f"output {what} is not a file name")
+    try:
+        folder = nearest_existing_dir(path)
+    except CstaInputError as exc:
+        raise CstaInputError(f"output {what}: {str(exc).split(': ', 1)[-1]}") from None
+    limit = name_max(folder)
+    length = len(os.fsencode(path.name))
+    if length > limit:
+        raise CstaInputError(f"output {what}: file name is {length} bytes, longer than the file system's {limit}")
+    if os.path.isdir(path):
+        raise CstaInputError(f"output {what} is a directory; give a file name")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise CstaInputError(f"output {what}: folder {folder} is not writable")
+
+
+def check_outputs(outputs: PathSpec, inputs: PathSpec | None = ()) -> None:
+    """Check, before any work and creating nothing, that every output can be written without harm.
+
+    ``outputs`` and ``inputs`` are mappings path -> flag name (used in the message) or sequences of
+    paths. Raises :class:`CstaInputError` (one line, naming path and flag) when an output is the
+    same file as an input or another output (resolved path or inode, links followed), is a
+    directory, lies below a regular file, has a name over the file system's limit, or its nearest
+    existing folder is not writable.
+    """
+    outs, ins = _labelled(outputs), _labelled(inputs)
+    for index, (path, flag) in enumerate(outs):
+        check_output(path, flag)
+        for other, other_flag in ins:
+            if _same_file(path, other):
+                raise CstaInputError(
+                    f"output {_describe(path, flag)} is the input {_describe(other, other_flag)}; "
+                    "refusing to overwrite an input, choose another output path")
+        for other, other_flag in outs[index + 1:]:
+            if _same_file(path, other):
+                raise CstaInputError(
+                    f"outputs {_describe(path, flag)} and {_describe(other, other_flag)} are the same file")

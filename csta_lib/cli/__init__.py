@@ -49,6 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_line(message: str) -> str:
+    """The first non-empty line of ``message``: errors print as one line (no pages of library text)."""
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    return lines[0] if lines else message.strip() or "invalid input"
+
+
 def _is_bad_input(exc: BaseException) -> bool:
     from csta_lib.errors import CstaInputError
 
@@ -69,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except Exception as exc:  # noqa: BLE001 - the one place errors become exit codes
         if _is_bad_input(exc):
-            print(f"csta {args.command}: error: {exc}", file=sys.stderr)
+            print(f"csta {args.command}: error: {one_line(str(exc))}", file=sys.stderr)
             return EXIT_BAD_INPUT
         raise
 
