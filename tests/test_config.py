@@ -20,7 +20,7 @@ from csta_lib.config import (
 from csta_lib.data.locator import PROJECT_ROOT
 from csta_lib.errors import ConfigError, CstaInputError
 
-OFFICIAL_KEYS = PROJECT_ROOT.parent / "shared" / "reference" / "official_state_dict_keys.json"
+OFFICIAL_KEYS = PROJECT_ROOT / "tests" / "fixtures" / "official" / "official_state_dict_keys.json"
 
 EXPECTED_PRESETS = [
     "paper", "table2.baseline", "table2.attention", "table2.att_d", "table2.kv", "table2.pe", "table2.cls",

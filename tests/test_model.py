@@ -23,7 +23,7 @@ from csta_lib.model import (
     to_official_state_dict,
 )
 
-OFFICIAL_KEYS = PROJECT_ROOT.parent / "shared" / "reference" / "official_state_dict_keys.json"
+OFFICIAL_KEYS = PROJECT_ROOT / "tests" / "fixtures" / "official" / "official_state_dict_keys.json"
 
 
 def _quick_trunc_normal(tensor, mean=0.0, std=1.0, a=-2.0, b=2.0, generator=None):
