@@ -1,10 +1,15 @@
 # csta-book: the single entry script.
-#   make book [PROFILE=smoke|quick|paper]   set up .venv, run the notebooks with papermill, build _build/html
+#   make book [PROFILE=smoke|quick|paper]   set up .venv, check/fetch the data the notebooks need, run them
+#                                            with papermill, build _build/html
 #   make test                                set up .venv, run the whole test suite
 # Both create .venv on first use and (re)install the project when pyproject.toml changes.
+# `make book` first works out which data files the profile needs; missing public ones are downloaded into
+# data/ when the machine is online, otherwise it stops at once (exit 2) with a table of what to put where.
+# BOOK_FLAGS passes options to the build, e.g. BOOK_FLAGS=--no-fetch (never download; also CSTA_NO_FETCH=1).
 
 PYTHON  ?= python3
 PROFILE ?= quick
+BOOK_FLAGS ?=
 VENV    := .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.csta-installed
@@ -16,9 +21,17 @@ help:
 	@echo "make test                              - run the test suite"
 
 $(STAMP): pyproject.toml
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e .
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
+	  echo "error: csta needs Python >= 3.11; '$(PYTHON)' is $$($(PYTHON) --version 2>&1 || echo missing)." \
+	       "Install it, or run make PYTHON=/path/to/python3.11 ..." >&2; exit 2; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || { \
+	  echo "error: '$(PYTHON) -m venv $(VENV)' failed (on Debian/Ubuntu: apt-get install python3-venv);" \
+	       "remove $(VENV) and rerun" >&2; exit 2; }
+	@$(PY) -m pip install --quiet --upgrade pip || \
+	  echo "warning: could not upgrade pip in $(VENV) (offline?); trying with the pip it has" >&2
+	@$(PY) -m pip install --quiet -e . || { \
+	  echo "error: installing csta and its dependencies (pyproject.toml) into $(VENV) failed; see pip's" \
+	       "message above. It needs PyPI (network) and a few GB of disk; rerun make when fixed" >&2; exit 2; }
 	@touch $(STAMP)
 
 venv: $(STAMP)
@@ -27,8 +40,9 @@ venv: $(STAMP)
 vendor: $(STAMP)
 	$(PY) -m csta_lib.book.vendor
 
-book: venv vendor
-	$(PY) -m csta_lib.book.build --profile $(PROFILE)
+# The build checks the data first, then vendors the JavaScript (as `make vendor`), then runs the notebooks.
+book: venv
+	$(PY) -m csta_lib.book.build --profile $(PROFILE) $(BOOK_FLAGS)
 
 test: venv vendor
 	$(PY) -m pytest

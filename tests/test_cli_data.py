@@ -79,7 +79,7 @@ def test_make_surrogate_writes_a_labelled_file(capsys, tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--dataset", "youtube"], "unknown dataset 'youtube'"),
     (["--dataset", "summe", "--signal", "2"], "signal must be in [0, 1]"),
-    (["--dataset", "summe", "--seed", "-4"], "seed must be a non-negative integer"),
+    (["--dataset", "summe", "--seed", "-4"], "seed must be"),
 ])
 def test_make_surrogate_bad_arguments(capsys, tmp_path, args, message):
     assert main(["data", "make-surrogate", "--out", str(tmp_path / "x.h5"), *args]) == 2
@@ -91,7 +91,8 @@ def test_make_surrogate_into_an_unwritable_place_leaves_nothing(capsys, tmp_path
     blocker = tmp_path / "file"
     blocker.write_text("a file where a folder should be")
     assert main(["data", "make-surrogate", "--dataset", "tvsum", "--out", str(blocker / "tvsum.h5")]) == 2
-    assert "cannot write the surrogate file" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert str(blocker) in err and "Traceback" not in err
     assert [p.name for p in tmp_path.iterdir()] == ["file"]
 
 

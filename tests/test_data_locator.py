@@ -79,7 +79,18 @@ def test_verify_accepts_the_real_file():
         pytest.skip(f"{NAME} is not in any data root (real CSTA split file needed)")
     assert locator.verify(NAME, path) == "verified"
     if locator.find("summe.gt") is not None:
-        assert locator.verify("summe.gt") == "unverified"  # folders carry no checksum
+        assert locator.verify("summe.gt") == "verified"  # every file of the folder against its listed sha256
+
+
+def test_verify_checks_every_file_of_a_folder(roots):
+    gt = roots["project"] / "summe" / "GT"
+    gt.mkdir(parents=True)
+    with pytest.raises(DataFormatError, match="Air_Force_One.mat"):
+        locator.verify("summe.gt")
+    for name, _ in locator.entry("summe.gt").contents:
+        (gt / name).write_bytes(b"not the GT")
+    with pytest.raises(DataFormatError, match="does not match"):
+        locator.verify("summe.gt")
 
 
 def test_unknown_name_lists_the_known_ones():

@@ -2,6 +2,11 @@
 
 ``python -m csta_lib.book.build --profile quick`` (what ``make book`` runs):
 
+0. preflight, before anything is written: works out which data files the chosen notebooks need at the
+   profile (:func:`csta_lib.data.fetch.requirements`); when a required one is missing it downloads what is
+   public (``csta data fetch``) if the publishers are reachable and fetching is allowed (not ``--no-fetch``,
+   not ``CSTA_NO_FETCH=1``), and otherwise stops at once with one table (file, what needs it, where it is
+   published, where to put it) and exit code 2, without running any notebook;
 1. vendors the offline JavaScript if needed (``csta_lib.book.vendor``);
 2. writes the "Data files found" page into ``book/_generated/``;
 3. runs each ``notebooks/NN_*.ipynb`` with papermill (parameter ``profile`` and any ``-p NAME VALUE``)
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -26,8 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from csta_lib.data.locator import PROJECT_ROOT
-from csta_lib.errors import CstaInputError
+from csta_lib.data.locator import MIRROR_ENV, PROJECT_ROOT
+from csta_lib.errors import CstaInputError, MissingDataError
 from csta_lib.experiments import PROFILES
 from csta_lib.io import write_bytes_atomic
 
@@ -44,6 +50,10 @@ EXPECTED_TIME = {
     "quick": "at most 20 minutes on a 2-core CPU",
     "paper": "GPU work: many hours (5 splits x 100 epochs x several seeds for every experiment)",
 }
+
+
+class BookDataMissing(MissingDataError):
+    """Required data files are missing and could not be fetched; the message is the preflight's table."""
 
 
 @dataclass
@@ -186,6 +196,33 @@ def stage_book(book_root: Path, source_root: Path = PROJECT_ROOT) -> Path:
     return book_root
 
 
+def check_data(profile: str, notebooks: Sequence[Path], parameters: Mapping[str, Any], fetch: bool = True,
+               log=print) -> dict[str, dict[str, Any]]:
+    """The preflight: make sure the notebooks' required data files are there (fetching public ones when
+    allowed and online), else raise :class:`BookDataMissing` with one table. Returns per-notebook parameter
+    overrides (the summarize chapter's public fallback clip when the default video is absent)."""
+    from csta_lib.data import fetch as data_fetch
+
+    if parameters.get("data_mirror"):  # the notebooks set it too; the preflight must look there as well
+        os.environ[MIRROR_ENV] = str(parameters["data_mirror"])
+    allowed = fetch and not data_fetch.fetch_disabled()
+    result = data_fetch.preflight(profile, [p.stem for p in notebooks], parameters, fetch=allowed, log=log)
+    if result.missing:
+        message = result.report(profile)
+        if not allowed:
+            message += "\n(downloading was switched off: --no-fetch or CSTA_NO_FETCH)"
+        raise BookDataMissing(message)
+    for note in data_fetch.optional_notes(result.requirements):
+        log(f"[book] note: {note}")
+    overrides: dict[str, dict[str, Any]] = {}
+    video_chapter = next((p.stem for p in notebooks if p.stem.startswith("08")), None)
+    if video_chapter and "video" not in parameters and data_fetch.locator.find(data_fetch.DEFAULT_VIDEO) is None:
+        overrides[video_chapter] = {"video": data_fetch.FALLBACK_VIDEO}
+        log(f"[book] {video_chapter}: {data_fetch.DEFAULT_VIDEO} not found; summarizing the public clip "
+            f"{data_fetch.FALLBACK_VIDEO} instead")
+    return overrides
+
+
 def build(
     profile: str,
     book_root: Path = PROJECT_ROOT,
@@ -194,24 +231,30 @@ def build(
     source_dir: Path = NOTEBOOK_DIR,
     skip_site: bool = False,
     log=print,
+    fetch: bool = True,
 ) -> BuildReport:
-    """Execute the notebooks at ``profile`` into ``book_root/book/_generated`` and build the site."""
+    """Execute the notebooks at ``profile`` into ``book_root/book/_generated`` and build the site.
+
+    The data preflight (:func:`check_data`) runs first: when required data is missing and cannot be
+    fetched, :class:`BookDataMissing` is raised before anything is written.
+    """
     from csta_lib.book.vendor import vendor
 
     if profile not in PROFILES:
         raise CstaInputError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
     start = time.perf_counter()
     report = BuildReport()
+    chosen = list_notebooks(source_dir, notebooks)
+    params = {"profile": profile, **(parameters or {})}
+    overrides = check_data(profile, chosen, params, fetch=fetch, log=log)
     vendor()
     generated = book_root / GENERATED
     write_data_page(book_root, profile)
-    chosen = list_notebooks(source_dir, notebooks)
     if not notebooks:
         remove_stale_pages(generated, [p.stem for p in chosen])
-    params = {"profile": profile, **(parameters or {})}
     for source in chosen:
         log(f"[book] running {source.name} (profile={profile}) ...", flush=True)
-        run = execute_notebook(source, generated / source.name, params)
+        run = execute_notebook(source, generated / source.name, {**params, **overrides.get(source.stem, {})})
         report.runs.append(run)
         status = f"FAILED: {run.error}" if run.error else "ok"
         log(f"[book]   {source.name}: {status} ({run.seconds:.1f} s)", flush=True)
@@ -245,6 +288,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                         help="extra notebook parameter (JSON value), e.g. -p seeds '[0, 1, 2]'")
     parser.add_argument("--no-site", action="store_true", help="only execute the notebooks")
+    parser.add_argument("--no-fetch", action="store_true",
+                        help="never download missing data files (also: CSTA_NO_FETCH=1); a missing required file "
+                        "then stops the build at once with the table of what to put where")
     args = parser.parse_args(argv)
     print(f"[book] profile {args.profile}: expected time {EXPECTED_TIME[args.profile]}", flush=True)
     try:
@@ -253,6 +299,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             notebooks=args.notebook,
             parameters={k: _parse_value(v) for k, v in args.parameter},
             skip_site=args.no_site,
+            fetch=not args.no_fetch,
         )
     except CstaInputError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -27,11 +27,22 @@ def register(subparsers: Any) -> None:
     check.add_argument("--no-hash", action="store_true", help="do not hash files (present files are 'unverified')")
     check.set_defaults(func=cmd_check)
 
-    fetch = sub.add_parser("fetch", help="download a manifest file from its published URL into data/",
-                           description="Download NAME from its direct URL into the project's data/ folder, "
-                           "checking its sha256; written atomically. Only files with a direct URL can be "
-                           "fetched (torchvision weights); for the others the error says where to get them.")
-    fetch.add_argument("name", help="logical name, e.g. weights.torchvision.googlenet (see `csta data check`)")
+    fetch = sub.add_parser(
+        "fetch", help="download data files from where they are published into data/",
+        description="Download data files from their published URLs into the project's data/ folder (never into "
+        "a mirror): a file itself, or only the needed members of a published archive (zip, tar.gz). Every file "
+        "is checked against its manifest sha256 and written atomically; a failure leaves nothing behind and "
+        "names the file. NAME...: logical names (see `csta data check`); --book PROFILE: every required file "
+        "the book's notebooks need at that profile that is missing. Files without a public download (the "
+        "eccv16 feature files, the eccv16 fields file, ...) must be put in place by hand: the error says where "
+        "they are published. The environment variable CSTA_FETCH_BASE_URL (tests and local mirrors only) "
+        "replaces each URL's scheme and host: https://host/path -> $CSTA_FETCH_BASE_URL/host/path.")
+    fetch.add_argument("name", nargs="*", help="logical name(s), e.g. splits.csta.summe summe.gt")
+    fetch.add_argument("--book", metavar="PROFILE", default=None,
+                       help="fetch what the book's notebooks need at this profile (smoke, quick, paper)")
+    fetch.add_argument("--notebook", action="append", default=[], metavar="NAME",
+                       help="with --book: only this notebook's needs (name or prefix such as 04); repeatable")
+    fetch.add_argument("--dry-run", action="store_true", help="only print what would be downloaded")
     fetch.add_argument("--root", default=None, help="data folder to download into (default: <project>/data)")
     fetch.add_argument("--force", action="store_true", help="download even if the file is already there")
     fetch.set_defaults(func=cmd_fetch)
@@ -54,6 +65,7 @@ def register(subparsers: Any) -> None:
 def check_rows(hash_files: bool = True) -> list[dict[str, Any]]:
     """One row per manifest entry: name, status, path (or None), expected location, url, licence."""
     from csta_lib.data import locator
+    from csta_lib.data.fetch import fetchable
     from csta_lib.errors import DataFormatError
 
     rows = []
@@ -70,7 +82,7 @@ def check_rows(hash_files: bool = True) -> list[dict[str, Any]]:
                 status = "unverified"
         rows.append({"name": name, "status": status, "path": str(path) if path else None,
                      "expected": e.path, "url": e.url, "sha256": e.sha256, "licence": e.licence,
-                     "direct_download": locator.direct_url(e) is not None, "detail": detail})
+                     "direct_download": fetchable(e), "detail": detail})
     return rows
 
 
@@ -102,17 +114,53 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 2 if any(r["status"] == "mismatch" for r in rows) else 0
 
 
+def _book_names(profile: str, notebooks: list[str]) -> tuple[list[str], list]:
+    """(names to download, requirements that cannot be downloaded) for the book at ``profile``."""
+    from csta_lib.book.build import list_notebooks
+    from csta_lib.data import fetch
+    from csta_lib.experiments import check_profile
+
+    check_profile(profile)
+    absent = fetch.missing(fetch.requirements(profile, [p.stem for p in list_notebooks(only=notebooks)]))
+    names, by_hand = [], []
+    for req in absent:
+        e = fetch.to_fetch(req)
+        (names.append(e.name) if e is not None else by_hand.append(req))
+    return names, by_hand
+
+
 def cmd_fetch(args: argparse.Namespace) -> int:
-    from csta_lib.data import locator
+    from csta_lib.data import fetch, locator
     from csta_lib.errors import CstaInputError
 
-    try:
-        e = locator.entry(args.name)
-    except KeyError as exc:
-        raise CstaInputError(exc.args[0]) from None
-    path = locator.fetch(e, root=args.root, force=args.force)
-    print(f"{args.name}: {path} ({locator.verify(args.name, path)})")
-    return 0
+    names, by_hand = list(args.name), []
+    if args.book:
+        book_names, by_hand = _book_names(args.book, args.notebook)
+        names += [n for n in book_names if n not in names]
+        if not names and not by_hand:
+            print(f"the book (profile {args.book}) has every required data file")
+    elif args.notebook:
+        raise CstaInputError("--notebook only applies with --book PROFILE")
+    elif not names:
+        raise CstaInputError("name the file(s) to fetch (see `csta data check`) or pass --book PROFILE")
+    for name in names:
+        try:
+            locator.entry(name)
+        except KeyError as exc:
+            raise CstaInputError(exc.args[0]) from None
+    if args.dry_run:
+        for name in names:
+            e = locator.entry(name)
+            print(f"would fetch {name}: {fetch.download_url(e) or 'no download URL: ' + e.url} -> "
+                  f"{(args.root or locator.PROJECT_ROOT / 'data')}/{e.path}")
+        failures: dict[str, str] = {}
+    else:
+        failures = fetch.main_fetch_names(names, args.root, args.force)
+        for name, message in failures.items():  # in full: the lines after the first say where to get it
+            print(f"error: {name}: {message}", file=sys.stderr)
+    if by_hand:
+        print(f"\nnot downloadable, put these in place by hand:\n{fetch.missing_table(by_hand)}", file=sys.stderr)
+    return 2 if failures or by_hand else 0
 
 
 def cmd_make_surrogate(args: argparse.Namespace) -> int:

@@ -33,6 +33,9 @@ class DataEntry:
     url: str
     licence: str
     description: str
+    download: str = ""  # direct URL of the file, or of an archive holding it (csta_lib.data.fetch)
+    member: tuple[str, ...] = ()  # archive member patterns ("A!B": B inside the nested archive A)
+    contents: tuple[tuple[str, str], ...] = ()  # folders: (file name, sha256) of every file
 
 
 @lru_cache(maxsize=1)
@@ -40,7 +43,11 @@ def manifest() -> dict[str, DataEntry]:
     """The manifest as ``{logical name: DataEntry}``."""
     with open(Path(__file__).with_name("manifest.toml"), "rb") as fh:
         raw = tomllib.load(fh)
-    return {e["name"]: DataEntry(**e) for e in raw["file"]}
+    entries = {}
+    for e in raw["file"]:
+        e = {**e, "member": tuple(e.get("member", ())), "contents": tuple(sorted(e.get("contents", {}).items()))}
+        entries[e["name"]] = DataEntry(**e)
+    return entries
 
 
 def data_roots() -> list[Path]:
@@ -78,6 +85,9 @@ def missing_message(name: str) -> str:
         f"  looked for {e.path!r} under: " + ", ".join(str(r) for r in data_roots()),
         f"  published at: {e.url}",
     ]
+    if e.download:
+        lines.append(f"  download: {e.download}" + (f" (member {' or '.join(e.member)})" if e.member else "")
+                     + f"; `csta data fetch {name}` does it")
     if e.sha256.startswith("prefix:"):
         lines.append(f"  expected sha256 starting with {e.sha256.removeprefix('prefix:')}")
     elif e.sha256:
@@ -105,14 +115,24 @@ def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
 
 
 def verify(name: str, path: Path | None = None) -> str:
-    """Check a located file against its manifest checksum.
+    """Check a located file (or every listed file of a folder) against its manifest checksums.
 
-    Returns ``"verified"``, ``"unverified"`` (no checksum known, or a folder) or raises
-    :class:`DataFormatError` when the checksum does not match.
+    Returns ``"verified"``, ``"unverified"`` (no checksum known) or raises :class:`DataFormatError` when a
+    checksum does not match or a folder lacks a listed file.
     """
     e = entry(name)
     path = path or locate(name)
-    if e.kind == "dir" or not e.sha256:
+    if e.kind == "dir":
+        if not e.contents:
+            return "unverified"
+        for file_name, expected_sha in e.contents:
+            member = path / file_name
+            if not member.is_file():
+                raise DataFormatError(f"{path}: {file_name!r} is missing from {name!r}")
+            if sha256_file(member) != expected_sha:
+                raise DataFormatError(f"{member}: sha256 does not match the expected {expected_sha} for {name!r}")
+        return "verified"
+    if not e.sha256:
         return "unverified"
     actual = sha256_file(path)
     expected = e.sha256.removeprefix("prefix:")
@@ -122,55 +142,23 @@ def verify(name: str, path: Path | None = None) -> str:
 
 
 def direct_url(e: DataEntry) -> str | None:
-    """The entry's URL if it is a direct download link (``https://…`` naming one file), else None.
+    """The URL of the file itself when it has one (not an archive holding it), else None.
 
-    Many entries only say where a file is published (a repository, a page, an archive); those must
-    be fetched by hand.
+    Many entries only say where a file is published (a repository, a page); those must be fetched by hand,
+    or come from an archive (``download`` + ``member``, see :mod:`csta_lib.data.fetch`).
     """
+    if e.download and not e.member and e.kind == "file":
+        return e.download
     url = e.url.strip()
-    if e.kind != "file" or not url.startswith(("https://", "http://", "file://")) or " " in url:
+    if e.download or e.kind != "file" or not url.startswith(("https://", "http://", "file://")) or " " in url:
         return None
     return url
 
 
 def fetch(name_or_entry: str | DataEntry, root: str | os.PathLike[str] | None = None, *,
           timeout: float = 30.0, force: bool = False) -> Path:
-    """Download a manifest file from its published URL into ``root`` (default: the project ``data/``).
+    """Download a manifest entry into ``root`` (default: the project ``data/``); see
+    :func:`csta_lib.data.fetch.fetch_entry` (checked against the manifest sha256, written atomically)."""
+    from csta_lib.data.fetch import fetch_entry
 
-    The download goes to a temporary file, is checked against the manifest sha256 (where known)
-    and only then renamed into place, so a failed or corrupt download leaves nothing behind.
-    Raises :class:`MissingDataError` when the entry has no direct URL or the download fails, and
-    :class:`DataFormatError` when the checksum does not match.
-    """
-    import urllib.error
-    import urllib.request
-
-    from csta_lib.io import atomic_path
-
-    e = name_or_entry if isinstance(name_or_entry, DataEntry) else entry(name_or_entry)
-    target = Path(root if root is not None else PROJECT_ROOT / "data") / e.path
-    if target.is_file() and not force:
-        return target
-    url = direct_url(e)
-    if url is None:
-        how = missing_message(e.name) if e.name in manifest() else f"published at: {e.url}"
-        raise MissingDataError(f"{e.name!r} has no direct download URL (csta data fetch only downloads files "
-                               f"that have one); get it by hand:\n{how}")
-    expected = e.sha256.removeprefix("prefix:")
-    with atomic_path(target) as tmp:
-        digest = hashlib.sha256()
-        try:
-            with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as out:
-                while block := response.read(1 << 20):
-                    digest.update(block)
-                    out.write(block)
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise MissingDataError(
-                f"could not download {e.name!r} from {url}: {reason}. Is this machine offline? "
-                f"Download it elsewhere and put it at {target}") from exc
-        actual = digest.hexdigest()
-        if expected and not actual.startswith(expected):
-            raise DataFormatError(f"downloaded {e.name!r} from {url} has sha256 {actual}, expected {expected}; "
-                                  "nothing was written")
-    return target
+    return fetch_entry(name_or_entry, root, timeout=timeout, force=force)
