@@ -31,6 +31,7 @@ DEFAULT_NAME_MAX = 255
 # A temporary left by a writer on another host (or whose owner cannot be checked) counts as stale after this.
 STALE_TEMP_AGE_S = 24 * 3600
 LEGACY_TEMP_AGE_S = 3600
+STALE_SEARCH_DEPTH = 4  # ancestors of a target's folder searched for its stale temporaries
 _TEMP_PREFIX = ".csta-"
 _TEMP_SUFFIX = ".part"
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
@@ -117,26 +118,30 @@ def remove_stale_temporaries(target: PathLike) -> list[Path]:
     Temporaries of live writers (a concurrent run writing the same target) are kept.
     """
     target = Path(target)
-    folders = {target.parent}
-    with contextlib.suppress(CstaInputError):
-        folders.add(nearest_existing_dir(target))
+    # A temporary lives in the target's folder or, while that did not exist, in an ancestor: look in a few.
+    folders = [target.parent, *list(target.parent.parents)[:STALE_SEARCH_DEPTH]]
     removed = []
     now = time.time()
     for folder in folders:
         if not os.path.isdir(folder):
             continue
-        for temp in folder.glob(f"{_TEMP_PREFIX}{_temp_key(target)}.*{_TEMP_SUFFIX}"):
-            if _is_stale(temp, now):
-                with contextlib.suppress(FileNotFoundError):
-                    temp.unlink()
-                    removed.append(temp)
-        # Names used before the short hashed ones ('.<name>.XXXXXXXX.part'); no owner recorded, so age only.
-        for temp in folder.glob(f".{glob_escape(target.name)}.????????{_TEMP_SUFFIX}"):
-            if now - _mtime(temp, now) > LEGACY_TEMP_AGE_S:
-                with contextlib.suppress(FileNotFoundError):
-                    temp.unlink()
-                    removed.append(temp)
+        stale = [t for t in _glob(folder, f"{_TEMP_PREFIX}{_temp_key(target)}.*{_TEMP_SUFFIX}") if _is_stale(t, now)]
+        if folder == target.parent:
+            # Names used before the short hashed ones ('.<name>.XXXXXXXX.part'); no owner recorded, so age only.
+            stale += [t for t in _glob(folder, f".{glob_escape(target.name)}.????????{_TEMP_SUFFIX}")
+                      if now - _mtime(t, now) > LEGACY_TEMP_AGE_S]
+        for temp in stale:
+            with contextlib.suppress(FileNotFoundError, PermissionError):
+                temp.unlink()
+                removed.append(temp)
     return removed
+
+
+def _glob(folder: Path, pattern: str) -> list[Path]:
+    try:
+        return list(folder.glob(pattern))
+    except OSError:  # an unreadable folder: nothing to clean there
+        return []
 
 
 def _disk_full(exc: BaseException) -> bool:
@@ -148,6 +153,15 @@ def _disk_full(exc: BaseException) -> bool:
         exc = exc.__cause__ or exc.__context__
         seen += 1
     return False
+
+
+def _nearly_no_space(folder: Path, margin: int = 1 << 20) -> bool:
+    """Whether the file system holding ``folder`` has less than ``margin`` bytes left for this user."""
+    try:
+        info = os.statvfs(folder)
+    except OSError:
+        return False
+    return info.f_bavail * info.f_frsize < margin
 
 
 @contextlib.contextmanager
@@ -175,7 +189,8 @@ def atomic_path(target: PathLike) -> Iterator[Path]:
         os.replace(tmp_path, target)
     except BaseException as exc:
         tmp_path.unlink(missing_ok=True)
-        if _disk_full(exc):
+        # Writers that wrap I/O errors (torch.save, h5py) lose the errno: then look at the space left.
+        if _disk_full(exc) or (isinstance(exc, Exception) and _nearly_no_space(folder)):
             raise DiskFullError(f"disk full (or quota exceeded) while writing {target}; nothing was written") from exc
         raise
 
@@ -202,6 +217,28 @@ def ensure_writable_dir(path: PathLike) -> Path:
             pass
     except OSError as exc:
         raise PermissionError(f"directory {path} is not writable: {exc.strerror or exc}") from exc
+    return path
+
+
+def check_output_dir(path: PathLike, flag: str = "") -> Path:
+    """Raise :class:`CstaInputError` unless ``path`` is (or could be created as) a writable folder; creates nothing."""
+    path = Path(path)
+    what = _describe(path, flag)
+    if os.path.isdir(path):
+        folder = path
+    elif os.path.lexists(path):
+        raise CstaInputError(f"{what} is not a directory")
+    else:
+        try:
+            folder = nearest_existing_dir(path)
+        except CstaInputError as exc:
+            raise CstaInputError(f"{what} is not writable: {str(exc).split(': ', 1)[-1]}") from None
+        limit = name_max(folder)
+        long = [p for p in path.relative_to(folder).parts if len(os.fsencode(p)) > limit] if path.is_relative_to(folder) else []
+        if long:
+            raise CstaInputError(f"{what}: folder name {long[0][:40]}... is longer than the file system's {limit} bytes")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise CstaInputError(f"{what} is not writable: folder {folder} does not allow writing")
     return path
 
 

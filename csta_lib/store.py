@@ -102,7 +102,72 @@ def read_record(path: str | Path) -> dict[str, Any]:
         raise DataFormatError(f"{path}: not a readable JSON run record ({exc})") from exc
     if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT:
         raise DataFormatError(f"{path}: not a csta run record (expected format {RECORD_FORMAT!r})")
+    problem = record_problem(record)
+    if problem:
+        raise DataFormatError(f"{path}: damaged csta run record ({problem}); delete it or retrain the run with --force")
     return record
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number_or_none(value: Any) -> bool:
+    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+
+
+def _is_str_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+#: Entries every record has (and what the tables, the grid and ``csta train`` read), with their check.
+_REQUIRED = {
+    "key": (lambda v: isinstance(v, str) and v != "", "a non-empty string"),
+    "dataset": (lambda v: isinstance(v, str) and v != "", "a non-empty string"),
+    "variant": (lambda v: isinstance(v, str) and v != "", "a non-empty string"),
+    "seed": (lambda v: _is_int(v) and v >= 0, "a non-negative integer"),
+    "n_epochs": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
+    "split": (lambda v: isinstance(v, dict) and _is_int(v.get("index")) and v["index"] >= 0,
+              "an object with a non-negative integer 'index'"),
+    "selected": (lambda v: isinstance(v, dict) and all(p in POLICIES and isinstance(s, dict) for p, s in v.items()),
+                 "an object mapping selection policies to objects"),
+}
+#: Entries that may be absent (hand-made or older records) but have a fixed type when present.
+_OPTIONAL = {
+    "preset": (lambda v: v is None or isinstance(v, str), "a string or null"),
+    "protocol": (lambda v: isinstance(v, dict) and isinstance(v.get("rank", ""), str), "an object with a string 'rank'"),
+    "provenance": (lambda v: isinstance(v, dict) and isinstance(v.get("surrogate", False), bool),
+                   "an object with a boolean 'surrogate'"),
+    "selection": (lambda v: isinstance(v, dict) and _is_number_or_none(v.get("val_fraction")),
+                  "an object with a numeric 'val_fraction'"),
+    "epochs": (lambda v: isinstance(v, list) and all(isinstance(e, dict) for e in v), "a list of objects"),
+}
+_SPLIT_LISTS = ("train_keys", "val_keys", "test_keys")
+_SELECTED_NUMBERS = ("test_tau", "test_rho", "test_f1", "val_tau", "val_rho", "val_f1")
+
+
+def record_problem(record: Mapping[str, Any]) -> str | None:
+    """What is wrong with a parsed record's fields (a missing entry or a wrong type), or None if it is usable."""
+    for name, (check, expected) in _REQUIRED.items():
+        if name not in record:
+            return f"no {name!r}"
+        if not check(record[name]):
+            return f"{name!r} must be {expected}"
+    for name, (check, expected) in _OPTIONAL.items():
+        if name in record and not check(record[name]):
+            return f"{name!r} must be {expected}"
+    for name in _SPLIT_LISTS:
+        if name in record["split"] and not _is_str_list(record["split"][name]):
+            return f"'split.{name}' must be a list of strings"
+    for policy, entry in record["selected"].items():
+        if "epoch" in entry and not (entry["epoch"] is None or (_is_int(entry["epoch"]) and entry["epoch"] >= 1)):
+            return f"'selected.{policy}.epoch' must be a positive integer"
+        bad = [m for m in _SELECTED_NUMBERS if m in entry and not _is_number_or_none(entry[m])]
+        if bad:
+            return f"'selected.{policy}.{bad[0]}' must be a number"
+        if "checkpoint" in entry and not isinstance(entry["checkpoint"], str):
+            return f"'selected.{policy}.checkpoint' must be a string"
+    return None
 
 
 def find_record(store_dir: str | Path, dataset: str, variant: str | None, key: str) -> dict[str, Any] | None:
@@ -111,6 +176,9 @@ def find_record(store_dir: str | Path, dataset: str, variant: str | None, key: s
     if not path.is_file():
         return None
     record = read_record(path)
+    if record["key"] != key:
+        raise DataFormatError(f"{path}: damaged csta run record (its key {record['key']!r} is not the file's {key!r}); "
+                              "delete it or retrain the run with --force")
     record["_path"] = str(path)
     return record
 
@@ -254,9 +322,9 @@ def summary_table(frame: pd.DataFrame) -> pd.DataFrame:
     """Mean ± std over splits and seeds, per (dataset, variant, policy).
 
     ``<m>`` is the mean over all runs; with a complete grid this is the mean over seeds of the paper's number
-    (the mean over splits, reference §4.4). ``<m>_std_seeds`` is the std over seeds of that per-seed mean over
-    splits (run-to-run variability of the reported number; NaN with one seed). ``<m>_std_splits`` is the std over
-    splits of the per-split mean over seeds (fold-to-fold variability).
+    (the mean over splits, book method page, method-metrics). ``<m>_std_seeds`` is the std over seeds of that
+    per-seed mean over splits (run-to-run variability of the reported number; NaN with one seed).
+    ``<m>_std_splits`` is the std over splits of the per-split mean over seeds (fold-to-fold variability).
     """
     import pandas as pd
 

@@ -1,4 +1,6 @@
-"""One training run of CSTA as the official code trains it (reference §2, §6.1), with honest model selection.
+"""One training run of CSTA as the official code trains it, with honest model selection.
+
+Specified on the book's method page, sections method-loss and method-selection.
 
 A run is described by a :class:`RunSpec` (preset, dataset, split, seed, epochs, selection settings) and executed by
 :func:`run`, which returns the run record (a JSON-able dict) and writes it atomically into a results store
@@ -57,9 +59,12 @@ if TYPE_CHECKING:
 #: 2: fused Adam and the fused/rewritten trunk kernels (results differ from 1 at float-rounding level).
 TRAIN_CODE_VERSION = 2
 CHECKPOINT_FORMAT = "csta-checkpoint/1"
-RESUME_FORMAT = "csta-resume/1"
+#: 2: only tensors and plain data (loads with weights_only=True); RNG states as tensors and numbers.
+RESUME_FORMAT = "csta-resume/2"
 POLICIES = store.POLICIES
 DEFAULT_VAL_FRACTION = 0.2
+MAX_LIST_VALUES = 10_000  # splits or seeds one command may name ("0-10**12" would exhaust memory)
+MAX_SEED = 2**64 - 1  # torch.manual_seed's largest seed
 PAPER_LR = 1e-3
 PAPER_WEIGHT_DECAY = 1e-7
 PAPER_EPOCHS = 100
@@ -76,7 +81,7 @@ EpochCallback = Callable[[int, dict[str, Any]], None]
 
 @dataclass(frozen=True)
 class RunSpec:
-    """Everything that defines one training run (reference §2 defaults).
+    """Everything that defines one training run (defaults: book method page, method-loss).
 
     ``preset`` names a :data:`csta_lib.config.PRESETS` entry; ``config`` (a ``ModelConfig`` or its dict), when
     given, replaces it and ``preset`` is then only the label (``None`` → ``custom``); ``overrides`` (pairs of
@@ -182,7 +187,7 @@ def select_joint_improvement(taus: Sequence[float], rhos: Sequence[float]) -> in
     """1-based epoch chosen by the official rule: the last epoch where τ and ρ both beat the best so far.
 
     Both bests start at −1 and the comparison is strict, so a NaN (an undefined correlation) never improves
-    (reference §2, §4.6). Returns None if no epoch ever improved.
+    (method page, method-selection and method-metrics). Returns None if no epoch ever improved.
     """
     best_tau = best_rho = -1.0
     chosen = None
@@ -221,9 +226,13 @@ def parse_int_list(text: str, *, name: str, all_values: Sequence[int] | None = N
                 lo_i, hi_i = int(lo), int(hi)
                 if hi_i < lo_i:
                     raise ValueError
+                if hi_i - lo_i >= MAX_LIST_VALUES:
+                    raise CstaInputError(f"{name}: {text!r} names more than {MAX_LIST_VALUES} values")
                 values.extend(range(lo_i, hi_i + 1))
             else:
                 values.append(int(part))
+    except CstaInputError:
+        raise
     except ValueError:
         raise CstaInputError(f"{name}: cannot read {text!r}; use e.g. 0-4, 0,2,3 or all") from None
     return values
@@ -274,17 +283,36 @@ def save_checkpoint(
     return Path(path)
 
 
-def read_checkpoint(path: str | Path, map_location: str = "cpu") -> dict[str, Any]:
-    """Load a checkpoint dict and check its format; raise :class:`CstaInputError` naming the file if it is not one."""
+def safe_torch_load(path: Path, what: str, map_location: str = "cpu", *, hint: str = "") -> Any:
+    """``torch.load`` restricted to tensors and plain containers (``weights_only=True``): never unpickles objects.
+
+    Anything else (a pickled object, which could run code when loaded; a corrupt or foreign file) raises
+    :class:`DataFormatError` naming the file, before any object is built. Torch's warnings and its multi-page
+    explanations are kept out of the one-line message.
+    """
+    import pickle
+    import warnings
+
     import torch
 
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:
+        raise DataFormatError(f"{path}: not a {what}: it holds something other than tensors and plain data "
+                              f"(refused unread: loading arbitrary objects could run code), or is corrupt{hint}") from None
+    except Exception as exc:  # zip/storage errors of arbitrary kinds; keep torch's first line only
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise DataFormatError(f"{path}: not a {what} (cannot be loaded: {first}){hint}") from None
+
+
+def read_checkpoint(path: str | Path, map_location: str = "cpu") -> dict[str, Any]:
+    """Load a checkpoint dict and check its format; raise :class:`CstaInputError` naming the file if it is not one."""
     path = Path(path)
     if not path.is_file():
         raise CstaInputError(f"{path}: no such checkpoint file")
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # pickle/zip errors of arbitrary kinds
-        raise DataFormatError(f"{path}: not a csta checkpoint (cannot be loaded: {exc})") from exc
+    payload = safe_torch_load(path, "csta checkpoint", map_location)
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise DataFormatError(f"{path}: not a csta checkpoint (expected format {CHECKPOINT_FORMAT!r})")
     for name in ("config", "state_dict", "features", "meta"):
@@ -477,8 +505,8 @@ def prepare(spec: RunSpec) -> PreparedRun:
 
     if not isinstance(spec.epochs, int) or isinstance(spec.epochs, bool) or spec.epochs <= 0:
         raise ConfigError(f"epochs must be a positive integer, got {spec.epochs!r}")
-    if not isinstance(spec.seed, int) or spec.seed < 0:
-        raise ConfigError(f"seed must be a non-negative integer, got {spec.seed!r}")
+    if not isinstance(spec.seed, int) or isinstance(spec.seed, bool) or not 0 <= spec.seed <= MAX_SEED:
+        raise ConfigError(f"seed must be an integer from 0 to 2**64-1 (torch's range), got {spec.seed!r}")
     unknown = [p for p in spec.policies if p not in POLICIES]
     if unknown or not spec.policies:
         raise ConfigError(f"unknown selection policy {unknown[0] if unknown else '(none)'!r}; known: {', '.join(POLICIES)}")
@@ -566,19 +594,32 @@ def make_scorer(prep: PreparedRun) -> Callable[[Mapping[str, np.ndarray]], dict[
 
 
 def _rng_state() -> dict[str, Any]:
+    """The global RNG states as tensors and plain values only (so snapshots load with ``weights_only=True``)."""
     import torch
 
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    version, mt_words, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {
+        "python": {"version": int(version), "state": torch.tensor(mt_words, dtype=torch.int64),
+                   "gauss": None if gauss is None else float(gauss)},
+        "numpy": {"kind": str(kind), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+        state["cuda"] = list(torch.cuda.get_rng_state_all())
     return state
 
 
 def _set_rng_state(state: Mapping[str, Any]) -> None:
+    """Restore the states saved by :func:`_rng_state`."""
     import torch
 
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    py = state["python"]
+    random.setstate((py["version"], tuple(int(w) for w in py["state"].tolist()), py["gauss"]))
+    npy = state["numpy"]
+    np.random.set_state((npy["kind"], npy["keys"].numpy().astype(np.uint32), npy["pos"], npy["has_gauss"],
+                         npy["cached_gaussian"]))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -616,23 +657,40 @@ def _save_resume(path: Path, prep: PreparedRun, model: Any, optimizer: Any, shuf
     payload = {
         "format": RESUME_FORMAT, "key": prep.key, "epoch": len(history), "model": model.state_dict(),
         "optimizer": optimizer.state_dict(), "rng": _rng_state(), "shuffle": shuffle.get_state(),
-        "history": history, "per_video": per_video, "elapsed": elapsed,
+        "history": history, "per_video": per_video, "elapsed": float(elapsed),
     }
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
 
 
+#: What a resume snapshot holds, with the type of each entry (checked after the safe load, before use).
+RESUME_FIELDS = {"format": str, "key": str, "epoch": int, "model": Mapping, "optimizer": Mapping, "rng": Mapping,
+                 "history": list, "per_video": list, "elapsed": float}
+
+
 def _load_resume(path: Path, prep: PreparedRun) -> dict[str, Any] | None:
+    """The run's resume snapshot, or None if there is none.
+
+    Loaded with ``weights_only=True`` only (tensors and plain containers): a snapshot holding anything else is
+    refused with :class:`DataFormatError` (exit 2, "delete it to restart the run") and nothing in it is built or
+    run. So is a snapshot of another run, of an older format, or with missing or mistyped entries.
+    """
     import torch
 
     if not path.is_file():
         return None
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:
-        raise DataFormatError(f"{path}: unreadable resume checkpoint ({exc}); delete it to restart the run") from exc
-    if not isinstance(payload, dict) or payload.get("format") != RESUME_FORMAT or payload.get("key") != prep.key:
-        raise DataFormatError(f"{path}: resume checkpoint of another run (expected key {prep.key}); delete it")
+    payload = safe_torch_load(path, f"{RESUME_FORMAT} resume snapshot", hint="; delete it to restart the run")
+    if not isinstance(payload, dict) or payload.get("format") != RESUME_FORMAT:
+        raise DataFormatError(f"{path}: not a {RESUME_FORMAT} resume snapshot (an older format or another file); "
+                              "delete it to restart the run")
+    if payload.get("key") != prep.key:
+        raise DataFormatError(f"{path}: resume snapshot of another run (expected key {prep.key}); delete it")
+    wrong = [name for name, kind in RESUME_FIELDS.items() if not isinstance(payload.get(name), kind)]
+    if not wrong and not isinstance(payload.get("shuffle"), torch.Tensor):
+        wrong = ["shuffle"]
+    if wrong or payload["epoch"] != len(payload["history"]) or len(payload["history"]) != len(payload["per_video"]):
+        raise DataFormatError(f"{path}: damaged resume snapshot ({', '.join(wrong) or 'epoch counts disagree'}); "
+                              "delete it to restart the run")
     return payload
 
 
@@ -685,17 +743,20 @@ def train_loop(
     inputs = {k: tensor(prep.data[k].features) for k in (*prep.train_keys, *eval_keys)}
     targets = {k: tensor(prep.data[k].gtscore) for k in prep.train_keys}
 
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    resume_file = ckpt_dir / "resume.pt"
+    resume_file = ckpt_dir / "resume.pt"  # the folder is created by the first file written into it
     history: list[dict[str, Any]] = []
     per_video: list[dict[str, Any]] = []
     elapsed, resumed_from = 0.0, None
     snapshot = _load_resume(resume_file, prep)
     if snapshot is not None:
-        model.load_state_dict(snapshot["model"])
-        optimizer.load_state_dict(snapshot["optimizer"])
-        _set_rng_state(snapshot["rng"])
-        shuffle.set_state(snapshot["shuffle"])
+        try:
+            model.load_state_dict(snapshot["model"])
+            optimizer.load_state_dict(snapshot["optimizer"])
+            _set_rng_state(snapshot["rng"])
+            shuffle.set_state(snapshot["shuffle"])
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise DataFormatError(f"{resume_file}: damaged resume snapshot ({first}); delete it to restart the run") from None
         history, per_video, elapsed = snapshot["history"], snapshot["per_video"], snapshot["elapsed"]
         resumed_from = len(history)
     features_info = _features_info(prep)
@@ -854,6 +915,41 @@ def build_record(prep: PreparedRun, loop: Mapping[str, Any], record_file: Path, 
     }
 
 
+def _stored_record(store_dir: str | Path, prep: PreparedRun) -> dict[str, Any] | None:
+    """The stored record of a prepared run, or None when there is none or it is damaged (a warning then says so:
+    the run is retrained and its record replaced, which is what the content-addressed store is for)."""
+    import warnings
+
+    try:
+        return store.find_record(store_dir, prep.data.dataset, prep.spec.variant, prep.key)
+    except DataFormatError as exc:
+        warnings.warn(f"{exc}: retraining the run to replace it", RuntimeWarning, stacklevel=3)
+        return None
+
+
+def _replace_checkpoints(staged: Path, ckpt_dir: Path) -> Path | None:
+    """Move a forced rerun's checkpoint folder into place; return the previous folder (moved aside) to delete."""
+    import os
+
+    previous = ckpt_dir.with_name(f".{ckpt_dir.name}.replaced")
+    if os.path.lexists(previous):
+        _remove_tree(previous)
+    if os.path.lexists(ckpt_dir):
+        os.replace(ckpt_dir, previous)
+    if staged.is_dir():
+        os.replace(staged, ckpt_dir)
+    return previous if os.path.lexists(previous) else None
+
+
+def _remove_tree(path: Path) -> None:
+    import shutil
+
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
 def run(
     spec: RunSpec,
     store_dir: str | Path,
@@ -866,26 +962,35 @@ def run(
 
     ``force`` retrains even if the record exists. ``on_epoch(epoch, metrics)`` is called after each epoch (after
     its checkpoints are written), e.g. by grids for progress reports. The record gets ``_path`` (not stored).
+
+    Nothing is created before training produces something to keep: folders appear with the first checkpoint or
+    resume snapshot, so a run that fails early leaves no empty directories. A forced rerun (or the rerun of a
+    damaged record) trains into a staging folder beside the old one and keeps the old record and its
+    checkpoints until the new record is complete; if it dies, the old record still stands.
     """
-    from csta_lib.io import ensure_writable_dir
+    from csta_lib.io import check_output_dir
 
     prep = prepare(spec)
-    try:
-        ensure_writable_dir(store_dir)
-    except PermissionError as exc:
-        raise CstaInputError(f"results store: {exc}") from exc
+    check_output_dir(store_dir, "results store")
     record_file = prepared_record_path(prep, store_dir)
     if record_file.is_file() and not force:
-        return store.find_record(store_dir, prep.data.dataset, spec.variant, prep.key)
+        found = _stored_record(store_dir, prep)
+        if found is not None:
+            return found
     ckpt_dir = store.checkpoint_dir(record_file)
-    if force and record_file.is_file():
-        record_file.unlink()
-        (ckpt_dir / "resume.pt").unlink(missing_ok=True)
+    replacing = record_file.is_file()
+    work_dir = ckpt_dir.with_name(f".{ckpt_dir.name}.staged") if replacing else ckpt_dir
+    if replacing:  # start the new run from scratch: no snapshot of an earlier forced attempt
+        _remove_tree(work_dir)
     start = time.perf_counter()
-    loop = train_loop(prep, ckpt_dir, progress=progress, on_epoch=on_epoch)
+    loop = train_loop(prep, work_dir, progress=progress, on_epoch=on_epoch)
     record = build_record(prep, loop, record_file, time.perf_counter() - start)
+    (work_dir / "resume.pt").unlink(missing_ok=True)
+    previous = _replace_checkpoints(work_dir, ckpt_dir) if replacing else None
     store.write_record(record_file, record)
     (ckpt_dir / "resume.pt").unlink(missing_ok=True)
+    if previous is not None:
+        _remove_tree(previous)
     record["_path"] = str(record_file)
     return record
 

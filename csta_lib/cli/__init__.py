@@ -11,6 +11,7 @@ Exit codes: 0 success, 1 internal error, 2 bad input (missing file, bad argument
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import sys
 from collections.abc import Sequence
@@ -23,6 +24,9 @@ COMMAND_MODULES = ("data", "model", "evaluate", "train", "results", "grid", "sum
 EXIT_OK = 0
 EXIT_INTERNAL = 1
 EXIT_BAD_INPUT = 2
+
+
+_ENVIRONMENT_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.ENAMETOOLONG, errno.ELOOP)
 
 
 class BadInput(Exception):
@@ -49,15 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def one_line(message: str) -> str:
-    """The first non-empty line of ``message``: errors print as one line (no pages of library text)."""
-    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
-    return lines[0] if lines else message.strip() or "invalid input"
-
-
 def _is_bad_input(exc: BaseException) -> bool:
     from csta_lib.errors import CstaInputError
 
+    if isinstance(exc, OSError) and exc.errno in _ENVIRONMENT_ERRNOS:
+        return True  # a full disk, a read-only file system, a name too long: not a bug of ours
     return isinstance(exc, (BadInput, CstaInputError, FileNotFoundError, PermissionError))
 
 
@@ -75,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except Exception as exc:  # noqa: BLE001 - the one place errors become exit codes
         if _is_bad_input(exc):
-            print(f"csta {args.command}: error: {one_line(str(exc))}", file=sys.stderr)
+            print(f"csta {args.command}: error: {exc}", file=sys.stderr)
             return EXIT_BAD_INPUT
         raise
 

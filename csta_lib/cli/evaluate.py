@@ -43,42 +43,106 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=cmd_evaluate)
 
 
+#: The most steps one video's predictions may declare (2-fps steps: ten million is about 58 days of video);
+#: checked from the file's header before anything is read, so a file declaring 10**12 values is refused.
+MAX_PREDICTION_STEPS = 10_000_000
+
+
+def _check_declared(path: Path, key: str, shape: tuple[int, ...], dtype: Any) -> None:
+    """Shape and type of one video's scores, checked before its values are read."""
+    import numpy as np
+
+    from csta_lib.errors import DataFormatError
+
+    if len(shape) != 1:
+        raise DataFormatError(f"{path}: {key}: scores must be one-dimensional, got shape {tuple(shape)}")
+    if np.dtype(dtype).kind not in "iuf":
+        raise DataFormatError(f"{path}: {key}: scores must be real numbers, got dtype {np.dtype(dtype)}")
+    if shape[0] > MAX_PREDICTION_STEPS:
+        raise DataFormatError(f"{path}: {key}: declares {shape[0]:,} scores, more than the {MAX_PREDICTION_STEPS:,} "
+                              "steps any video has; refusing to read it")
+
+
+def _npz_predictions(path: Path) -> dict[str, Any]:
+    """Arrays of an .npz file, each header checked before its data is read (no pickles)."""
+    import zipfile
+
+    import numpy as np
+
+    from csta_lib.errors import DataFormatError
+
+    out: dict[str, Any] = {}
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for member in archive.namelist():
+                key = member[:-4] if member.endswith(".npy") else member
+                with archive.open(member) as fh:
+                    version = np.lib.format.read_magic(fh)
+                    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                                   else np.lib.format.read_array_header_2_0)
+                    shape, _, dtype = read_header(fh)
+                    _check_declared(path, key, shape, dtype)
+                    out[key] = np.lib.format.read_array(archive.open(member), allow_pickle=False)
+    except DataFormatError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise DataFormatError(f"{path}: not a readable .npz file ({first})") from None
+    return out
+
+
+def _h5_predictions(path: Path) -> dict[str, Any]:
+    """Arrays of an HDF5 predictions file (broken links and oversized declarations refused before reading)."""
+    import h5py
+    import numpy as np
+
+    from csta_lib.data.eccv16 import h5_member
+    from csta_lib.errors import DataFormatError
+
+    if not h5py.is_hdf5(path):
+        raise DataFormatError(f"{path}: not an HDF5 or .npz predictions file")
+    out: dict[str, Any] = {}
+    try:
+        with h5py.File(path, "r") as h5:
+            for key in h5.keys():
+                item = h5_member(h5, key, f"{path}: {key}")
+                if isinstance(item, h5py.Group):
+                    if "scores" not in item:
+                        raise DataFormatError(f"{path}: group {key!r} has no 'scores' dataset")
+                    item = h5_member(item, "scores", f"{path}: {key}/scores")
+                    if isinstance(item, h5py.Group):
+                        raise DataFormatError(f"{path}: {key}/scores is a group, not a dataset")
+                if item.shape is None:
+                    raise DataFormatError(f"{path}: {key}: empty dataspace, not an array of scores")
+                _check_declared(path, key, item.shape, item.dtype)
+                out[key] = np.asarray(item[()])
+    except DataFormatError:
+        raise
+    except (OSError, ValueError, TypeError, KeyError, RuntimeError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise DataFormatError(f"{path}: cannot read the predictions ({first})") from None
+    return out
+
+
 def load_predictions(path: str | Path) -> dict[str, Any]:
-    """``{video key: 1-D array}`` from an .npz or HDF5 predictions file."""
+    """``{video key: 1-D array of real numbers}`` from an .npz or HDF5 predictions file."""
     import numpy as np
 
     from csta_lib.errors import DataFormatError, MissingDataError
 
     path = Path(path)
-    if not path.is_file():
+    try:
+        is_file = path.is_file()
+    except OSError:  # a name too long, ...
+        is_file = False
+    if not is_file:
         raise MissingDataError(f"{path}: no such predictions file")
-    out: dict[str, Any] = {}
-    if path.suffix == ".npz":
-        try:
-            with np.load(path, allow_pickle=False) as npz:
-                out = {k: np.asarray(npz[k]) for k in npz.files}
-        except (OSError, ValueError) as exc:
-            raise DataFormatError(f"{path}: not a readable .npz file ({exc})") from exc
-    else:
-        import h5py
-
-        if not h5py.is_hdf5(path):
-            raise DataFormatError(f"{path}: not an HDF5 or .npz predictions file")
-        with h5py.File(path, "r") as h5:
-            for key, item in h5.items():
-                if isinstance(item, h5py.Group):
-                    if "scores" not in item:
-                        raise DataFormatError(f"{path}: group {key!r} has no 'scores' dataset")
-                    item = item["scores"]
-                out[key] = np.asarray(item[()])
+    out = _npz_predictions(path) if path.suffix == ".npz" else _h5_predictions(path)
     if not out:
         raise DataFormatError(f"{path}: no predictions in the file")
     for key, arr in out.items():
-        if arr.ndim != 1:
-            raise DataFormatError(f"{path}: {key}: scores must be one-dimensional, got shape {arr.shape}")
-        if not np.issubdtype(arr.dtype, np.number):
-            raise DataFormatError(f"{path}: {key}: scores must be numeric, got dtype {arr.dtype}")
-    return out
+        _check_declared(path, key, arr.shape, arr.dtype)
+    return {key: np.asarray(arr) for key, arr in out.items()}
 
 
 def evaluate_predictions(predictions: dict[str, Any], dataset: Any, protocol: str | None = None,
@@ -87,7 +151,7 @@ def evaluate_predictions(predictions: dict[str, Any], dataset: Any, protocol: st
     """Per-video, per-split and overall results (JSON-able) of ``predictions`` on ``dataset``.
 
     With ``splits``, each split is the mean over its test videos and the overall number the mean
-    over splits (reference §4.4); without, the overall number is the mean over the videos.
+    over splits (book method page, method-metrics); without, the overall number is the mean over the videos.
     """
     from csta_lib.errors import CstaInputError
     from csta_lib.evaluation import DatasetEvaluator, aggregate_splits, mean_metrics
@@ -148,7 +212,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from csta_lib.data import check_dataset, load_eccv16, load_splits, official_splits, resolve_features
     from csta_lib.errors import CstaInputError
     from csta_lib.evaluation import check_protocol
-    from csta_lib.io import write_json_atomic
+    from csta_lib.io import check_outputs, write_json_atomic
 
     if args.protocol is not None:
         check_protocol(args.protocol)
@@ -156,6 +220,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise CstaInputError(f"--budget must be in [0, 1], got {args.budget}")
     if args.data is None and args.dataset is None:
         raise CstaInputError("give --data H5 or --dataset summe|tvsum")
+    inputs = {args.predictions: "PREDICTIONS", args.data: "--data", args.splits_file: "--splits-file"}
+    if args.out:  # never write over an input (by path, link or inode), checked before any work
+        check_outputs({args.out: "--out"}, inputs)
     predictions = load_predictions(args.predictions)
     if args.data is not None:
         if not Path(args.data).is_file():
@@ -172,6 +239,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if not 0 <= args.split < len(splits):
             raise CstaInputError(f"--split {args.split}: the split file has splits 0..{len(splits) - 1}")
         splits = [splits[args.split]]
+    if args.out:  # the located dataset file is an input too
+        check_outputs({args.out: "--out"}, {**inputs, dataset.path: "dataset"})
     result = evaluate_predictions(predictions, dataset, args.protocol, splits, args.budget)
     if args.out:
         write_json_atomic(args.out, result)

@@ -124,22 +124,22 @@ def build_specs(args: argparse.Namespace) -> list:
     return specs
 
 
+def _number(value: object) -> str:
+    return "nan" if value is None else f"{value:.3f}"
+
+
 def main(args: argparse.Namespace) -> int:
     """Run ``csta train``."""
     from csta_lib import store, train
-    from csta_lib.errors import CstaInputError
-    from csta_lib.io import ensure_writable_dir
+    from csta_lib.io import check_output_dir
 
-    specs = build_specs(args)
     store_dir = args.store or store.default_store_dir()
-    try:
-        ensure_writable_dir(store_dir)
-    except PermissionError as exc:
-        raise CstaInputError(f"--store: {exc}") from exc
+    check_output_dir(store_dir, "--store")  # creates nothing: folders appear with the first file a run writes
+    specs = build_specs(args)
     for i, spec in enumerate(specs, 1):
         record = train.run(spec, store_dir, progress=not args.no_progress, force=args.force)
-        chosen = ", ".join(f"{p} epoch {s['epoch']} tau {s['test_tau']:.3f} rho {s['test_rho']:.3f}"
-                           for p, s in record["selected"].items())
+        chosen = ", ".join(f"{p} epoch {s.get('epoch')} tau {_number(s.get('test_tau'))} "
+                           f"rho {_number(s.get('test_rho'))}" for p, s in record["selected"].items())
         label = "SURROGATE features" if record["provenance"]["surrogate"] else "real features"
         print(f"[{i}/{len(specs)}] {record['dataset']} {record['variant']} split {spec.split} seed {spec.seed} "
               f"({label}): {chosen}")

@@ -1,7 +1,7 @@
 """Reader of the eccv16 feature files (``eccv16_dataset_{summe,tvsum}_google_pool5.h5``).
 
-The layout (KaiyangZhou/eccv16, documented in the PGL-SUM README and reference §3): one group per
-video, ``video_1 … video_N``, each holding
+The layout (KaiyangZhou/eccv16, documented in the PGL-SUM README and the book's method page,
+method-input): one group per video, ``video_1 … video_N``, each holding
 
 ==================  ==================  ===============================================
 key                 shape               meaning
@@ -45,7 +45,11 @@ OPTIONAL_KEYS = ("n_frame_per_seg", "gtsummary", "video_name", "n_steps")
 REAL_LABEL = "eccv16 GoogLeNet pool5 features"
 SURROGATE_LABEL = "surrogate features"
 
-_VIDEO_KEY = re.compile(r"^video_(\d+)$")
+# fullmatch with ASCII digits only: "$" would also accept a trailing newline ("video_1\n"), "\d" other scripts' digits.
+_VIDEO_KEY = re.compile(r"video_([0-9]+)")
+#: The most bytes one field of a file may declare before it is read (real fields are a few MB; a file that
+#: declares more is refused instead of exhausting memory).
+MAX_FIELD_BYTES = 1 << 30
 
 
 def check_dataset(name: str) -> str:
@@ -58,7 +62,7 @@ def check_dataset(name: str) -> str:
 
 def video_sort_key(key: str) -> tuple[int, str]:
     """Sort ``video_2`` before ``video_10`` (h5 stores keys in ASCII order)."""
-    match = _VIDEO_KEY.match(key)
+    match = _VIDEO_KEY.fullmatch(key)
     return (int(match.group(1)), key) if match else (1 << 30, key)
 
 
@@ -134,13 +138,45 @@ def _where(path: Path, key: str, name: str | None = None) -> str:
     return f"{path}: {key}" + (f"/{name}" if name else "")
 
 
-def _read(group: Any, path: Path, key: str, name: str) -> np.ndarray:
+def h5_member(container: Any, name: str, where: str) -> Any:
+    """``container[name]`` with broken links reported: a dangling soft or external link, or a link loop,
+    raises :class:`DataFormatError` naming ``where`` (h5py would raise KeyError or RuntimeError)."""
     try:
-        return np.asarray(group[name][()])
-    except KeyError:
-        raise DataFormatError(f"{_where(path, key)}: missing key {name!r}") from None
+        link = container.get(name, getlink=True)
+    except Exception:  # noqa: BLE001 - h5py raises several kinds on damaged link tables
+        link = None
+    if link is None:
+        raise DataFormatError(f"{where}: missing")
+    try:
+        return container[name]
+    except (KeyError, RuntimeError, OSError, ValueError) as exc:
+        kind = type(link).__name__.replace("Link", "").lower() or "hard"
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise DataFormatError(f"{where}: broken {kind} link (dangling or a loop: {first})") from None
+
+
+def check_declared_size(dataset: Any, where: str, max_bytes: int = MAX_FIELD_BYTES) -> None:
+    """Refuse an h5 dataset whose declared shape is larger than ``max_bytes``, before reading a byte of it."""
+    try:
+        size = int(np.prod(dataset.shape, dtype=object)) if dataset.shape is not None else 0
+        nbytes = size * int(dataset.dtype.itemsize)
+    except Exception as exc:  # noqa: BLE001 - unreadable type or dataspace
+        raise DataFormatError(f"{where}: cannot read its shape or type ({type(exc).__name__})") from None
+    if nbytes > max_bytes:
+        raise DataFormatError(f"{where}: declares shape {tuple(dataset.shape)} ({nbytes:,} bytes), more than the "
+                              f"{max_bytes:,} bytes accepted; refusing to read it")
+
+
+def _read(group: Any, path: Path, key: str, name: str) -> np.ndarray:
+    item = h5_member(group, name, _where(path, key, name))
+    if not hasattr(item, "dtype"):
+        raise DataFormatError(f"{_where(path, key, name)}: expected a dataset, found a group")
+    check_declared_size(item, _where(path, key, name))
+    try:
+        return np.asarray(item[()])
     except Exception as exc:  # h5py raises OSError/TypeError on unreadable datasets
-        raise DataFormatError(f"{_where(path, key, name)}: cannot be read ({exc})") from exc
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise DataFormatError(f"{_where(path, key, name)}: cannot be read ({first})") from None
 
 
 def _numeric(arr: np.ndarray, path: Path, key: str, name: str) -> np.ndarray:
@@ -152,10 +188,25 @@ def _numeric(arr: np.ndarray, path: Path, key: str, name: str) -> np.ndarray:
     return arr
 
 
+_INT64 = np.iinfo(np.int64)
+
+
 def _integers(arr: np.ndarray, path: Path, key: str, name: str) -> np.ndarray:
+    """Integer values as int64; values outside int64 (which a cast would wrap to negatives) are refused."""
     arr = _numeric(arr, path, key, name)
     if arr.dtype.kind == "f" and not np.all(arr == np.round(arr)):
         raise DataFormatError(f"{_where(path, key, name)}: expected integer values")
+    if arr.size:
+        if arr.dtype.kind == "f":
+            # 2**63 is exactly representable as a float; anything >= it does not fit int64
+            outside = (arr >= 2.0**63) | (arr < -(2.0**63))
+        elif arr.dtype.kind == "u":
+            outside = arr > np.uint64(_INT64.max)
+        else:
+            outside = np.zeros(arr.shape, dtype=bool)
+        if np.any(outside):
+            bad = arr[outside].ravel()[0]
+            raise DataFormatError(f"{_where(path, key, name)}: value {bad} is out of range (more than 2**63 - 1)")
     return arr.astype(np.int64)
 
 
@@ -324,7 +375,7 @@ def _load(path: Path, dataset: str | None) -> Eccv16Dataset:
 
     with _open_h5(path) as h5:
         attrs = {k: _attr(v) for k, v in h5.attrs.items()}
-        keys = sorted((k for k in h5.keys() if _VIDEO_KEY.match(k)), key=video_sort_key)
+        keys = sorted((k for k in h5.keys() if _VIDEO_KEY.fullmatch(k)), key=video_sort_key)
         if not keys:
             raise DataFormatError(f"{path}: no video_<k> groups found (keys: {', '.join(list(h5.keys())[:8])})")
         ds_name = check_dataset(dataset) if dataset is not None else _guess_dataset(path, attrs, len(keys))
@@ -333,7 +384,7 @@ def _load(path: Path, dataset: str | None) -> Eccv16Dataset:
         videos: dict[str, VideoData] = {}
         width = None
         for key in keys:
-            group = h5[key]
+            group = h5_member(h5, key, _where(path, key))
             if not hasattr(group, "keys"):
                 raise DataFormatError(f"{_where(path, key)}: expected a group of fields, found a dataset")
             raw = {name: _read(group, path, key, name) for name in group.keys()
@@ -361,13 +412,15 @@ def load_eccv16(path: str | os.PathLike[str], dataset: str | None = None) -> Ecc
     videos when not given. Raises :class:`MissingDataError` / :class:`DataFormatError` (both
     :class:`~csta_lib.errors.CstaInputError`) naming the file, video and key at fault.
     """
-    path = Path(path).expanduser().resolve()
+    path = Path(os.path.realpath(Path(path).expanduser()))  # realpath: a symlink loop is reported below, not raised
     if dataset is not None:
         dataset = check_dataset(dataset)
     try:
         stat = path.stat()
     except FileNotFoundError:
         raise MissingDataError(f"{path}: no such file (an eccv16 h5 dataset was expected)") from None
+    except OSError as exc:  # a symbolic link loop, a name too long, ...
+        raise MissingDataError(f"{path}: cannot be opened ({exc.strerror or exc})") from None
     stamp = (stat.st_mtime_ns, stat.st_size)
     cache_key = (str(path), dataset)
     hit = _CACHE.get(cache_key)

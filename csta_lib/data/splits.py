@@ -1,6 +1,6 @@
 """Split files of every family, read into one :class:`Split` type.
 
-Families (reference §2):
+Families (CSTA's own folds: the book's method page, section method-loss):
 
 * CSTA ``{SumMe,TVSum}_splits.txt``: one line per fold, ``Dataset/splitK/<train csv>/<test csv>``.
 * PGL-SUM / CA-SUM / VASNet / MSVA ``.json``: a list of ``{"train_keys": [...], "test_keys": [...]}``.
@@ -24,8 +24,10 @@ from typing import Any
 from csta_lib.data.eccv16 import DATASETS, N_VIDEOS, check_dataset, video_sort_key
 from csta_lib.errors import DataFormatError, MissingDataError
 
-_QUALIFIED = re.compile(r"(?:^|/)(?:eccv16_dataset_)?([A-Za-z0-9]+?)(?:_google_pool5)?(?:\.h5)?/(video_\d+)$")
-_PLAIN = re.compile(r"^video_\d+$")
+# Matched with fullmatch / \Z and ASCII digits: "$" would accept a trailing newline ("video_1\n"), "\d" any script's
+# digits. Keys are taken exactly as written: whitespace around a key is an error, not trimmed.
+_QUALIFIED = re.compile(r"(?:^|/)(?:eccv16_dataset_)?([A-Za-z0-9]+?)(?:_google_pool5)?(?:\.h5)?/(video_[0-9]+)\Z")
+_PLAIN = re.compile(r"video_[0-9]+")
 
 
 @dataclass(frozen=True)
@@ -63,8 +65,10 @@ def _dataset_from_name(text: str) -> str | None:
 
 def _normalise_key(key: Any, dataset: str, path: Path, index: int) -> str:
     """``video_k`` for this dataset's videos, ``other/video_k`` for other datasets' videos."""
-    text = str(key).strip()
-    if _PLAIN.match(text):
+    if not isinstance(key, str):
+        raise DataFormatError(f"{path}: split {index}: video key {key!r} is not a string")
+    text = key
+    if _PLAIN.fullmatch(text):
         return text
     match = _QUALIFIED.search(text)
     if not match:
@@ -74,7 +78,13 @@ def _normalise_key(key: Any, dataset: str, path: Path, index: int) -> str:
 
 
 def _check_canonical(split: Split, path: Path) -> None:
-    """Plain keys must be video_1..video_N of the dataset; train and test must not overlap."""
+    """Plain keys must be video_1..video_N of the dataset, each listed once; train and test must not overlap."""
+    for part, keys in (("train", split.train_keys), ("test", split.test_keys)):
+        seen: set[str] = set()
+        for key in keys:
+            if key in seen:
+                raise DataFormatError(f"{path}: split {split.index}: key {key} listed twice in its {part} keys")
+            seen.add(key)
     split.validate((f"video_{i}" for i in range(1, N_VIDEOS[split.dataset] + 1)),
                    where=f"{split.dataset} (video_1 … video_{N_VIDEOS[split.dataset]})")
     overlap = set(split.train_keys) & set(split.test_keys)

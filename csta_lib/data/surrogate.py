@@ -45,6 +45,7 @@ from csta_lib.errors import CstaInputError, DataFormatError
 
 BUILDER_VERSION = "1"
 DEFAULT_SEED = 0
+MAX_SEED = 2**63 - 1  # stored as an int64 h5 attribute
 DEFAULT_SIGNAL = 0.5
 FEATURE_DIM = 1024
 SHOT_SECONDS = 2.0
@@ -236,8 +237,8 @@ def synthetic_features(fields: VideoFields, video_index: int, dataset: str, seed
 
 
 def _check_knobs(seed: int, signal: float) -> None:
-    if not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise CstaInputError(f"seed must be a non-negative integer, got {seed!r}")
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED:
+        raise CstaInputError(f"seed must be an integer from 0 to 2**63-1, got {seed!r}")
     if not (0.0 <= float(signal) <= 1.0):
         raise CstaInputError(f"signal must be in [0, 1], got {signal!r}")
 
@@ -312,24 +313,37 @@ def _write_h5(path: Path, dataset: str, fields: dict[str, VideoFields], seed: in
             group["video_name"] = f.video_name
 
 
+#: Data files a surrogate may be built from (any of them found is an input the output must not replace).
+SOURCE_NAMES = ("eccv16.fields", "tvsum.annotations", "summe.gt", "summe.video_list", "eccv16.summe", "eccv16.tvsum")
+
+
+def source_files(dataset: str) -> list[Path]:
+    """The located files a surrogate of ``dataset`` may read (folders expanded to their files)."""
+    files: list[Path] = []
+    for name in SOURCE_NAMES:
+        found = find(name)
+        if found is None:
+            continue
+        files.extend(sorted(p for p in found.iterdir() if p.is_file()) if found.is_dir() else [found])
+    return files
+
+
 def build_surrogate(dataset: str, out: str | os.PathLike[str], seed: int = DEFAULT_SEED,
                     signal: float = DEFAULT_SIGNAL, *, source: str = "auto",
-                    keys: Sequence[str] | None = None, dim: int = FEATURE_DIM) -> Path:
+                    keys: Sequence[str] | None = None, dim: int = FEATURE_DIM, out_flag: str = "--out") -> Path:
     """Write a surrogate eccv16 file for ``dataset`` to ``out`` atomically and return its path.
 
     ``source``: ``"fields"`` (copy the real eccv16 fields), ``"annotations"`` (derive them from
     the GT/annotation files) or ``"auto"`` (fields when found). ``keys`` keeps only some videos
     (keeping their ``video_k`` names, for small test files); ``dim`` the feature width.
     """
-    from csta_lib.io import atomic_path, ensure_writable_dir
+    from csta_lib.io import atomic_path, check_outputs
 
     dataset = check_dataset(dataset)
     _check_knobs(seed, signal)
     out = Path(out)
-    try:
-        ensure_writable_dir(out.parent)
-    except (OSError, PermissionError) as exc:
-        raise CstaInputError(f"cannot write the surrogate file {out}: {exc}") from exc
+    # Before any work, creating nothing: the output may not be any file the surrogate is built from.
+    check_outputs({out: out_flag}, source_files(dataset))
     fields, real, derived, sources = _collect_fields(dataset, source, keys)
     if keys is not None:
         unknown = [k for k in keys if k not in fields]
