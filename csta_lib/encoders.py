@@ -6,7 +6,7 @@ Two encoders, chosen by name (:data:`ENCODERS`):
   the network behind the eccv16 features the paper trains on. ImageNet weights come from the local
   file ``weights.torchvision.googlenet`` (data locator). Preprocessing: ImageNet mean/std, then the
   model's own ``transform_input`` (these weights were ported from TensorFlow and expect it; the official
-  custom-video path skips it, reference §6.6 item 9). Features are **not** L2-normalised: the eccv16
+  custom-video path skips it; book method page, method-kts). Features are **not** L2-normalised: the eccv16
   pool5 features a checkpoint is trained on are raw averages of ReLU outputs, and the official path's
   L2 normalisation is a domain shift we do not copy. Without the weights file this encoder fails with
   instructions, unless ``random_weights=True`` is passed explicitly: then it uses a fixed-seed random
@@ -21,9 +21,10 @@ the classifier checks in the tests use the same path and classify the standard t
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Protocol
@@ -86,10 +87,34 @@ def _num_threads() -> int:
 # MobileNetV1 (TFLite)
 
 
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Send file descriptor 2 to /dev/null for the block (native libraries write there directly).
+
+    TFLite prints ``INFO: Created TensorFlow Lite XNNPACK delegate for CPU.`` from C++ when the
+    delegate is first applied; no environment variable or Python API turns it off, and it would appear
+    on the line before any later error message. Used only around single-threaded set-up calls.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 2)
+        os.close(null)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _tflite_interpreter(path: str, num_threads: int) -> Any:
+    """A TFLite interpreter with its tensors allocated, created without its INFO line on stderr."""
     from ai_edge_litert.interpreter import Interpreter
 
-    return Interpreter(model_path=path, num_threads=num_threads)
+    with _native_stderr_silenced():
+        interpreter = Interpreter(model_path=path, num_threads=num_threads)
+        interpreter.allocate_tensors()  # applies the XNNPACK delegate now, while stderr is silenced
+    return interpreter
 
 
 def _dequantize(values: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
@@ -109,7 +134,7 @@ class MobileNetV1Encoder:
         verify("weights.coral.mobilenet_v1_embedding")
         self._interpreter = _tflite_interpreter(str(path), num_threads or _num_threads())
         self._input = self._interpreter.get_input_details()[0]
-        self._batch = 0
+        self._batch = int(self._input["shape"][0])  # allocated at creation for the declared batch
         self.info = EncoderInfo("mobilenet_v1_1024", FEATURE_KIND["mobilenet_v1_1024"], path.name, False)
 
     def _resize(self, batch: int) -> None:
@@ -150,7 +175,6 @@ class MobileNetV1Classifier:
 
         self.encoder = encoder or MobileNetV1Encoder()
         self._head = _tflite_interpreter(str(locate("weights.coral.mobilenet_v1_head")), 1)
-        self._head.allocate_tensors()
         self.labels = imagenet_labels()
 
     def classify(self, frames: np.ndarray) -> list[str]:

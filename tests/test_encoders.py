@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -113,3 +115,16 @@ def test_feature_mismatch_rules() -> None:
     assert E.feature_mismatch(mobile, {"encoder": "mobilenet_v1_1024", "surrogate": False}) is None
     assert "surrogate" in E.feature_mismatch(google, {"encoder": "surrogate", "surrogate": True})
     assert "does not record" in E.feature_mismatch(google, None)
+
+
+def test_tflite_prints_nothing(capfd: pytest.CaptureFixture[str]) -> None:
+    """TFLite's C++ 'INFO: Created TensorFlow Lite XNNPACK delegate' line would precede any later error message."""
+    _require("weights.coral.mobilenet_v1_embedding")
+    capfd.readouterr()
+    encoder = E.MobileNetV1Encoder()
+    encoder.encode(np.zeros((3, E.INPUT_SIZE, E.INPUT_SIZE, 3), np.uint8))
+    encoder.encode(np.zeros((1, E.INPUT_SIZE, E.INPUT_SIZE, 3), np.uint8))
+    captured = capfd.readouterr()
+    assert captured.err == "" and captured.out == ""
+    print("stderr still works", file=sys.stderr)  # the file descriptor was restored
+    assert "stderr still works" in capfd.readouterr().err

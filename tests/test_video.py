@@ -297,12 +297,16 @@ def test_budget_smaller_than_every_shot(cut_video: Path, checkpoints: dict[str, 
 def test_unwritable_and_bad_outputs(cut_video: Path, checkpoints: dict[str, Path], tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("a file where a folder should be")
-    with pytest.raises(CstaInputError, match="cannot write"):
+    with pytest.raises(CstaInputError, match="is a file, not a folder"):
         V.summarize(cut_video, blocker / "s.mp4", checkpoints["mobilenet"])
     with pytest.raises(CstaInputError, match="extension"):
         V.summarize(cut_video, tmp_path / "s.avi", checkpoints["mobilenet"])
-    with pytest.raises(CstaInputError, match="overwrite the input"):
+    with pytest.raises(CstaInputError, match="refusing to overwrite an input"):
         V.summarize(cut_video, cut_video, checkpoints["mobilenet"])
+    with pytest.raises(CstaInputError, match="--timeline .* is the input --checkpoint"):
+        V.summarize(cut_video, tmp_path / "s.mp4", checkpoints["mobilenet"], timeline_png=checkpoints["mobilenet"])
+    with pytest.raises(CstaInputError, match="is a directory"):
+        V.summarize(cut_video, tmp_path / "s.mp4", checkpoints["mobilenet"], sidecar=tmp_path)
     with pytest.raises(CstaInputError, match="checkpoint"):
         V.summarize(cut_video, tmp_path / "s.mp4", tmp_path / "missing.pt")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
@@ -332,3 +336,109 @@ def test_timeline_and_contact_sheet_render(summary_run: tuple[V.SummaryResult, P
     assert sheet.size[0] > 0 and len(result.thumbnails) == len(result.sidecar["selected_shots"])
     fig = V.timeline_figure(result.sidecar)
     assert len(fig.axes) == 1 and fig.axes[0].get_xlim()[1] == pytest.approx(240 / 25)
+
+
+# ---------------------------------------------------------------------------------------------- variable frame rate
+
+# Frames 1/60 s ... 1/4 s apart (a phone in bright light, then in the dark), cuts at frames 30, 60, 90,
+# 105 (multiples of the stride 15, so the cuts are sample boundaries); declared 30 fps.
+VFR_SEGMENTS = [(RED, 30, 1 / 60), (GREEN, 30, 1 / 5), (BLUE, 30, 1 / 30), (YELLOW, 15, 1 / 4), (RED, 30, 1 / 20)]
+VFR_STARTS = np.concatenate([[0.0], np.cumsum([n * dt for _, n, dt in VFR_SEGMENTS])])  # cut times (s)
+VFR_DURATION = float(VFR_STARTS[-1])  # 0.5 + 6 + 1 + 3.75 + 1.5 = 12.75 s
+VFR_CUT_FRAMES = np.cumsum([n for _, n, _ in VFR_SEGMENTS])[:-1]
+
+
+def _expected_vfr_times() -> np.ndarray:
+    return np.concatenate([start + np.arange(n) * dt for start, (_, n, dt) in zip(VFR_STARTS, VFR_SEGMENTS)])
+
+
+@pytest.fixture(scope="module", params=["mkv", "mp4"])
+def vfr_video(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("vfr") / f"vfr.{request.param}"
+    return V.make_synthetic_video(path, VFR_SEGMENTS, fps=30, audio_rate=16000)
+
+
+def written_durations(path: Path) -> tuple[np.ndarray, float, float]:
+    """(every frame's duration, video duration, audio duration) of a written file, from its own timestamps."""
+    with av.open(str(path)) as c:
+        frames = list(c.decode(video=0))
+        times = np.array([float(f.time) for f in frames])
+        last = float(frames[-1].duration * frames[-1].time_base)
+    _, _, adur = count_frames(path)
+    return np.append(np.diff(times), last), float(times[-1] + last - times[0]), adur
+
+
+def test_vfr_timestamps_are_the_real_ones(vfr_video: Path) -> None:
+    sampled = V.sample_frames(vfr_video, stride=15)
+    assert sampled.n_frames == 135 and sampled.source_timestamps and sampled.variable_frame_rate
+    np.testing.assert_allclose(sampled.frame_times - sampled.frame_times[0], _expected_vfr_times(), atol=1e-3)
+    assert sampled.duration_s == pytest.approx(VFR_DURATION, abs=1e-3)  # not n_frames / fps = 4.5 s
+    np.testing.assert_array_equal(sampled.picks, np.arange(0, 135, 15))  # by stride: frames, whatever the times
+    constant = V.sample_frames(V.make_synthetic_video(vfr_video.with_name("cfr.mp4"), [(RED, 30)]))
+    assert not constant.variable_frame_rate and constant.duration_s == pytest.approx(30 / 25)
+
+
+def test_sampling_by_time(vfr_video: Path, cut_video: Path) -> None:
+    sampled = V.sample_frames(vfr_video, interval_s=0.5)
+    times = sampled.pick_times
+    # the first frame at or after every half second that has one: gaps only where frames are sparse
+    expected = _expected_vfr_times()
+    due = np.arange(0, VFR_DURATION, 0.5)
+    firsts = np.unique([np.argmax(expected >= d - 1e-3) for d in due if (expected >= d - 1e-3).any()])
+    np.testing.assert_array_equal(sampled.picks, firsts)
+    assert len(times) == len(firsts) and sampled.interval_s == 0.5
+    assert np.allclose(times[13:], np.arange(6.5, VFR_DURATION, 0.5), atol=1e-3)  # even steps where frames are dense
+    # a constant-rate video: exactly every k-th frame, as sampling with stride k
+    np.testing.assert_array_equal(V.sample_frames(cut_video, interval_s=12 / 25).picks, np.arange(0, 240, 12))
+    with pytest.raises(CstaInputError, match="interval"):
+        V.sample_frames(cut_video, interval_s=0.0)
+
+
+def test_vfr_shots_at_the_real_cut_times(vfr_video: Path, checkpoints: dict[str, Path], tmp_path: Path) -> None:
+    record = V.summarize(vfr_video, tmp_path / "s.mp4", checkpoints["mobilenet"], budget=0.3).sidecar
+    starts = {s for s, _ in record["shots"][1:]}
+    assert set(VFR_CUT_FRAMES.tolist()) <= starts, record["shots"]
+    times = dict(zip((s for s, _ in record["shots"]), (t for t, _ in record["shot_times"])))
+    for frame, when in zip(VFR_CUT_FRAMES, VFR_STARTS[1:-1]):
+        assert times[int(frame)] == pytest.approx(when, abs=2e-3)  # e.g. frame 60 at 6.5 s, not 60 / 30 = 2 s
+    assert record["shot_times"][-1][1] == pytest.approx(VFR_DURATION, abs=2e-3)
+    assert record["variable_frame_rate"] is True and record["timestamps"] == "source"
+    assert record["pick_times"][2] == pytest.approx(0.5 + 0.2 * 0, abs=2e-3)  # frame 30: the first green one
+
+
+def test_vfr_summary_keeps_real_durations_and_audio(vfr_video: Path, checkpoints: dict[str, Path],
+                                                    tmp_path: Path) -> None:
+    """The issue-14 contract: sidecar durations are the real ones; video and audio of the summary agree."""
+    out = tmp_path / "s.mp4"
+    record = V.summarize(vfr_video, out, checkpoints["mobilenet"], budget=0.3).sidecar
+    assert record["duration_s"] == pytest.approx(VFR_DURATION, abs=0.01)
+    durations, vdur, adur = written_durations(out)
+    assert record["summary_duration_s"] == pytest.approx(vdur, abs=0.01)
+    assert adur is not None and abs(adur - vdur) < 0.1  # AAC frame padding only
+    # every written frame lasts as long as it did in the source
+    source = np.diff(np.append(_expected_vfr_times(), VFR_DURATION))
+    kept = np.concatenate([source[s["start_frame"]:s["end_frame"] + 1] for s in record["selected_shots"]])
+    assert len(durations) == len(kept) == record["summary_n_frames"]
+    np.testing.assert_allclose(durations, kept, atol=2e-3)
+    # the selected shots' times add up to the summary; the budget is a fraction of the real time
+    spans = sum(s["end_time"] - s["start_time"] for s in record["selected_shots"])
+    assert spans == pytest.approx(vdur, abs=0.01) and vdur <= 0.3 * VFR_DURATION + 0.01
+
+
+def test_vfr_audio_is_cut_at_the_real_times(vfr_video: Path, tmp_path: Path) -> None:
+    """The shot 60-74 (blue, 6.5-7.0 s) and 105-119 (red, 9.25-10.0 s): 1.25 s of sound at their pitches."""
+    sampled = V.sample_frames(vfr_video, stride=15)
+    out = tmp_path / "s.mp4"
+    written = V.write_summary_video(vfr_video, out, np.array([[60, 74], [105, 119]]), sampled.cut_plan)
+    assert written.duration_s == pytest.approx(1.25, abs=1e-3)
+    with av.open(str(out)) as c:
+        rate = c.streams.audio[0].codec_context.sample_rate
+        sound = np.concatenate([f.to_ndarray()[0] for f in c.decode(audio=0)])
+    assert abs(len(sound) / rate - 1.25) < 0.1
+
+    def pitch(piece: np.ndarray) -> float:
+        spectrum = np.abs(np.fft.rfft(piece * np.hanning(len(piece))))
+        return float(np.fft.rfftfreq(len(piece), 1 / rate)[np.argmax(spectrum)])
+
+    assert pitch(sound[int(0.1 * rate):int(0.4 * rate)]) == pytest.approx(660, abs=15)  # blue: segment 3
+    assert pitch(sound[int(0.7 * rate):int(1.1 * rate)]) == pytest.approx(1100, abs=15)  # red again: segment 5

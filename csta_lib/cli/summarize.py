@@ -14,8 +14,16 @@ pretrained MobileNetV1 TFLite embedding, the default where the GoogLeNet weights
 shots with KTS, score them with the CSTA checkpoint, pick shots with the 0/1 knapsack at BUDGET, and
 write the selected shots to an H.264 video (audio kept) plus a JSON sidecar (OUT with .json).
 
+Timing follows the video's real presentation timestamps, so variable-frame-rate videos (phones) keep
+their real shot times, frame durations and sound; the sidecar's duration_s is the input's real length
+and summary_duration_s the written video's.
+
+Every output path is checked before any work: none may be the input video, the checkpoint or another
+output (links included), a directory, below a file, or have a name longer than the file system allows.
+
 Exit codes: 0 done, 2 bad input (missing or unreadable video, bad argument, feature mismatch,
-unwritable output), 1 internal error. Nothing is left at OUT when the command fails."""
+unwritable output, full disk), 1 internal error. Nothing is left at OUT when the command fails, and no
+folder is created."""
 
 
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
@@ -43,10 +51,13 @@ def register(subparsers: Any) -> None:
     p.add_argument("--budget", type=_budget, default=0.15, help="summary length as a fraction of the video, "
                    "in (0, 1] (default 0.15, the paper's)")
     sampling = p.add_mutually_exclusive_group()
-    sampling.add_argument("--stride", type=int, default=None, help="sample every STRIDE-th frame (default 15, "
-                          "the official sample rate: 2 fps at 30 fps; the stride is in frames whatever the frame rate)")
+    sampling.add_argument("--stride", type=int, default=None, help="sample every STRIDE-th decoded frame "
+                          "(default 15, the official sample rate: 2 fps at 30 fps; the stride is in frames whatever "
+                          "the frame rate, so on a variable-frame-rate video samples are denser where it is higher)")
     sampling.add_argument("--sample-fps", type=float, default=None, metavar="FPS",
-                          help="instead of --stride, sample about FPS frames per second (stride = round(fps / FPS))")
+                          help="instead of --stride, sample by time: one frame every round(fps / FPS) / fps seconds "
+                          "(about FPS per second; exactly every round(fps / FPS)-th frame at a constant rate); "
+                          "recommended for variable-frame-rate videos")
     p.add_argument("--allow-feature-mismatch", action="store_true",
                    help="run even if the checkpoint was trained on other features than the encoder's "
                    "(warns, and records it in the sidecar)")
