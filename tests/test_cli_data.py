@@ -101,3 +101,21 @@ def test_console_command_runs(tmp_path):
                              "--root", str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert "no direct download URL" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_fetch_book_dry_run_on_an_empty_clone(capsys, tmp_path, monkeypatch):
+    from csta_lib.data import locator
+
+    monkeypatch.setattr(locator, "PROJECT_ROOT", tmp_path / "clone")  # no data/, no ../shared/data
+    monkeypatch.delenv(locator.MIRROR_ENV, raising=False)
+    assert main(["data", "fetch", "--book", "smoke", "--dry-run"]) == 2
+    out, err = capsys.readouterr()
+    would = {line.split()[2].rstrip(":") for line in out.splitlines() if line.startswith("would fetch")}
+    assert {"summe.gt", "tvsum.annotations", "videos.bikes", "weights.coral.mobilenet_v1_embedding"} <= would
+    assert "splits.csta.summe" not in would  # the smoke profile writes its own split files
+    assert "SumMe.zip" in out and "put these in place by hand" in err and "eccv16.fields" in err
+    assert not (tmp_path / "clone").exists()
+    assert main(["data", "fetch", "--book", "huge"]) == 2
+    assert "unknown profile 'huge'" in capsys.readouterr().err
+    assert main(["data", "fetch"]) == 2
+    assert "--book PROFILE" in capsys.readouterr().err

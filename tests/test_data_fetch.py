@@ -230,6 +230,10 @@ def test_a_wrong_checksum_is_refused_and_nothing_is_left(publisher, tmp_path):
     member = entry("t/y.mat", publisher.put("t.tgz", tgz_bytes({"d/other.mat": b"x"})), "", member=["*y.mat"])
     with pytest.raises(DataFormatError, match="no member matching"):
         fetch.fetch_entry(member, root, log=lambda line: None)
+    for served in ("broken.zip", "broken.tgz"):
+        broken = entry("t/y.mat", publisher.put(served, b"an HTML error page, not an archive"), "", member=["*y.mat"])
+        with pytest.raises(DataFormatError, match="not a readable"):
+            fetch.fetch_entry(broken, root, log=lambda line: None)
     assert files_under(tmp_path) == []  # no data/, no temporary, no scratch folder
 
 

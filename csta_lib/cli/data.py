@@ -125,7 +125,10 @@ def _book_names(profile: str, notebooks: list[str]) -> tuple[list[str], list]:
     names, by_hand = [], []
     for req in absent:
         e = fetch.to_fetch(req)
-        (names.append(e.name) if e is not None else by_hand.append(req))
+        if e is None:
+            by_hand.append(req)
+        elif e.name not in names:
+            names.append(e.name)
     return names, by_hand
 
 

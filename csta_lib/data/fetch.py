@@ -227,9 +227,8 @@ class HttpRangeFile(io.RawIOBase):
 def _range_size(url: str, timeout: float) -> int | None:
     """The size of ``url`` when its server answers range requests (``bytes 0-0/SIZE``), else None."""
     request = urllib.request.Request(url, headers={"Range": "bytes=0-0"})
-    with urllib.request.urlopen(request, timeout=timeout) as response:
+    with urllib.request.urlopen(request, timeout=timeout) as response:  # closed unread when not a range answer
         content_range = response.headers.get("Content-Range", "")
-        response.read()
         if response.status != 206 or "/" not in content_range:
             return None
         total = content_range.rsplit("/", 1)[1].strip()
@@ -343,15 +342,15 @@ def _open_archive(url: str, e: DataEntry, target: Path, work: Path, timeout: flo
             log(f"[fetch] {e.name}: reading {', '.join(e.member)} from {url} ({_size_text(size)} archive; "
                 "only its directory and these members are transferred)")
             remote = HttpRangeFile(url, size, timeout)
-    if remote is not None:
-        archive = _Archive(kind, io.BufferedReader(remote, buffer_size=CHUNK))
-    else:
+    if remote is None:
         local = work / ("archive" + "".join(Path(urllib.parse.urlsplit(url).path).suffixes[-2:]))
         _download(url, local, e.name, target, timeout, log)
-        try:
-            archive = _Archive(kind, local)
-        except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as exc:
-            raise DataFormatError(f"{url}: not a readable {kind} archive ({exc}); nothing was written") from exc
+    try:  # a remote zip's directory is read here, over the network
+        archive = _Archive(kind, io.BufferedReader(remote, buffer_size=CHUNK) if remote is not None else local)
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError) as exc:
+        raise DataFormatError(f"{url}: not a readable {kind} archive ({exc}); nothing was written") from exc
+    except (urllib.error.URLError, OSError) as exc:
+        raise _offline_error(e.name, url, target, exc) from exc
     try:
         yield archive
     except (urllib.error.URLError, OSError) as exc:
@@ -410,7 +409,11 @@ def _fetch_folder_from_archive(e: DataEntry, url: str, target: Path, work: Path,
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.exists():  # --force: swap the old folder out, the new one in
         target.rename(work / "old")
-    staged.rename(target)
+    try:
+        staged.rename(target)
+    except OSError:
+        if not target.is_dir():  # another process put the same folder in place meanwhile: keep that one
+            raise
 
 
 def fetch_entry(name_or_entry: str | DataEntry, root: str | os.PathLike[str] | None = None, *,
