@@ -436,9 +436,9 @@ def fetch_entry(name_or_entry: str | DataEntry, root: str | os.PathLike[str] | N
         return target
     url = download_url(e) if fetchable(e) else None
     if url is None:
-        how = f"\n{locator.missing_message(e.name)}" if e.name in locator.manifest() else ""
         raise MissingDataError(f"{e.name!r} has no direct download URL (csta data fetch only downloads files "
-                               f"that have one); get it by hand from {e.url} and put it at {target}{how}")
+                               f"that have one); get it by hand from {e.url} and put it at {target} "
+                               f"(licence: {e.licence})")
     if e.member or e.kind == "dir":
         with _workdir(root_path) as work:
             if e.kind == "dir":
