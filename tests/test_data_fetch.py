@@ -266,6 +266,17 @@ def test_online_probe_is_quick(publisher, closed_port):
     assert unresolvable is False and time.perf_counter() - start < 5
 
 
+def test_online_probe_gives_up_on_a_hanging_lookup(monkeypatch):
+    def hanging_lookup(*args, **kwargs):
+        time.sleep(2)
+        raise OSError("name resolution timed out")
+
+    monkeypatch.setattr(fetch.socket, "create_connection", hanging_lookup)
+    start = time.perf_counter()
+    assert fetch.is_online(["https://publisher.example/x"], timeout=0.3) is False
+    assert time.perf_counter() - start < 1.5
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # what the book needs
 
