@@ -1,16 +1,17 @@
 """Evaluation of video summaries: knapsack summaries, F1 and the rank-correlation protocols.
 
 Every function here is a small pure function over numpy arrays and documents the protocol it
-implements (reference §4). The literature uses three different rank-correlation protocols, so every
-function that returns τ/ρ takes the protocol name, and every table built from them carries it:
+implements (specified on the book's method page, sections method-summary and method-metrics). The
+literature uses three different rank-correlation protocols, so every function that returns τ/ρ takes
+the protocol name, and every table built from them carries it:
 
 ``csta_summe``
     The official CSTA SumMe protocol (from MSVA): the binary 15 % knapsack summary at full frame
-    rate against the mean of the binary user summaries (reference §4.2).
+    rate against the mean of the binary user summaries (method page, method-metrics).
 ``casum_tvsum``
     The official CSTA TVSum protocol (from CA-SUM): the raw 2-fps step scores against each
     annotator's frame-level scores divided by their max and subsampled ``[::15]``, τ and ρ averaged
-    over the annotators (reference §4.3).
+    over the annotators (method page, method-metrics).
 ``otani``
     Otani et al., CVPR 2019: frame-level predicted scores against each annotator's frame-level
     scores; τ is τ-b on ``rankdata(-x)``, ``rankdata(-y)``, ρ is Spearman; both averaged over the
@@ -79,7 +80,7 @@ PROTOCOLS: tuple[str, ...] = ("csta_summe", "casum_tvsum", "otani")
 PAPER_PROTOCOL: dict[str, str] = {"summe": "csta_summe", "tvsum": "casum_tvsum"}
 #: Frames between two 2-fps steps (the eccv16 ``picks`` spacing and CA-SUM's ``[::15]``).
 SUBSAMPLE = 15
-#: Customary F1 aggregation over users (reference §4.5): max for SumMe, mean for TVSum.
+#: Customary F1 aggregation over users (method page, method-metrics): max for SumMe, mean for TVSum.
 F1_AGGREGATION: dict[str, str] = {"summe": "max", "tvsum": "mean"}
 
 
@@ -96,8 +97,8 @@ def _finite_1d(name: str, x: Any) -> np.ndarray:
         raise CstaInputError(f"{name} must be one-dimensional, got shape {arr.shape}")
     if arr.size == 0:
         raise CstaInputError(f"{name} is empty")
-    if not np.issubdtype(arr.dtype, np.number) and arr.dtype != bool:
-        raise CstaInputError(f"{name} must be numeric, got dtype {arr.dtype}")
+    if arr.dtype.kind not in "biuf":  # complex scores have no order: refused like text
+        raise CstaInputError(f"{name} must be real numbers, got dtype {arr.dtype}")
     if not np.all(np.isfinite(arr)):
         raise CstaInputError(f"{name} contains NaN or infinite values")
     return arr
@@ -119,7 +120,7 @@ def _user_matrix(name: str, x: Any, n_frames: int | None = None) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------
-# Knapsack and summaries (reference §4.1)
+# Knapsack and summaries (method page, method-summary)
 # --------------------------------------------------------------------------------------------
 
 
@@ -129,7 +130,7 @@ def knapsack(values: Sequence[float] | np.ndarray, weights: Sequence[int] | np.n
     The table is the textbook ``K[i][w] = max(v_i + K[i-1][w - w_i], K[i-1][w])`` (``K[i][0] = 0``),
     computed one item at a time but vectorised over all capacities. Values are float64 and added in
     the same order as the official Python code, so the table is bit-identical to it. Backtracking
-    starts at ``w = capacity`` and, as in the official code (reference §4.1 step 4), selects item
+    starts at ``w = capacity`` and, as in the official code (method page, method-summary, step 4), selects item
     ``i`` iff ``K[i][w] != K[i-1][w]``: an item whose inclusion does not change the optimum at the
     current capacity is left out. Memory is one byte per (item, capacity) cell.
     """
@@ -185,7 +186,7 @@ def _check_picks(picks: Any, n_frames: int, n_steps: int) -> np.ndarray:
 
 
 def frame_scores(scores: Any, picks: Any, n_frames: int) -> np.ndarray:
-    """Step scores upsampled to frames (reference §4.1 step 1), float32 like the official code.
+    """Step scores upsampled to frames (method page, method-summary, step 1), float32 like the official code.
 
     Frame ``f`` with ``picks[i] <= f < picks[i+1]`` (``picks[T] = n_frames``) gets ``scores[i]``;
     frames before ``picks[0]`` (when picks do not start at 0) get 0.
@@ -226,7 +227,7 @@ def _check_shots(change_points: Any, n_frames: int) -> np.ndarray:
 
 
 def shot_scores(frame_level: np.ndarray, change_points: np.ndarray) -> np.ndarray:
-    """Mean frame score of each inclusive [start, end] shot (reference §4.1 step 2), as float64.
+    """Mean frame score of each inclusive [start, end] shot (method page, method-summary, step 2), as float64.
 
     The mean is taken in float32 over the float32 frame scores, exactly as the official
     ``frame_scores[s:e+1].mean()``; a mean, not a sum, so long shots are not favoured.
@@ -237,7 +238,7 @@ def shot_scores(frame_level: np.ndarray, change_points: np.ndarray) -> np.ndarra
 def generate_summary(
     scores: Any, change_points: Any, n_frames: int, picks: Any, budget: float = 0.15
 ) -> np.ndarray:
-    """Binary keyshot summary of a video (reference §4.1), int8 0/1 of length ``n_frames``.
+    """Binary keyshot summary of a video (method page, method-summary), int8 0/1 of length ``n_frames``.
 
     1. the ``T`` step scores are upsampled to frames through ``picks`` (:func:`frame_scores`);
     2. each KTS shot scores the mean of its frames (:func:`shot_scores`);
@@ -403,7 +404,7 @@ def _normalised_steps(user_scores: np.ndarray) -> np.ndarray:
 
 
 def protocol_reference_rows(protocol: str, reference: Any) -> np.ndarray:
-    """The rows a prediction is correlated with under ``protocol`` (reference §4.2, §4.3).
+    """The rows a prediction is correlated with under ``protocol`` (method page, method-metrics).
 
     ``csta_summe``: one row, the mean of the binary user summaries; ``casum_tvsum``: the users'
     scores divided by their max and subsampled ``[::15]``; ``otani``: the users' frame-level scores.
@@ -439,10 +440,10 @@ def rank_correlation(protocol: str, prediction: Any, reference: Any) -> tuple[fl
     """(τ, ρ) of one video under ``protocol`` (see the module docstring); NaN when undefined.
 
     * ``csta_summe``: ``prediction`` = binary summary (n_frames,), ``reference`` = binary user
-      summaries (n_users, n_frames); τ-b and ρ against their mean over users (reference §4.2).
+      summaries (n_users, n_frames); τ-b and ρ against their mean over users (method page, method-metrics).
     * ``casum_tvsum``: ``prediction`` = step scores (T,), ``reference`` = raw TVSum user scores 1..5
       (n_users, n_frames); each user row / its max, ``[::15]`` (length must be T), τ and ρ per user,
-      then the mean over users (reference §4.3).
+      then the mean over users (method page, method-metrics).
     * ``otani``: ``prediction`` = frame-level scores (n_frames,), ``reference`` = user scores
       (n_users, n_frames); τ-b of ``rankdata(-x)``, ``rankdata(-y)`` and ρ per user, then the mean.
 
@@ -454,14 +455,14 @@ def rank_correlation(protocol: str, prediction: Any, reference: Any) -> tuple[fl
 
 
 # --------------------------------------------------------------------------------------------
-# F1 (reference §4.5: not in the CSTA code; the customary VASNet/PGL-SUM/DSNet convention)
+# F1 (method page, method-metrics: not in the CSTA code; the customary VASNet/PGL-SUM/DSNet convention)
 # --------------------------------------------------------------------------------------------
 
 
 def f1_per_user(summary: Any, user_summary: Any) -> np.ndarray:
     """F1 of a binary machine summary against each binary user summary (values > 0 = selected).
 
-    precision = overlap / |machine|, recall = overlap / |user|; F1 = 0 when both are 0 (an empty
+    precision = overlap / ``|machine|``, recall = overlap / ``|user|``; F1 = 0 when both are 0 (an empty
     machine summary or an empty user summary gives 0, as in the customary code).
     """
     machine = _finite_1d("summary", summary) > 0
@@ -524,7 +525,7 @@ def references_from_dataset(dataset: Any,
 def annotation_user_scores(dataset: str) -> dict[str, np.ndarray]:
     """Raw frame-level user scores from the original annotations, keyed ``video_k``.
 
-    TVSum: ``user_anno`` of ``ydata-tvsum50.mat`` (20 x n_frames, 1..5); SumMe: GT ``user_score``ᵀ.
+    TVSum: ``user_anno`` of ``ydata-tvsum50.mat`` (20 x n_frames, 1..5); SumMe: GT ``user_score`` transposed.
     """
     from csta_lib.data import annotations
 
@@ -694,7 +695,7 @@ def mean_metrics(results: Mapping[str, Mapping[str, Any]], protocol: str | None 
 
 
 def aggregate_splits(split_means: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """The paper's final number: the mean over splits of the per-split means (reference §4.4).
+    """The paper's final number: the mean over splits of the per-split means (method page, method-metrics).
 
     Also gives the population std over splits (``*_std``); for seeds x splits pass every
     (seed, split) mean and read ``*_std`` as the spread over all of them.

@@ -563,9 +563,9 @@ def prepared_record_path(prep: PreparedRun, store_dir: str | Path) -> Path:
 
 
 def lookup(spec: RunSpec, store_dir: str | Path) -> dict[str, Any] | None:
-    """The stored record of ``spec`` if this exact run was completed before, else None."""
-    prep = prepare(spec)
-    return store.find_record(store_dir, prep.data.dataset, prep.spec.variant, prep.key)
+    """The stored record of ``spec`` if this exact run was completed before, else None (also when the stored
+    record is damaged: a warning says so, and :func:`run` retrains and replaces it)."""
+    return _stored_record(store_dir, prepare(spec))
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -304,6 +304,9 @@ def test_rerun_of_train_replaces_a_damaged_record(files, tmp_path, capsys, stand
     record_file = Path(capsys.readouterr().out.strip().splitlines()[-1])
     good = json.loads(record_file.read_text())
     record_file.write_text(json.dumps(damaged_records(good)["missing seed"]))
+    spec = cli_train.build_specs(build_parser().parse_args(train_args(files, tmp_path / "store")))[0]
+    with pytest.warns(RuntimeWarning, match="damaged csta run record"):
+        assert train.lookup(spec, tmp_path / "store") is None  # grids schedule it again
     with pytest.warns(RuntimeWarning, match="damaged csta run record.*retraining"):
         assert main(train_args(files, tmp_path / "store")) == 0
     replaced = store.read_record(record_file)
@@ -424,3 +427,24 @@ def test_n_frames_beyond_int64_or_negative_is_a_clear_error(tmp_path, n_frames, 
     with pytest.raises(DataFormatError, match=message) as info:
         eccv16.load_eccv16(path)
     assert "-92233" not in str(info.value)  # never shown wrapped to a negative number
+
+
+def test_complex_scores_are_refused_by_the_evaluation_functions():
+    from csta_lib import evaluation as ev
+
+    with pytest.raises(CstaInputError, match="real numbers"):
+        ev.frame_scores(np.ones(2, dtype=np.complex128), np.array([0, 15]), 30)
+    assert ev.frame_scores(np.ones(2), np.array([0, 15]), 30).shape == (30,)
+
+
+@pytest.mark.parametrize("n_frames", [-5, 0, 1e19, float("nan")])
+def test_summe_gt_frame_count_out_of_range_is_a_clear_error(tmp_path, n_frames):
+    import scipy.io
+
+    from csta_lib.data import annotations
+
+    path = tmp_path / "Clip.mat"
+    scipy.io.savemat(path, {"user_score": np.zeros((4, 2)), "gt_score": np.zeros((4, 1)), "nFrames": n_frames,
+                            "FPS": 30.0, "video_duration": 1.0})
+    with pytest.raises(DataFormatError, match=r"Clip\.mat: (nFrames|'nFrames')"):
+        annotations.read_summe_gt(path)

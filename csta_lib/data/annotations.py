@@ -2,7 +2,7 @@
 
 * TVSum ``ydata-tvsum50.mat`` is MATLAB v7.3, i.e. HDF5: a struct ``tvsum50`` whose fields are
   (50, 1) arrays of object references into ``#refs#``. Entry *k* is h5 ``video_{k+1}`` (the order
-  of the eccv16 files and of CSTA's ``ydata-anno.tsv``, reference §3).
+  of the eccv16 files and of CSTA's ``ydata-anno.tsv``; book method page, method-input).
 * SumMe ``GT/<name>.mat`` (classic MATLAB, scipy.io.loadmat): ``user_score`` (n_frames, n_users;
   > 0 = selected), ``gt_score``, ``FPS``, ``nFrames``, ``video_duration``. The h5 order is the ASCII
   sort of the names, which is the order of ``nameVid`` in ``SumMe_data_vsLSTM.mat``.
@@ -73,6 +73,19 @@ def _deref(h5: Any, ref: Any, path: Path, what: str) -> np.ndarray:
         raise DataFormatError(f"{path}: tvsum50/{what}: unreadable object reference ({exc})") from exc
 
 
+def _frame_count(value: Any, where: str) -> int:
+    """A frame count read from a file: one whole number from 1 to 2**63 - 1, else :class:`DataFormatError`."""
+    arr = np.asarray(value).ravel()
+    if arr.size != 1 or arr.dtype.kind not in "iuf":
+        raise DataFormatError(f"{where}: expected one number, got shape {arr.shape} of {arr.dtype}")
+    number = arr[0].item()  # a Python int or float: exact for every integer dtype, no wrap-around
+    if isinstance(number, float) and not (math.isfinite(number) and number == int(number)):
+        raise DataFormatError(f"{where}: {number} is not a whole number of frames")
+    if not 1 <= int(number) <= 2**63 - 1:
+        raise DataFormatError(f"{where}: {int(number)} frames is out of range (1 to 2**63 - 1)")
+    return int(number)
+
+
 def _chars(arr: np.ndarray) -> str:
     """A MATLAB char array (uint16 codes) as a Python string."""
     return "".join(map(chr, np.asarray(arr).ravel().tolist()))
@@ -105,7 +118,7 @@ def load_tvsum(path: str | os.PathLike[str] | None = None) -> dict[str, TVSumVid
         for i in range(counts.pop()):
             key = f"video_{i + 1}"
             value = {name: _deref(h5, refs[name][i], path, f"{name}[{i}]") for name in fields}
-            n_frames = int(value["nframes"].ravel()[0])
+            n_frames = _frame_count(value["nframes"], f"{path}: {key} nframes")
             anno = value["user_anno"].astype(np.float64)
             # h5py shows MATLAB's (n_frames, 20) column-major array as (20, n_frames).
             if anno.shape != (TVSUM_USERS, n_frames):
@@ -154,7 +167,7 @@ def read_summe_gt(path: str | os.PathLike[str], key: str = "") -> SumMeVideo:
     for name in ("user_score", "gt_score"):
         if name not in mat:
             raise DataFormatError(f"{path}: missing key {name!r}")
-    n_frames = int(_scalar(mat, "nFrames", path))
+    n_frames = _frame_count(_scalar(mat, "nFrames", path), f"{path}: nFrames")
     scores = np.asarray(mat["user_score"])
     if scores.ndim != 2 or scores.shape[0] != n_frames or scores.shape[1] < 1:
         raise DataFormatError(f"{path}: user_score: shape {scores.shape}, expected (nFrames={n_frames}, n_users)")
