@@ -95,7 +95,9 @@ def _npz(path: Path) -> dict[str, np.ndarray]:
 def _check_preset(preset: str, fixtures_dir: str | Path | None) -> dict[str, Any]:
     presets = _json(fixtures_dir, "forward.json")["presets"]
     if preset not in presets:
-        raise MissingDataError(f"the official fixtures have no configuration {preset!r}; they cover {', '.join(presets)}")
+        raise MissingDataError(
+            f"the official fixtures have no configuration {preset!r}; they cover {', '.join(presets)}"
+        )
     return presets[preset]
 
 
@@ -296,9 +298,9 @@ class TrainingComparison:
 def official_sensitivity(fixtures_dir: str | Path | None = None) -> dict[str, float]:
     """The official code's one-ulp sensitivity, the larger of the values recorded with and without dropout.
 
-    Both runs measure how far float rounding moves the same training; one perturbation is one sample of
-    that spread (our own code moved by one ulp in six random directions moves its no-dropout losses by
-    1.6e-4 to 7.4e-4), so the tolerance takes the larger record, as the issue's 4.6e-4 does.
+    Both runs measure how far float rounding moves the same training, and one perturbation is only one
+    sample of that spread (:func:`own_one_ulp_spread` shows ours moving by several times the smaller
+    record), so the tolerance takes the larger record, as issue 12's 4.6e-4 does.
     """
     records = [_json(fixtures_dir, f"train_steps_{name}.json")["sensitivity"] for name in ("dropout", "no_dropout")]
     return {key: max(float(r[key]) for r in records) for key in records[0]}
@@ -314,12 +316,12 @@ def training_batches(lengths: Sequence[int]) -> list[tuple[np.ndarray, np.ndarra
     return out
 
 
-def replay_training(dropout: bool, fixtures_dir: str | Path | None = None) -> TrainingComparison:
-    """Six steps of ``paper`` through our training step (``train.make_optimizer``, MSE, backward, update).
+def _train_steps(dropout: bool, lengths: Sequence[int], fixtures_dir: str | Path | None,
+                 nudge_seed: int | None = None) -> tuple[list[float], dict[str, float]]:
+    """Our six steps from the fixture weights: (losses, first-step gradient norms by official name).
 
-    ``dropout=False`` turns every ``nn.Dropout`` into the identity (eval mode for those modules only), as
-    the official ``no_dropout`` run. Each step seeds torch with 1000 + i right before the forward; our fast
-    path may draw dropout masks in another order than the official code, which the tolerance allows for.
+    ``nudge_seed`` moves every input value by one float32 ulp, up or down at random (seeded), to measure how
+    far rounding alone moves our own training.
     """
     import torch
     import torch.nn.functional as F
@@ -328,7 +330,6 @@ def replay_training(dropout: bool, fixtures_dir: str | Path | None = None) -> Tr
     from csta_lib import train
     from csta_lib.model import _official_name_map
 
-    fixture = _json(fixtures_dir, f"train_steps_{'dropout' if dropout else 'no_dropout'}.json")
     model = fixture_model("paper", fixtures_dir).train()
     if not dropout:
         for module in model.modules():
@@ -336,9 +337,13 @@ def replay_training(dropout: bool, fixtures_dir: str | Path | None = None) -> Tr
                 module.eval()
     names = _official_name_map(model)
     optimizer = train.make_optimizer(model.parameters(), train.PAPER_LR, train.PAPER_WEIGHT_DECAY)
+    nudges = np.random.Generator(np.random.PCG64(nudge_seed)) if nudge_seed is not None else None
     losses: list[float] = []
     grad_norms: dict[str, float] = {}
-    for step, (features, targets) in enumerate(training_batches(fixture["lengths"])):
+    for step, (features, targets) in enumerate(training_batches(lengths)):
+        if nudges is not None:
+            towards = np.where(nudges.random(features.shape) < 0.5, np.inf, -np.inf).astype(np.float32)
+            features = np.nextafter(features, towards)
         torch.manual_seed(TRAINING_TORCH_SEED + step)
         # the body of train.train_loop's inner loop, line for line (it has no step function of its own to
         # call), with the first step's gradient norms read between backward and the update
@@ -349,12 +354,35 @@ def replay_training(dropout: bool, fixtures_dir: str | Path | None = None) -> Tr
             grad_norms = {names[k]: float(p.grad.norm()) for k, p in model.named_parameters() if p.grad is not None}
         optimizer.step()
         losses.append(float(loss.detach()))
+    return losses, grad_norms
+
+
+def replay_training(dropout: bool, fixtures_dir: str | Path | None = None) -> TrainingComparison:
+    """Six steps of ``paper`` through our training step (``train.make_optimizer``, MSE, backward, update).
+
+    ``dropout=False`` turns every ``nn.Dropout`` into the identity (eval mode for those modules only), as
+    the official ``no_dropout`` run. Each step seeds torch with 1000 + i right before the forward; our fast
+    path may draw dropout masks in another order than the official code, which the tolerance allows for.
+    """
+    fixture = _json(fixtures_dir, f"train_steps_{'dropout' if dropout else 'no_dropout'}.json")
+    losses, grad_norms = _train_steps(dropout, fixture["lengths"], fixtures_dir)
     return TrainingComparison(
         dropout=dropout, lengths=tuple(fixture["lengths"]), official_losses=tuple(fixture["losses"]),
         official_losses_one_ulp=tuple(fixture["losses_one_ulp_input"]), our_losses=tuple(losses),
         official_grad_norms=dict(fixture["first_step_grad_norms"]), our_grad_norms=grad_norms,
         sensitivity=dict(fixture["sensitivity"]), reference_sensitivity=official_sensitivity(fixtures_dir),
     )
+
+
+def own_one_ulp_spread(result: TrainingComparison, n_nudges: int = 3,
+                       fixtures_dir: str | Path | None = None) -> tuple[float, ...]:
+    """How far rounding alone moves our own training: for each of ``n_nudges`` random one-ulp moves of the
+    input, the largest relative change of the losses against our unmoved run ``result``."""
+    spread = []
+    for seed in range(n_nudges):
+        moved, _ = _train_steps(result.dropout, result.lengths, fixtures_dir, nudge_seed=seed)
+        spread.append(max(abs(m - b) / abs(b) for m, b in zip(moved, result.our_losses)))
+    return tuple(spread)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -405,8 +433,8 @@ class EvaluationComparison:
 def _case_matches(ours: Any, theirs: Any, exact: bool, tolerance: float) -> bool:
     if exact:
         return tuple(ours) == tuple(theirs)
-    return all((math.isnan(a) and math.isnan(b)) or (not math.isnan(a) and not math.isnan(b) and abs(a - b) <= tolerance)
-               for a, b in zip(ours, theirs))
+    both_nan = [math.isnan(a) and math.isnan(b) for a, b in zip(ours, theirs)]
+    return all(nan or abs(a - b) <= tolerance for nan, a, b in zip(both_nan, ours, theirs))
 
 
 def compare_knapsack(fixtures_dir: str | Path | None = None) -> EvaluationComparison:
@@ -484,3 +512,97 @@ def compare_evaluation(fixtures_dir: str | Path | None = None) -> tuple[Evaluati
     """Every evaluation comparison: knapsack, summaries, SumMe τ/ρ, TVSum τ/ρ, KTS."""
     return (compare_knapsack(fixtures_dir), compare_summaries(fixtures_dir), compare_correlation("summe", fixtures_dir),
             compare_correlation("tvsum", fixtures_dir), compare_kts(fixtures_dir))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# presentation (the book's fidelity chapter): plain rows and one figure
+
+
+def scientific(value: float | None, digits: int = 1) -> str:
+    """``3.1e-07`` style text for tiny differences (``"–"`` for None, ``"NaN"`` for NaN)."""
+    if value is None:
+        return "–"
+    return "NaN" if math.isnan(value) else f"{value:.{digits}e}"
+
+
+def configuration_label(preset: str) -> str:
+    """Which row of the paper a configuration is, from the book's experiment labels (Table 1/2, Figure 4).
+
+    The ``paper.<backbone>`` presets are no such row: the full CSTA on another CNN, one reading of the
+    paper's appendix on other CNNs; they are named with Figure 4's label of that CNN.
+    """
+    from csta_lib.config import get_config
+    from csta_lib.experiments import EXPERIMENTS
+
+    rows = [f"{exp.title.split(':')[0]}: {v.label}" for exp in EXPERIMENTS.values() if exp.name != "deviations"
+            for v in exp.variants if v.preset == preset and not v.overrides]
+    if rows:
+        return "; ".join(rows)
+    backbone = get_config(preset).backbone
+    cnn = next((v.label for v in EXPERIMENTS["fig4"].variants if v.config.backbone == backbone), backbone)
+    return f"CSTA on {cnn} (appendix on other CNNs; not a Table 2 / Figure 4 row)"
+
+
+def forward_rows(results: Sequence[ForwardComparison]) -> list[dict[str, str]]:
+    """One row per configuration for the chapter's table (text cells, already formatted)."""
+    rows = []
+    for r in results:
+        failures = r.official_failures
+        lows = [f.score_min for f in failures]
+        highs = [f.score_max for f in failures]
+        ours = (f"finite scores in [{min(lows):.3f}, {max(highs):.3f}]" if all(f.finite for f in failures)
+                else "non-finite scores") if failures else "–"
+        rows.append({
+            "preset": r.preset,
+            "paper row": configuration_label(r.preset),
+            "official model": r.official_model_name,
+            "lengths compared": ", ".join(str(x.length) for x in r.compared),
+            "max |Δ|": scientific(r.max_abs_diff),
+            "max |Δ| / max(1, |official|)": scientific(r.max_rel_diff),
+            "official code fails at T =": ", ".join(str(f.length) for f in failures) or "–",
+            "we return there": ours,
+        })
+    return rows
+
+
+def evaluation_rows(results: Sequence[EvaluationComparison]) -> list[dict[str, str]]:
+    """One row per evaluation function for the chapter's table."""
+    return [{
+        "csta_lib": r.function,
+        "official": r.official,
+        "cases": str(r.n_cases),
+        "criterion": "exactly equal" if r.exact else f"|Δ| ≤ {r.tolerance:g}, NaN where official NaN",
+        "agree": f"{r.n_matching} / {r.n_cases}",
+        "max |Δ|": "0 (identical)" if r.exact and r.n_matching == r.n_cases else scientific(r.max_abs_diff),
+        "official NaN cases": str(r.n_nan) if not r.exact else "–",
+    } for r in results]
+
+
+def training_figure(results: Sequence[TrainingComparison]) -> Any:
+    """Loss per step: official, official with the input moved one ulp, ours; one panel per dropout setting,
+    with the relative differences to the official loss below."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, len(results), figsize=(5.5 * len(results), 6), sharex=True,
+                             gridspec_kw={"height_ratios": [3, 2]}, squeeze=False)
+    for column, r in enumerate(results):
+        steps = np.arange(len(r.official_losses))
+        top, bottom = axes[0, column], axes[1, column]
+        top.plot(steps, r.official_losses, "o-", color="black", label="official")
+        top.plot(steps, r.official_losses_one_ulp, "s--", color="tab:orange", mfc="none",
+                 label="official, input + 1 ulp")
+        top.plot(steps, r.our_losses, "x:", color="tab:blue", ms=9, label="csta_lib")
+        top.set_title(f"paper preset, {'with' if r.dropout else 'without'} dropout")
+        top.set_ylabel("MSE loss")
+        bottom.semilogy(steps, np.maximum(r.one_ulp_loss_rel_diffs, 1e-9), "s--", color="tab:orange", mfc="none",
+                        label="official + 1 ulp vs official")
+        bottom.semilogy(steps, np.maximum(r.loss_rel_diffs, 1e-9), "x:", color="tab:blue", ms=9,
+                        label="csta_lib vs official")
+        bottom.axhline(r.loss_tolerance, color="grey", lw=1, label="test tolerance")
+        bottom.set_xlabel("training step (one video each)")
+        bottom.set_ylabel("relative difference\n(0 drawn at 1e-9)")
+        top.legend(fontsize=8)
+        bottom.legend(fontsize=8)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig

@@ -172,3 +172,10 @@ def test_kts_finds_exactly_the_official_change_points() -> None:
     cases = read_json("eval_cases.json")["kts"]
     assert list(result.ours) == [tuple(c["change_points"]) for c in cases]
     assert math.isfinite(result.max_abs_diff) and all(result.matches)
+
+
+def test_correlation_comparison_needs_nan_on_both_sides() -> None:
+    nan = float("nan")
+    compare = fidelity.EvaluationComparison("f", "g", False, 1e-9, ((nan, 0.5), (0.1, nan), (0.2, 0.3)),
+                                            ((nan, 0.5), (0.1, 0.2), (0.2, 0.3 + 1e-6)))
+    assert compare.matches == (True, False, False) and compare.n_nan == 1
