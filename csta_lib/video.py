@@ -743,6 +743,10 @@ def write_summary_video(source: str | Path, target: str | Path, shots: np.ndarra
             vout.width, vout.height, vout.pix_fmt = width, height, "yuv420p"
             vout.codec_context.time_base = vout.time_base = base
             vout.options = {"preset": preset, "crf": X264_CRF}
+            if is_variable_frame_rate(plan.frame_times, plan.time_base):
+                # No B-frames: with reordering, MP4 counts a stream's length from decoding timestamps,
+                # which on uneven frame durations is off by the reorder delay (up to two long frames).
+                vout.options = {**vout.options, "bf": "0"}
             vout.thread_type = "AUTO"
             if keep_audio and src.streams.audio and len(runs):
                 cutter = _AudioCutter(source, out)

@@ -426,19 +426,21 @@ def test_vfr_summary_keeps_real_durations_and_audio(vfr_video: Path, checkpoints
 
 
 def test_vfr_audio_is_cut_at_the_real_times(vfr_video: Path, tmp_path: Path) -> None:
-    """The shot 60-74 (blue, 6.5-7.0 s) and 105-119 (red, 9.25-10.0 s): 1.25 s of sound at their pitches."""
+    """Shots 60-74 (blue, 6.5-7.0 s, 1/30-s frames) and 90-104 (yellow, 7.5-11.25 s, 1/4-s frames): 4.25 s."""
     sampled = V.sample_frames(vfr_video, stride=15)
     out = tmp_path / "s.mp4"
-    written = V.write_summary_video(vfr_video, out, np.array([[60, 74], [105, 119]]), sampled.cut_plan)
-    assert written.duration_s == pytest.approx(1.25, abs=1e-3)
+    written = V.write_summary_video(vfr_video, out, np.array([[60, 74], [90, 104]]), sampled.cut_plan)
+    assert written.duration_s == pytest.approx(4.25, abs=1e-3)
     with av.open(str(out)) as c:
+        video = c.streams.video[0]  # the container's own figure, as players and ffprobe show it
+        assert float(video.duration * video.time_base) == pytest.approx(4.25, abs=1e-3)
         rate = c.streams.audio[0].codec_context.sample_rate
         sound = np.concatenate([f.to_ndarray()[0] for f in c.decode(audio=0)])
-    assert abs(len(sound) / rate - 1.25) < 0.1
+    assert abs(len(sound) / rate - 4.25) < 0.1
 
     def pitch(piece: np.ndarray) -> float:
         spectrum = np.abs(np.fft.rfft(piece * np.hanning(len(piece))))
         return float(np.fft.rfftfreq(len(piece), 1 / rate)[np.argmax(spectrum)])
 
     assert pitch(sound[int(0.1 * rate):int(0.4 * rate)]) == pytest.approx(660, abs=15)  # blue: segment 3
-    assert pitch(sound[int(0.7 * rate):int(1.1 * rate)]) == pytest.approx(1100, abs=15)  # red again: segment 5
+    assert pitch(sound[int(1.0 * rate):int(4.0 * rate)]) == pytest.approx(880, abs=15)  # yellow: segment 4
