@@ -113,6 +113,19 @@ def test_forward_comparison_tells_configurations_apart() -> None:
     assert np.max(np.abs(ours - other) / np.maximum(1.0, np.abs(other))) > 100 * FORWARD_TOLERANCE
 
 
+def test_chapter_rows_name_each_configuration_by_preset_and_paper_row(forward_results) -> None:
+    from csta_lib.experiments import EXPERIMENTS
+
+    rows = fidelity.forward_rows(list(forward_results.values()))
+    assert [r["preset"] for r in rows] == list(fidelity.FIXTURE_PRESETS)
+    labels = {r["preset"]: r["paper row"] for r in rows}
+    for variant in EXPERIMENTS["table2"].variants:
+        assert variant.label in labels[variant.preset]
+    assert "Figure 4" in labels["table2.baseline"] and "Table 1" in labels["paper"]
+    failing = {r["preset"]: r["official code fails at T ="] for r in rows}
+    assert failing["paper"] == "1, 2, 5, 13" and failing["paper.resnet18"] == "–"
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # training steps
 
