@@ -28,6 +28,7 @@ PathLike = Union[str, "os.PathLike[str]"]
 PathSpec = Union[Mapping[PathLike, str], Iterable[PathLike]]
 
 DEFAULT_NAME_MAX = 255
+PATH_MAX = 4096  # Linux: bytes of a whole path, terminating NUL included
 # A temporary left by a writer on another host (or whose owner cannot be checked) counts as stale after this.
 STALE_TEMP_AGE_S = 24 * 3600
 LEGACY_TEMP_AGE_S = 3600
@@ -280,6 +281,9 @@ def check_output(path: Path, flag: str = "") -> None:
     length = len(os.fsencode(path.name))
     if length > limit:
         raise CstaInputError(f"output {what}: file name is {length} bytes, longer than the file system's {limit}")
+    full = len(os.fsencode(os.path.abspath(path)))
+    if full >= PATH_MAX:
+        raise CstaInputError(f"output {what}: the path is {full} bytes, longer than the system's {PATH_MAX - 1}")
     if os.path.isdir(path):
         raise CstaInputError(f"output {what} is a directory; give a file name")
     if not os.access(folder, os.W_OK | os.X_OK):

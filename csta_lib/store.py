@@ -41,6 +41,7 @@ POLICY_LABELS = {
     "val": "val (epoch selected on a validation subset of the training videos)",
     "last": "last (final epoch, no selection)",
 }
+MAX_RECORD_BYTES = 256 << 20  # a 100-epoch TVSum record is a few MB
 KEY_LENGTH = 20  # hex digits of sha256 kept in file names: 80 bits, collisions are not a concern here
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9_.+=-]+")
 
@@ -95,11 +96,16 @@ def read_record(path: str | Path) -> dict[str, Any]:
     """Read one record; raise :class:`DataFormatError` naming the file if it is not a run record."""
     path = Path(path)
     try:
+        if path.stat().st_size > MAX_RECORD_BYTES:
+            raise DataFormatError(f"{path}: {path.stat().st_size:,} bytes is far larger than any run record; not read")
         record = json.loads(path.read_text())
     except FileNotFoundError:
         raise
-    except (OSError, ValueError) as exc:
-        raise DataFormatError(f"{path}: not a readable JSON run record ({exc})") from exc
+    except (OSError, ValueError, RecursionError) as exc:
+        if isinstance(exc, DataFormatError):
+            raise
+        raise DataFormatError(f"{path}: not a readable JSON run record ({type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
     if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT:
         raise DataFormatError(f"{path}: not a csta run record (expected format {RECORD_FORMAT!r})")
     problem = record_problem(record)

@@ -154,3 +154,9 @@ def test_live_temporary_of_the_same_target_is_kept(tmp_path):
         tmp.write_bytes(b"{}")
         assert remove_stale_temporaries(target) == []
         assert tmp.exists()
+
+
+def test_path_longer_than_path_max_is_refused(tmp_path):
+    deep = tmp_path.joinpath(*["d" * 200] * 21) / "out.json"  # every name is fine, the whole path is not
+    with pytest.raises(CstaInputError, match="longer than the system's"):
+        check_outputs([deep])

@@ -448,3 +448,22 @@ def test_summe_gt_frame_count_out_of_range_is_a_clear_error(tmp_path, n_frames):
                             "FPS": 30.0, "video_duration": 1.0})
     with pytest.raises(DataFormatError, match=r"Clip\.mat: (nFrames|'nFrames')"):
         annotations.read_summe_gt(path)
+
+
+def test_record_too_deep_or_not_utf8_is_a_clear_error(tmp_path):
+    path = tmp_path / "summe" / "paper" / "k.json"
+    path.parent.mkdir(parents=True)
+    for content in (b"[" * 100_000 + b"]" * 100_000, b"\xff\xfe{}"):
+        path.write_bytes(content)
+        with pytest.raises(DataFormatError, match="not a readable JSON run record"):
+            store.read_record(path)
+
+
+@pytest.mark.parametrize(("name", "content"), [("SumMe_deep.json", "[" * 100_000 + "]" * 100_000),
+                                               ("SumMe_bad.yml", "- train_keys: [video_1\n  : ]\n")])
+def test_split_file_too_deep_or_malformed_is_one_line(tmp_path, name, content):
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(DataFormatError, match="not valid") as info:
+        splits.load_splits(path)
+    assert "\n" not in str(info.value)

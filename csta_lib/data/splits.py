@@ -133,16 +133,17 @@ def _read_rows(path: Path) -> tuple[str, str | None, list[tuple[list[Any], list[
     if suffix == ".json":
         try:
             data = json.loads(text)
-        except ValueError as exc:
-            raise DataFormatError(f"{path}: not valid JSON ({exc})") from exc
+        except (ValueError, RecursionError) as exc:
+            raise DataFormatError(f"{path}: not valid JSON ({type(exc).__name__}: {exc})") from None
         return "json", None, _list_rows(path, data)
     if suffix in (".yml", ".yaml"):
         import yaml
 
         try:
             data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise DataFormatError(f"{path}: not valid YAML ({exc})") from exc
+        except (yaml.YAMLError, RecursionError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise DataFormatError(f"{path}: not valid YAML ({first})") from None
         return "dsnet", None, _list_rows(path, data)
     raise DataFormatError(f"{path}: unknown split file type {suffix!r} (expected .txt, .json or .yml)")
 
