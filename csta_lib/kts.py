@@ -13,7 +13,7 @@ chosen automatically by minimising ``I[k, n] / n + vmax · k / (2n) · (log(n / 
 change points of that ``k`` are recovered by backtracking.
 
 This is written from the algorithm to reproduce, bit for bit, the ``cpd_auto`` / ``cpd_nonlin``
-implementation that DSNet ships and CSTA's custom-video path calls (reference §6.6 item 9), in
+implementation that DSNet ships and CSTA's custom-video path calls (the book's method page, section method-kts), in
 particular:
 
 * the scatters are formed in the same floating-point order (cumulative sums of ``K`` in ``K``'s
@@ -53,6 +53,8 @@ def linear_kernel(features: np.ndarray) -> np.ndarray:
     x = np.asarray(features)
     if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
         raise CstaInputError(f"KTS features must be a non-empty (n_steps, dim) matrix, got shape {x.shape}")
+    if x.dtype.kind not in "biuf":  # complex values would lose their imaginary part silently
+        raise CstaInputError(f"KTS features must be real numbers, got dtype {x.dtype}")
     if not np.issubdtype(x.dtype, np.floating):
         x = x.astype(np.float64)
     if not np.all(np.isfinite(x)):

@@ -5,6 +5,11 @@ Layout under a store directory ``DIR``::
     DIR/<dataset>/<variant>/<key>.json          the run record (written atomically, last)
     DIR/<dataset>/<variant>/<key>/epoch_NNN.pt  checkpoints of the selected epochs (one file per distinct epoch)
     DIR/<dataset>/<variant>/<key>/resume.pt     model, optimizer and RNG state of an unfinished run
+                                                (tensors and plain data only: loaded with weights_only=True)
+    DIR/<dataset>/<variant>/.<key>.staged/      checkpoints of a forced rerun, moved into place when it finishes
+
+Records are checked when read (:func:`record_problem`): a missing entry or a wrong type is a
+:class:`DataFormatError` naming the file; ``csta train`` retrains such a run and replaces its record.
 
 ``variant`` is the preset name plus any config overrides (``paper+skip_norm=layernorm``).
 

@@ -467,3 +467,10 @@ def test_split_file_too_deep_or_malformed_is_one_line(tmp_path, name, content):
     with pytest.raises(DataFormatError, match="not valid") as info:
         splits.load_splits(path)
     assert "\n" not in str(info.value)
+
+
+def test_complex_kts_features_are_refused():
+    from csta_lib import kts
+
+    with pytest.raises(CstaInputError, match="real numbers"):
+        kts.linear_kernel(np.ones((4, 3), dtype=np.complex64))
