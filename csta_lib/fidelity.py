@@ -145,7 +145,10 @@ def fixture_model(preset: str, fixtures_dir: str | Path | None = None) -> Any:
 
     with torch.device("meta"):  # skip the random init: every tensor is overwritten
         model = build_model(preset)
-    model = model.to_empty(device="cpu")
+    persistent = set(model.state_dict())
+    if any(name not in persistent for name, _ in model.named_buffers()):
+        model = build_model(preset)  # a buffer the state_dict does not hold must be initialised for real
+    model = model.to_empty(device="cpu") if next(model.parameters()).is_meta else model
     load_official_state_dict(model, official_state_dict(preset, fixtures_dir))
     return model.eval()
 
