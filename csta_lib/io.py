@@ -235,9 +235,11 @@ def check_output_dir(path: PathLike, flag: str = "") -> Path:
         except CstaInputError as exc:
             raise CstaInputError(f"{what} is not writable: {str(exc).split(': ', 1)[-1]}") from None
         limit = name_max(folder)
-        long = [p for p in path.relative_to(folder).parts if len(os.fsencode(p)) > limit] if path.is_relative_to(folder) else []
+        missing = path.relative_to(folder).parts if path.is_relative_to(folder) else ()
+        long = [p for p in missing if len(os.fsencode(p)) > limit]
         if long:
-            raise CstaInputError(f"{what}: folder name {long[0][:40]}... is longer than the file system's {limit} bytes")
+            raise CstaInputError(f"{what}: folder name {long[0][:40]}... is longer than the file system's "
+                                 f"{limit} bytes")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise CstaInputError(f"{what} is not writable: folder {folder} does not allow writing")
     return path

@@ -146,7 +146,8 @@ _REQUIRED = {
 #: Entries that may be absent (hand-made or older records) but have a fixed type when present.
 _OPTIONAL = {
     "preset": (lambda v: v is None or isinstance(v, str), "a string or null"),
-    "protocol": (lambda v: isinstance(v, dict) and isinstance(v.get("rank", ""), str), "an object with a string 'rank'"),
+    "protocol": (lambda v: isinstance(v, dict) and isinstance(v.get("rank", ""), str),
+                 "an object with a string 'rank'"),
     "provenance": (lambda v: isinstance(v, dict) and isinstance(v.get("surrogate", False), bool),
                    "an object with a boolean 'surrogate'"),
     "selection": (lambda v: isinstance(v, dict) and _is_number_or_none(v.get("val_fraction")),

@@ -301,7 +301,8 @@ def safe_torch_load(path: Path, what: str, map_location: str = "cpu", *, hint: s
             return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError:
         raise DataFormatError(f"{path}: not a {what}: it holds something other than tensors and plain data "
-                              f"(refused unread: loading arbitrary objects could run code), or is corrupt{hint}") from None
+                              "(refused unread: loading arbitrary objects could run code), "
+                              f"or is corrupt{hint}") from None
     except Exception as exc:  # zip/storage errors of arbitrary kinds; keep torch's first line only
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise DataFormatError(f"{path}: not a {what} (cannot be loaded: {first}){hint}") from None
@@ -756,7 +757,8 @@ def train_loop(
             shuffle.set_state(snapshot["shuffle"])
         except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise DataFormatError(f"{resume_file}: damaged resume snapshot ({first}); delete it to restart the run") from None
+            raise DataFormatError(f"{resume_file}: damaged resume snapshot ({first}); "
+                                  "delete it to restart the run") from None
         history, per_video, elapsed = snapshot["history"], snapshot["per_video"], snapshot["elapsed"]
         resumed_from = len(history)
     features_info = _features_info(prep)

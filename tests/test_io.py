@@ -160,3 +160,17 @@ def test_path_longer_than_path_max_is_refused(tmp_path):
     deep = tmp_path.joinpath(*["d" * 200] * 21) / "out.json"  # every name is fine, the whole path is not
     with pytest.raises(CstaInputError, match="longer than the system's"):
         check_outputs([deep])
+
+
+def test_output_folder_check_creates_nothing(tmp_path):
+    from csta_lib.io import check_output_dir
+
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(CstaInputError, match="--store .*a-file is not a directory"):
+        check_output_dir(tmp_path / "a-file", "--store")
+    with pytest.raises(CstaInputError, match="not writable: .*a-file is a file"):
+        check_output_dir(tmp_path / "a-file" / "store", "--store")
+    with pytest.raises(CstaInputError, match="longer than the file system's"):
+        check_output_dir(tmp_path / ("s" * 300) / "store", "--store")
+    assert check_output_dir(tmp_path / "new" / "store") == tmp_path / "new" / "store"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
