@@ -12,10 +12,16 @@ epochs). All sizes live in :data:`PROFILE_SIZES`, the one place to change them:
     seconds: 1 epoch on a tiny surrogate subset of each dataset (a few of the shortest videos), for the
     tests and ``make book PROFILE=smoke``.
 ``quick``
-    the book's default on a 2-core CPU: fold 0 only, one seed, 2-3 epochs, SumMe only for the ablations, so
-    that the four experiments together train in about 10 minutes (:func:`estimate_seconds`).
+    the book's default on a 2-core CPU: fold 0 only, one seed, 3 epochs, SumMe only for the ablations and
+    Figure 4, so that the four experiments together train in about 10-15 minutes (:func:`estimate_seconds`).
 ``paper``
     the paper's protocol: both datasets × 5 folds × 5 seeds × 100 epochs for every experiment (GPU work).
+
+Each experiment also says which kinds of run (:class:`Selection`) its rows need. Every experiment has the
+official protocol's runs (``OFFICIAL``: trained on all of a fold's training videos; ``test-max`` and ``last``
+selection), as the official code; Table 1 adds separate ``HELD_OUT`` runs for its ``val`` row (20 % of the
+training videos held out, the epoch chosen on them), so that the validation hold-out never changes the
+training set of the official-protocol rows.
 
 :func:`expand` turns (experiment, profile) into the list of training run specifications
 (:class:`csta_lib.train.RunSpec`); :func:`plan` gives the same runs as :class:`RunPlan` objects, which also
@@ -42,7 +48,7 @@ if TYPE_CHECKING:
 DATASETS = ("summe", "tvsum")
 PAPER_FOLDS = 5
 PAPER_EPOCHS = 100
-PAPER_SEEDS = 5  # the paper averages "10 runs without fixing the seed" (reference §2); we fix 5 seeds
+PAPER_SEEDS = 5  # the paper averages "10 runs without fixing the seed" (method page, method-loss); we fix 5 seeds
 
 
 # -------------------------------------------------------------------------------------------------------------
@@ -69,12 +75,43 @@ class Variant:
 
 
 @dataclass(frozen=True)
+class Selection:
+    """Which model-selection policies a run computes, and the validation hold-out they need.
+
+    The official code trains each fold on *all* of its training videos and keeps the epoch with the best test
+    score (``test-max``); the ``val`` policy needs some training videos held out, which changes the training set,
+    so it gets runs of its own instead of changing the official ones.
+    """
+
+    name: str  # short, file-system safe: "official" | "held-out"
+    policies: tuple[str, ...]
+    val_fraction: float
+    description: str
+
+    @property
+    def trained_on(self) -> str:
+        """The training set in words."""
+        if self.val_fraction == 0:
+            return "all of the fold's training videos"
+        return f"the fold's training videos minus {self.val_fraction:.0%} held out for validation"
+
+
+#: The official protocol: every training video trains; test-max (the official rule) and last from the same run.
+OFFICIAL = Selection("official", ("test-max", "last"), 0.0,
+                     "test-max and last, trained on all of the fold's training videos (the official protocol)")
+#: The honest alternative: 20 % of the training videos held out, the epoch chosen on them.
+HELD_OUT = Selection("held-out", ("val",), 0.2,
+                     "val, trained on 80 % of the fold's training videos, epoch chosen on the other 20 %")
+
+
+@dataclass(frozen=True)
 class Experiment:
-    """A named experiment: what it reproduces and its rows."""
+    """A named experiment: what it reproduces, its rows and the kinds of run each row gets (:class:`Selection`)."""
 
     name: str
     title: str
     variants: tuple[Variant, ...]
+    selections: tuple[Selection, ...] = (OFFICIAL,)
 
 
 _TABLE2_LABELS = {
@@ -90,7 +127,11 @@ _FIG4_LABELS = {"googlenet": "GoogleNet", "mobilenet_v2": "MobileNet-V2", "effic
                 "resnet18": "ResNet-18"}
 
 EXPERIMENTS: dict[str, Experiment] = {
-    "table1": Experiment("table1", "Table 1: CSTA on SumMe and TVSum", (Variant("CSTA", "paper"),)),
+    # Table 1 reports all three policies: test-max and last from official-protocol runs, val from separate runs
+    # with a hold-out. The other experiments report test-max (as the paper) and so need only official runs,
+    # which they share with Table 1 where the model is the same (CSTA: table1, table2's last row, deviations).
+    "table1": Experiment("table1", "Table 1: CSTA on SumMe and TVSum", (Variant("CSTA", "paper"),),
+                         (OFFICIAL, HELD_OUT)),
     "table2": Experiment(
         "table2", "Table 2: ablation, each row adds one module",
         tuple(Variant(_TABLE2_LABELS[p], p) for p in TABLE2_ORDER),
@@ -133,7 +174,8 @@ _PAPER_SIZE = Size(DATASETS, _ALL_FOLDS, tuple(range(PAPER_SEEDS)), PAPER_EPOCHS
 _SMOKE_SIZE = Size(DATASETS, (0,), (0,), 1, data="tiny")
 
 #: The sizes of every (profile, experiment). The quick sizes share fold 0 / seed 0 / 3 epochs on SumMe, so the
-#: CSTA runs of table1, table2 and deviations are one run, computed once and reused from the store.
+#: official-protocol CSTA runs of table1, table2 and deviations are one run, and Figure 4's GoogLeNet bar is
+#: table2's baseline run, each computed once and reused from the store.
 PROFILE_SIZES: dict[str, dict[str, Size]] = {
     "smoke": {
         "table1": _SMOKE_SIZE,
@@ -144,7 +186,7 @@ PROFILE_SIZES: dict[str, dict[str, Size]] = {
     "quick": {
         "table1": Size(DATASETS, (0,), (0,), 3),
         "table2": Size(("summe",), (0,), (0,), 3),
-        "fig4": Size(("summe",), (0,), (0,), 2),
+        "fig4": Size(("summe",), (0,), (0,), 3),
         "deviations": Size(("summe",), (0,), (0,), 3),
     },
     "paper": {name: _PAPER_SIZE for name in EXPERIMENTS},
@@ -161,9 +203,10 @@ TINY_SPLITS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 PROFILE_NOTES = {
     "smoke": "seconds: 1 epoch on tiny surrogate subsets (3-4 short videos per dataset, one fold), "
              "for tests; the numbers mean nothing",
-    "quick": "the book's default on a 2-core CPU (about 10 minutes of training for all experiments)",
+    "quick": "the book's default on a 2-core CPU (about 10-15 minutes of training for all experiments)",
     "paper": "the paper's protocol (5 folds x 100 epochs x 5 seeds, both datasets): GPU work, about 650 distinct "
-             "runs for all experiments, on the order of 10-20 GPU-hours on one recent GPU (estimate), a few hours "
+             "runs for all experiments (csta grid --plan counts them), on the order of 10-20 GPU-hours on one recent "
+             "GPU (estimate), a few hours "
              "on a small Ray cluster (see book/reproduce_grid.md)",
 }
 
@@ -198,7 +241,7 @@ def _range_text(values: Sequence[int], total: int | None = None) -> str:
 def describe(experiment: str, profile: str) -> str:
     """One paragraph: what ``profile`` runs for ``experiment`` and what it cut compared with the paper."""
     exp, s = check_experiment(experiment), size(experiment, profile)
-    n_runs = len(exp.variants) * len(s.datasets) * len(s.splits) * len(s.seeds)
+    n_runs = len(exp.variants) * len(exp.selections) * len(s.datasets) * len(s.splits) * len(s.seeds)
     cuts = []
     if s.data == "tiny":
         cuts.append("tiny surrogate subsets of the datasets instead of all videos")
@@ -210,8 +253,10 @@ def describe(experiment: str, profile: str) -> str:
         cuts.append(f"{len(s.seeds)} seed(s) instead of {PAPER_SEEDS}")
     if s.epochs < PAPER_EPOCHS:
         cuts.append(f"{s.epochs} epoch(s) instead of {PAPER_EPOCHS}")
-    head = (f"{exp.title} - profile {profile!r}: {len(exp.variants)} variant(s) x {len(s.datasets)} dataset(s) x "
-            f"{len(s.splits)} fold(s) x {len(s.seeds)} seed(s) x {s.epochs} epoch(s) = {n_runs} run(s)")
+    kinds = "" if len(exp.selections) == 1 else f"{len(exp.selections)} kinds of run x "
+    head = (f"{exp.title} - profile {profile!r}: {len(exp.variants)} variant(s) x {kinds}{len(s.datasets)} "
+            f"dataset(s) x {len(s.splits)} fold(s) x {len(s.seeds)} seed(s) x {s.epochs} epoch(s) = {n_runs} run(s)"
+            f" ({'; '.join(sel.description for sel in exp.selections)})")
     if not cuts:
         return head + "; the paper's full protocol."
     return head + ". Cut compared with the paper: " + "; ".join(cuts) + "."
@@ -277,11 +322,13 @@ class RunPlan:
     seed: int
     epochs: int
     data: DataSource = field(compare=False)
+    selection: Selection = OFFICIAL
 
     @property
     def label(self) -> str:
-        """A short human name: ``variant/dataset/split k/seed s``."""
-        return f"{self.variant.name} {self.dataset} split {self.split} seed {self.seed}"
+        """A short human name: ``variant dataset split k seed s`` (plus ``held-out`` for validation runs)."""
+        extra = "" if self.selection == OFFICIAL else f" {self.selection.name}"
+        return f"{self.variant.name} {self.dataset} split {self.split} seed {self.seed}{extra}"
 
     def spec(self) -> RunSpec:
         """The training run specification (:class:`csta_lib.train.RunSpec`) of this run."""
@@ -301,12 +348,15 @@ def to_run_spec(p: RunPlan) -> RunSpec:
         epochs=p.epochs,
         data_path=str(p.data.features),
         splits_file=None if p.data.splits_file is None else str(p.data.splits_file),
+        policies=p.selection.policies,
+        val_fraction=p.selection.val_fraction,
     )
 
 
 def plan(experiment: str, profile: str, data: Mapping[str, DataSource] | None = None,
          cache_dir: str | os.PathLike[str] | None = None) -> list[RunPlan]:
-    """Every run of ``experiment`` at ``profile``, in a stable order (variant, dataset, split, seed).
+    """Every run of ``experiment`` at ``profile``, in a stable order (variant, selection, dataset, split, seed):
+    the official-protocol runs of a variant come before its held-out runs.
 
     ``data`` (from :func:`prepare_data`) avoids resolving the data again.
     """
@@ -320,8 +370,8 @@ def plan(experiment: str, profile: str, data: Mapping[str, DataSource] | None = 
             raise CstaInputError(f"experiment {experiment}: unknown preset {v.preset!r}")
         v.config  # noqa: B018 - validates the overrides before anything runs
     return [
-        RunPlan(experiment, v, d, k, seed, s.epochs, data[d])
-        for v in exp.variants for d in s.datasets for k in s.splits for seed in s.seeds
+        RunPlan(experiment, v, d, k, seed, s.epochs, data[d], sel)
+        for v in exp.variants for sel in exp.selections for d in s.datasets for k in s.splits for seed in s.seeds
     ]
 
 
@@ -342,27 +392,31 @@ TRAIN_VIDEOS = {"summe": 20, "tvsum": 40}
 TEST_VIDEOS = {"summe": 5, "tvsum": 10}
 
 
-def run_seconds(dataset: str, s: Size, step_seconds_at_293: float = STEP_SECONDS_AT_293) -> float:
-    """Rough CPU seconds of one run of ``dataset`` at size ``s`` (training steps plus per-epoch evaluation)."""
+def run_seconds(dataset: str, s: Size, step_seconds_at_293: float = STEP_SECONDS_AT_293,
+                selection: Selection = OFFICIAL) -> float:
+    """Rough CPU seconds of one run of ``dataset`` at size ``s`` (training steps plus per-epoch evaluation of the
+    test and validation videos; a hold-out moves training videos to evaluation)."""
     if s.data == "tiny":
         n_train, n_test, steps = len(TINY_SPLITS[dataset][0]), len(TINY_SPLITS[dataset][1]), 130.0
     else:
         n_train, n_test, steps = TRAIN_VIDEOS[dataset], TEST_VIDEOS[dataset], MEAN_STEPS[dataset]
+    n_val = max(1, round(selection.val_fraction * n_train)) if selection.val_fraction > 0 else 0
     per_step = step_seconds_at_293 * steps / 293.0
-    return per_step * (n_train + n_test / 3.0) * s.epochs
+    return per_step * (n_train - n_val + (n_test + n_val) / 3.0) * s.epochs
 
 
-def _distinct_runs(names: Iterable[str], profile: str) -> dict[tuple[Any, ...], tuple[str, Size]]:
+def _distinct_runs(names: Iterable[str], profile: str) -> dict[tuple[Any, ...], tuple[str, Size, Selection]]:
     """Distinct runs of several experiments (a run shared by two experiments, e.g. CSTA, counts once)."""
-    runs: dict[tuple[Any, ...], tuple[str, Size]] = {}
+    runs: dict[tuple[Any, ...], tuple[str, Size, Selection]] = {}
     for name in names:
-        s = size(name, profile)
-        for v in check_experiment(name).variants:
+        s, exp = size(name, profile), check_experiment(name)
+        for v in exp.variants:
             config = json.dumps(v.config.to_dict(), sort_keys=True)
-            for d in s.datasets:
-                for k in s.splits:
-                    for seed in s.seeds:
-                        runs[(config, d, k, seed, s.epochs, s.data)] = (d, s)
+            for sel in exp.selections:
+                for d in s.datasets:
+                    for k in s.splits:
+                        for seed in s.seeds:
+                            runs[(config, sel, d, k, seed, s.epochs, s.data)] = (d, s, sel)
     return runs
 
 
@@ -379,4 +433,5 @@ def estimate_seconds(experiment: str, profile: str, step_seconds_at_293: float =
 def estimate_profile_seconds(names: Iterable[str], profile: str,
                              step_seconds_at_293: float = STEP_SECONDS_AT_293) -> float:
     """Rough CPU seconds to train the distinct runs of several experiments (what the book pays once)."""
-    return sum(run_seconds(d, s, step_seconds_at_293) for d, s in _distinct_runs(names, profile).values())
+    return sum(run_seconds(d, s, step_seconds_at_293, sel) for d, s, sel in _distinct_runs(names, profile).values())
+

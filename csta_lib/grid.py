@@ -28,6 +28,7 @@ The notebooks call::
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import socket
 import sys
@@ -109,12 +110,13 @@ def check_options(engine: str, jobs: int, gpus_per_run: float, cpus_per_run: int
         raise CstaInputError(f"unknown engine {engine!r}; use one of: {', '.join(ENGINES)}")
     if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
         raise CstaInputError(f"jobs must be a positive integer, got {jobs!r}")
-    if not isinstance(gpus_per_run, (int, float)) or gpus_per_run < 0:
-        raise CstaInputError(f"gpus_per_run must be >= 0, got {gpus_per_run!r}")
+    if (not isinstance(gpus_per_run, (int, float)) or isinstance(gpus_per_run, bool)
+            or not math.isfinite(gpus_per_run) or gpus_per_run < 0):
+        raise CstaInputError(f"--gpus-per-run must be a finite number >= 0 (e.g. 0.25 or 1), got {gpus_per_run!r}")
     if gpus_per_run > 1 and gpus_per_run != int(gpus_per_run):
-        raise CstaInputError(f"gpus_per_run above 1 must be a whole number, got {gpus_per_run}")
+        raise CstaInputError(f"--gpus-per-run above 1 must be a whole number, got {gpus_per_run}")
     if cpus_per_run is not None and (not isinstance(cpus_per_run, int) or cpus_per_run < 1):
-        raise CstaInputError(f"cpus_per_run must be a positive integer, got {cpus_per_run!r}")
+        raise CstaInputError(f"--cpus-per-run must be a positive integer, got {cpus_per_run!r}")
 
 
 def default_cpus_per_run(engine: str, jobs: int, joins_cluster: bool) -> int:
@@ -641,6 +643,48 @@ def _data_summary(src: experiments.DataSource) -> dict[str, Any]:
     ds = load_eccv16(src.features, src.dataset)
     return {"file": str(src.features), "sha256": ds.sha256, "surrogate": bool(ds.is_surrogate),
             "splits_file": str(src.splits_file) if src.splits_file else "official CSTA splits"}
+
+
+def plan_entries(experiment: str, profile: str, store: str | os.PathLike[str] | None = None,
+                 cache_dir: str | os.PathLike[str] | None = None, *, with_keys: bool = True,
+                 data: Mapping[str, experiments.DataSource] | None = None) -> list[dict[str, Any]]:
+    """What a grid would run, one JSON-able dict per run, without training anything.
+
+    Each entry: ``experiment``, ``label`` (the experiment's row), ``preset``, ``variant``, ``overrides``,
+    ``dataset``, ``split`` (0-based), ``seed``, ``epochs``, ``val_fraction``, ``policies``, ``selection`` (the kind
+    of run), ``data`` (``tiny`` or ``full``), ``features`` (the feature file), ``estimated_cpu_s`` (a rough
+    2-core CPU estimate, :func:`csta_lib.experiments.run_seconds`) and, with ``with_keys`` (reads each run's
+    data and split to compute its content address): ``n_train``, ``n_val``, ``n_test`` (videos),
+    ``surrogate`` (whether the features are surrogate), ``key`` and ``in_store`` (its record is already in
+    ``store``; the store is only read, never created). ``data`` (from :func:`csta_lib.experiments.prepare_data`)
+    avoids resolving the data files again.
+    """
+    from csta_lib import store as results_store
+
+    experiments.check_experiment(experiment)
+    size = experiments.size(experiment, profile)
+    store_dir = Path(store) if store not in (None, "") else results_store.default_store_dir()
+    data = data if data is not None else experiments.prepare_data(experiment, profile, cache_dir)
+    entries = []
+    for p in experiments.plan(experiment, profile, data):
+        entry: dict[str, Any] = {
+            "experiment": experiment, "label": p.variant.label, "preset": p.variant.preset,
+            "variant": p.variant.name, "overrides": [list(o) for o in p.variant.overrides], "dataset": p.dataset,
+            "split": p.split, "seed": p.seed, "epochs": p.epochs, "val_fraction": p.selection.val_fraction,
+            "policies": list(p.selection.policies), "selection": p.selection.name, "data": size.data,
+            "features": str(p.data.features),
+            "estimated_cpu_s": round(experiments.run_seconds(p.dataset, size, selection=p.selection), 1),
+        }
+        if with_keys:
+            from csta_lib import train
+
+            prep = train.prepare(dataclasses.replace(p.spec(), device="cpu"))
+            stored = store_dir.is_dir() and results_store.find_record(
+                store_dir, p.dataset, p.variant.name, prep.key) is not None
+            entry.update(n_train=len(prep.train_keys), n_val=len(prep.val_keys), n_test=len(prep.test_keys),
+                         surrogate=bool(prep.data.is_surrogate), key=prep.key, in_store=stored)
+        entries.append(entry)
+    return entries
 
 
 def records_for(experiment: str, profile: str, store: str | os.PathLike[str] | None = None,

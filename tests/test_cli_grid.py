@@ -35,17 +35,35 @@ def test_smoke_grid_contract(tmp_path, capsys):
     args = ["grid", "--experiment", "table1", "--profile", "smoke", "--engine", "local", "--store", str(tmp_path)]
     assert main(args) == 0
     summary = last_json(capsys.readouterr().out)
-    assert (summary["runs"], summary["computed"], summary["reused"], summary["failed"]) == (2, 2, 0, 0)
+    assert (summary["runs"], summary["computed"], summary["reused"], summary["failed"]) == (4, 4, 0, 0)
     records = [store.read_record(p) for p in store.iter_record_files(tmp_path)]
     assert sorted(r["key"] for r in records) == sorted(summary["keys"])
     for r in records:
         assert r["provenance"]["surrogate"] is True
         assert {"config", "epochs", "selected"} <= set(r)
-        assert {"test-max", "val", "last"} <= set(r["selected"])
         assert all({"train_loss", "test_tau", "test_rho"} <= set(e) for e in r["epochs"])
+    # test-max and last from runs on all training videos; val from separate runs with a hold-out
+    official = [r for r in records if set(r["selected"]) == {"test-max", "last"}]
+    held_out = [r for r in records if set(r["selected"]) == {"val"}]
+    assert len(official) == len(held_out) == 2
+    assert all(r["selection"]["val_fraction"] == 0 and not r["split"]["val_keys"] for r in official)
+    assert all(r["selection"]["val_fraction"] == 0.2 and r["split"]["val_keys"] for r in held_out)
     assert main(args + ["--no-progress"]) == 0
     again = last_json(capsys.readouterr().out)
-    assert (again["computed"], again["reused"]) == (0, 2)
+    assert (again["computed"], again["reused"]) == (0, 4)
+    # --plan --json: one object per line, the same runs, now all in the store; nothing is trained
+    assert main(["grid", "--experiment", "table1", "--profile", "smoke", "--plan", "--json", "--store",
+                 str(tmp_path)]) == 0
+    planned = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert sorted(p["key"] for p in planned) == sorted(summary["keys"])
+    assert all(p["in_store"] for p in planned)
+    for p in planned:
+        assert {"preset", "dataset", "split", "seed", "epochs", "val_fraction", "policies"} <= set(p)
+        if "test-max" in p["policies"]:
+            assert p["val_fraction"] == 0
+    assert main(["grid", "--experiment", "table1", "--profile", "smoke", "--plan", "--store", str(tmp_path)]) == 0
+    text = capsys.readouterr().out
+    assert "4 run(s)" in text and "0 not in the store" in text and "test-max,last" in text
 
 
 @pytest.mark.parametrize(
@@ -55,6 +73,11 @@ def test_smoke_grid_contract(tmp_path, capsys):
         (["--experiment", "table1", "--profile", "huge"], "unknown profile"),
         (["--experiment", "table1", "--engine", "dask"], "unknown engine"),
         (["--profile", "smoke"], "--experiment is required"),
+        (["--experiment", "table1", "--gpus-per-run", "nan"], "--gpus-per-run must be a finite number >= 0"),
+        (["--experiment", "table1", "--gpus-per-run", "inf"], "--gpus-per-run must be a finite number >= 0"),
+        (["--experiment", "table1", "--gpus-per-run", "-0.5"], "--gpus-per-run must be a finite number >= 0"),
+        (["--experiment", "table1", "--plan", "--gpus-per-run", "nan"], "--gpus-per-run must be a finite number"),
+        (["--experiment", "table1", "--json"], "--json goes with --plan"),
     ],
 )
 def test_bad_input_exits_2(tmp_path, capsys, extra, message):

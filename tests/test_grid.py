@@ -26,7 +26,8 @@ TESTS_DIR = Path(__file__).resolve().parent
 
 def fake_key(spec) -> str:
     return store.content_key({"variant": spec.variant, "dataset": spec.dataset, "split": spec.split,
-                              "seed": spec.seed, "epochs": spec.epochs,
+                              "seed": spec.seed, "epochs": spec.epochs, "policies": list(spec.policies),
+                              "val_fraction": spec.resolved_val_fraction(),
                               "data": Path(spec.data_path).name if spec.data_path else None})
 
 
@@ -132,6 +133,7 @@ def test_threads_and_device_per_run(tmp_path, cache):
     out = grid.run_grid("table1", "smoke", store=tmp_path, progress=False, cache_dir=cache, cpus_per_run=1, **FAKE)
     assert out["threads_per_run"] == 1
     records = [store.read_record(p) for p in record_files(tmp_path)]
+    assert len(records) == out["runs"] == 4  # official-protocol and held-out runs of both datasets
     assert {r["threads"] for r in records} == {1}
     assert {r["device"] for r in records} == {"cpu"}
     assert {r["dataset"] for r in records} == {"summe", "tvsum"}
@@ -162,9 +164,32 @@ def test_experiment_records_without_profile_prefer_the_longest_runs(tmp_path, ca
 def test_progress_output(tmp_path, cache, capsys):
     grid.run_grid("table1", "smoke", store=tmp_path, progress=True, cache_dir=cache, **FAKE)
     err = capsys.readouterr().err
-    assert err.count("done   ") == 2
+    assert err.count("done   ") == 4
     assert "Cut compared with the paper" in err
-    assert "2/2" in err  # the overall bar reached the total
+    assert "4/4" in err  # the overall bar reached the total
+
+
+def test_plan_entries_list_the_runs_without_running_them(tmp_path, cache):
+    entries = grid.plan_entries("table1", "smoke", tmp_path / "store", cache)
+    assert not (tmp_path / "store").exists()  # the store is only read
+    assert len(entries) == 4 and not any(e["in_store"] for e in entries)
+    for e in entries:
+        assert {"preset", "dataset", "split", "seed", "epochs", "val_fraction", "policies", "key"} <= set(e)
+        assert (e["val_fraction"] == 0) == ("test-max" in e["policies"])
+        assert e["n_train"] + e["n_val"] == len(experiments.TINY_SPLITS[e["dataset"]][0])
+    grid.run_grid("table1", "smoke", store=tmp_path / "store", progress=False, cache_dir=cache, **FAKE)
+    # the fake trainer's keys are not the training's content addresses: look them up through the real keys
+    assert {e["key"] for e in entries} == {
+        grid.train_lookup(p.spec(), str(tmp_path))[0] for p in experiments.plan("table1", "smoke", cache_dir=cache)}
+
+
+def test_paper_plan_of_table1_is_the_official_protocol(cache):
+    data = {d: experiments.DataSource(d, cache / f"{d}.h5", None) for d in ("summe", "tvsum")}
+    entries = grid.plan_entries("table1", "paper", with_keys=False, data=data)
+    assert len(entries) == 100 and {e["epochs"] for e in entries} == {100}
+    official = [e for e in entries if "test-max" in e["policies"]]
+    assert len(official) == 50 and {e["val_fraction"] for e in official} == {0.0}
+    assert {tuple(e["policies"]) for e in entries if e not in official} == {("val",)}
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -180,8 +205,9 @@ def test_bad_input(tmp_path, cache):
         grid.run_grid("table1", "smoke", engine="slurm", store=tmp_path, **FAKE)
     with pytest.raises(CstaInputError, match="jobs"):
         grid.run_grid("table1", "smoke", jobs=0, store=tmp_path, **FAKE)
-    with pytest.raises(CstaInputError, match="gpus_per_run"):
-        grid.run_grid("table1", "smoke", gpus_per_run=-1, store=tmp_path, **FAKE)
+    for bad in (-1, float("nan"), float("inf"), -float("inf")):
+        with pytest.raises(CstaInputError, match="gpus-per-run must be a finite number >= 0"):
+            grid.run_grid("table1", "smoke", gpus_per_run=bad, store=tmp_path, **FAKE)
     a_file = tmp_path / "file"
     a_file.write_text("x")
     with pytest.raises(CstaInputError, match="not a directory"):

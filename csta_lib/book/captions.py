@@ -75,6 +75,79 @@ def record_caption(records: Sequence[Mapping[str, Any]], policy: str | None = "t
     return ", ".join(parts)
 
 
+SELECTION_WORDS = {
+    "test-max": "test-max selection (epoch chosen on the test videos, as the official code)",
+    "val": "val selection (epoch chosen on the validation hold-out)",
+    "last": "last-epoch selection",
+}
+
+
+def _count(n: int, word: str, values: Iterable[int] = ()) -> str:
+    """``1 fold (fold 0)``, ``5 folds (0-4)``."""
+    listed = int_ranges(values)
+    if n == 1:
+        return f"1 {word} ({word} {listed})" if listed else f"1 {word}"
+    return f"{n} {word}s ({listed})" if listed else f"{n} {word}s"
+
+
+def training_videos(records: Sequence[Mapping[str, Any]]) -> str:
+    """How many videos the runs trained on, per dataset: ``SumMe 20, TVSum 40 training videos``; runs with a
+    validation hold-out say so (``SumMe 16 training videos + 4 held out for validation``), and when both kinds of
+    run are present each is named (``(official runs)``, ``(held-out runs)``)."""
+    parts = []
+    for d in sorted({r["dataset"] for r in records}):
+        mine = [r for r in records if r["dataset"] == d]
+        kinds = sorted({(len(r["split"].get("train_keys", ())), len(r["split"].get("val_keys", ()))) for r in mine},
+                       key=lambda kv: (kv[1] > 0, kv))
+        mixed = len({v > 0 for _, v in kinds}) > 1
+        texts = []
+        for n_train, n_val in kinds:
+            text = f"{n_train} training video{'s' if n_train != 1 else ''}"
+            if n_val:
+                text += f" + {n_val} held out for validation"
+            if mixed:
+                text += " (held-out runs)" if n_val else " (official runs)"
+            texts.append(text)
+        parts.append(f"{dataset_name(d)} {'; '.join(texts)}")
+    return ", ".join(parts)
+
+
+def protocol_caption(records: Sequence[Mapping[str, Any]], policy: str | None = None) -> str:
+    """The full protocol of a table or figure built from ``records`` (only those that ran ``policy``):
+
+    data (surrogate or real) and CNN init, the τ/ρ protocol per dataset, the selection policy, the real number
+    of folds and seeds (and whether a number is one run or a mean), the epochs and how many videos trained.
+    """
+    if policy is not None:
+        records = [r for r in records if policy in r.get("selected", {})]
+    if not records:
+        return "no runs"
+    datasets = sorted({r["dataset"] for r in records})
+    surrogate = any(bool(r.get("provenance", {}).get("surrogate")) for r in records)
+    weights = sorted({str(r.get("provenance", {}).get("imagenet_weights") or "") for r in records})
+    protocols = ", ".join(f"{r_protocol} ({dataset_name(d)})" for d, r_protocol in sorted(
+        {(r["dataset"], r.get("protocol", {}).get("rank", "?")) for r in records}))
+    splits = sorted({r["split"]["index"] for r in records})
+    seeds = sorted({r["seed"] for r in records})
+    epochs = sorted({int(r["n_epochs"]) for r in records if r.get("n_epochs")})
+    features = (f"{features_label(True)} (pipeline check, not comparable with the paper)" if surrogate
+                else features_label(False))
+    parts = [" + ".join(dataset_name(d) for d in datasets), features, "; ".join(weights_label(w) for w in weights),
+             f"τ/ρ protocol {protocols}"]
+    if policy:
+        parts.append(SELECTION_WORDS.get(policy, f"{policy} selection"))
+    runs = f"{_count(len(splits), 'fold', splits)} × {_count(len(seeds), 'seed', seeds)}"
+    if len(splits) == 1 and len(seeds) == 1:
+        runs += ": each number is one run (n = 1, no ±)"
+    else:
+        runs += f": mean over {len(splits) * len(seeds)} runs"
+    parts.append(runs)
+    if epochs:
+        parts.append(f"{'/'.join(str(e) for e in epochs)} epoch{'s' if epochs != [1] else ''}")
+    parts.append(training_videos(records))
+    return ", ".join(parts)
+
+
 def data_caption(datasets: Mapping[str, bool]) -> str:
     """``{"summe": True}`` (dataset -> surrogate?) -> ``"SumMe: surrogate features"``."""
     return "; ".join(f"{dataset_name(d)}: {features_label(s)}" for d, s in sorted(datasets.items()))

@@ -104,41 +104,44 @@ def agreement_figure(per_video: Mapping[str, Sequence[float]], caption: str, met
     return _finish(fig)
 
 
-def comparison_table(ours: Mapping[str, Mapping[str, tuple[float, float] | None]],
-                     paper: Mapping[str, Mapping[str, tuple[float, float] | None]],
-                     datasets: Sequence[str] = ("summe", "tvsum"), order: Sequence[str] | None = None) -> Any:
-    """Rows -> ``τ / ρ`` cells for ours and the paper, side by side per dataset.
-
-    Rows come in ``order`` if given (then any others), else ours first, then the paper's."""
-    import pandas as pd
-
-    def cell(pair: tuple[float, float] | None) -> str:
-        if pair is None or any(v is None or np.isnan(v) for v in pair):
-            return "–"
-        return f"{pair[0]:.3f} / {pair[1]:.3f}"
-
-    rows = []
-    for label in list(dict.fromkeys([*(order or []), *ours, *paper])):
-        row = {"row": label}
-        for d in datasets:
-            row[f"{d} τ/ρ (ours)"] = cell(ours.get(label, {}).get(d))
-            row[f"{d} τ/ρ (paper)"] = cell(paper.get(label, {}).get(d))
-        rows.append(row)
-    return pd.DataFrame(rows).set_index("row")
-
-
 def bar_figure(frame: Any, x: str, y: str, hue: str | None, caption: str,
-               marks: Mapping[str, float] | None = None, mark_label: str = "paper") -> Any:
-    """A bar chart in the paper's style (Figure 4), with optional horizontal marks (paper values)."""
+               marks: Mapping[str, float] | None = None, mark_label: str = "paper", *,
+               levels: Mapping[str, float] | None = None, note: str | None = None, value_label: str = "Kendall τ",
+               horizontal: bool = False, order: Sequence[str] | None = None) -> Any:
+    """A bar chart in the paper's style (Figure 4, Table 2).
+
+    ``marks`` are dashed lines labelled ``mark_label: name = value`` (the paper's values, only where the bars are
+    comparable with them); ``levels`` are dotted reference lines labelled ``name = value`` (e.g. the Random and
+    ground-truth-score levels under the bars' own protocol). ``note`` is written large inside the image (e.g.
+    "surrogate features — pipeline check"), so a cropped or copied figure still says what it shows. The value axis
+    is labelled ``value_label``; ``horizontal`` puts the bars' labels on the vertical axis (long row names);
+    ``order`` fixes the order of the bars (default: as they come in ``frame``).
+    """
+    import textwrap
+
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    fig, ax = plt.subplots(figsize=(6.5, 3.4))
-    sns.barplot(data=frame, x=x, y=y, hue=hue, ax=ax, errorbar=None)
+    n_bars = frame[y if horizontal else x].nunique() if len(frame) else 1
+    size = (9.0, 2.0 + 0.35 * n_bars * (frame[hue].nunique() if hue else 1)) if horizontal else (9.0, 4.2)
+    fig, ax = plt.subplots(figsize=size)
+    sns.barplot(data=frame, x=x, y=y, hue=hue, ax=ax, errorbar=None, orient="h" if horizontal else "v",
+                order=list(order) if order is not None else None)
+    line = ax.axvline if horizontal else ax.axhline
     for i, (name, value) in enumerate((marks or {}).items()):
-        ax.axhline(value, ls="--", lw=1, color=f"C{i + 3}", label=f"{mark_label}: {name} = {value:.3f}")
-    ax.legend(fontsize=7)
-    ax.set_title(caption, fontsize=9)
+        line(value, ls="--", lw=1, color=f"C{i + 3}", label=f"{mark_label}: {name} = {value:.3f}")
+    for i, (name, value) in enumerate((levels or {}).items()):
+        line(value, ls=":", lw=1.6, color=("dimgrey", "black", "tab:red", "tab:purple")[i % 4],
+             label=f"{name} = {value:.3f}")
+    (ax.set_xlabel if horizontal else ax.set_ylabel)(value_label)
+    (ax.set_ylabel if horizontal else ax.set_xlabel)("")
+    if marks or levels or hue:
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    if note:
+        ax.text(0.5, 0.5, note, transform=ax.transAxes, ha="center", va="center", fontsize=13, color="tab:red",
+                alpha=0.8, rotation=0 if horizontal else 12, weight="bold", zorder=10,
+                bbox={"facecolor": "white", "alpha": 0.7, "edgecolor": "tab:red", "boxstyle": "round"})
+    ax.set_title("\n".join(textwrap.wrap(caption, 120 if horizontal else 110)), fontsize=7, loc="left")
     fig.tight_layout()
     return _finish(fig)
 

@@ -1,7 +1,16 @@
-"""Run an experiment grid from a notebook and shape its records for the book's tables.
+"""Run an experiment grid from a notebook and shape its records for the book's results chapters.
 
 Notebooks call :func:`experiment_records` (the local grid engine: only missing runs are trained, the rest
-come from the results store), then the table helpers of :mod:`csta_lib.store` and the pair helpers here.
+come from the results store), then the helpers here:
+
+- what the runs can be compared with: :func:`comparable_with_paper` (real features and ImageNet weights) and
+  :func:`split_or_merge`, the rule that keeps this build's training results out of any table holding the paper's
+  values unless they are comparable; :func:`data_warning`, the text every results chapter opens with;
+- reference levels under the runs' own protocol on their own test videos (:func:`protocol_levels`: Random and
+  the ground-truth score, from :mod:`csta_lib.evaluation`) and the Human row recomputed (:func:`human_levels`);
+- per-video results (:func:`per_video_frame`, :func:`per_video_display`), which run each row comes from
+  (:func:`run_sources`), checkpoints re-scored under another protocol (:func:`rescore`);
+- downloadable run records (:func:`write_run_downloads`: JSON and CSV beside the executed notebook).
 """
 
 from __future__ import annotations
@@ -11,6 +20,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from csta_lib.book import captions
 from csta_lib.errors import CstaInputError
 
 PAIR = tuple[float, float]
@@ -26,8 +38,9 @@ def experiment_records(
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Compute what is missing of ``experiment`` at ``profile``; return its records and the grid summary.
 
-    ``device`` None trains on CUDA when available, else on the CPU. ``datasets``/``seeds`` restrict the records shown (the grid itself always runs the profile's runs).
-    Failed runs raise: a book page must not silently show a partial table.
+    ``device`` None trains on CUDA when available, else on the CPU. ``datasets``/``seeds`` restrict the records
+    shown (the grid itself always runs the profile's runs). Failed runs raise: a book page must not silently show
+    a partial table.
     """
     from csta_lib import grid, store
     from csta_lib.train import resolve_device
@@ -90,34 +103,550 @@ def pm(mean: float, std: float) -> str:
     return f"{mean:.3f} ± {std:.3f}"
 
 
-def protocol_notes(frame: Any) -> str:
-    """The store's per-(dataset, policy) provenance lines as a Markdown bullet list."""
-    from csta_lib import store
-
-    return "\n".join(f"- {line}" for line in store.table_header(frame).splitlines())
-
-
 def summary_display(summary: Any, labels: Mapping[str, str] | None = None) -> Any:
-    """A :func:`csta_lib.store.summary_table` frame for reading: ``mean ± std over seeds`` cells, counts."""
+    """A :func:`csta_lib.store.summary_table` frame for reading: ``mean ± std over seeds`` cells (std only when
+    there are several seeds), counts as integers, the selected epoch with one decimal."""
+    import pandas as pd
+
     rows = []
     for _, r in summary.iterrows():
         rows.append({
-            "dataset": r["dataset"], "row": (labels or {}).get(r["variant"], r["variant"]), "policy": r["policy"],
-            "τ": pm(r["tau"], r["tau_std_seeds"]), "ρ": pm(r["rho"], r["rho_std_seeds"]), "F1": pm(r["f1"], r["f1_std_seeds"]),
-            "τ sd over splits": pm(r["tau_std_splits"], float("nan")), "splits": int(r["n_splits"]),
-            "seeds": int(r["n_seeds"]), "mean selected epoch": round(float(r["epoch_mean"]), 1),
+            "dataset": captions.dataset_name(r["dataset"]), "row": (labels or {}).get(r["variant"], r["variant"]),
+            "policy": r["policy"], "τ": pm(r["tau"], r["tau_std_seeds"]), "ρ": pm(r["rho"], r["rho_std_seeds"]),
+            "F1": pm(r["f1"], r["f1_std_seeds"]), "τ sd over folds": pm(r["tau_std_splits"], float("nan")),
+            "folds": str(int(r["n_splits"])), "seeds": str(int(r["n_seeds"])),
+            "mean selected epoch": f"{float(r['epoch_mean']):.1f}",
         })
-    import pandas as pd
-
     return pd.DataFrame(rows).set_index(["dataset", "row", "policy"])
 
 
 def split_display(frame: Any, labels: Mapping[str, str] | None = None) -> Any:
-    """One row per (dataset, row, policy, split): mean ± std over seeds."""
+    """One row per (dataset, row, policy, fold): mean ± std over seeds, formatted for reading."""
     from csta_lib import store
 
     table = store.split_table(frame)
     table["row"] = table["variant"].map(lambda v: (labels or {}).get(v, v))
-    for m in ("tau", "rho", "f1"):
-        table[m] = [pm(a, b) for a, b in zip(table[m], table[f"{m}_std_seeds"])]
-    return table.set_index(["dataset", "row", "policy", "split"])[["tau", "rho", "f1", "n_seeds", "epoch_mean"]]
+    table["dataset"] = table["dataset"].map(captions.dataset_name)
+    out = table.rename(columns={"split": "fold"})
+    for m, name in (("tau", "τ"), ("rho", "ρ"), ("f1", "F1")):
+        out[name] = [pm(a, b) for a, b in zip(table[m], table[f"{m}_std_seeds"])]
+    out["seeds"] = [str(int(n)) for n in table["n_seeds"]]
+    out["mean selected epoch"] = [f"{float(e):.1f}" for e in table["epoch_mean"]]
+    return out.set_index(["dataset", "row", "policy", "fold"])[["τ", "ρ", "F1", "seeds", "mean selected epoch"]]
+
+
+# -------------------------------------------------------------------------------------------------------------
+# what the data can show: surrogate or real, and the tables that may (not) hold paper values
+
+PAPER_TABLE_TITLE = "the paper's values"
+CHECK_TABLE_TITLE = "this build: surrogate features — pipeline check, not comparable with the paper"
+
+
+def runs_on_surrogate(records: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether any run trained on surrogate features."""
+    return any(bool(r.get("provenance", {}).get("surrogate")) for r in records)
+
+
+def comparable_with_paper(records: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether the runs measure what the paper measured: real features and an ImageNet-initialised CNN in every
+    run (a profile may still cut folds, seeds or epochs; the captions say so). Only then may a table hold this
+    build's numbers beside the paper's."""
+    return bool(records) and all(
+        not r.get("provenance", {}).get("surrogate") and r.get("provenance", {}).get("imagenet_weights")
+        for r in records)
+
+
+def surrogate_signal(records: Sequence[Mapping[str, Any]]) -> float | None:
+    """The surrogate features' ``signal`` (how strongly a fixed feature direction carries the ground truth)."""
+    for r in records:
+        data = r.get("provenance", {}).get("data") or {}
+        if r.get("provenance", {}).get("surrogate") and data.get("signal") is not None:
+            return float(data["signal"])
+    return None
+
+
+def data_warning(records: Sequence[Mapping[str, Any]], what: str) -> str:
+    """The text of the admonition a results chapter opens with: what its numbers ran on and what they can show.
+
+    ``what`` names the chapter's numbers (e.g. "Table 1's rows from training").
+    """
+    if not records:
+        return f"No training run of this chapter is in the store for the chosen datasets; {what} are not shown."
+    if runs_on_surrogate(records):
+        signal = surrogate_signal(records)
+        knob = f" (signal {signal:g})" if signal is not None else ""
+        return (f"This build ran on surrogate features{knob}: synthetic features built around the real annotations, "
+                "in which a fixed direction of every step's features carries that step's ground-truth score. A "
+                "model can read the answer off its input, so it scores high after one epoch. "
+                f"{what[0].upper() + what[1:]} show that the pipeline trains, selects and evaluates end to end; "
+                "they say nothing about how well CSTA or any variant summarizes videos, differences between rows "
+                "mean nothing, and they are not comparable with the paper. The paper's values are shown in a "
+                "table of their own. Place the real eccv16 feature files (and the ImageNet weights) to reproduce "
+                "the paper; see the data chapter.")
+    if not comparable_with_paper(records):
+        return (f"This build ran on the real features but with a randomly initialised CNN (no ImageNet weights), so "
+                f"{what} are not comparable with the paper's; they are shown apart from the paper's values.")
+    return (f"This build ran on the real eccv16 GoogLeNet features with ImageNet-initialised CNNs: {what} are "
+            "measured under the paper's protocol, within the cuts of the profile stated in each caption, and are "
+            "shown beside the paper's values (not on surrogate features).")
+
+
+def pair_cell(pair: tuple[float, float] | None, index: int) -> str:
+    """τ (index 0) or ρ (index 1) of a pair, three decimals; "–" when absent or undefined."""
+    if pair is None:
+        return "–"
+    value = pair[index]
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{float(value):.3f}"
+
+
+def pairs_table(rows: Sequence[tuple[str, str, Mapping[str, tuple[float, float] | None]]],
+                datasets: Sequence[str]) -> Any:
+    """One row per ``(label, source, {dataset: (τ, ρ)})``; columns ``SumMe τ``, ``SumMe ρ``, …, ``source``."""
+    import pandas as pd
+
+    out = []
+    for label, source, pairs in rows:
+        row: dict[str, str] = {"row": label}
+        for d in datasets:
+            for i, metric in enumerate(("τ", "ρ")):
+                row[f"{captions.dataset_name(d)} {metric}"] = pair_cell(pairs.get(d), i)
+        row["source"] = source
+        out.append(row)
+    columns = ["row", *(f"{captions.dataset_name(d)} {m}" for d in datasets for m in ("τ", "ρ")), "source"]
+    return pd.DataFrame(out, columns=columns).set_index("row")
+
+
+def split_or_merge(build_rows: Sequence[tuple[str, str, Mapping[str, Any]]],
+                   paper_rows: Sequence[tuple[str, str, Mapping[str, Any]]],
+                   datasets: Sequence[str], comparable: bool,
+                   merged_title: str = "this build beside the paper") -> list[tuple[str, Any]]:
+    """The tables a results chapter shows, as ``[(title, frame), ...]``.
+
+    The rule: a table never holds a number trained on surrogate features (or with a random CNN) beside a paper
+    value. When the runs are ``comparable`` (:func:`comparable_with_paper`) one merged table holds both; otherwise
+    the paper's values (and numbers computed from the annotations alone, which are comparable) get their own table
+    and this build's training results another, titled as a pipeline check.
+    """
+    if comparable:
+        return [(merged_title, pairs_table([*build_rows, *paper_rows], datasets))]
+    tables = []
+    if paper_rows:
+        tables.append((PAPER_TABLE_TITLE, pairs_table(paper_rows, datasets)))
+    if build_rows:
+        tables.append((CHECK_TABLE_TITLE, pairs_table(build_rows, datasets)))
+    return tables
+
+
+def paper_rows(table: Mapping[str, Mapping[str, tuple[float, float] | None]], datasets: Sequence[str],
+               source: str = "paper (as printed)") -> list[tuple[str, str, dict[str, Any]]]:
+    """The paper's rows that report a number for at least one of ``datasets``."""
+    return [(label, source, {d: pairs.get(d) for d in datasets}) for label, pairs in table.items()
+            if any(pairs.get(d) is not None for d in datasets)]
+
+
+# -------------------------------------------------------------------------------------------------------------
+# reference levels under the runs' own protocol: Random, the ground-truth score, Human
+
+
+def _run_evaluator(record: Mapping[str, Any]) -> Any:
+    """The evaluator a run was scored with (its data file, its protocol): the training's own scorer."""
+    from csta_lib.data.eccv16 import load_eccv16
+    from csta_lib.evaluation import DatasetEvaluator
+
+    data = load_eccv16(record["provenance"]["data_file"], record["dataset"])
+    return DatasetEvaluator(data, protocol=record.get("protocol", {}).get("rank"))
+
+
+def protocol_levels(records: Sequence[Mapping[str, Any]], n_draws: int = 100, seed: int = 0
+                    ) -> dict[str, dict[str, Any]]:
+    """Per dataset: the Random and ground-truth-score levels on the runs' test videos, under the runs' protocol.
+
+    For every fold the runs tested on, :func:`csta_lib.evaluation.random_baseline` (``n_draws`` uniform random
+    score draws) and :func:`csta_lib.evaluation.upper_bound` (the annotated ``gtscore`` scored as a prediction)
+    are computed on that fold's test videos with the evaluator the training used; like the runs, the dataset's
+    level is the mean over folds. Returns ``{dataset: {"protocol", "folds", "n_test_videos", "random": (τ, ρ),
+    "random_std_tau", "gt": (τ, ρ), "gt_f1", "gt_per_video": {key: {...}}}}``.
+    """
+    from csta_lib.evaluation import DatasetEvaluator, random_baseline, upper_bound
+
+    out: dict[str, dict[str, Any]] = {}
+    for dataset in sorted({r["dataset"] for r in records}):
+        mine = [r for r in records if r["dataset"] == dataset]
+        evaluator = _run_evaluator(mine[0])
+        folds = {r["split"]["index"]: tuple(r["split"]["test_keys"]) for r in mine}
+        rnd, gt, gt_videos = [], [], {}
+        for fold, keys in sorted(folds.items()):
+            sub = DatasetEvaluator(references={k: evaluator.references[k] for k in keys}, dataset_name=dataset,
+                                   protocol=evaluator.protocol)
+            rnd.append(random_baseline(sub, n_draws=n_draws, seed=seed))
+            bound = upper_bound(dataset, evaluator=sub)
+            gt.append(bound)
+            gt_videos.update(bound["per_video"])
+        mean = lambda xs, k: float(np.mean([x[k] for x in xs]))  # noqa: E731
+        out[dataset] = {
+            "protocol": evaluator.protocol, "folds": sorted(folds), "n_test_videos": sum(map(len, folds.values())),
+            "n_draws": n_draws, "random": (mean(rnd, "tau"), mean(rnd, "rho")),
+            "random_std_tau": float(np.mean([x["tau_std"] for x in rnd])),
+            "gt": (mean(gt, "tau"), mean(gt, "rho")), "gt_f1": mean(gt, "f1"), "gt_per_video": gt_videos,
+        }
+    return out
+
+
+def human_levels(datasets: Sequence[str], protocol: str = "otani") -> dict[str, dict[str, Any]]:
+    """The Human row recomputed from the annotations (every video, Otani's protocol as the paper's Table 1):
+    ``{dataset: {"pair": (τ, ρ), "n_videos", "protocol"}}`` (:func:`csta_lib.evaluation.dataset_human_baseline`)."""
+    from csta_lib.evaluation import dataset_human_baseline
+
+    out = {}
+    for d in datasets:
+        r = dataset_human_baseline(d, protocol)
+        out[d] = {"pair": (r["tau"], r["rho"]), "n_videos": r["n_videos"], "protocol": protocol}
+    return out
+
+
+# -------------------------------------------------------------------------------------------------------------
+# per-video results and downloadable run records
+
+
+def per_video_frame(records: Sequence[Mapping[str, Any]], policies: Sequence[str] | None = None) -> Any:
+    """One row per (run, selection policy, test video): τ, ρ, F1 of the selected epoch (long format)."""
+    import pandas as pd
+
+    from csta_lib.store import POLICIES
+
+    rows = []
+    for r in records:
+        for policy in policies or POLICIES:
+            sel = r.get("selected", {}).get(policy)
+            if not sel:
+                continue
+            for video, m in (sel.get("per_video") or {}).items():
+                rows.append({
+                    "key": r.get("key"), "variant": r.get("variant"), "row": r.get("_label", r.get("variant")),
+                    "dataset": r["dataset"], "fold": r["split"]["index"], "seed": r["seed"], "policy": policy,
+                    "epoch": sel.get("epoch"), "video": video, "tau": _float(m.get("tau")),
+                    "rho": _float(m.get("rho")), "f1": _float(m.get("f1")),
+                    "surrogate": bool(r.get("provenance", {}).get("surrogate")),
+                })
+    columns = ["key", "variant", "row", "dataset", "fold", "seed", "policy", "epoch", "video", "tau", "rho", "f1",
+               "surrogate"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _float(value: Any) -> float:
+    return float("nan") if value is None else float(value)
+
+
+def _video_order(key: str) -> tuple[int, str]:
+    number = key.rsplit("_", 1)[-1]
+    return (int(number), key) if number.isdigit() else (10**9, key)
+
+
+def per_video_display(long: Any, levels: Mapping[str, Mapping[str, Any]] | None = None) -> Any:
+    """Per test video: τ / ρ / F1 per selection policy (mean over seeds when there are several, with their
+    number in ``seeds``), beside the ground-truth score's τ under the same protocol (from ``levels``)."""
+    import pandas as pd
+
+    if long.empty:
+        return pd.DataFrame()
+    rows = []
+    for (dataset, fold, video), part in long.groupby(["dataset", "fold", "video"], sort=False):
+        row: dict[str, Any] = {"dataset": captions.dataset_name(dataset), "fold": str(fold), "video": video}
+        for policy, sub in part.groupby("policy", sort=False):
+            for m, name in (("tau", "τ"), ("rho", "ρ"), ("f1", "F1")):
+                row[f"{policy} {name}"] = _fmt(sub[m].mean())
+        row["seeds"] = str(part["seed"].nunique())
+        gt = ((levels or {}).get(dataset, {}).get("gt_per_video") or {}).get(video)
+        if gt is not None:
+            row["ground-truth score τ"] = _fmt(gt["tau"])
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    frame = frame.sort_values(["dataset", "video"], key=lambda c: c.map(_video_order) if c.name == "video" else c)
+    return frame.set_index(["dataset", "fold", "video"]).fillna("–")
+
+
+def _fmt(value: Any) -> str:
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{float(value):.3f}"
+
+
+def run_rows(records_by_experiment: Mapping[str, Sequence[Mapping[str, Any]]]) -> Any:
+    """One row per (distinct run, selection policy) over several experiments: the run's protocol and result.
+
+    A run shared by experiments (e.g. CSTA in Table 1, Table 2 and the deviations) is one row whose
+    ``experiments`` and ``rows`` columns list them all.
+    """
+    import pandas as pd
+
+    runs: dict[str, dict[str, Any]] = {}
+    where: dict[str, list[str]] = {}
+    for experiment, records in records_by_experiment.items():
+        for r in records:
+            runs.setdefault(r["key"], dict(r))
+            where.setdefault(r["key"], []).append(f"{experiment}: {r.get('_label', r.get('variant'))}")
+    rows = []
+    for key, r in runs.items():
+        prov, split = r.get("provenance", {}), r.get("split", {})
+        for policy, sel in r.get("selected", {}).items():
+            rows.append({
+                "key": key, "experiments": "; ".join(where[key]), "variant": r.get("variant"),
+                "preset": r.get("preset"), "dataset": r["dataset"], "fold": split.get("index"), "seed": r.get("seed"),
+                "epochs": r.get("n_epochs"), "val_fraction": r.get("selection", {}).get("val_fraction"),
+                "n_train_videos": len(split.get("train_keys", ())), "n_val_videos": len(split.get("val_keys", ())),
+                "n_test_videos": len(split.get("test_keys", ())), "policy": policy,
+                "selected_epoch": sel.get("epoch"), "tau": _float(sel.get("test_tau")),
+                "rho": _float(sel.get("test_rho")), "f1": _float(sel.get("test_f1")),
+                "protocol": r.get("protocol", {}).get("rank"), "surrogate": bool(prov.get("surrogate")),
+                "cnn_init": prov.get("cnn_init"), "data_sha256": prov.get("data_sha256"),
+                "device": r.get("device"), "wall_time_s": r.get("wall_time_s"), "created_utc": r.get("created_utc"),
+            })
+    return pd.DataFrame(rows)
+
+
+def write_run_downloads(records_by_experiment: Mapping[str, Sequence[Mapping[str, Any]]], folder: str | Path,
+                        stem: str, profile: str | None = None) -> dict[str, Path]:
+    """Write the runs' records for readers to download: ``{stem}_runs.json`` (every full record, once each, with
+    the experiments it belongs to), ``{stem}_runs.csv`` (:func:`run_rows`) and ``{stem}_per_video.csv``
+    (:func:`per_video_frame`). Written atomically; returns ``{"json", "csv", "per_video"}`` paths."""
+    import json
+
+    import pandas as pd
+
+    from csta_lib.io import write_bytes_atomic
+
+    folder = Path(folder)
+    unique: dict[str, dict[str, Any]] = {}
+    for experiment, records in records_by_experiment.items():
+        for r in records:
+            entry = unique.setdefault(r["key"], {k: v for k, v in r.items() if not k.startswith("_")} | {
+                "experiments": []})
+            entry["experiments"].append({"experiment": experiment, "row": r.get("_label", r.get("variant"))})
+    payload = {"format": "csta-book-runs/1", "profile": profile, "n_runs": len(unique), "runs": list(unique.values())}
+    paths = {"json": folder / f"{stem}_runs.json", "csv": folder / f"{stem}_runs.csv",
+             "per_video": folder / f"{stem}_per_video.csv"}
+    write_bytes_atomic(paths["json"], json.dumps(payload, indent=1, allow_nan=True, default=str).encode())
+    write_bytes_atomic(paths["csv"], run_rows(records_by_experiment).to_csv(index=False).encode())
+    labelled = [dict(r, _label=r.get("_label")) for r in
+                {r["key"]: r for recs in records_by_experiment.values() for r in recs}.values()]
+    per_video = per_video_frame(labelled) if labelled else pd.DataFrame()
+    write_bytes_atomic(paths["per_video"], per_video.to_csv(index=False).encode())
+    return paths
+
+
+def default_downloads_dir() -> Path:
+    """Where a notebook writes its downloadable files when the build does not say: beside the executed
+    notebooks of the project's book (``book/_generated/downloads``)."""
+    from csta_lib.data.locator import PROJECT_ROOT
+
+    return PROJECT_ROOT / "book" / "_generated" / "downloads"
+
+
+def build_records(profile: str, store_dir: str | Path | None = None, experiments: Sequence[str] | None = None
+                  ) -> dict[str, list[dict[str, Any]]]:
+    """The stored records of every experiment at ``profile`` (only looked up, nothing is trained; runs not
+    computed yet are left out): what "all runs of the build" holds once every results chapter has run."""
+    from csta_lib import experiments as exps
+    from csta_lib import grid, store
+
+    store_dir = Path(store_dir) if store_dir else store.default_store_dir()
+    if not store_dir.is_dir():
+        return {}
+    return {name: grid.records_for(name, profile, store_dir) for name in (experiments or list(exps.EXPERIMENTS))}
+
+
+def first_record(records: Sequence[Mapping[str, Any]], policy: str) -> Mapping[str, Any]:
+    """The first record that selected a checkpoint under ``policy`` (Table 1's val row comes from other runs
+    than its test-max and last rows); :class:`CstaInputError` if none did."""
+    for r in records:
+        if policy in r.get("selected", {}):
+            return r
+    raise CstaInputError(f"no run selected a checkpoint under policy {policy!r}")
+
+
+def run_sources(records: Sequence[Mapping[str, Any]]) -> Any:
+    """Which runs each selection policy's numbers come from: per (policy, dataset), the kind of run, its
+    validation hold-out, how many videos trained / validated / tested, the epochs and the number of runs."""
+    import pandas as pd
+
+    rows = []
+    for policy in ("test-max", "last", "val"):
+        for dataset in sorted({r["dataset"] for r in records}):
+            mine = [r for r in records if r["dataset"] == dataset and policy in r.get("selected", {})]
+            if not mine:
+                continue
+            vf = sorted({float(r.get("selection", {}).get("val_fraction") or 0.0) for r in mine})
+            def count(name: str, mine: list = mine) -> str:
+                return "/".join(str(n) for n in sorted({len(r["split"].get(name, ())) for r in mine}))
+
+            rows.append({
+                "policy": policy, "dataset": captions.dataset_name(dataset),
+                "runs": "official protocol: all training videos train" if vf == [0.0]
+                else f"separate runs: {'/'.join(f'{v:.0%}' for v in vf)} of the training videos held out",
+                "training videos": count("train_keys"), "validation videos": count("val_keys"),
+                "test videos": count("test_keys"),
+                "epochs": "/".join(str(e) for e in sorted({r["n_epochs"] for r in mine})),
+                "runs (folds × seeds)": str(len(mine)),
+            })
+    return pd.DataFrame(rows).set_index(["policy", "dataset"]) if rows else pd.DataFrame()
+
+
+def rescore(record: Mapping[str, Any], policy: str, protocol: str, device: str = "cpu") -> dict[str, dict[str, Any]]:
+    """Score a run's selected checkpoint again on its test videos under another τ/ρ ``protocol``: per video
+    ``{"tau", "rho", "f1"}``. Used to tell apart models that ``csta_summe`` cannot (it sees only the binary
+    knapsack summary, so models selecting the same shots get identical numbers)."""
+    import torch
+
+    from csta_lib import store, train
+    from csta_lib.data.eccv16 import load_eccv16
+    from csta_lib.evaluation import DatasetEvaluator
+
+    path = store.resolve_checkpoint(record, policy)
+    if path is None:
+        raise CstaInputError(f"run {record.get('key')} has no {policy} checkpoint")
+    model, _ = train.load_checkpoint(path, map_location=device)
+    data = load_eccv16(record["provenance"]["data_file"], record["dataset"])
+    keys = list(record["split"]["test_keys"])
+    with torch.inference_mode():
+        scores = {k: model(torch.tensor(np.array(data[k].features, dtype=np.float32), device=device))
+                  .float().cpu().numpy() for k in keys}
+    evaluator = DatasetEvaluator(data, protocol=protocol)
+    return evaluator.evaluate(scores, keys)
+
+
+# -------------------------------------------------------------------------------------------------------------
+# the rows and texts of the results chapters (so the notebooks stay a few lines per cell)
+
+ANNOTATIONS_SOURCE = "this book, from the annotations"
+
+
+def level_rows(levels: Mapping[str, Mapping[str, Any]], datasets: Sequence[str], where: str = "same test videos"
+               ) -> list[tuple[str, str, dict[str, Any]]]:
+    """The Random and ground-truth-score rows (:func:`protocol_levels`) as table rows."""
+    return [(f"{name} (this protocol, {where})", ANNOTATIONS_SOURCE,
+             {d: levels[d][key] for d in datasets if d in levels})
+            for name, key in (("Random", "random"), ("ground-truth score", "gt"))]
+
+
+def level_marks(levels: Mapping[str, Mapping[str, Any]], datasets: Sequence[str]) -> dict[str, float]:
+    """``{"Random, SumMe": τ, "ground-truth score, SumMe": τ, ...}``: the reference lines of a τ figure."""
+    marks = {}
+    for d in datasets:
+        if d in levels:
+            marks[f"Random, {captions.dataset_name(d)}"] = float(levels[d]["random"][0])
+            marks[f"ground-truth score, {captions.dataset_name(d)}"] = float(levels[d]["gt"][0])
+    return marks
+
+
+def levels_text(levels: Mapping[str, Mapping[str, Any]], datasets: Sequence[str]) -> str:
+    """How the Random and ground-truth-score levels were computed, for captions."""
+    return "; ".join(
+        f"{captions.dataset_name(d)}: protocol {levels[d]['protocol']} on the {levels[d]['n_test_videos']} test "
+        f"video(s) of fold(s) {captions.int_ranges(levels[d]['folds'])}, Random = mean of {levels[d]['n_draws']} "
+        "uniform random score draws" for d in datasets if d in levels)
+
+
+POLICY_SOURCES = {"test-max": "this build: all training videos", "last": "this build: all training videos",
+                  "val": "this build: separate runs, 20 % held out"}
+
+
+def table1_tables(records: Sequence[Mapping[str, Any]], datasets: Sequence[str],
+                  levels: Mapping[str, Mapping[str, Any]], human: Mapping[str, Mapping[str, Any]],
+                  paper_table: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """Table 1 as the page shows it: ``[(caption, frame), ...]``, split or merged by :func:`split_or_merge`.
+
+    The paper's rows come with three rows this book computes from the annotations alone (Human recomputed,
+    Random and ground-truth score under this protocol), which are comparable with the paper on any build; this
+    build's CSTA rows (one per selection policy) go into a table of their own unless the runs are comparable.
+    """
+    from csta_lib import store
+
+    summary = store.summary_table(store.results_frame(records))
+    run_rows = [(f"CSTA, {policy} selection", POLICY_SOURCES[policy], summary_pairs(summary, policy).get("paper", {}))
+                for policy in store.POLICIES if any(policy in r.get("selected", {}) for r in records)]
+    annotation_rows = [("Human (recomputed, Otani's protocol, all videos)", ANNOTATIONS_SOURCE,
+                        {d: human[d]["pair"] for d in datasets}),
+                       *level_rows(levels, datasets, "test videos of the runs")]
+    human_text = ", ".join(f"{human[d]['n_videos']} {captions.dataset_name(d)}" for d in datasets)
+    paper_caption = ("The paper's Table 1 as printed (real features, ImageNet-initialised GoogLeNet, test-max "
+                     "selection, 5 folds), with rows this book computes from the annotations only: Human over "
+                     f"{human_text} videos; {levels_text(levels, datasets)}. τ / ρ.")
+    run_caption = (f"test-max and last rows: {captions.protocol_caption(records, 'test-max')}. val row: "
+                   f"{captions.protocol_caption(records, 'val')}. τ / ρ.")
+    comparable = comparable_with_paper(records)
+    out = []
+    for title, frame in split_or_merge(run_rows, [*paper_rows(paper_table, datasets), *annotation_rows], datasets,
+                                       comparable, merged_title="Table 1: this build beside the paper"):
+        text = (paper_caption if title == PAPER_TABLE_TITLE else
+                f"{paper_caption} This build: {run_caption}" if comparable else run_caption)
+        out.append((f"{title[0].upper() + title[1:]}. {text}", frame))
+    return out
+
+
+def omitted_methods_text(paper_table: Mapping[str, Any], measured: Sequence[str]) -> str:
+    """Which of the paper's Table 1 rows the book does not measure itself (printed as the paper reports them)."""
+    omitted = [m for m in paper_table if m not in measured]
+    return (f"Of the paper's rows, this book trains CSTA and the GoogLeNet baseline (the Table 2 and Figure 4 "
+            f"chapters) and recomputes Human and Random from the annotations; {', '.join(omitted)} are other "
+            "authors' methods, printed as the paper reports them and not rerun here.")
+
+
+def surrogate_lines(results_by_dataset: Mapping[str, float], levels: Mapping[str, Mapping[str, Any]],
+                    what: str) -> str:
+    """Markdown bullets: ``what`` (a τ per dataset) against the ground-truth-score and Random levels."""
+    lines = []
+    for d, tau in results_by_dataset.items():
+        lv = levels[d]
+        lines.append(f"- {captions.dataset_name(d)}: {what} τ {tau:.3f}; ground-truth score {lv['gt'][0]:.3f}; Random "
+                     f"{lv['random'][0]:.3f} (± {lv['random_std_tau']:.3f} over draws), all under `{lv['protocol']}` "
+                     "on the same test videos.")
+    return "\n".join(lines)
+
+
+def below_random_text(bars: Any, levels: Mapping[str, Mapping[str, Any]], label: str = "CNN") -> str:
+    """Markdown bullets: per dataset, how many bars (rows of ``bars`` with ``dataset`` key and ``tau``) lie below
+    the Random level under the same protocol."""
+    lines = []
+    for d in levels:
+        part = bars[bars["dataset_key"] == d]
+        below = sorted(part[part["tau"] < levels[d]["random"][0]][label])
+        lines.append(f"- {captions.dataset_name(d)}: Random reaches τ {levels[d]['random'][0]:.3f} under "
+                     f"`{levels[d]['protocol']}`, the ground-truth score {levels[d]['gt'][0]:.3f}; {len(below)} of the "
+                     f"{len(part)} {label}s are below Random" + (f" ({', '.join(below)})." if below else "."))
+    return "\n".join(lines)
+
+
+def repeated_values_text(long: Any, dataset: str = "summe") -> str:
+    """Why rows repeat the same SumMe τ: how many share it, and the reason (``csta_summe`` sees only the summary)."""
+    part = long[long["dataset"] == dataset]
+    taus = part.groupby("row", sort=False)["tau"].mean().round(6)
+    repeated = int(taus.duplicated(keep=False).sum())
+    return (f"On {captions.dataset_name(dataset)}, {repeated} of the {len(taus)} rows share their τ with another row. "
+            "That is not a copying error: under `csta_summe`, the paper's SumMe protocol, a model's scores are first "
+            "turned into a binary 15 % summary (the knapsack over KTS shots), and τ and ρ compare that 0/1 vector "
+            "with the users' summaries. Two models that select the same shots get exactly the same τ, ρ and F1 on "
+            "that video, however different their scores are; on the few test videos of a small build this happens "
+            "often. The per-video values below, and the same checkpoints scored under Otani's protocol (which reads "
+            "the scores themselves, not the summary), tell the rows apart.")
+
+
+def per_video_by_row(long: Any, dataset: str = "summe") -> Any:
+    """τ per (row, test video) of one dataset, formatted: rows in experiment order, videos in numeric order."""
+    part = long[long["dataset"] == dataset]
+    table = part.pivot_table(index="row", columns="video", values="tau", aggfunc="mean", sort=False)
+    table = table[sorted(table.columns, key=_video_order)]
+    return table.map(_fmt)
+
+
+def rescored_table(records: Sequence[Mapping[str, Any]], protocol: str = "otani", dataset: str = "summe",
+                   policy: str = "test-max") -> Any:
+    """Per row: the mean τ over test videos of the rows' ``policy`` checkpoints re-scored under ``protocol``."""
+    import pandas as pd
+
+    taus: dict[str, list[float]] = {}
+    for r in records:
+        if r["dataset"] == dataset and policy in r.get("selected", {}):
+            scored = rescore(r, policy, protocol)
+            taus.setdefault(r.get("_label", r.get("variant")), []).extend(v["tau"] for v in scored.values())
+    column = f"{captions.dataset_name(dataset)} τ, {protocol} protocol (mean over test videos)"
+    return pd.DataFrame({"row": list(taus), column: [_fmt(float(np.mean(v))) for v in taus.values()]}).set_index("row")

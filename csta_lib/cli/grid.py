@@ -3,10 +3,12 @@
     csta grid --experiment table1 --profile quick --engine local [--jobs N] --store DIR
     csta grid --experiment table1 --profile paper --engine ray [--address HOST:PORT] [--gpus-per-run 0.25] --store DIR
     csta grid --list
+    csta grid --experiment table1 --profile paper --plan [--json]     what would run, without running it
 
 Progress goes to standard error; the last line of standard output is a JSON summary with at least ``runs``,
 ``computed``, ``reused`` and ``failed``. The exit code is 0 when every run is stored, 1 when some run failed
-(rerunning the same command computes only the missing runs), 2 for bad input.
+(rerunning the same command computes only the missing runs), 2 for bad input. ``--plan`` trains nothing: it
+prints the runs (a table and totals, or with ``--json`` one JSON object per line) and exits 0.
 """
 
 from __future__ import annotations
@@ -21,7 +23,13 @@ Experiments: table1 (CSTA, Table 1), table2 (the seven ablation rows), fig4 (the
 predictors), deviations (CSTA as coded vs LayerNorm after the skip vs bilinear resizing).
 Profiles: smoke (seconds, tiny surrogate data, for tests), quick (the book's default on a 2-core CPU: fold 0,
 one seed, 2-3 epochs), paper (5 folds x 100 epochs x 5 seeds, both datasets: GPU or cluster work).
-`csta grid --list` prints what each profile runs and cuts.
+`csta grid --list` prints what each profile runs and cuts; `--plan` lists the runs of one grid (preset,
+dataset, split, seed, epochs, validation hold-out, selection policies, whether already stored) and what they
+cost, without running anything.
+
+Kinds of run: every experiment trains on all of a fold's training videos (the official protocol) and reports
+test-max and last selection from those runs; Table 1's val row comes from separate runs that hold out 20 % of
+the training videos for validation.
 
 Engines: local runs in this process (--jobs 1) or in N worker processes; ray submits one Ray task per run to a
 local Ray cluster started for the grid, or to the cluster at --address / $RAY_ADDRESS (start one with
@@ -52,6 +60,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--store", default=None, metavar="DIR", help="results store directory (default results/store)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar or per-run lines")
     p.add_argument("--list", action="store_true", help="print every experiment and profile with what it cuts, and exit")
+    p.add_argument("--plan", action="store_true",
+                   help="print the runs the grid would execute (and which are already in the store), run nothing")
+    p.add_argument("--json", action="store_true", help="with --plan: one JSON object per run, one per line")
     p.set_defaults(func=main)
 
 
@@ -71,6 +82,39 @@ def list_text() -> str:
     return "\n".join(lines)
 
 
+def plan_text(entries: list[dict], experiment: str, profile: str) -> str:
+    """``--plan`` without ``--json``: one line per run, then the totals and the rough CPU time."""
+    from csta_lib import experiments
+
+    columns = [("label", "row"), ("variant", "variant"), ("dataset", "dataset"), ("split", "split"),
+               ("seed", "seed"), ("epochs", "epochs"), ("val_fraction", "val"), ("policies", "policies"),
+               ("n_train", "train videos"), ("n_val", "val videos"), ("n_test", "test videos"),
+               ("in_store", "stored")]
+
+    def cell(entry: dict, key: str) -> str:
+        value = entry.get(key, "")
+        if key == "policies":
+            return ",".join(value)
+        if key == "val_fraction":
+            return f"{value:.0%}"
+        if key == "in_store":
+            return "yes" if value else "no"
+        return str(value)
+
+    rows = [[cell(e, k) for k, _ in columns] for e in entries]
+    widths = [max(len(title), *(len(r[i]) for r in rows)) for i, (_, title) in enumerate(columns)]
+    lines = [experiments.describe(experiment, profile), ""]
+    lines.append("  ".join(title.ljust(w) for (_, title), w in zip(columns, widths)))
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in rows]
+    todo = [e for e in entries if not e.get("in_store")]
+    cpu = sum(e["estimated_cpu_s"] for e in todo)
+    cost = f"{cpu / 3600:.1f} CPU-hours" if cpu >= 3600 else f"{cpu / 60:.1f} CPU-minutes"
+    lines += ["", f"{len(entries)} run(s), {sum(e['epochs'] for e in entries)} epoch(s) in all; {len(todo)} not in "
+              f"the store yet: about {cost} on a 2-core machine to compute them (rough estimate; a GPU is much "
+              "faster)"]
+    return "\n".join(lines)
+
+
 def main(args: argparse.Namespace) -> int:
     """Run ``csta grid``; the last stdout line is the JSON summary."""
     import json
@@ -83,6 +127,20 @@ def main(args: argparse.Namespace) -> int:
         return 0
     if not args.experiment:
         raise CstaInputError("--experiment is required (table1, table2, fig4 or deviations; see --list)")
+    if args.json and not args.plan:
+        raise CstaInputError("--json goes with --plan (the grid's own summary is always JSON)")
+    grid.check_options(args.engine, args.jobs, args.gpus_per_run, args.cpus_per_run)
+    if args.plan:
+        from csta_lib import experiments
+
+        experiments.check_profile(args.profile)
+        entries = grid.plan_entries(args.experiment, args.profile, args.store)
+        if args.json:
+            for entry in entries:
+                print(json.dumps(entry))
+        else:
+            print(plan_text(entries, args.experiment, args.profile))
+        return 0
     summary = grid.run_grid(
         args.experiment, args.profile, engine=args.engine, jobs=args.jobs, address=args.address,
         gpus_per_run=args.gpus_per_run, store=args.store or store.default_store_dir(),
