@@ -130,7 +130,7 @@ EXPERIMENTS: dict[str, Experiment] = {
     # Table 1 reports all three policies: test-max and last from official-protocol runs, val from separate runs
     # with a hold-out. The other experiments report test-max (as the paper) and so need only official runs,
     # which they share with Table 1 where the model is the same (CSTA: table1, table2's last row, deviations).
-    "table1": Experiment("table1", "Table 1: CSTA on SumMe and TVSum", (Variant("CSTA", "paper"),),
+    "table1": Experiment("table1", "Table 1: CSTA, the main result", (Variant("CSTA", "paper"),),
                          (OFFICIAL, HELD_OUT)),
     "table2": Experiment(
         "table2", "Table 2: ablation, each row adds one module",
@@ -238,15 +238,19 @@ def _range_text(values: Sequence[int], total: int | None = None) -> str:
     return ",".join(str(v) for v in values)
 
 
-def describe(experiment: str, profile: str) -> str:
-    """One paragraph: what ``profile`` runs for ``experiment`` and what it cut compared with the paper."""
+def describe(experiment: str, profile: str, datasets: Iterable[str] | None = None) -> str:
+    """One paragraph: what ``profile`` runs for ``experiment`` (only ``datasets`` of its datasets, when given)
+    and what it cut compared with the paper."""
     exp, s = check_experiment(experiment), size(experiment, profile)
+    s = Size(grid_datasets(experiment, profile, datasets), s.splits, s.seeds, s.epochs, s.data)
     n_runs = len(exp.variants) * len(exp.selections) * len(s.datasets) * len(s.splits) * len(s.seeds)
     cuts = []
     if s.data == "tiny":
         cuts.append("tiny surrogate subsets of the datasets instead of all videos")
-    if set(s.datasets) != set(DATASETS):
-        cuts.append(f"datasets {', '.join(s.datasets)} only (paper: SumMe and TVSum)")
+    if not s.datasets:
+        cuts.append("none of the chosen datasets is run in this profile")
+    elif set(s.datasets) != set(DATASETS):
+        cuts.append(f"datasets {', '.join(s.datasets)} only (the paper uses both datasets)")
     if len(s.splits) < PAPER_FOLDS:
         cuts.append(f"fold(s) {_range_text(s.splits)} of {PAPER_FOLDS}")
     if len(s.seeds) < PAPER_SEEDS:
@@ -296,15 +300,30 @@ def tiny_surrogate(dataset: str, cache_dir: str | os.PathLike[str] | None = None
     return DataSource(dataset, features, splits_file)
 
 
-def prepare_data(experiment: str, profile: str, cache_dir: str | os.PathLike[str] | None = None
-                 ) -> dict[str, DataSource]:
-    """Resolve (and, for surrogates, build once) the data of every dataset the grid uses."""
+def grid_datasets(experiment: str, profile: str, datasets: Iterable[str] | None = None) -> tuple[str, ...]:
+    """The datasets a grid runs: the profile's, restricted to ``datasets`` when given (unknown names raise
+    :class:`CstaInputError`)."""
+    s = size(experiment, profile)
+    if datasets is None:
+        return s.datasets
+    wanted = tuple(datasets)
+    unknown = [d for d in wanted if d not in DATASETS]
+    if unknown:
+        raise CstaInputError(f"unknown dataset {unknown[0]!r}; known datasets: {', '.join(DATASETS)}")
+    return tuple(d for d in s.datasets if d in wanted)
+
+
+def prepare_data(experiment: str, profile: str, cache_dir: str | os.PathLike[str] | None = None,
+                 datasets: Iterable[str] | None = None) -> dict[str, DataSource]:
+    """Resolve (and, for surrogates, build once) the data of every dataset the grid uses (``datasets``: only
+    those of the profile's datasets)."""
     from csta_lib.data import resolve_features
 
     s = size(experiment, profile)
+    chosen = grid_datasets(experiment, profile, datasets)
     if s.data == "tiny":
-        return {d: tiny_surrogate(d, cache_dir) for d in s.datasets}
-    return {d: DataSource(d, Path(resolve_features(d, cache_dir)), None) for d in s.datasets}
+        return {d: tiny_surrogate(d, cache_dir) for d in chosen}
+    return {d: DataSource(d, Path(resolve_features(d, cache_dir)), None) for d in chosen}
 
 
 # -------------------------------------------------------------------------------------------------------------
@@ -354,15 +373,17 @@ def to_run_spec(p: RunPlan) -> RunSpec:
 
 
 def plan(experiment: str, profile: str, data: Mapping[str, DataSource] | None = None,
-         cache_dir: str | os.PathLike[str] | None = None) -> list[RunPlan]:
+         cache_dir: str | os.PathLike[str] | None = None, datasets: Iterable[str] | None = None) -> list[RunPlan]:
     """Every run of ``experiment`` at ``profile``, in a stable order (variant, selection, dataset, split, seed):
     the official-protocol runs of a variant come before its held-out runs.
 
-    ``data`` (from :func:`prepare_data`) avoids resolving the data again.
+    ``data`` (from :func:`prepare_data`) avoids resolving the data again; ``datasets`` keeps only the runs of
+    those of the profile's datasets (a chapter rerun on one dataset trains only that one).
     """
     exp, s = check_experiment(experiment), size(experiment, profile)
-    data = dict(data) if data is not None else prepare_data(experiment, profile, cache_dir)
-    missing = [d for d in s.datasets if d not in data]
+    chosen = grid_datasets(experiment, profile, datasets)
+    data = dict(data) if data is not None else prepare_data(experiment, profile, cache_dir, chosen)
+    missing = [d for d in chosen if d not in data]
     if missing:
         raise CstaInputError(f"no data given for dataset(s) {', '.join(missing)}")
     for v in exp.variants:
@@ -371,7 +392,7 @@ def plan(experiment: str, profile: str, data: Mapping[str, DataSource] | None = 
         v.config  # noqa: B018 - validates the overrides before anything runs
     return [
         RunPlan(experiment, v, d, k, seed, s.epochs, data[d], sel)
-        for v in exp.variants for sel in exp.selections for d in s.datasets for k in s.splits for seed in s.seeds
+        for v in exp.variants for sel in exp.selections for d in chosen for k in s.splits for seed in s.seeds
     ]
 
 

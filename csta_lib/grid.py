@@ -539,6 +539,7 @@ def run_grid(
     cache_dir: str | os.PathLike[str] | None = None,
     run_fn: RunFn = train_run,
     lookup_fn: LookupFn = train_lookup,
+    datasets: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Compute every missing run of ``experiment`` at ``profile`` into ``store``; return a summary.
 
@@ -548,7 +549,8 @@ def run_grid(
     protocol), ``wall_s`` and ``run_s`` (summed run times). A failed run does not stop the others; calling again
     computes only what is still missing. ``cpus_per_run`` (torch threads and Ray CPUs of each run) defaults to
     the machine's cores / ``jobs`` (1 per run on a joined Ray cluster); ``device`` defaults to ``cuda`` when
-    ``gpus_per_run > 0``, else CPU. ``run_fn``/``lookup_fn`` replace training (tests).
+    ``gpus_per_run > 0``, else CPU. ``run_fn``/``lookup_fn`` replace training (tests). ``datasets`` runs only
+    those of the profile's datasets.
     """
     experiments.check_experiment(experiment)
     experiments.check_profile(profile)
@@ -562,8 +564,9 @@ def run_grid(
         _check_local_cuda()
     start = time.perf_counter()
 
-    data = experiments.prepare_data(experiment, profile, cache_dir)  # surrogates are built here, once per grid
-    plans = experiments.plan(experiment, profile, data)
+    # surrogates are built here, once per grid
+    data = experiments.prepare_data(experiment, profile, cache_dir, datasets)
+    plans = experiments.plan(experiment, profile, data, datasets=datasets)
     dev = run_device(gpus_per_run, device)
     specs = [dataclasses.replace(p.spec(), device=dev) for p in plans]
 
@@ -688,9 +691,10 @@ def plan_entries(experiment: str, profile: str, store: str | os.PathLike[str] | 
 
 
 def records_for(experiment: str, profile: str, store: str | os.PathLike[str] | None = None,
-                cache_dir: str | os.PathLike[str] | None = None, *, lookup_fn: LookupFn = train_lookup
-                ) -> list[dict[str, Any]]:
-    """The stored records of every run of ``experiment`` at ``profile`` (in grid order; missing runs skipped).
+                cache_dir: str | os.PathLike[str] | None = None, *, lookup_fn: LookupFn = train_lookup,
+                datasets: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """The stored records of every run of ``experiment`` at ``profile`` (in grid order; missing runs skipped;
+    ``datasets``: only those of the profile's datasets).
 
     Each record gets ``_path`` (its file) and ``_label`` (the experiment's row label for its variant).
     """
@@ -701,9 +705,9 @@ def records_for(experiment: str, profile: str, store: str | os.PathLike[str] | N
     store_dir = Path(store) if store is not None else results_store.default_store_dir()
     if not store_dir.is_dir():
         raise CstaInputError(f"results store {store_dir} does not exist; run the grid first")
-    data = experiments.prepare_data(experiment, profile, cache_dir)
+    data = experiments.prepare_data(experiment, profile, cache_dir, datasets)
     out = []
-    for p in experiments.plan(experiment, profile, data):
+    for p in experiments.plan(experiment, profile, data, datasets=datasets):
         key, record = lookup_fn(p.spec(), str(store_dir))
         if record is None:
             continue

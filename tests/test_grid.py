@@ -183,6 +183,17 @@ def test_plan_entries_list_the_runs_without_running_them(tmp_path, cache):
         grid.train_lookup(p.spec(), str(tmp_path))[0] for p in experiments.plan("table1", "smoke", cache_dir=cache)}
 
 
+def test_grid_restricted_to_one_dataset(tmp_path, cache):
+    """A chapter rerun with one dataset trains and shows only that dataset."""
+    out = grid.run_grid("table1", "smoke", store=tmp_path, progress=False, cache_dir=cache, datasets=["tvsum"], **FAKE)
+    assert out["runs"] == 2 and set(out["data"]) == {"tvsum"}
+    records = grid.records_for("table1", "smoke", tmp_path, cache, lookup_fn=fake_lookup, datasets=["tvsum"])
+    assert {r["dataset"] for r in records} == {"tvsum"} and len(records) == 2
+    assert "summe" not in experiments.describe("table1", "smoke", ["tvsum"]).lower()
+    with pytest.raises(CstaInputError, match="unknown dataset 'youtube'"):
+        experiments.plan("table1", "smoke", cache_dir=cache, datasets=["youtube"])
+
+
 def test_paper_plan_of_table1_is_the_official_protocol(cache):
     data = {d: experiments.DataSource(d, cache / f"{d}.h5", None) for d in ("summe", "tvsum")}
     entries = grid.plan_entries("table1", "paper", with_keys=False, data=data)

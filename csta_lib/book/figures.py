@@ -133,6 +133,10 @@ def bar_figure(frame: Any, x: str, y: str, hue: str | None, caption: str,
     for i, (name, value) in enumerate((levels or {}).items()):
         line(value, ls=":", lw=1.6, color=("dimgrey", "black", "tab:red", "tab:purple")[i % 4],
              label=f"{name} = {value:.3f}")
+    drawn = [*(marks or {}).values(), *(levels or {}).values()]
+    if drawn:  # room above the highest reference line, so it does not sit on the frame
+        low, high = ax.get_xlim() if horizontal else ax.get_ylim()
+        (ax.set_xlim if horizontal else ax.set_ylim)(low, max(high, 1.08 * max(drawn)))
     (ax.set_xlabel if horizontal else ax.set_ylabel)(value_label)
     (ax.set_ylabel if horizontal else ax.set_xlabel)("")
     if marks or levels or hue:

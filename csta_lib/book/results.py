@@ -38,23 +38,23 @@ def experiment_records(
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Compute what is missing of ``experiment`` at ``profile``; return its records and the grid summary.
 
-    ``device`` None trains on CUDA when available, else on the CPU. ``datasets``/``seeds`` restrict the records
-    shown (the grid itself always runs the profile's runs). Failed runs raise: a book page must not silently show
-    a partial table.
+    ``device`` None trains on CUDA when available, else on the CPU. ``datasets`` restricts the grid to those of the
+    profile's datasets (only they are trained and shown); ``seeds`` restricts the records shown (the grid runs
+    every seed of the profile). Failed runs raise: a book page must not silently show a partial table.
     """
     from csta_lib import grid, store
     from csta_lib.train import resolve_device
 
     store_dir = Path(store_dir) if store_dir else store.default_store_dir()
+    chosen = list(datasets) if datasets else None
     summary = grid.run_grid(experiment, profile, engine="local", store=store_dir, progress=False,
-                            device=resolve_device(device or None))
+                            device=resolve_device(device or None), datasets=chosen)
     if summary["failed"]:
         first = summary["failed_runs"][0]
         raise RuntimeError(f"{summary['failed']} run(s) of {experiment}/{profile} failed; first: "
                            f"{first['run']}: {first['error']}")
-    records = grid.records_for(experiment, profile, store_dir)
-    records = [r for r in records
-               if (not datasets or r["dataset"] in datasets) and (seeds is None or r["seed"] in seeds)]
+    records = grid.records_for(experiment, profile, store_dir, datasets=chosen)
+    records = [r for r in records if seeds is None or r["seed"] in seeds]
     return records, summary
 
 
