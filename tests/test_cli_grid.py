@@ -92,3 +92,20 @@ def test_unreachable_address_exits_2_quickly(tmp_path, capsys):
     assert code == 2
     assert "cannot reach the Ray cluster" in capsys.readouterr().err
     assert time.monotonic() - start < 30  # includes building the smoke data on a cold cache
+
+
+def test_plan_without_the_data_still_lists_the_runs(monkeypatch, capsys):
+    """A user can see what a profile costs before fetching any data: the runs, without content keys."""
+    from csta_lib import experiments
+    from csta_lib.errors import MissingDataError
+
+    def no_data(*args, **kwargs):
+        raise MissingDataError("eccv16.fields: not found (put it in data/eccv16/)")
+
+    monkeypatch.setattr(experiments, "prepare_data", no_data)
+    assert main(["grid", "--experiment", "table1", "--profile", "paper", "--plan", "--json"]) == 0
+    captured = capsys.readouterr()
+    planned = [json.loads(line) for line in captured.out.strip().splitlines()]
+    assert len(planned) == 100 and "data not available" in captured.err
+    assert all(p["val_fraction"] == 0 for p in planned if "test-max" in p["policies"])
+    assert "key" not in planned[0] and planned[0]["epochs"] == 100

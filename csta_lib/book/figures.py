@@ -224,11 +224,11 @@ def table3_frame(rows: Mapping[str, Mapping[str, Any]]) -> Any:
 
     return pd.DataFrame({
         dataset_name(d): {
-            "SP ours, raw (G)": r["sp_raw_per_video_mean"] / 1e9,
-            "SP ours, paper convention (G)": r["sp_paper_convention_per_video_mean"] / 1e9,
+            "SP this book, raw (G)": r["sp_raw_per_video_mean"] / 1e9,
+            "SP this book, paper convention (G)": r["sp_paper_convention_per_video_mean"] / 1e9,
             "SP paper (G)": r["paper_sp"] / 1e9,
-            "FE ours, raw (G)": r["fe_raw_per_video_mean"] / 1e9,
-            "FE ours, paper convention (G)": r["fe_paper_convention_per_video_mean"] / 1e9,
+            "FE this book, raw (G)": r["fe_raw_per_video_mean"] / 1e9,
+            "FE this book, paper convention (G)": r["fe_paper_convention_per_video_mean"] / 1e9,
             "FE paper (G)": r["paper_fe"] / 1e9,
             "mean steps": r["mean_steps"],
         } for d, r in rows.items()}).T

@@ -1,6 +1,6 @@
-"""The paper's reported numbers (CVPR 2024, Tables 1-3 and Figure 4) that the book prints beside ours.
+"""The paper's reported numbers (CVPR 2024, Tables 1-3 and Figure 4) that the book prints beside its own.
 
-Transcribed from the paper (reference §6.2 and §5.2). Only presentation data: the book never uses them to
+Transcribed from the paper's tables. Only presentation data: the book never uses them to
 compute anything. Table 3 lives in :data:`csta_lib.macs.PAPER_TABLE3`.
 """
 

@@ -98,7 +98,7 @@ def plan_text(entries: list[dict], experiment: str, profile: str) -> str:
         if key == "val_fraction":
             return f"{value:.0%}"
         if key == "in_store":
-            return "yes" if value else "no"
+            return "?" if key not in entry else "yes" if value else "no"
         return str(value)
 
     rows = [[cell(e, k) for k, _ in columns] for e in entries]
@@ -118,6 +118,8 @@ def plan_text(entries: list[dict], experiment: str, profile: str) -> str:
 def main(args: argparse.Namespace) -> int:
     """Run ``csta grid``; the last stdout line is the JSON summary."""
     import json
+    import sys
+    from pathlib import Path
 
     from csta_lib import grid, store
     from csta_lib.errors import CstaInputError
@@ -133,8 +135,17 @@ def main(args: argparse.Namespace) -> int:
     if args.plan:
         from csta_lib import experiments
 
+        from csta_lib.errors import MissingDataError
+
         experiments.check_profile(args.profile)
-        entries = grid.plan_entries(args.experiment, args.profile, args.store)
+        try:
+            entries = grid.plan_entries(args.experiment, args.profile, args.store)
+        except MissingDataError as exc:  # plan before fetching the data: the runs and their cost, no keys
+            print(f"csta grid --plan: data not available ({str(exc).splitlines()[0]}); listing the runs without "
+                  "their training-set sizes, content keys or store status", file=sys.stderr)
+            placeholder = {d: experiments.DataSource(d, Path("(data not available)"), None)
+                           for d in experiments.grid_datasets(args.experiment, args.profile)}
+            entries = grid.plan_entries(args.experiment, args.profile, args.store, with_keys=False, data=placeholder)
         if args.json:
             for entry in entries:
                 print(json.dumps(entry))
