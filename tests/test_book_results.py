@@ -176,6 +176,13 @@ def test_per_video_frame_and_display():
     assert row["seeds"] == "1"
 
 
+def test_per_video_display_averages_seeds_and_says_how_many():
+    runs = [record(key=f"s{seed}", seed=seed, tau=0.2 + 0.1 * seed) for seed in range(3)]
+    table = results.per_video_display(results.per_video_frame(runs, ["test-max"]))
+    row = table.loc[("SumMe", "0", "video_1")]
+    assert row["seeds"] == "3" and row["test-max τ"] == "0.300"  # mean of 0.2, 0.3, 0.4
+
+
 def test_run_sources_name_the_run_behind_each_policy():
     runs = [record(key="a"), record(key="b", policies=("val",), n_train=16, n_val=4)]
     table = results.run_sources(runs)
