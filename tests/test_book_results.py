@@ -65,6 +65,14 @@ def test_surrogate_results_never_share_a_table_with_paper_values():
     assert len(merged) == 1 and len(merged[0][1]) == len(run_rows) + len(paper_rows)
 
 
+def test_check_table_title_names_what_makes_results_incomparable():
+    assert "surrogate features" in results.check_table_title([record()])
+    assert "random CNN init" in results.check_table_title([record(surrogate=False)])
+    tables = results.split_or_merge([("x", "this build", {"summe": (0.1, 0.2)})], [], ["summe"], False,
+                                    check_title=results.check_table_title([record(surrogate=False)]))
+    assert [t for t, _ in tables] == [results.RANDOM_INIT_TABLE_TITLE]
+
+
 def test_paper_rows_keep_only_datasets_shown():
     rows = results.paper_rows(paper.TABLE1, ["summe"])
     labels = [label for label, _, _ in rows]
