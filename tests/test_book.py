@@ -11,6 +11,8 @@ import io
 import json
 import re
 import shutil
+import subprocess
+import sys
 import tarfile
 import tempfile
 from pathlib import Path
@@ -228,15 +230,40 @@ def test_image_stack_links_control_to_stack_in_the_browser() -> None:
 
     from csta_lib.book.widgets import image_stack
 
-    box = image_stack([b"png0", b"png1", b"png2"], ["a", "b", "c"])
+    box = image_stack([b"png0", b"png1", b"png2"], ["SumMe a (video_1)", "b", "c"], names=["Air_Force_One", "b", "c"])
     slider, stack = box.children
-    assert isinstance(slider, widgets.IntSlider) and (slider.min, slider.max) == (0, 2)
+    assert isinstance(slider, widgets.SelectionSlider) and slider.options == ("Air_Force_One", "b", "c")
+    assert slider.value == "Air_Force_One"  # the slider shows the name, not an index
     assert isinstance(stack, widgets.Stack) and len(stack.children) == 3
-    assert box.link.source == (slider, "value") and box.link.target == (stack, "selected_index")
+    assert "SumMe a (video_1)" in stack.children[0].children[0].value
+    assert box.link.source == (slider, "index") and box.link.target == (stack, "selected_index")
     dropdown = image_stack([b"png0", b"png1"], ["a", "b"], control="dropdown")
     assert dropdown.link.source == (dropdown.children[0], "index")
     with pytest.raises(ValueError):
         image_stack([b"x"], ["a", "b"])
+    with pytest.raises(ValueError, match="distinct"):
+        image_stack([b"x", b"y"], ["a", "b"], names=["same", "same"])
+
+
+def test_attention_colour_scale_is_ratio_to_uniform_on_a_symmetric_log_range() -> None:
+    import numpy as np
+
+    from csta_lib.book.attention import attention_figure, ratio_to_uniform, symmetric_log_range
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(6, 4))
+    temporal = np.exp(logits) / np.exp(logits).sum(axis=0)  # softmax over the 6 rows
+    ratio = ratio_to_uniform(temporal, axis=0)
+    np.testing.assert_allclose(ratio.mean(axis=0), 1.0)  # a uniform share is 1 on average per column
+    low, high = symmetric_log_range(ratio)
+    assert low == pytest.approx(1 / high) and high >= max(ratio.max(), 1 / ratio.min()) - 1e-12
+    assert symmetric_log_range(np.ones((3, 3))) == pytest.approx((1 / 1.5, 1.5))  # uniform maps stay pale
+    fig = attention_figure({"temporal_attention": temporal, "spatial_attention": temporal}, rng.random(5),
+                           rng.random(5), "title")
+    labels = [t.get_text() for t in fig.axes[2].get_xticklabels()]
+    assert labels[0] == "CLS" and "15th frame" in fig.axes[2].get_xlabel()
+    bars = [ax.get_ylabel() for ax in fig.axes[3:]]  # the colour bars say what the colour shows
+    assert bars == ["× uniform (1/(T+1)), log", "× uniform (1/D), log"]
 
 
 def test_data_page_flags_missing_features_as_surrogate() -> None:
@@ -249,6 +276,70 @@ def test_data_page_flags_missing_features_as_surrogate() -> None:
     page = data_files_markdown(rows, "smoke")
     assert page.startswith("# Data files found")
     assert "surrogate features" in page and "1 verified" in page and "1 missing" in page
+
+
+def test_pages_quote_the_builds_time_estimates() -> None:
+    """The reproduce page's profile table says what `python -m csta_lib.book.build` prints for each profile."""
+    page = (PROJECT_ROOT / "book" / "reproduce.md").read_text(encoding="utf-8")
+    for profile, text in build.EXPECTED_TIME.items():
+        row = next(line for line in page.splitlines() if line.startswith(f"| `{profile}` |"))
+        assert text in row, f"{profile}: the page does not quote the build's estimate {text!r}"
+
+
+def test_reproduce_page_shows_both_parameter_forms() -> None:
+    page = (PROJECT_ROOT / "book" / "reproduce.md").read_text(encoding="utf-8")
+    assert "-p datasets tvsum" in page and '-y "datasets: [tvsum]"' in page
+
+
+# ---------------------------------------------------------------------------------------------------------
+# rerunning one chapter with papermill's own parameter forms (strings from -p, YAML from -y)
+
+
+def papermill_run(name: str, output: Path, *args: str) -> subprocess.CompletedProcess:
+    """``papermill notebooks/NAME.ipynb OUTPUT -p profile smoke ARGS`` as a reader would type it."""
+    return subprocess.run(
+        [sys.executable, "-m", "papermill", str(NOTEBOOKS / f"{name}.ipynb"), str(output), "-p", "profile", "smoke",
+         *args, "--log-level", "ERROR", "--cwd", str(PROJECT_ROOT)],
+        capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=600)
+
+
+def output_text(nb: dict) -> str:
+    """Every code cell's text output (streams, plain text, Markdown, HTML; images left out)."""
+    parts = []
+    for cell in nb["cells"]:
+        if cell["cell_type"] != "code":
+            continue
+        for output in cell.get("outputs", []):
+            parts.append("".join(output.get("text", "")))
+            for mime, data in output.get("data", {}).items():
+                if mime.startswith("text/"):
+                    parts.append("".join(data))
+    return "\n".join(parts)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, args, absent", [
+    ("01_data", ("-p", "datasets", "tvsum"), "summe"),
+    ("01_data", ("-y", "datasets: [tvsum]"), "summe"),
+    ("02_model_and_cost", ("-p", "datasets", '["tvsum"]'), "summe"),
+    ("03_evaluation_protocols", ("-p", "datasets", "summe"), "tvsum"),
+])
+def test_one_dataset_rerun_shows_only_that_dataset(tmp_path: Path, name: str, args: tuple[str, ...],
+                                                   absent: str) -> None:
+    proc = papermill_run(name, tmp_path / f"{name}.ipynb", *args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = output_text(read_nb(tmp_path / f"{name}.ipynb"))
+    present = "tvsum" if absent == "summe" else "summe"
+    assert present in text.lower()
+    assert absent not in text.lower(), f"{name} {args}: the outputs mention {absent}"
+
+
+@pytest.mark.slow
+def test_bad_parameter_fails_with_one_clear_error(tmp_path: Path) -> None:
+    proc = papermill_run("01_data", tmp_path / "bad.ipynb", "-p", "datasets", "eccv16.[")
+    assert proc.returncode != 0
+    assert "ParameterError" in proc.stderr and "parameter datasets" in proc.stderr
+    assert "accepted:" in proc.stderr and "KeyError" not in proc.stderr
 
 
 # ---------------------------------------------------------------------------------------------------------

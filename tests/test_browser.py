@@ -1,9 +1,13 @@
 """The built book in a real browser: Debian's chromium, headless, every page loaded from disk with the network
 cut off. Fails on JavaScript errors or attempted remote requests; checks that the attention-map widget works
-without a kernel (moving the slider changes the shown image) and saves a screenshot of that page."""
+without a kernel (moving the slider changes the shown image) and saves a screenshot of that page; and reads
+every page as a reader would: no table mixes our surrogate results with the paper's values, every chapter
+computed on surrogate features warns so, no raw Markdown (``**``) shows, every table fits the column or scrolls
+in a frame of its own."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -20,6 +24,48 @@ pytestmark = [
 
 ARTIFACTS = PROJECT_ROOT / "test-artifacts"
 ATTENTION_PAGE = Path("book") / "_generated" / "07_attention_maps.html"
+# The paper's Table 1 values for CSTA (SumMe τ/ρ, TVSum τ/ρ): never in one table with our surrogate results.
+PAPER_TABLE1_CSTA = ("0.246", "0.274", "0.194", "0.255")
+# Results chapters computed on surrogate features in a build without the real feature files (the smoke build).
+SURROGATE_CHAPTERS = ("04_main_result", "05_cnn_verification", "06_ablations", "07_attention_maps")
+
+
+def mixes_ours_and_paper(text: str) -> list[str]:
+    """The paper's Table 1 CSTA values found in ``text`` if it also says "ours"; else []."""
+    if not re.search(r"\bours\b", text, flags=re.I):
+        return []
+    return [v for v in PAPER_TABLE1_CSTA if re.search(rf"(?<![\d.]){re.escape(v)}(?!\d)", text)]
+
+
+def page_problems(read: dict) -> list[str]:
+    """What a reader would trip over on one page (read with :func:`read_page`)."""
+    problems = []
+    for table in read["tables"]:
+        mixed = mixes_ours_and_paper(table["text"])
+        if mixed:
+            problems.append(f"table {table['index']} holds our results and the paper's {mixed}")
+        if not (table["fits"] or table["scrolls"]):
+            problems.append(f"table {table['index']} is {table['width']:.0f} px wide in a {table['column']:.0f} px "
+                            "column and scrolls in no frame of its own")
+    if "**" in read["text"]:
+        line = next(line for line in read["text"].splitlines() if "**" in line)
+        problems.append(f"raw Markdown '**' in the visible text: {line[:120]!r}")
+    return problems
+
+
+def read_page(browser: Browser, url: str) -> dict:
+    """Load ``url`` and read its tables, admonitions and visible text."""
+    report = browser.load(url)
+    return {"report": report, "tables": browser.tables(), "admonitions": browser.admonitions(),
+            "text": browser.visible_text()}
+
+
+@pytest.fixture(scope="module")
+def smoke_pages(browser: Browser) -> dict[str, dict]:
+    """Every page of the smoke build, read once: {path relative to the site: read_page(...)}."""
+    root, _ = smoke_book()
+    html = root / "_build" / "html"
+    return {page.relative_to(html).as_posix(): read_page(browser, page.resolve().as_uri()) for page in site_pages(html)}
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +84,44 @@ def test_detects_remote_requests_and_script_errors(browser: Browser, tmp_path: P
     assert any("example.org/x.png" in url for url in report.remote_requests)
     assert any("undefinedFunction" in e for e in report.errors)
     assert not report.ok
+
+
+def test_reader_checks_can_fail(browser: Browser, tmp_path: Path) -> None:
+    """A page with a mixed table, a table wider than its column, raw '**' and a warning: each is caught."""
+    page = tmp_path / "reader.html"
+    page.write_text(
+        "<html><body><main class='bd-article' style='width:500px'>"
+        "<table><tr><th>row</th><th>SumMe (ours)</th><th>SumMe (paper)</th></tr>"
+        "<tr><td>CSTA</td><td>0.385</td><td>0.246</td></tr></table>"
+        "<table style='width:1400px'><tr><td>a very wide table</td></tr></table>"
+        "<div style='overflow-x:auto'><table style='width:1400px'><tr><td>wide, in a frame</td></tr></table></div>"
+        "<p>**not rendered**</p>"
+        "<div class='admonition warning'><p>computed on surrogate features</p></div>"
+        "</main></body></html>")
+    read = read_page(browser, page.as_uri())
+    problems = page_problems(read)
+    assert any("paper's ['0.246']" in p for p in problems)
+    assert any(p.startswith("table 1 is 1400 px") for p in problems)
+    assert not any(p.startswith("table 2") for p in problems)  # wide, but scrolls in its own frame
+    assert any("raw Markdown" in p for p in problems)
+    assert read["admonitions"] == [{"kind": "warning", "text": "computed on surrogate features"}]
+    assert mixes_ours_and_paper("ours 0.2460") == [] and mixes_ours_and_paper("paper 0.246") == []
+
+
+@pytest.mark.slow
+def test_every_page_reads_cleanly(smoke_pages: dict[str, dict]) -> None:
+    """No table mixes our surrogate results with the paper's values; no raw '**'; every table fits or scrolls."""
+    problems = [f"{name}: {problem}" for name, read in smoke_pages.items() for problem in page_problems(read)]
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("chapter", SURROGATE_CHAPTERS)
+def test_surrogate_chapters_open_with_a_warning(smoke_pages: dict[str, dict], chapter: str) -> None:
+    """The smoke build has no real feature files: each results chapter warns that it ran on surrogate features."""
+    read = smoke_pages[f"book/_generated/{chapter}.html"]
+    texts = [a["text"] for a in read["admonitions"]]
+    assert any("surrogate" in text.lower() for text in texts), f"{chapter}: no admonition says 'surrogate': {texts}"
 
 
 @pytest.mark.slow

@@ -237,6 +237,49 @@ class Browser:
             state["pixels"] = hashlib.sha256(state["pixels"].encode()).hexdigest()
         return state
 
+    def tables(self) -> list[dict[str, Any]]:
+        """Every ``<table>`` of the page: its text and whether it fits the text column.
+
+        A table *fits* when its rendered box is no wider than the article's content box, and *scrolls* when
+        it or an ancestor inside the article is a horizontal scroll frame (``overflow-x: auto|scroll``) that
+        itself fits; a table that does neither hides columns or spills over the page.
+        """
+        return self.evaluate("""(() => {
+          const article = document.querySelector('.bd-article') || document.querySelector('main') || document.body;
+          const limit = article.getBoundingClientRect().width + 1;
+          return [...article.querySelectorAll('table')].map((table, index) => {
+            let frame = null;
+            for (let el = table; el && el !== article; el = el.parentElement) {
+              const style = getComputedStyle(el);
+              if (['auto', 'scroll'].includes(style.overflowX) && el.getBoundingClientRect().width <= limit) {
+                frame = el; break;
+              }
+            }
+            const width = table.getBoundingClientRect().width;
+            return {index, text: table.innerText, width, scroll_width: table.scrollWidth, column: limit - 1,
+                    fits: width <= limit, scrolls: frame !== null};
+          });
+        })()""") or []
+
+    def admonitions(self) -> list[dict[str, str]]:
+        """The page's admonitions (note, warning, important, ...): their kind and visible text."""
+        return self.evaluate("""[...document.querySelectorAll('.admonition')].map(a => ({
+            kind: [...a.classList].filter(c => c !== 'admonition').join(' '), text: a.innerText}))""") or []
+
+    def visible_text(self, skip: str = "pre, code, kbd, samp, .sig, .highlight, script, style") -> str:
+        """The prose a reader sees on the page: visible text outside code (``skip``), one line per element."""
+        return self.evaluate(f"""(() => {{
+          const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+          const parts = [];
+          for (let node = walker.nextNode(); node; node = walker.nextNode()) {{
+            const el = node.parentElement;
+            if (!el || !node.textContent.trim() || el.closest({json.dumps(skip)})) continue;
+            if (el.checkVisibility && !el.checkVisibility({{visibilityProperty: true}})) continue;
+            parts.push(node.textContent.trim());
+          }}
+          return parts.join('\\n');
+        }})()""") or ""
+
     def press_slider_key(self, key: str = "ArrowRight", index: int = 0) -> None:
         """Focus the ``index``-th image-stack slider handle and press ``key`` (real key events)."""
         focused = self.evaluate(f"""(() => {{

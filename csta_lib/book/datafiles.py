@@ -42,6 +42,12 @@ def _cell(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
+def _links(text: str) -> str:
+    """A table cell with every ``http(s)://`` address in ``text`` made a link."""
+    return " ".join(f"<{word}>" if word.startswith(("http://", "https://")) else word
+                    for word in _cell(text).split(" "))
+
+
 def data_files_markdown(rows: list[dict[str, Any]], profile: str) -> str:
     """The MyST page listing every manifest file, its status and where it was found."""
     counts = {s: sum(r["status"] == s for r in rows) for s in STATUS_TEXT}
@@ -71,6 +77,6 @@ def data_files_markdown(rows: list[dict[str, Any]], profile: str) -> str:
         lines.append(
             f"| `{r['name']}` | {STATUS_TEXT.get(r['status'], r['status'])} | "
             f"{root_label(r['path']) if r['path'] else 'expected at `data/' + _cell(r['expected']) + '`'} | "
-            f"{_cell(r['url'])} | {_cell(r['licence'])} |"
+            f"{_links(r['url'])} | {_cell(r['licence'])} |"
         )
     return "\n".join(lines) + "\n"

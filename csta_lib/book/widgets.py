@@ -1,13 +1,14 @@
 """Widgets that keep working in the static book, with no kernel behind the page.
 
-A ``Stack`` of pre-rendered ``Image`` widgets whose ``selected_index`` is ``jslink``-ed to a slider (or a
-dropdown): the link lives in the browser (the widget manager embedded in the page), so moving the slider
+A ``Stack`` of pre-rendered ``Image`` widgets whose ``selected_index`` is ``jslink``-ed to a slider that
+shows names, not indices (or a dropdown): the link lives in the browser (the widget manager embedded in the page), so moving the slider
 switches the image without any Python. Stay within core ipywidgets: other widget packages are not vendored
 and would render as error boxes offline.
 """
 
 from __future__ import annotations
 
+import html
 import io
 from collections.abc import Sequence
 from typing import Any
@@ -33,23 +34,28 @@ def image_stack(
     description: str = "show",
     control: str = "slider",
     width: str = "100%",
+    names: Sequence[str] | None = None,
 ) -> Any:
     """A ``VBox`` of a control and a ``Stack`` of PNG images switched by it in the browser.
 
-    ``control`` is ``"slider"`` (an ``IntSlider`` over the image indices; ``labels`` shown in a caption
-    line above each image) or ``"dropdown"`` (a ``Dropdown`` of ``labels``). ``selected_index`` of the
-    stack is ``jslink``-ed to the control's ``value``/``index``, so it works in the static page.
+    ``labels`` are shown in a caption line above each image. ``control`` is ``"slider"`` (a
+    ``SelectionSlider`` whose read-out shows ``names``, short names such as video titles, defaulting to the
+    labels) or ``"dropdown"`` (a ``Dropdown`` of ``labels``). ``selected_index`` of the stack is ``jslink``-ed
+    to the control's ``index``, so switching works in the static page without a kernel.
     """
     import ipywidgets as widgets
 
     if not images:
         raise ValueError("image_stack needs at least one image")
     labels = list(labels) if labels is not None else [str(i) for i in range(len(images))]
-    if len(labels) != len(images):
-        raise ValueError(f"{len(images)} images but {len(labels)} labels")
+    names = list(names) if names is not None else labels
+    if len(labels) != len(images) or len(names) != len(images):
+        raise ValueError(f"{len(images)} images but {len(labels)} labels and {len(names)} names")
+    if len(set(names)) != len(names):
+        raise ValueError("image_stack names must be distinct (the slider shows them)")
     children = [
-        widgets.VBox([widgets.HTML(f"<b>{label}</b>"), widgets.Image(value=png, format="png",
-                                                                      layout=widgets.Layout(width=width))])
+        widgets.VBox([widgets.HTML(f"<b>{html.escape(label)}</b>"),
+                      widgets.Image(value=png, format="png", layout=widgets.Layout(width=width))])
         for png, label in zip(images, labels)
     ]
     stack = widgets.Stack(children, selected_index=0)
@@ -57,13 +63,13 @@ def image_stack(
     if control == "dropdown":
         ctrl = widgets.Dropdown(options=[(label, i) for i, label in enumerate(labels)], value=0,
                                 description=description)
-        link = widgets.jslink((ctrl, "index"), (stack, "selected_index"))
     elif control == "slider":
-        ctrl = widgets.IntSlider(value=0, min=0, max=len(images) - 1, step=1, description=description,
-                                 continuous_update=True)
-        link = widgets.jslink((ctrl, "value"), (stack, "selected_index"))
+        ctrl = widgets.SelectionSlider(options=names, index=0, description=description, continuous_update=True,
+                                       layout=widgets.Layout(width="100%"),
+                                       style={"description_width": "initial"})
     else:
         raise ValueError(f"control must be 'slider' or 'dropdown', not {control!r}")
+    link = widgets.jslink((ctrl, "index"), (stack, "selected_index"))
     ctrl.add_class(CONTROL_CLASS)
     box = widgets.VBox([ctrl, stack])
     box.link = link  # kept on the box for inspection (tests); the page holds it in the widget state
