@@ -83,6 +83,7 @@ def test_paper_rows_keep_only_datasets_shown():
     tvsum = results.pairs_table(results.paper_rows(paper.TABLE1, ["summe", "tvsum"]), ["summe", "tvsum"])
     assert tvsum.loc["VSS-Net", "SumMe τ"] == "–" and tvsum.loc["VSS-Net", "TVSum ρ"] == "0.249"
     assert results.pair_cell((float("nan"), 0.1), 0) == "–" and results.pair_cell(None, 1) == "–"
+    assert results.pair_cell((-0.0001, 0.1), 0) == "0.000"  # no "-0.000" for a level that is zero
 
 
 def test_data_warning_says_surrogate_and_what_it_cannot_show():

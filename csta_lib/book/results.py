@@ -94,13 +94,19 @@ def variant_labels(records: Sequence[Mapping[str, Any]]) -> dict[str, str]:
     return {(r.get("variant") or r.get("preset")): r.get("_label", r.get("variant")) for r in records}
 
 
+def num3(value: float) -> str:
+    """A number with three decimals for reading (``-0.000`` is written ``0.000``)."""
+    text = f"{float(value):.3f}"
+    return "0.000" if text == "-0.000" else text
+
+
 def pm(mean: float, std: float) -> str:
     """``"0.123 ± 0.004"`` (the std omitted when undefined, e.g. one seed)."""
     if mean is None or (isinstance(mean, float) and math.isnan(mean)):
         return "–"
     if std is None or (isinstance(std, float) and math.isnan(std)):
-        return f"{mean:.3f}"
-    return f"{mean:.3f} ± {std:.3f}"
+        return num3(mean)
+    return f"{num3(mean)} ± {std:.3f}"
 
 
 def summary_display(summary: Any, labels: Mapping[str, str] | None = None) -> Any:
@@ -204,7 +210,7 @@ def pair_cell(pair: tuple[float, float] | None, index: int) -> str:
     value = pair[index]
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
-    return f"{float(value):.3f}"
+    return num3(value)
 
 
 def pairs_table(rows: Sequence[tuple[str, str, Mapping[str, tuple[float, float] | None]]],
@@ -376,7 +382,7 @@ def per_video_display(long: Any, levels: Mapping[str, Mapping[str, Any]] | None 
 
 
 def _fmt(value: Any) -> str:
-    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{float(value):.3f}"
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else num3(value)
 
 
 def run_rows(records_by_experiment: Mapping[str, Sequence[Mapping[str, Any]]]) -> Any:
@@ -606,8 +612,9 @@ def surrogate_lines(results_by_dataset: Mapping[str, float], levels: Mapping[str
     lines = []
     for d, tau in results_by_dataset.items():
         lv = levels[d]
-        lines.append(f"- {captions.dataset_name(d)}: {what} τ {tau:.3f}; ground-truth score {lv['gt'][0]:.3f}; Random "
-                     f"{lv['random'][0]:.3f} (± {lv['random_std_tau']:.3f} over draws), all under `{lv['protocol']}` "
+        lines.append(f"- {captions.dataset_name(d)}: {what} τ {num3(tau)}; ground-truth score {num3(lv['gt'][0])}; "
+                     f"Random {num3(lv['random'][0])} (± {lv['random_std_tau']:.3f} over draws), all under "
+                     f"`{lv['protocol']}` "
                      "on the same test videos.")
     return "\n".join(lines)
 
@@ -619,8 +626,9 @@ def below_random_text(bars: Any, levels: Mapping[str, Mapping[str, Any]], label:
     for d in levels:
         part = bars[bars["dataset_key"] == d]
         below = sorted(part[part["tau"] < levels[d]["random"][0]][label])
-        lines.append(f"- {captions.dataset_name(d)}: Random reaches τ {levels[d]['random'][0]:.3f} under "
-                     f"`{levels[d]['protocol']}`, the ground-truth score {levels[d]['gt'][0]:.3f}; {len(below)} of the "
+        lines.append(f"- {captions.dataset_name(d)}: Random reaches τ {num3(levels[d]['random'][0])} under "
+                     f"`{levels[d]['protocol']}`, the ground-truth score {num3(levels[d]['gt'][0])}; "
+                     f"{len(below)} of the "
                      f"{len(part)} {label}s are below Random" + (f" ({', '.join(below)})." if below else "."))
     return "\n".join(lines)
 
