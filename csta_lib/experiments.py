@@ -86,22 +86,21 @@ class Selection:
     name: str  # short, file-system safe: "official" | "held-out"
     policies: tuple[str, ...]
     val_fraction: float
-    description: str
 
     @property
-    def trained_on(self) -> str:
-        """The training set in words."""
+    def description(self) -> str:
+        """The kind of run in words: its policies and what it trains on."""
+        policies = " and ".join(self.policies)
         if self.val_fraction == 0:
-            return "all of the fold's training videos"
-        return f"the fold's training videos minus {self.val_fraction:.0%} held out for validation"
+            return f"{policies}, trained on all of the fold's training videos (the official protocol)"
+        return (f"{policies}, trained on {1 - self.val_fraction:.0%} of the fold's training videos, epoch chosen on "
+                f"the other {self.val_fraction:.0%}")
 
 
 #: The official protocol: every training video trains; test-max (the official rule) and last from the same run.
-OFFICIAL = Selection("official", ("test-max", "last"), 0.0,
-                     "test-max and last, trained on all of the fold's training videos (the official protocol)")
+OFFICIAL = Selection("official", ("test-max", "last"), 0.0)
 #: The honest alternative: 20 % of the training videos held out, the epoch chosen on them.
-HELD_OUT = Selection("held-out", ("val",), 0.2,
-                     "val, trained on 80 % of the fold's training videos, epoch chosen on the other 20 %")
+HELD_OUT = Selection("held-out", ("val",), 0.2)
 
 
 @dataclass(frozen=True)

@@ -560,8 +560,11 @@ def levels_text(levels: Mapping[str, Mapping[str, Any]], datasets: Sequence[str]
         "uniform random score draws" for d in datasets if d in levels)
 
 
-POLICY_SOURCES = {"test-max": "this build: all training videos", "last": "this build: all training videos",
-                  "val": "this build: separate runs, 20 % held out"}
+def _policy_sources() -> dict[str, str]:
+    from csta_lib.experiments import HELD_OUT
+
+    return {"test-max": "this build: all training videos", "last": "this build: all training videos",
+            "val": f"this build: separate runs, {HELD_OUT.val_fraction:.0%} held out"}
 
 
 def table1_tables(records: Sequence[Mapping[str, Any]], datasets: Sequence[str],
@@ -576,7 +579,8 @@ def table1_tables(records: Sequence[Mapping[str, Any]], datasets: Sequence[str],
     from csta_lib import store
 
     summary = store.summary_table(store.results_frame(records))
-    run_rows = [(f"CSTA, {policy} selection", POLICY_SOURCES[policy], summary_pairs(summary, policy).get("paper", {}))
+    sources = _policy_sources()
+    run_rows = [(f"CSTA, {policy} selection", sources[policy], summary_pairs(summary, policy).get("paper", {}))
                 for policy in store.POLICIES if any(policy in r.get("selected", {}) for r in records)]
     annotation_rows = [("Human (recomputed, Otani's protocol, all videos)", ANNOTATIONS_SOURCE,
                         {d: human[d]["pair"] for d in datasets}),
