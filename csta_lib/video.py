@@ -674,9 +674,10 @@ class _AudioCutter:
             i0 = max(0, round((position - begin) * self._rate))
             i1 = min(samples.shape[1], round((end - begin) * self._rate))
             self._queue(samples[:, i0:i1])
-            position = begin + i1 / self._rate
-            if finish > end:
+            if finish > end:  # the rest belongs to later ranges (or to none)
                 self._carry = chunk
+                break
+            position = finish
         self._target_s += end - start
         missing = round(self._target_s * self._rate) - self._kept
         if missing > 0:  # the source's sound ended early, or rounding: keep sound and picture in step

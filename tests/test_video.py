@@ -403,7 +403,9 @@ def test_vfr_shots_at_the_real_cut_times(vfr_video: Path, checkpoints: dict[str,
         assert times[int(frame)] == pytest.approx(when, abs=2e-3)  # e.g. frame 60 at 6.5 s, not 60 / 30 = 2 s
     assert record["shot_times"][-1][1] == pytest.approx(VFR_DURATION, abs=2e-3)
     assert record["variable_frame_rate"] is True and record["timestamps"] == "source"
-    assert record["pick_times"][2] == pytest.approx(0.5 + 0.2 * 0, abs=2e-3)  # frame 30: the first green one
+    assert record["pick_times"][2] == pytest.approx(0.5, abs=2e-3)  # frame 30: the first green one
+    axis = V.timeline_figure(record).axes[0]  # drawn over real time, not frames / fps
+    assert axis.get_xlim()[1] == pytest.approx(VFR_DURATION, abs=2e-3)
 
 
 def test_vfr_summary_keeps_real_durations_and_audio(vfr_video: Path, checkpoints: dict[str, Path],
@@ -444,3 +446,65 @@ def test_vfr_audio_is_cut_at_the_real_times(vfr_video: Path, tmp_path: Path) -> 
 
     assert pitch(sound[int(0.1 * rate):int(0.4 * rate)]) == pytest.approx(660, abs=15)  # blue: segment 3
     assert pitch(sound[int(1.0 * rate):int(4.0 * rate)]) == pytest.approx(880, abs=15)  # yellow: segment 4
+
+
+def test_audio_cut_ending_between_samples(vfr_video: Path, tmp_path: Path) -> None:
+    """A run ending a third of a sample into an audio frame (6.5333 s x 16 kHz) used to loop forever."""
+    sampled = V.sample_frames(vfr_video, stride=15)
+    out = tmp_path / "s.mp4"
+    written = V.write_summary_video(vfr_video, out, np.array([[60, 60], [62, 64]]), sampled.cut_plan)
+    _, vdur, adur = written_durations(out)
+    assert written.duration_s == pytest.approx(4 / 30, abs=1e-3) and vdur == pytest.approx(4 / 30, abs=1e-3)
+    assert adur is not None and abs(adur - vdur) < 0.1
+
+
+def _phone_like_clip(path: Path) -> float:
+    """30 fps with +-3 ms jitter and a 15-fps (low light) stretch; 48 kHz stereo sound that starts 0.3 s
+    before the first frame. Returns the video's real duration."""
+    from fractions import Fraction
+
+    rng = np.random.default_rng(0)
+    base = Fraction(1, 90000)
+    intervals = np.where((np.arange(240) >= 90) & (np.arange(240) < 160), 1 / 15, 1 / 30) + rng.uniform(-3e-3, 3e-3, 240)
+    starts = 0.3 + np.concatenate([[0.0], np.cumsum(intervals)[:-1]])
+    end = float(starts[-1] + intervals[-1])
+    with av.open(str(path), "w") as out:
+        vs = out.add_stream("libx264", rate=30)
+        vs.width, vs.height, vs.pix_fmt = 96, 64, "yuv420p"
+        vs.codec_context.time_base = vs.time_base = base
+        vs.options = {"preset": "ultrafast"}
+        aus = out.add_stream("aac", rate=48000)
+        aus.codec_context.layout = "stereo"
+        sample = 0
+        for i, start in enumerate(starts):
+            image = np.full((64, 96, 3), (i // 60) * 60, np.uint8)
+            image[:, (i * 3) % 96] = 255
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts, frame.time_base = round(start / base), base
+            out.mux(vs.encode(frame))
+            until = round((starts[i + 1] if i + 1 < len(starts) else end) * 48000)
+            tone = (0.1 * np.sin(2 * np.pi * 440 * (sample + np.arange(until - sample)) / 48000)).astype(np.float32)
+            chunk = av.AudioFrame.from_ndarray(np.stack([tone, tone]), format="fltp", layout="stereo")
+            chunk.sample_rate, chunk.pts = 48000, sample
+            out.mux(aus.encode(chunk))
+            sample = until
+        out.mux(vs.encode(None))
+        out.mux(aus.encode(None))
+    return end - 0.3
+
+
+def test_phone_like_clip_sampled_by_time(checkpoints: dict[str, Path], tmp_path: Path) -> None:
+    clip = tmp_path / "phone.mp4"
+    duration = _phone_like_clip(clip)
+    out = tmp_path / "s.mp4"
+    record = V.summarize(clip, out, checkpoints["mobilenet"], sample_fps=2, budget=0.3,
+                         allow_feature_mismatch=True).sidecar
+    assert record["sampling"] == "time" and record["variable_frame_rate"] is True
+    assert record["duration_s"] == pytest.approx(duration, abs=0.01)  # the last frame: as the muxer stored it
+    steps = np.diff(record["pick_times"])
+    assert np.all(np.abs(steps - record["sample_interval_s"]) < 1 / 15 + 4e-3)  # even in time, within a frame
+    with av.open(str(out)) as c:
+        video, audio = c.streams.video[0], c.streams.audio[0]
+        video_s, audio_s = float(video.duration * video.time_base), float(audio.duration * audio.time_base)
+        assert audio.codec_context.layout.name == "stereo"
+    assert record["summary_duration_s"] == pytest.approx(video_s, abs=1e-3) and abs(audio_s - video_s) < 0.1
