@@ -315,7 +315,7 @@ def sample_frames(path: str | Path, stride: int = DEFAULT_STRIDE, size: int = 22
     pts: list[int] = []
     keyframes: list[int] = []
     errors = [0]
-    last_duration, time_base = math.nan, None
+    last_frame, time_base = None, None
     bar = _Progress(progress, "decode", info.declared_frames or _estimate_frames(info))
     try:
         with _open(path) as container:
@@ -327,7 +327,7 @@ def sample_frames(path: str | Path, stride: int = DEFAULT_STRIDE, size: int = 22
             for index, frame in enumerate(_decoded_frames(container, stream, errors)):
                 previous = _frame_time(frame, index, info.fps, previous)
                 raw_times.append(math.nan if frame.time is None else float(frame.time))
-                last_duration = _frame_duration(frame)
+                last_frame = frame
                 pts.append(-1 if frame.pts is None else int(frame.pts))
                 if frame.key_frame:
                     keyframes.append(index)
@@ -353,6 +353,7 @@ def sample_frames(path: str | Path, stride: int = DEFAULT_STRIDE, size: int = 22
     if n_frames < 2:
         detail = f" ({errors[0]} corrupt packets skipped)" if errors[0] else ""
         raise VideoInputError(f"{path} has {n_frames} decodable video frame(s){detail}; a summary needs at least 2")
+    last_duration = _frame_duration(last_frame) if last_frame is not None else math.nan
     starts, ends, base, from_source = frame_timing(raw_times, last_duration, info.fps, time_base)
     frames = np.stack(samples) if samples else np.zeros((0, size, size, 3), np.uint8)
     return SampledVideo(info, stride, frames, np.asarray(picks, np.int64), n_frames, starts, errors[0],
@@ -417,9 +418,11 @@ def score_steps(model: Any, features: np.ndarray) -> np.ndarray:
     with torch.inference_mode():
         scores = model(torch.from_numpy(np.ascontiguousarray(features, np.float32)))
     scores = scores.detach().float().reshape(-1).numpy()
-    if scores.shape != (len(features),) or not np.isfinite(scores).all():
-        raise RuntimeError(f"model returned scores of shape {scores.shape} (finite: {np.isfinite(scores).all()}) "
-                           f"for {len(features)} steps")
+    if scores.shape != (len(features),):
+        raise RuntimeError(f"model returned scores of shape {scores.shape} for {len(features)} steps")
+    if not np.isfinite(scores).all():  # a checkpoint with NaN/inf weights: the user's file, not a bug
+        raise CstaInputError("the checkpoint's model gives non-finite scores (NaN or inf) on this video: "
+                             "its weights are not usable")
     return scores.astype(np.float64)
 
 
@@ -788,8 +791,8 @@ def write_summary_video(source: str | Path, target: str | Path, shots: np.ndarra
             cutter.close()
         bar.close()
     if written != expected:
-        raise RuntimeError(f"wrote {written} frames of {source}, expected {expected}: the video decoded "
-                           "differently the second time")
+        raise VideoInputError(f"{source} decoded differently the second time ({written} of {expected} selected "
+                              "frames found); the file may be damaged")
     return WrittenSummary(written, cutter is not None, tuple(thumbnails), float(offset * base))
 
 

@@ -508,3 +508,20 @@ def test_phone_like_clip_sampled_by_time(checkpoints: dict[str, Path], tmp_path:
         video_s, audio_s = float(video.duration * video.time_base), float(audio.duration * audio.time_base)
         assert audio.codec_context.layout.name == "stereo"
     assert record["summary_duration_s"] == pytest.approx(video_s, abs=1e-3) and abs(audio_s - video_s) < 0.1
+
+
+def test_checkpoint_with_nan_weights_is_an_input_error(cut_video: Path, tmp_path: Path) -> None:
+    import torch
+
+    from csta_lib.model import build_model
+    from csta_lib.train import save_checkpoint
+
+    model = build_model("paper").eval()
+    with torch.no_grad():
+        next(iter(model.parameters())).fill_(float("nan"))
+    broken = save_checkpoint(tmp_path / "nan.pt", model, {"encoder": "mobilenet_v1_1024", "surrogate": False,
+                                                         "imagenet_weights": None}, {}, preset="paper")
+    out_dir = tmp_path / "out"
+    with pytest.raises(CstaInputError, match="non-finite scores"):
+        V.summarize(cut_video, out_dir / "s.mp4", broken, budget=0.3)
+    assert not out_dir.exists()
