@@ -229,7 +229,10 @@ def test_repeated_values_text_counts_rows_with_equal_tau():
     long = results.per_video_frame([record(key="a", label="A"), record(key="b", label="B"),
                                     record(key="c", label="C", tau=0.1)], ["test-max"])
     text = results.repeated_values_text(long)
-    assert text.startswith("On SumMe, 2 of the 3 rows share their τ") and "binary 15 % summary" in text
+    assert text.startswith("On SumMe, 2 of the 3 rows share their mean τ with another row, and on 2 of the 2 test")
+    assert "binary 15 % summary" in text
+    apart = results.per_video_frame([record(key="a", label="A"), record(key="c", label="C", tau=0.1)], ["test-max"])
+    assert results.repeated_values_text(apart).startswith("No two rows reach exactly the same SumMe τ")
     table = results.per_video_by_row(long)
     assert list(table.columns) == ["video_1", "video_2"] and table.loc["C", "video_1"] == "0.100"
 

@@ -638,17 +638,25 @@ def below_random_text(bars: Any, levels: Mapping[str, Mapping[str, Any]], label:
 
 
 def repeated_values_text(long: Any, dataset: str = "summe") -> str:
-    """Why rows repeat the same SumMe τ: how many share it, and the reason (``csta_summe`` sees only the summary)."""
+    """Why rows can repeat the same SumMe τ: how often they do here (mean and per video), and the reason
+    (``csta_summe`` sees only the binary summary)."""
     part = long[long["dataset"] == dataset]
     taus = part.groupby("row", sort=False)["tau"].mean().round(6)
     repeated = int(taus.duplicated(keep=False).sum())
-    return (f"On {captions.dataset_name(dataset)}, {repeated} of the {len(taus)} rows share their τ with another row. "
-            "That is not a copying error: under `csta_summe`, the paper's SumMe protocol, a model's scores are first "
-            "turned into a binary 15 % summary (the knapsack over KTS shots), and τ and ρ compare that 0/1 vector "
-            "with the users' summaries. Two models that select the same shots get exactly the same τ, ρ and F1 on "
-            "that video, however different their scores are; on the few test videos of a small build this happens "
-            "often. The per-video values below, and the same checkpoints scored under Otani's protocol (which reads "
-            "the scores themselves, not the summary), tell the rows apart.")
+    per_video = part.groupby(["video", "row"], sort=False)["tau"].mean().round(6).reset_index()
+    videos = per_video.groupby("video")["tau"].apply(lambda t: bool(t.duplicated().any()))
+    name = captions.dataset_name(dataset)
+    if repeated or videos.any():
+        lead = (f"On {name}, {repeated} of the {len(taus)} rows share their mean τ with another row, and on "
+                f"{int(videos.sum())} of the {len(videos)} test videos two or more rows reach exactly the same τ.")
+    else:
+        lead = f"No two rows reach exactly the same {name} τ in this build, but they can."
+    return (f"{lead} Identical numbers are not a copying error: under `csta_summe`, the paper's SumMe protocol, a "
+            "model's scores are first turned into a binary 15 % summary (the knapsack over KTS shots), and τ and ρ "
+            "compare that 0/1 vector with the users' summaries. Two models that select the same shots get exactly "
+            "the same τ, ρ and F1 on that video, however different their scores are; on the few test videos of a "
+            "small build this happens often. The per-video values below, and the same checkpoints scored under "
+            "Otani's protocol (which reads the scores themselves, not the summary), tell the rows apart.")
 
 
 def per_video_by_row(long: Any, dataset: str = "summe") -> Any:
