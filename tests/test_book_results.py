@@ -254,3 +254,20 @@ def test_omitted_methods_are_named():
     for name in ("DMASum", "RR-STG", "MSVA", "SSPVS", "VASNet", "VSS-Net", "MAAM"):
         assert name in text
     assert "CSTA," not in text.split(";")[1]
+
+
+def test_rescore_under_the_runs_own_protocol_gives_the_records_numbers(tmp_path):
+    """A stored checkpoint scored again under the run's protocol reproduces the record's per-video τ/ρ; under
+    Otani's protocol it gives other numbers (it reads the scores, not the binary summary)."""
+    from csta_lib import train
+
+    official = experiments.plan("table1", "smoke", cache_dir=tmp_path / "cache", datasets=["summe"])[0]
+    record_ = train.run(official.spec(), tmp_path / "store", progress=False)
+    stored = record_["selected"]["test-max"]["per_video"]
+    again = results.rescore(record_, "test-max", "csta_summe")
+    assert set(again) == set(stored)
+    for key, metrics in stored.items():
+        assert again[key]["tau"] == pytest.approx(metrics["tau"], abs=1e-9)
+        assert again[key]["rho"] == pytest.approx(metrics["rho"], abs=1e-9)
+    otani = results.rescore(record_, "test-max", "otani")
+    assert all(v["protocol"] == "otani" for v in otani.values())
