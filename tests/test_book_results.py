@@ -183,6 +183,8 @@ def test_per_video_frame_and_display():
     row = table.loc[("SumMe", "0", "video_2")]
     assert row["test-max τ"] == "0.310" and row["val τ"] == "0.110" and row["ground-truth score τ"] == "0.600"
     assert row["seeds"] == "1"
+    named = results.per_video_display(long, levels, {"summe": {"video_2": "Base jumping"}})
+    assert named.loc[("SumMe", "0", "video_2"), "name"] == "Base jumping"
 
 
 def test_per_video_display_averages_seeds_and_says_how_many():

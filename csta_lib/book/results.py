@@ -358,9 +358,23 @@ def _video_order(key: str) -> tuple[int, str]:
     return (int(number), key) if number.isdigit() else (10**9, key)
 
 
-def per_video_display(long: Any, levels: Mapping[str, Mapping[str, Any]] | None = None) -> Any:
+def video_names(records: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, str]]:
+    """``{dataset: {key: the video's name}}`` from the runs' data files (SumMe titles, TVSum YouTube ids)."""
+    from csta_lib.data.eccv16 import load_eccv16
+
+    out: dict[str, dict[str, str]] = {}
+    for r in records:
+        if r["dataset"] not in out:
+            data = load_eccv16(r["provenance"]["data_file"], r["dataset"])
+            out[r["dataset"]] = {k: str(data[k].video_name) for k in data.keys()}
+    return out
+
+
+def per_video_display(long: Any, levels: Mapping[str, Mapping[str, Any]] | None = None,
+                      names: Mapping[str, Mapping[str, str]] | None = None) -> Any:
     """Per test video: τ / ρ / F1 per selection policy (mean over seeds when there are several, with their
-    number in ``seeds``), beside the ground-truth score's τ under the same protocol (from ``levels``)."""
+    number in ``seeds``), beside the ground-truth score's τ under the same protocol (from ``levels``); ``names``
+    (:func:`video_names`) adds each video's name."""
     import pandas as pd
 
     if long.empty:
@@ -368,6 +382,8 @@ def per_video_display(long: Any, levels: Mapping[str, Mapping[str, Any]] | None 
     rows = []
     for (dataset, fold, video), part in long.groupby(["dataset", "fold", "video"], sort=False):
         row: dict[str, Any] = {"dataset": captions.dataset_name(dataset), "fold": str(fold), "video": video}
+        if names is not None:
+            row["name"] = (names.get(dataset) or {}).get(video, "")
         for policy, sub in part.groupby("policy", sort=False):
             for m, name in (("tau", "τ"), ("rho", "ρ"), ("f1", "F1")):
                 row[f"{policy} {name}"] = _fmt(sub[m].mean())
