@@ -4,7 +4,7 @@ CSTA's two softmax maps are nearly uniform at a glance: the temporal softmax giv
 feature column about 1/(T+1), the spatial softmax each of the D columns of a row about 1/D. Plotted on a linear
 scale they look flat. Here every map is shown as its ratio to the uniform value (×(T+1), ×D) on a logarithmic
 colour scale centred at 1, so "twice the uniform share" and "half of it" are equally visible, and the colour
-bar says so.
+bar says so. The scale covers 99 % of the entries; the most extreme 1 % saturate.
 
 Time runs along the horizontal axis of every panel (column 0 is the CLS row, then steps 0 … T-1), so the maps
 line up with the predicted and ground-truth scores drawn underneath; one map per row at the page's width.
@@ -24,6 +24,8 @@ SOFTMAX_PANELS = (
 )
 #: Colour range: at least this factor around uniform, so a near-uniform map stays pale instead of saturating.
 MIN_RATIO_RANGE = 1.5
+#: The colour range covers this share of the entries' deviations from uniform; the rest saturate.
+CLIP_QUANTILE = 0.99
 STEP_LABEL = "step (one every 15th frame; CLS = the CLS row)"
 
 
@@ -36,12 +38,17 @@ def ratio_to_uniform(attention: np.ndarray, axis: int) -> np.ndarray:
     return np.asarray(attention, dtype=np.float64) * attention.shape[axis]
 
 
-def symmetric_log_range(ratio: np.ndarray, floor: float = MIN_RATIO_RANGE) -> tuple[float, float]:
-    """``(1/r, r)`` with r the largest deviation from 1 in either direction (at least ``floor``)."""
+def symmetric_log_range(ratio: np.ndarray, floor: float = MIN_RATIO_RANGE, quantile: float = CLIP_QUANTILE
+                        ) -> tuple[float, float]:
+    """``(1/r, r)``: r covers the ``quantile`` of the deviations from 1 in either direction (at least ``floor``).
+
+    A few extreme entries would otherwise stretch the scale until the bulk of the map is white; entries beyond
+    the range are drawn in the end colours (the colour bar's arrows).
+    """
     positive = ratio[ratio > 0]
     if positive.size == 0:
         return 1 / floor, floor
-    r = float(max(positive.max(), 1 / positive.min(), floor))
+    r = float(max(np.exp(np.quantile(np.abs(np.log(positive)), quantile)), floor))
     return 1 / r, r
 
 
@@ -78,7 +85,7 @@ def attention_figure(attention: Mapping[str, Any], scores: Any, gtscore: Any, ti
         low, high = symmetric_log_range(ratio)
         image = ax.imshow(np.clip(ratio, low, high), aspect="auto", cmap="RdBu_r", interpolation="nearest",
                           norm=LogNorm(vmin=low, vmax=high), extent=(*x_range, ratio.shape[0] - 0.5, -0.5))
-        bar = fig.colorbar(image, cax=fig.add_subplot(grid[row, 1]))
+        bar = fig.colorbar(image, cax=fig.add_subplot(grid[row, 1]), extend="both")
         bar.set_label(f"× uniform (1/{uniform}), log", fontsize=8)
         bar.ax.tick_params(labelsize=8)
         bar.ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
@@ -98,5 +105,5 @@ def attention_figure(attention: Mapping[str, Any], scores: Any, gtscore: Any, ti
     return fig
 
 
-__all__ = ["MIN_RATIO_RANGE", "SOFTMAX_PANELS", "STEP_LABEL", "attention_figure", "ratio_to_uniform",
+__all__ = ["CLIP_QUANTILE", "MIN_RATIO_RANGE", "SOFTMAX_PANELS", "STEP_LABEL", "attention_figure", "ratio_to_uniform",
            "symmetric_log_range"]

@@ -263,7 +263,7 @@ class Browser:
 
     def admonitions(self) -> list[dict[str, str]]:
         """The page's admonitions (note, warning, important, ...): their kind and visible text."""
-        return self.evaluate("""[...document.querySelectorAll('.admonition')].map(a => ({
+        return self.evaluate("""[...document.querySelectorAll('.admonition:not(details)')].map(a => ({
             kind: [...a.classList].filter(c => c !== 'admonition').join(' '), text: a.innerText}))""") or []
 
     def visible_text(self, skip: str = "pre, code, kbd, samp, .sig, .highlight, script, style") -> str:

@@ -8,23 +8,23 @@ from typing import Any
 from csta_lib.data.locator import MIRROR_ENV, PROJECT_ROOT, data_roots
 
 STATUS_TEXT = {
-    "verified": "found, sha256 verified",
-    "unverified": "found (no checksum to verify)",
-    "missing": "missing",
-    "mismatch": "found, **sha256 mismatch**",
+    "verified": "verified",
+    "unverified": "found",
+    "missing": "**missing**",
+    "mismatch": "**sha256 mismatch**",
 }
 
 
 def root_label(path: str | None) -> str:
-    """Which data root holds ``path``, named without machine-specific absolute paths."""
+    """Which data root holds ``path`` (a short name) and the path inside it, without machine-specific paths."""
     if not path:
         return "-"
     p = Path(path)
-    labels = ["project `data/`"]
+    labels = ["`data/`"]
     roots = data_roots()
     if len(roots) == 3:
         labels.append(f"`${MIRROR_ENV}`")
-    labels.append("local mirror `../shared/data`")
+    labels.append("mirror")
     for root, label in zip(roots, labels):
         if p.is_relative_to(root):
             return f"{label}: `{p.relative_to(root).as_posix()}`"
@@ -59,7 +59,8 @@ def data_files_markdown(rows: list[dict[str, Any]], profile: str) -> str:
         f"project's `data/`, then in `${MIRROR_ENV}`, then in `../shared/data`. Same table as `csta data check`.",
         "",
         f"{counts['verified']} verified, {counts['unverified']} found without a checksum, "
-        f"{counts['missing']} missing, {counts['mismatch']} with a checksum mismatch.",
+        f"{counts['missing']} missing, {counts['mismatch']} with a checksum mismatch. In the table, *verified* means "
+        "found with the published sha256; *mirror* is `../shared/data`; a missing file's row says where to put it.",
         "",
     ]
     if features_missing:
@@ -72,11 +73,10 @@ def data_files_markdown(rows: list[dict[str, Any]], profile: str) -> str:
             ":::",
             "",
         ]
-    lines += ["| file | status | where | published at | licence |", "|---|---|---|---|---|"]
+    lines += ["## What this build found", "", "| file | status | where |", "|---|---|---|"]
     for r in rows:
-        lines.append(
-            f"| `{r['name']}` | {STATUS_TEXT.get(r['status'], r['status'])} | "
-            f"{root_label(r['path']) if r['path'] else 'expected at `data/' + _cell(r['expected']) + '`'} | "
-            f"{_links(r['url'])} | {_cell(r['licence'])} |"
-        )
+        where = root_label(r["path"]) if r["path"] else "put it at `data/" + _cell(r["expected"]) + "`"
+        lines.append(f"| `{r['name']}` | {STATUS_TEXT.get(r['status'], r['status'])} | {where} |")
+    lines += ["", "## Where each file is published", "", "| file | published at | licence |", "|---|---|---|"]
+    lines += [f"| `{r['name']}` | {_links(r['url'])} | {_cell(r['licence'])} |" for r in rows]
     return "\n".join(lines) + "\n"
