@@ -7,12 +7,12 @@ in a frame of its own."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
 
-from csta_lib.book.browser import Browser, find_chromium, site_pages
+from csta_lib.book.browser import (Browser, find_chromium, mixes_ours_and_paper, paper_table1_csta, read_page,
+                                   reader_problems, site_pages)
 from csta_lib.data.locator import PROJECT_ROOT
 from test_book import smoke_book
 
@@ -24,40 +24,8 @@ pytestmark = [
 
 ARTIFACTS = PROJECT_ROOT / "test-artifacts"
 ATTENTION_PAGE = Path("book") / "_generated" / "07_attention_maps.html"
-# The paper's Table 1 values for CSTA (SumMe τ/ρ, TVSum τ/ρ): never in one table with our surrogate results.
-PAPER_TABLE1_CSTA = ("0.246", "0.274", "0.194", "0.255")
 # Results chapters computed on surrogate features in a build without the real feature files (the smoke build).
 SURROGATE_CHAPTERS = ("04_main_result", "05_cnn_verification", "06_ablations", "07_attention_maps")
-
-
-def mixes_ours_and_paper(text: str) -> list[str]:
-    """The paper's Table 1 CSTA values found in ``text`` if it also says "ours"; else []."""
-    if not re.search(r"\bours\b", text, flags=re.I):
-        return []
-    return [v for v in PAPER_TABLE1_CSTA if re.search(rf"(?<![\d.]){re.escape(v)}(?!\d)", text)]
-
-
-def page_problems(read: dict) -> list[str]:
-    """What a reader would trip over on one page (read with :func:`read_page`)."""
-    problems = []
-    for table in read["tables"]:
-        mixed = mixes_ours_and_paper(table["text"])
-        if mixed:
-            problems.append(f"table {table['index']} holds our results and the paper's {mixed}")
-        if not (table["fits"] or table["scrolls"]):
-            problems.append(f"table {table['index']} is {table['width']:.0f} px wide in a {table['column']:.0f} px "
-                            "column and scrolls in no frame of its own")
-    if "**" in read["text"]:
-        line = next(line for line in read["text"].splitlines() if "**" in line)
-        problems.append(f"raw Markdown '**' in the visible text: {line[:120]!r}")
-    return problems
-
-
-def read_page(browser: Browser, url: str) -> dict:
-    """Load ``url`` and read its tables, admonitions and visible text."""
-    report = browser.load(url)
-    return {"report": report, "tables": browser.tables(), "admonitions": browser.admonitions(),
-            "text": browser.visible_text()}
 
 
 @pytest.fixture(scope="module")
@@ -99,19 +67,20 @@ def test_reader_checks_can_fail(browser: Browser, tmp_path: Path) -> None:
         "<div class='admonition warning'><p>computed on surrogate features</p></div>"
         "</main></body></html>")
     read = read_page(browser, page.as_uri())
-    problems = page_problems(read)
+    problems = reader_problems(read)
     assert any("paper's ['0.246']" in p for p in problems)
     assert any(p.startswith("table 1 is 1400 px") for p in problems)
     assert not any(p.startswith("table 2") for p in problems)  # wide, but scrolls in its own frame
     assert any("raw Markdown" in p for p in problems)
     assert read["admonitions"] == [{"kind": "warning", "text": "computed on surrogate features"}]
     assert mixes_ours_and_paper("ours 0.2460") == [] and mixes_ours_and_paper("paper 0.246") == []
+    assert paper_table1_csta() == ("0.246", "0.274", "0.194", "0.255")  # the contract's values
 
 
 @pytest.mark.slow
 def test_every_page_reads_cleanly(smoke_pages: dict[str, dict]) -> None:
     """No table mixes our surrogate results with the paper's values; no raw '**'; every table fits or scrolls."""
-    problems = [f"{name}: {problem}" for name, read in smoke_pages.items() for problem in page_problems(read)]
+    problems = [f"{name}: {problem}" for name, read in smoke_pages.items() for problem in reader_problems(read)]
     assert not problems, "\n".join(problems)
 
 

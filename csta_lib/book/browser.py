@@ -18,12 +18,14 @@ import base64
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -332,6 +334,45 @@ class Browser:
         self.close()
 
 
+def paper_table1_csta() -> tuple[str, ...]:
+    """The paper's Table 1 values for CSTA as printed (three decimals): SumMe τ, ρ, TVSum τ, ρ."""
+    from csta_lib.book.paper import TABLE1
+
+    return tuple(f"{v:.3f}" for pair in TABLE1["CSTA"].values() if pair for v in pair)
+
+
+def mixes_ours_and_paper(text: str, paper_values: tuple[str, ...] | None = None) -> list[str]:
+    """The paper's Table 1 CSTA values found in a table's ``text`` when it also says "ours"; else []."""
+    if not re.search(r"\bours\b", text, flags=re.I):
+        return []
+    values = paper_values if paper_values is not None else paper_table1_csta()
+    return [v for v in values if re.search(rf"(?<![\d.]){re.escape(v)}(?!\d)", text)]
+
+
+def read_page(browser: Browser, url: str) -> dict[str, Any]:
+    """Load ``url`` and read what a reader sees: its load report, tables, admonitions and prose."""
+    report = browser.load(url)
+    return {"report": report, "tables": browser.tables(), "admonitions": browser.admonitions(),
+            "text": browser.visible_text()}
+
+
+def reader_problems(read: Mapping[str, Any]) -> list[str]:
+    """What a reader would trip over on a page read by :func:`read_page`: a table holding our results beside the
+    paper's Table 1 values, a table wider than the column that scrolls in no frame of its own, raw ``**``."""
+    problems = []
+    for table in read["tables"]:
+        mixed = mixes_ours_and_paper(table["text"])
+        if mixed:
+            problems.append(f"table {table['index']} holds our results and the paper's {mixed}")
+        if not (table["fits"] or table["scrolls"]):
+            problems.append(f"table {table['index']} is {table['width']:.0f} px wide in a {table['column']:.0f} px "
+                            "column and scrolls in no frame of its own")
+    if "**" in read["text"]:
+        line = next(line for line in read["text"].splitlines() if "**" in line)
+        problems.append(f"raw Markdown '**' in the visible text: {line[:120]!r}")
+    return problems
+
+
 def site_pages(site: Path) -> list[Path]:
     """The site's content pages (search and index pages of Sphinx excluded)."""
     skip = {"search.html", "genindex.html"}
@@ -340,11 +381,16 @@ def site_pages(site: Path) -> list[Path]:
 
 
 def check_site(site: Path, browser: Browser | None = None) -> list[PageReport]:
-    """Load every page of ``site`` offline; one report per page."""
+    """Load every page of ``site`` offline; one report per page (reader problems count as errors)."""
     own = browser is None
     browser = browser or Browser()
     try:
-        return [browser.load(page.resolve().as_uri()) for page in site_pages(site)]
+        reports = []
+        for page in site_pages(site):
+            read = read_page(browser, page.resolve().as_uri())
+            read["report"].errors.extend(f"reader: {p}" for p in reader_problems(read))
+            reports.append(read["report"])
+        return reports
     finally:
         if own:
             browser.close()
@@ -354,7 +400,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m csta_lib.book.browser",
         description="Load every page of a built book in headless chromium with the network cut off; "
-        "report JavaScript errors and attempted remote requests.",
+        "report JavaScript errors, attempted remote requests and what a reader would trip over (tables "
+        "mixing our results with the paper's, tables wider than the column, raw Markdown).",
     )
     parser.add_argument("site", type=Path, nargs="?", default=Path("_build/html"))
     args = parser.parse_args(argv)
