@@ -26,6 +26,8 @@ SOFTMAX_PANELS = (
 MIN_RATIO_RANGE = 1.5
 #: The colour range covers this share of the entries' deviations from uniform; the rest saturate.
 CLIP_QUANTILE = 0.99
+#: Labelled ratios on the colour bars (those inside a map's range are shown).
+COLOUR_TICKS = (0.001, 0.01, 0.1, 0.2, 0.5, 1, 2, 5, 10, 100, 1000)
 STEP_LABEL = "step (one every 15th frame; CLS = the CLS row)"
 
 
@@ -61,7 +63,7 @@ def attention_figure(attention: Mapping[str, Any], scores: Any, gtscore: Any, ti
     """
     import matplotlib.pyplot as plt
     from matplotlib.colors import LogNorm
-    from matplotlib.ticker import FuncFormatter
+    from matplotlib.ticker import FuncFormatter, NullFormatter
 
     scores, gtscore = _array(scores), _array(gtscore)
     n_steps = len(scores)
@@ -73,9 +75,9 @@ def attention_figure(attention: Mapping[str, Any], scores: Any, gtscore: Any, ti
     axes += [fig.add_subplot(grid[i, 0], sharex=axes[0]) for i in range(1, rows)]
     x_range = (-1.5, n_steps - 0.5)  # x: the CLS row at -1, steps 0..T-1
     for row, (ax, (key, name, uniform)) in enumerate(zip(axes, SOFTMAX_PANELS)):
-        ax.set_title(name, fontsize=10, loc="left")
-        ax.set_ylabel("feature dim.", fontsize=9)
-        ax.tick_params(labelsize=9, labelbottom=False)
+        ax.set_title(name, fontsize=11, loc="left")
+        ax.set_ylabel("feature dim.", fontsize=10)
+        ax.tick_params(labelsize=10, labelbottom=False)
         if key not in attention:
             ax.text(0.5, 0.5, "not computed by this model", ha="center", va="center", transform=ax.transAxes)
             ax.set_yticks([])
@@ -86,24 +88,26 @@ def attention_figure(attention: Mapping[str, Any], scores: Any, gtscore: Any, ti
         image = ax.imshow(np.clip(ratio, low, high), aspect="auto", cmap="RdBu_r", interpolation="nearest",
                           norm=LogNorm(vmin=low, vmax=high), extent=(*x_range, ratio.shape[0] - 0.5, -0.5))
         bar = fig.colorbar(image, cax=fig.add_subplot(grid[row, 1]), extend="both")
-        bar.set_label(f"× uniform (1/{uniform}), log", fontsize=8)
-        bar.ax.tick_params(labelsize=8)
+        bar.set_label(f"× uniform (1/{uniform}), log", fontsize=9)
+        bar.ax.tick_params(labelsize=9)
+        bar.set_ticks([t for t in COLOUR_TICKS if low <= t <= high])
         bar.ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        bar.ax.yaxis.set_minor_formatter(NullFormatter())
     ax = axes[-1]
     steps = np.arange(n_steps)
     ax.plot(steps, gtscore, label="ground truth (gtscore)", color="black", lw=1)
     ax.plot(steps, scores, label="predicted score", color="tab:orange", lw=1.2)
-    ax.set_ylabel("importance", fontsize=9)
-    ax.set_xlabel(STEP_LABEL, fontsize=9)
-    ax.tick_params(labelsize=9)
-    ax.legend(fontsize=8, loc="upper right", ncols=2)
+    ax.set_ylabel("importance", fontsize=10)
+    ax.set_xlabel(STEP_LABEL, fontsize=10)
+    ax.tick_params(labelsize=10)
+    ax.legend(fontsize=9, loc="upper right", ncols=2)
     ticks = [t for t in ax.get_xticks() if 0.04 * n_steps <= t < n_steps]  # none crowding the CLS label
     ax.set_xticks([-1, *ticks], ["CLS", *(f"{int(t)}" for t in ticks)])
     ax.set_xlim(*x_range)
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(title, fontsize=11)
     plt.close(fig)
     return fig
 
 
-__all__ = ["CLIP_QUANTILE", "MIN_RATIO_RANGE", "SOFTMAX_PANELS", "STEP_LABEL", "attention_figure", "ratio_to_uniform",
+__all__ = ["CLIP_QUANTILE", "COLOUR_TICKS", "MIN_RATIO_RANGE", "SOFTMAX_PANELS", "STEP_LABEL", "attention_figure", "ratio_to_uniform",
            "symmetric_log_range"]
