@@ -166,7 +166,7 @@ def test_bad_knobs_and_names(tmp_path):
 def test_unwritable_destination_leaves_nothing(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
-    with pytest.raises(CstaInputError, match="cannot write"):
+    with pytest.raises(CstaInputError, match="a_file is a file, not a folder"):
         surrogate.build_surrogate("summe", blocker / "sub" / "summe.h5")
     assert [p.name for p in tmp_path.iterdir()] == ["a_file"]
 

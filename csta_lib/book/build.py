@@ -223,6 +223,15 @@ def check_data(profile: str, notebooks: Sequence[Path], parameters: Mapping[str,
     return overrides
 
 
+def build_parameters(source: Path, generated: Path) -> dict[str, Any]:
+    """Parameters the build itself supplies to a notebook that declares them: ``downloads_dir`` (files the
+    page links with ``{download}``) goes beside the executed notebook, wherever the book is built."""
+    import papermill
+
+    declared = papermill.inspect_notebook(str(source))
+    return {"downloads_dir": str(generated / "downloads")} if "downloads_dir" in declared else {}
+
+
 def build(
     profile: str,
     book_root: Path = PROJECT_ROOT,
@@ -254,7 +263,8 @@ def build(
         remove_stale_pages(generated, [p.stem for p in chosen])
     for source in chosen:
         log(f"[book] running {source.name} (profile={profile}) ...", flush=True)
-        run = execute_notebook(source, generated / source.name, {**params, **overrides.get(source.stem, {})})
+        run = execute_notebook(source, generated / source.name,
+                               {**params, **build_parameters(source, generated), **overrides.get(source.stem, {})})
         report.runs.append(run)
         status = f"FAILED: {run.error}" if run.error else "ok"
         log(f"[book]   {source.name}: {status} ({run.seconds:.1f} s)", flush=True)
