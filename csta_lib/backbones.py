@@ -3,7 +3,7 @@
 Each backbone is the torchvision architecture (architecture only, built through
 :func:`csta_lib._torchvision.import_torchvision`) with the official head replacement: the global average
 pool is replaced by an adaptive pool to ``(rows, 1)``, so the trunk turns a ``(1, 3, H, W)`` "image" into
-``(H, D)`` — one D-vector per input row (reference §1.3, §5.1). The torchvision classifier (``fc`` /
+``(H, D)`` — one D-vector per input row (the book's method page, method-cnn). The torchvision classifier (``fc`` /
 ``classifier``) is kept so that the official state_dict and the torchvision checkpoints load, but it is
 never run; GoogLeNet's auxiliary heads are not built (the official copy removed them).
 

@@ -1,20 +1,20 @@
 """Model configuration: every switch of the official CSTA code, and the named presets.
 
-:class:`ModelConfig` holds the switches of reference §1.1 under names that say what they do; the
+:class:`ModelConfig` holds the official code's switches under names that say what they do; the
 official command-line flag each one mirrors is given in its comment, and :func:`official_flags` /
 :func:`from_official_flags` translate both ways. Values keep the official spellings (``"TD"``,
 ``"FPE"``, ``"KC"``, ...) so that a flag setting reads the same in the paper, the official code and here.
 
-Two switches exist only here, for the places where the paper and the code disagree (reference §1.5);
-both default to the code, which produced the paper's numbers:
+Two switches exist only here, for the places where the paper and the code disagree (the book's method
+page, section method-differences); both default to the code, which produced the paper's numbers:
 
 * ``skip_norm``: ``"batchnorm"`` (the code's ``BatchNorm2d(1)`` over the whole (T+1)×D map) or
   ``"layernorm"`` (a true ``LayerNorm(D)`` per row, as Eq. 3 says);
 * ``cnn_resize``: ``"adaptive_avg"`` (the code's ``AdaptiveAvgPool2d((T+1, 1))``) or ``"bilinear"``
   (the text: bilinear interpolation of the CNN map to (T+1) rows, then a mean over the width).
 
-The Figure-4 direct-CNN head (reference §5.1) has two readings in the code; both are plain settings of
-``softmax_axis`` on a ``value_source="cnn"`` model: ``None`` gives the literal ``S_t = mean_c A[t,c]²``
+The Figure-4 direct-CNN head (method page, method-classifier) has two readings in the code; both are plain
+settings of ``softmax_axis`` on a ``value_source="cnn"`` model: ``None`` gives the literal ``S_t = mean_c A[t,c]²``
 (the presets' choice), ``"T"`` gives ``mean_c A[t,c]·softmax_t(A)[t,c]``. :func:`direct_cnn_config`
 builds either.
 """
@@ -60,7 +60,7 @@ _CHOICES: dict[str, tuple[Any, ...]] = {
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Every switch of the CSTA model (defaults = the paper's final model, reference §1.1)."""
+    """Every switch of the CSTA model (defaults = the paper's final model; book method page, method-notation)."""
 
     backbone: str = "googlenet"  # --model_name stem
     # "input": the official *_Attention models (value = input features, optionally embedded);
@@ -241,7 +241,7 @@ def from_official_flags(model_name: str, flags: dict[str, Any]) -> ModelConfig:
 
 
 def direct_cnn_config(backbone: str, reading: str = "literal") -> ModelConfig:
-    """The Figure-4 model: the CNN used directly as score predictor (reference §5.1).
+    """The Figure-4 model: the CNN used directly as score predictor (method page, method-classifier).
 
     ``reading="literal"`` (default, the flags as written): ``S_t = mean_c A[t,c]²``, no sigmoid.
     ``reading="softmax_t"``: ``S_t = mean_c A[t,c]·Dropout(softmax_t(A))[t,c]``.
@@ -262,7 +262,7 @@ def direct_cnn_config(backbone: str, reading: str = "literal") -> ModelConfig:
 
 
 def _table2_rows() -> dict[str, ModelConfig]:
-    """The Table 2 ablation rows in order; each adds one component to the previous (reference §5.2)."""
+    """The Table 2 ablation rows in order; each adds one component to the previous (paper Table 2)."""
     attention = ModelConfig(
         softmax_axis="T", positional_encoding=None, cls_token=False, key_value_embedding=None, skip_connection=None
     )

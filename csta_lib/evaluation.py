@@ -9,7 +9,7 @@ the protocol name, and every table built from them carries it:
     The official CSTA SumMe protocol (from MSVA): the binary 15 % knapsack summary at full frame
     rate against the mean of the binary user summaries (method page, method-metrics).
 ``casum_tvsum``
-    The official CSTA TVSum protocol (from CA-SUM): the raw 2-fps step scores against each
+    The official CSTA TVSum protocol (from CA-SUM): the raw 15-frame step scores against each
     annotator's frame-level scores divided by their max and subsampled ``[::15]``, τ and ρ averaged
     over the annotators (method page, method-metrics).
 ``otani``
@@ -78,7 +78,7 @@ __all__ = [
 PROTOCOLS: tuple[str, ...] = ("csta_summe", "casum_tvsum", "otani")
 #: The protocol the CSTA paper uses for each dataset.
 PAPER_PROTOCOL: dict[str, str] = {"summe": "csta_summe", "tvsum": "casum_tvsum"}
-#: Frames between two 2-fps steps (the eccv16 ``picks`` spacing and CA-SUM's ``[::15]``).
+#: Frames between two 15-frame steps (the eccv16 ``picks`` spacing and CA-SUM's ``[::15]``).
 SUBSAMPLE = 15
 #: Customary F1 aggregation over users (method page, method-metrics): max for SumMe, mean for TVSum.
 F1_AGGREGATION: dict[str, str] = {"summe": "max", "tvsum": "mean"}
@@ -424,7 +424,7 @@ def protocol_reference_rows(protocol: str, reference: Any) -> np.ndarray:
 def _prediction(protocol: str, prediction: Any, n: int) -> np.ndarray:
     x = _finite_1d("prediction", prediction).astype(np.float64)
     if x.size != n:
-        what = {"csta_summe": "frames in the user summaries", "casum_tvsum": "2-fps steps in the [::15] "
+        what = {"csta_summe": "frames in the user summaries", "casum_tvsum": "15-frame steps in the [::15] "
                 "user scores", "otani": "frames in the user scores"}[protocol]
         raise CstaInputError(f"length mismatch ({protocol}): prediction has {x.size} values, "
                              f"but there are {n} {what}")

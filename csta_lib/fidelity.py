@@ -327,18 +327,17 @@ def _train_steps(dropout: bool, lengths: Sequence[int], fixtures_dir: str | Path
     far rounding alone moves our own training.
     """
     import torch
-    import torch.nn.functional as F
     from torch import nn
 
     from csta_lib import train
-    from csta_lib.model import _official_name_map
+    from csta_lib.model import official_key_names
 
     model = fixture_model("paper", fixtures_dir).train()
     if not dropout:
         for module in model.modules():
             if isinstance(module, nn.Dropout):
                 module.eval()
-    names = _official_name_map(model)
+    names = official_key_names(model)
     optimizer = train.make_optimizer(model.parameters(), train.PAPER_LR, train.PAPER_WEIGHT_DECAY)
     nudges = np.random.Generator(np.random.PCG64(nudge_seed)) if nudge_seed is not None else None
     losses: list[float] = []
@@ -348,20 +347,20 @@ def _train_steps(dropout: bool, lengths: Sequence[int], fixtures_dir: str | Path
             towards = np.where(nudges.random(features.shape) < 0.5, np.inf, -np.inf).astype(np.float32)
             features = np.nextafter(features, towards)
         torch.manual_seed(TRAINING_TORCH_SEED + step)
-        # the body of train.train_loop's inner loop, line for line (it has no step function of its own to
-        # call), with the first step's gradient norms read between backward and the update
-        optimizer.zero_grad(set_to_none=True)
-        loss = F.mse_loss(model(torch.from_numpy(features)), torch.from_numpy(targets))
-        loss.backward()
-        if step == 0:
-            grad_norms = {names[k]: float(p.grad.norm()) for k, p in model.named_parameters() if p.grad is not None}
-        optimizer.step()
-        losses.append(float(loss.detach()))
+
+        def read_gradients(step: int = step) -> None:  # the first step's gradient norms, before the update
+            if step == 0:
+                grad_norms.update({names[k]: float(p.grad.norm())
+                                   for k, p in model.named_parameters() if p.grad is not None})
+
+        loss = train.training_step(model, optimizer, torch.from_numpy(features), torch.from_numpy(targets),
+                                   before_update=read_gradients)
+        losses.append(float(loss))
     return losses, grad_norms
 
 
 def replay_training(dropout: bool, fixtures_dir: str | Path | None = None) -> TrainingComparison:
-    """Six steps of ``paper`` through our training step (``train.make_optimizer``, MSE, backward, update).
+    """Six steps of ``paper`` through the trainer's own step (``train.training_step`` with ``train.make_optimizer``).
 
     ``dropout=False`` turns every ``nn.Dropout`` into the identity (eval mode for those modules only), as
     the official ``no_dropout`` run. Each step seeds torch with 1000 + i right before the forward; our fast

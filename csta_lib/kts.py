@@ -29,7 +29,7 @@ particular:
 Unlike the original, the dynamic programme is vectorised over positions (one numpy pass per
 number of change points over a precomputed masked scatter matrix), and the objective pass and the
 backtracking pass share one table, so the cost is O(m·n²) time and O(n²) memory, about
-``n³/6`` additions for the custom-video default ``m = n − 1``. Run it on 2-fps features, not on
+``n³/6`` additions for the custom-video default ``m = n − 1``. Run it on features of every 15th frame, not on
 every frame.
 """
 

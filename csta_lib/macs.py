@@ -5,12 +5,12 @@
   replicated input channels go through the key embedding and the trunk (our fast forward computes the
   identical channels once; the count describes the model, not that shortcut).
 * **Feature extraction (FE)**: the GoogLeNet trunk up to pool5 on one 224×224 frame, times the number
-  of 2-fps steps.
+  of 15-frame steps.
 
 Counting runs on the ``meta`` device (shapes only, no arithmetic), so a count takes milliseconds.
 
 **Paper convention.** Table 3's FE column is exactly ``mean steps × 1.40755 G`` on both datasets
-(reference §5.3), while ``FlopCounterMode`` reads 1.49735 G for the same GoogLeNet frame: the paper's
+(book method page, method-cost), while ``FlopCounterMode`` reads 1.49735 G for the same GoogLeNet frame: the paper's
 counter reads :func:`paper_convention_factor` = 0.9400× of ours on plain GoogLeNet convolutions. The
 "paper convention" count is our raw count times that factor, taken from the FE column alone (no fit to
 SP). Applied to SP averaged per video over the real lengths it gives 9.80 G (SumMe) and 15.76 G (TVSum)
@@ -34,7 +34,7 @@ from csta_lib.config import ModelConfig, get_config
 PAPER_TABLE3 = {"summe": {"sp": 9.78e9, "fe": 413.03e9}, "tvsum": {"sp": 15.73e9, "fe": 661.83e9}}
 #: The paper's FE per frame: 413.03 G / 293.44 steps = 661.83 G / 470.20 steps.
 PAPER_FE_MACS_PER_FRAME = 1.40755e9
-#: Frames per 2-fps step in the eccv16 files.
+#: Frames per 15-frame step in the eccv16 files.
 FRAMES_PER_STEP = 15
 
 
@@ -107,7 +107,7 @@ def feature_extraction_macs_per_frame() -> float:
 
 
 def feature_extraction_macs(steps: float) -> float:
-    """Raw FE MACs for a video of ``steps`` 2-fps steps (one GoogLeNet frame per step)."""
+    """Raw FE MACs for a video of ``steps`` 15-frame steps (one GoogLeNet frame per step)."""
     return feature_extraction_macs_per_frame() * steps
 
 
@@ -135,7 +135,7 @@ def macs_summary(config: str | ModelConfig = "paper", steps: int = 293) -> dict[
 
 
 def dataset_steps(dataset: str) -> list[int]:
-    """2-fps steps of every video of a dataset, ceil(n_frames / 15), from the real annotation files."""
+    """15-frame steps of every video of a dataset, ceil(n_frames / 15), from the real annotation files."""
     from csta_lib.data import annotations
 
     loaders = {"summe": annotations.load_summe, "tvsum": annotations.load_tvsum}

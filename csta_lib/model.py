@@ -1,4 +1,7 @@
-"""The CSTA model (reference §1.2): one module for every switch of :class:`~csta_lib.config.ModelConfig`.
+"""The CSTA model: one module for every switch of :class:`~csta_lib.config.ModelConfig`.
+
+The forward pass is specified step by step on the book's method page (book/method.md, sections
+method-stacking to method-classifier).
 
 Forward pass of one video, features X of shape (T, 1024) (D = the backbone's width, T' = T+1 with the
 CLS token, else T):
@@ -60,9 +63,9 @@ def sinusoidal_table(max_len: int, dim: int) -> torch.Tensor:
 
 
 def relative_table(rows: int, dim: int) -> torch.Tensor:
-    """The official "RPE" table (reference §5.4): r = j - i + (rows-1), d = rows + dim; even rows get
-    sin(r / 10000^((i+j)/d)), odd rows cos(...); rows are filled in pairs, so the last row of an odd
-    count stays 0. ``dim=1`` is the shape-"T" variant (j = 0, broadcast over D)."""
+    """The official "RPE" table (method page, section method-positional): r = j - i + (rows-1),
+    d = rows + dim; even rows get sin(r / 10000^((i+j)/d)), odd rows cos(...); rows are filled in pairs,
+    so the last row of an odd count stays 0. ``dim=1`` is the shape-"T" variant (j = 0, broadcast over D)."""
     i = torch.arange(rows, dtype=torch.float).unsqueeze(1)
     j = torch.arange(dim, dtype=torch.float).unsqueeze(0)
     angle = (j - i + (rows - 1)) / torch.pow(10000.0, (i + j) / (rows + dim))
@@ -115,7 +118,8 @@ class PositionalEncoding(nn.Module):
 
     def forward_on_input(self, e: torch.Tensor) -> torch.Tensor:
         """The official "Transformer" way on the (3, T', 1024) input. Reproduces the official bug
-        (reference §5.4): FPE/LPE/RPE index by the leading axis of a 4-D tensor, i.e. use position 0 only."""
+        (method page, section method-positional): FPE/LPE/RPE index by the leading axis of a 4-D tensor,
+        i.e. use position 0 only."""
         if self.kind in ("FPE", "LPE"):
             return e + self.table[:1]
         if self.kind == "RPE":
@@ -132,7 +136,7 @@ class ScoreClassifier(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         self.output = nn.Linear(dim, 1)
-        for linear in (self.hidden, self.output):  # the official init (reference §1.2)
+        for linear in (self.hidden, self.output):  # the official init (method page, method-classifier)
             nn.init.xavier_uniform_(linear.weight, gain=math.sqrt(2.0))
             nn.init.constant_(linear.bias, 0.1)
 
@@ -373,13 +377,13 @@ def build_model(config_or_preset_name: str | ModelConfig, weights: str | os.Path
 def count_parameters(model: CSTA, convention: str = "official") -> int:
     """Trainable parameters of a CSTA model.
 
-    ``convention="official"`` mirrors the official counter (utils.py, reference §1.4): every parameter
+    ``convention="official"`` mirrors the official counter (method page, method-cost): every parameter
     whose official name contains ``fc`` or ``classifier`` is left out. That drops the trunk's unused
     ImageNet head and, as a side effect of matching on the name, EfficientNet's squeeze-excitation
     convolutions (``fc1``/``fc2``, 636,540 parameters): hence 7,641,603 for ``paper.efficientnet_b0``.
     ``"trainable"``: everything that trains, i.e. all but the unused head. ``"all"``: every parameter.
     """
-    names = _official_name_map(model)
+    names = official_key_names(model)
     total = 0
     for key, param in model.named_parameters():
         official = names[key]
@@ -402,8 +406,8 @@ def _is_unused_head(model: CSTA, official_key: str) -> bool:
 # Official state_dict import / export
 
 
-def _official_name_map(model: CSTA) -> dict[str, str]:
-    """Our state_dict key -> the official key."""
+def official_key_names(model: CSTA) -> dict[str, str]:
+    """Our state_dict key -> the official implementation's key for the same tensor."""
     prefix = backbone_spec(model.config.backbone).official_prefix
     fixed = {
         "cls_token": "CLS",
@@ -433,7 +437,7 @@ def _to_official_tensor(key: str, value: torch.Tensor) -> torch.Tensor:
 
 def to_official_state_dict(model: CSTA) -> dict[str, torch.Tensor]:
     """Our model's state in the official code's key names and shapes (inverse of the import)."""
-    names = _official_name_map(model)
+    names = official_key_names(model)
     return {names[k]: _to_official_tensor(k, v.detach().clone()) for k, v in model.state_dict().items()}
 
 
@@ -445,7 +449,7 @@ def load_official_state_dict(model: CSTA, state_dict: dict[str, torch.Tensor]) -
     """
     if not isinstance(state_dict, dict):
         raise DataFormatError(f"expected an official state_dict (dict of tensors), got {type(state_dict).__name__}")
-    names = _official_name_map(model)
+    names = official_key_names(model)
     ours = model.state_dict()
     theirs_to_ours = {v: k for k, v in names.items()}
     unknown = sorted(k for k in state_dict if k not in theirs_to_ours)

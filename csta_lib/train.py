@@ -406,6 +406,22 @@ def make_optimizer(parameters: Any, lr: float, weight_decay: float) -> Any:
     return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=fused or None)
 
 
+def training_step(model: Any, optimizer: Any, features: Any, target: Any,
+                  before_update: Callable[[], None] | None = None) -> Any:
+    """One optimiser step on one video, as the official code trains: MSE between the model's scores for
+    ``features`` (T, 1024) and the ``target`` gtscore (T,), backward, Adam update. Returns the loss before
+    the update (detached). ``before_update`` runs between backward and the update (to read gradients)."""
+    import torch.nn.functional as F
+
+    optimizer.zero_grad(set_to_none=True)
+    loss = F.mse_loss(model(features), target)
+    loss.backward()
+    if before_update is not None:
+        before_update()
+    optimizer.step()
+    return loss.detach()
+
+
 def resolve_device(device: str | None) -> str:
     """``cuda`` if available when None; an unavailable or unknown device is a :class:`ConfigError`."""
     import torch
@@ -720,7 +736,6 @@ def train_loop(
     ``chosen`` (epoch per policy), ``seconds`` and ``resumed_from`` (the epoch restarted from, or None).
     """
     import torch
-    import torch.nn.functional as F
     from tqdm.auto import tqdm
 
     from csta_lib.model import build_model
@@ -772,11 +787,7 @@ def train_loop(
         losses = []
         for index in torch.randperm(len(prep.train_keys), generator=shuffle).tolist():
             key = prep.train_keys[index]
-            optimizer.zero_grad(set_to_none=True)
-            loss = F.mse_loss(model(inputs[key]), targets[key])
-            loss.backward()
-            optimizer.step()
-            losses.append(loss.detach())
+            losses.append(training_step(model, optimizer, inputs[key], targets[key]))
         train_loss = float(torch.stack(losses).mean())
 
         eval_start = time.perf_counter()

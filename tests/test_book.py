@@ -39,6 +39,8 @@ EXPECTED_GLUE = {
     "06_ablations": {"table2_provenance", "table2_full_tau_summe", "table2_baseline_tau_summe",
                      "dev_coded_tau_summe", "dev_layernorm_tau_summe", "dev_bilinear_tau_summe"},
     "07_attention_maps": {"attention_provenance", "attention_n_videos"},
+    "09_fidelity": {"fidelity_provenance", "fidelity_forward_max_rel", "fidelity_n_presets",
+                    "fidelity_loss_rel_dropout", "fidelity_loss_rel_no_dropout", "fidelity_eval_agree"},
 }
 GLUE_ROLE = re.compile(r"\{glue(?::[a-z]+)?\}`([^`]+)`")
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-SAMPLE_RATE = 15  # frames per 2-fps step in the eccv16 files
+SAMPLE_RATE = 15  # frames per 15-frame step in the eccv16 files
 
 
 def _finish(fig: Any) -> Any:
@@ -74,7 +74,7 @@ def statistics_summary(stats: Mapping[str, Any]) -> Any:
 
 
 def length_figure(stats: Mapping[str, Any], caption: str) -> Any:
-    """Histograms of video length in 2-fps steps, one panel per dataset."""
+    """Histograms of video length in 15-frame steps, one panel per dataset."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
@@ -82,7 +82,7 @@ def length_figure(stats: Mapping[str, Any], caption: str) -> Any:
     for ax, (dataset, frame) in zip(axes[0], stats.items()):
         sns.histplot(frame["steps"], bins=12, ax=ax, color="tab:blue")
         ax.set_title(f"{dataset}: {len(frame)} videos")
-        ax.set_xlabel("length (2-fps steps)")
+        ax.set_xlabel("length (15-frame steps)")
     fig.suptitle(caption, fontsize=9, y=1.02)
     fig.tight_layout()
     return _finish(fig)
@@ -208,7 +208,7 @@ def attention_figure(attention: Mapping[str, Any], scores: Any, gtscore: Any, ti
     ax = axes[3]
     ax.plot(arr(gtscore), label="ground truth (gtscore)", color="black", lw=1)
     ax.plot(arr(scores), label="predicted", color="tab:orange", lw=1)
-    ax.set_xlabel("step (2 fps)")
+    ax.set_xlabel("step (every 15th frame)")
     ax.set_title("scores", fontsize=9)
     ax.legend(fontsize=7)
     fig.suptitle(title, fontsize=9)

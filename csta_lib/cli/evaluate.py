@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 PROTOCOL_HELP = ("csta_summe: 15%% knapsack summary vs the mean user summary (CSTA's SumMe protocol); "
-                 "casum_tvsum: 2-fps scores vs each annotator's [::15] scores, averaged (CSTA's TVSum "
+                 "casum_tvsum: 15-frame-step scores vs each annotator's [::15] scores, averaged (CSTA's TVSum "
                  "protocol); otani: frame-level scores vs each annotator (Otani et al. 2019). "
                  "Default: the paper's protocol for the dataset")
 
@@ -19,7 +19,7 @@ def register(subparsers: Any) -> None:
     """Add ``csta evaluate``."""
     p = subparsers.add_parser(
         "evaluate", help="τ, ρ and F1 of predicted step scores against a dataset",
-        description="Score PREDICTIONS (an .h5 or .npz file holding one 1-D array of 2-fps step scores "
+        description="Score PREDICTIONS (an .h5 or .npz file holding one 1-D array of 15-frame step scores "
         "per video key, e.g. video_1; in an .h5 a key may also be a group with a 'scores' dataset) "
         "against the annotations of a dataset under a named rank-correlation protocol. Prints one "
         "row per video and one per split (mean over its test videos) and the mean over splits, as "
@@ -43,7 +43,7 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=cmd_evaluate)
 
 
-#: The most steps one video's predictions may declare (2-fps steps: ten million is about 58 days of video);
+#: The most steps one video's predictions may declare (15-frame steps: ten million is about 58 days of video);
 #: checked from the file's header before anything is read, so a file declaring 10**12 values is refused.
 MAX_PREDICTION_STEPS = 10_000_000
 

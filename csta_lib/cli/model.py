@@ -37,7 +37,7 @@ def register(subparsers: Any) -> None:
         "three replicated channels counted as specified) and of GoogLeNet feature extraction for T frames, "
         "raw and in the paper's convention (raw x 1.40755 G / our GoogLeNet 224x224 frame count).")
     macs.add_argument("preset", help="preset name")
-    macs.add_argument("--steps", type=int, required=True, help="number of 2-fps steps T (>= 1)")
+    macs.add_argument("--steps", type=int, required=True, help="number of 15-frame steps T (>= 1)")
     macs.add_argument("--json", action="store_true", help="print JSON")
     macs.set_defaults(func=cmd_macs)
 

@@ -226,7 +226,7 @@ def load_summe(gt_dir: str | os.PathLike[str] | None = None) -> dict[str, SumMeV
 
 
 def n_steps(n_frames: int, sample_rate: int = SAMPLE_RATE) -> int:
-    """Number of 2-fps samples of a video: ⌈n_frames / 15⌉ (picks 0, 15, 30, …)."""
+    """Number of 15-frame samples of a video: ⌈n_frames / 15⌉ (picks 0, 15, 30, …)."""
     return -(-int(n_frames) // sample_rate)
 
 

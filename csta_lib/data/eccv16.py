@@ -6,7 +6,7 @@ method-input): one group per video, ``video_1 … video_N``, each holding
 ==================  ==================  ===============================================
 key                 shape               meaning
 ==================  ==================  ===============================================
-``features``        (T, D) float        frame features at the 2-fps samples (D = 1024)
+``features``        (T, D) float        frame features at the 15-frame samples (D = 1024)
 ``gtscore``         (T,) float          training target in [0, 1]
 ``user_summary``    (U, n_frames) 0/1   one binary summary per annotator
 ``change_points``   (S, 2) int          KTS shots, inclusive ``[start, end]``
@@ -39,7 +39,7 @@ from csta_lib.errors import ConfigError, DataFormatError, MissingDataError
 
 DATASETS = ("summe", "tvsum")
 N_VIDEOS = {"summe": 25, "tvsum": 50}
-SAMPLE_RATE = 15  # frames between two 2-fps samples (``picks``)
+SAMPLE_RATE = 15  # frames between two 15-frame samples (``picks``)
 REQUIRED_KEYS = ("features", "gtscore", "user_summary", "change_points", "n_frames", "picks")
 OPTIONAL_KEYS = ("n_frame_per_seg", "gtsummary", "video_name", "n_steps")
 REAL_LABEL = "eccv16 GoogLeNet pool5 features"
@@ -83,7 +83,7 @@ class VideoData:
 
     @property
     def n_steps(self) -> int:
-        """Number of 2-fps samples T."""
+        """Number of 15-frame samples T."""
         return int(self.features.shape[0])
 
 

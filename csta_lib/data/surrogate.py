@@ -75,7 +75,7 @@ class VideoFields:
 
 
 def sample_picks(n_frames: int) -> np.ndarray:
-    """Frame index of each 2-fps sample: 0, 15, 30, … < n_frames."""
+    """Frame index of each 15-frame sample: 0, 15, 30, … < n_frames."""
     return np.arange(0, int(n_frames), SAMPLE_RATE, dtype=np.int32)
 
 
