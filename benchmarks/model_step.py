@@ -48,7 +48,7 @@ VARIANTS = ("ours", "straightforward")
 
 
 def straightforward_forward(model, features):
-    """The reference forward written as the official code does it (reference §1.2), on ``model``'s weights."""
+    """The reference forward written as the official code does it (book method page), on ``model``'s weights."""
     import torch
     from torch import nn
 

@@ -2,8 +2,8 @@
 
 Runs the real command in a fresh process (start-up and imports included), prints each stage's
 time from the sidecar, the end-to-end wall time and the real-time factor (video duration / wall
-time). With ``--official`` it also times the official custom-video pipeline's costs (reference §6.6
-item 9) rebuilt from our parts: GoogLeNet (random weights, as the official path has without the
+time). With ``--official`` it also times the official custom-video pipeline's costs (the book's
+method page, method-kts) rebuilt from our parts: GoogLeNet (random weights, as the official path has without the
 ImageNet file) on **every** frame, L2-normalised features, KTS over **all** frames, then the model on
 every 15th frame. Issue 8's targets: ours < 5 s with mobilenet_v1_1024, >= 10x faster than official.
 

@@ -44,7 +44,7 @@ def test_trunk_width_and_minimum_height(name):
 
 def test_resize_rows_average_pool_versus_bilinear():
     fmap = torch.tensor([0.0, 1.0, 2.0]).reshape(1, 1, 3, 1).expand(1, 1, 3, 4)
-    # adaptive average pooling 3 -> 10 rows: replicated rows, neighbours averaged at bin edges (reference §1.2)
+    # adaptive average pooling 3 -> 10 rows: replicated rows, neighbours averaged at bin edges (method page, method-cnn)
     pooled = resize_rows(fmap, 10, "adaptive_avg")[:, 0]
     assert pooled.tolist() == [0, 0, 0, 0.5, 1, 1, 1.5, 2, 2, 2]
     bilinear = resize_rows(fmap, 10, "bilinear")[:, 0]

@@ -253,7 +253,7 @@ def test_summe_reader_names_missing_keys_and_shape_errors(tmp_path):
 # split files
 
 
-REFERENCE_TEST_FOLDS = {  # reference §2
+REFERENCE_TEST_FOLDS = {  # the official CSTA split files
     "summe": [{2, 11, 13, 14, 24}, {9, 10, 12, 21, 23}, {5, 7, 8, 20, 25}, {1, 4, 15, 17, 18}, {3, 6, 16, 19, 22}],
     "tvsum": [{7, 12, 21, 24, 31, 34, 38, 44, 48, 49}, {1, 4, 15, 17, 19, 20, 36, 41, 43, 46},
               {2, 8, 9, 18, 27, 29, 35, 39, 40, 47}, {5, 6, 16, 22, 23, 25, 28, 33, 45, 50},

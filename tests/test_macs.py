@@ -75,7 +75,7 @@ def test_table3_per_video_mean_over_real_lengths():
             pytest.skip(f"annotation data {name!r} not present")
     summe, tvsum = macs.table3_row("summe"), macs.table3_row("tvsum")
     assert summe["mean_steps"] == pytest.approx(293.44) and tvsum["mean_steps"] == pytest.approx(470.20)
-    # the paper's SP is 0.9381x / 0.9384x of FlopCounterMode's per-video mean (reference §5.3)
+    # the paper's SP is 0.9381x / 0.9384x of FlopCounterMode's per-video mean (method page, method-cost)
     assert summe["paper_sp_over_raw_per_video_mean"] == pytest.approx(0.9381, abs=2e-4)
     assert tvsum["paper_sp_over_raw_per_video_mean"] == pytest.approx(0.9384, abs=2e-4)
     # FE in the paper convention reproduces the printed figures; SP within 0.3 %

@@ -71,7 +71,7 @@ def features(steps: int, seed: int = 0) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------------------------------
-# A straightforward implementation of reference §1.2 on the official state dict (key names, shapes),
+# A straightforward implementation of the method page (book/method.md) on the official state dict (key names, shapes),
 # written step by step as the reference describes the official forward (modules built on the fly).
 
 

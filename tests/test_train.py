@@ -317,7 +317,7 @@ def test_tvsum_run_uses_the_casum_protocol_on_a_surrogate(tmp_path, stand_in):
 
 
 def test_policy_that_never_improves_reports_the_last_epoch_with_its_file(tiny, tmp_path, stand_in, monkeypatch):
-    # Undefined correlations everywhere (e.g. constant predictions): no epoch improves, as in reference §4.6.
+    # Undefined correlations everywhere (e.g. constant predictions): no epoch improves, as the official selection rule does (book method page, method-selection).
     nan = float("nan")
     monkeypatch.setattr(train, "make_scorer",
                         lambda prep: lambda preds: {k: {"tau": nan, "rho": nan, "f1": nan} for k in preds})
