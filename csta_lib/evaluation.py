@@ -534,7 +534,8 @@ def annotation_user_scores(dataset: str) -> dict[str, np.ndarray]:
 
 
 def fields_references(dataset: str, with_user_scores: bool | None = None) -> dict[str, VideoReference]:
-    """References from the real eccv16 fields file (``eccv16.fields``; no features needed).
+    """References from the real eccv16 fields (the fields file ``eccv16.fields``, else the real feature file;
+    see :func:`~csta_lib.data.eccv16.fields_source`; no features are read).
 
     SumMe has the real KTS ``change_points`` and ``user_summary``; TVSum only ``gtscore``, ``picks``
     and ``n_frames`` (so no summaries: ``csta_summe`` and F1 are unavailable for it).
@@ -543,20 +544,19 @@ def fields_references(dataset: str, with_user_scores: bool | None = None) -> dic
     """
     import h5py
 
-    from csta_lib.data import locate
-    from csta_lib.data.eccv16 import check_dataset, video_sort_key
+    from csta_lib.data.eccv16 import check_dataset, fields_source, video_sort_key
     from csta_lib.errors import DataFormatError
 
     dataset = check_dataset(dataset)
-    path = locate("eccv16.fields")
+    path, group_name = fields_source(dataset)
     if with_user_scores is None:
         with_user_scores = dataset == "tvsum"
     scores = annotation_user_scores(dataset) if with_user_scores else {}
     out: dict[str, VideoReference] = {}
     with h5py.File(path, "r") as h5:
-        if dataset not in h5:
+        if group_name not in h5:
             raise DataFormatError(f"{path}: no group {dataset!r}")
-        group = h5[dataset]
+        group = h5[group_name]
         for key in sorted(group, key=video_sort_key):
             g = group[key]
             get = lambda name: np.asarray(g[name][()]) if name in g else None  # noqa: E731

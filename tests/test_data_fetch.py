@@ -293,8 +293,8 @@ def test_requirements_follow_profile_notebooks_and_parameters():
     assert {("splits.csta.summe",), ("splits.csta.tvsum",)} <= names_of(quick)
     assert {("eccv16.summe",), ("eccv16.tvsum",), ("weights.torchvision.googlenet",)} <= names_of(quick, False)
     assert names_of(fetch.requirements("smoke", ["01_data"], {"datasets": "tvsum"})) == {("tvsum.annotations",)}
-    assert names_of(fetch.requirements("smoke", ["01_data"], {"datasets": "[summe]"})) == {("summe.gt",),
-                                                                                        ("eccv16.fields",)}
+    assert names_of(fetch.requirements("smoke", ["01_data"], {"datasets": "[summe]"})) == {
+        ("summe.gt",), ("eccv16.fields", "eccv16.summe")}  # the real fields: the fields file or the feature file
     video = fetch.requirements("smoke", ["08_summarize_video"], {"checkpoint": "model.pt"})
     assert names_of(video) == {("videos.bbb_trailer", "videos.bikes"),
                                ("weights.coral.mobilenet_v1_embedding", "weights.torchvision.googlenet")}
@@ -356,7 +356,7 @@ def test_preflight_fetches_what_is_public_and_lists_the_rest(empty_roots, publis
     data = empty_roots / "data"
     assert (data / "tvsum" / "ydata-tvsum50.mat").read_bytes() == mat
     assert sorted(p.name for p in (data / "summe" / "GT").iterdir()) == sorted(gt)
-    assert [r.names for r in result.missing] == [("eccv16.fields",)]  # no public download: by hand
+    assert [r.names for r in result.missing] == [("eccv16.fields", "eccv16.summe")]  # no public download: by hand
     report = result.report("smoke")
     assert "eccv16.fields" in report and "TIBHannover" in report and "summe.gt" not in report
     assert any(line.startswith("[fetch] summe.gt: reading") for line in lines)

@@ -343,3 +343,57 @@ def test_split_files_bad_input(tmp_path):
     malformed.write_text("TVSum/split0/video_1\n")
     with pytest.raises(DataFormatError, match="line 1"):
         splits.load_splits(malformed)
+
+
+# --------------------------------------------------------------------------------------------
+# where the real annotation fields come from: the fields file, else the real feature file
+
+
+def _only_in(tmp_path: Path, monkeypatch, files: dict[str, Path]) -> None:
+    """Make ``files`` (logical name -> file) the only data the locator finds."""
+    from csta_lib.data import locator
+
+    project = tmp_path / "project"
+    project.mkdir()
+    monkeypatch.setattr(locator, "PROJECT_ROOT", project)
+    monkeypatch.delenv(locator.MIRROR_ENV, raising=False)
+    for name, source in files.items():
+        target = project / "data" / locator.entry(name).path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.symlink_to(source)
+
+
+def test_fields_come_from_the_real_feature_file_when_the_fields_file_is_absent(tmp_path, monkeypatch):
+    """A user with the real eccv16 feature file needs no separate fields file: references and fields are the same."""
+    from csta_lib import evaluation
+    from csta_lib.data import surrogate
+
+    fields_file = need("eccv16.fields")
+    expected_refs = evaluation.fields_references("summe")
+    expected_fields = surrogate.read_real_fields("summe")
+    # a feature file in the eccv16 layout: the real fields at the root, plus features
+    feature_file = tmp_path / "eccv16_dataset_summe_google_pool5.h5"
+    with h5py.File(fields_file, "r") as src, h5py.File(feature_file, "w") as dst:
+        for key in src["summe"]:
+            src.copy(src["summe"][key], dst, name=key)
+            dst[key]["features"] = np.zeros((len(src["summe"][key]["picks"]), 1024), dtype=np.float32)
+    _only_in(tmp_path, monkeypatch, {"eccv16.summe": feature_file})
+    assert eccv16.fields_source("summe") == (tmp_path / "project" / "data" / "eccv16" / feature_file.name, "/")
+
+    refs = evaluation.fields_references("summe")
+    assert list(refs) == list(expected_refs)
+    for key, ref in refs.items():
+        np.testing.assert_array_equal(ref.change_points, expected_refs[key].change_points)
+        np.testing.assert_array_equal(ref.user_summary, expected_refs[key].user_summary)
+        np.testing.assert_array_equal(ref.gtscore, expected_refs[key].gtscore)
+        assert ref.n_frames == expected_refs[key].n_frames
+    fields = surrogate.read_real_fields("summe")
+    assert "features" not in fields["video_1"]
+    assert set(fields["video_1"]) == set(expected_fields["video_1"])
+    np.testing.assert_array_equal(fields["video_3"]["change_points"], expected_fields["video_3"]["change_points"])
+
+
+def test_fields_missing_everywhere_names_both_ways_to_get_them(tmp_path, monkeypatch):
+    _only_in(tmp_path, monkeypatch, {})
+    with pytest.raises(MissingDataError, match=r"(?s)eccv16_fields_from_tib_results\.h5.*or: place the real eccv16\.tvsum feature file"):
+        eccv16.fields_source("tvsum")

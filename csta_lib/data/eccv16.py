@@ -66,6 +66,24 @@ def video_sort_key(key: str) -> tuple[int, str]:
     return (int(match.group(1)), key) if match else (1 << 30, key)
 
 
+def fields_source(dataset: str) -> tuple[Path, str]:
+    """Where the real annotation fields of ``dataset`` (``gtscore``, ``picks``, ``change_points``, ...) are read:
+    ``(path, group)``. The fields file ``eccv16.fields`` (group ``summe``/``tvsum``) when present, else the real
+    eccv16 feature file of the dataset itself (its root group, ``"/"``), which carries the same fields: a user who
+    placed the feature files needs nothing else. Neither present: :class:`MissingDataError` naming both."""
+    from csta_lib.data.locator import find, missing_message
+
+    dataset = check_dataset(dataset)
+    fields_file = find("eccv16.fields")
+    if fields_file is not None:
+        return fields_file, dataset
+    feature_file = find(f"eccv16.{dataset}")
+    if feature_file is not None:
+        return feature_file, "/"
+    raise MissingDataError(f"{missing_message('eccv16.fields')}\n  or: place the real eccv16.{dataset} feature file "
+                           "(it carries the same fields; `csta data check` says where)")
+
+
 @dataclass(frozen=True, eq=False)
 class VideoData:
     """One video of an eccv16 file, validated; arrays are read-only."""

@@ -537,8 +537,8 @@ def _notebook_needs(needs: _Needs, stem: str, profile: str, params: Mapping[str,
     if number == "01":
         for d in datasets:
             _annotations(needs, d, stem, "dataset statistics")
-        if "summe" in datasets:
-            needs.add("eccv16.fields", stem, "SumMe shot counts (the real KTS shots)")
+        if "summe" in datasets:  # the real fields: the fields file, or the real feature file (fields_source)
+            needs.add(("eccv16.fields", "eccv16.summe"), stem, "SumMe shot counts (the real KTS shots)")
     elif number == "02":
         for d in datasets:
             _annotations(needs, d, stem, "MAC counts at the real video lengths")
@@ -546,7 +546,8 @@ def _notebook_needs(needs: _Needs, stem: str, profile: str, params: Mapping[str,
     elif number == "03":
         for d in datasets:
             _annotations(needs, d, stem, "human, random and ground-truth rows")
-        needs.add("eccv16.fields", stem, "protocol references (the real eccv16 fields)")
+        for d in datasets:
+            needs.add(("eccv16.fields", f"eccv16.{d}"), stem, "protocol references (the real eccv16 fields)")
     elif number in ("04", "07"):
         _training_data(needs, "table1", profile, stem)
     elif number == "05":

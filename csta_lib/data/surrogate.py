@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from csta_lib.data.eccv16 import SAMPLE_RATE, SURROGATE_LABEL, check_dataset, video_sort_key
+from csta_lib.data.eccv16 import SAMPLE_RATE, SURROGATE_LABEL, check_dataset, fields_source, video_sort_key
 from csta_lib.data.locator import PROJECT_ROOT, find, locate
 from csta_lib.errors import CstaInputError, DataFormatError
 
@@ -127,21 +127,26 @@ def _video_fields(key: str, gtscore, user_summary, change_points, n_frames: int,
 
 
 def read_real_fields(dataset: str, path: str | os.PathLike[str] | None = None) -> dict[str, dict[str, object]]:
-    """The real eccv16 fields of ``dataset`` from the fields file: ``{video_k: {field: value}}``."""
+    """The real eccv16 fields of ``dataset``: ``{video_k: {field: value}}``, from ``path`` (a fields file) or
+    where :func:`~csta_lib.data.eccv16.fields_source` finds them (the fields file, else the real feature file,
+    whose ``features`` are not read)."""
     import h5py
 
     dataset = check_dataset(dataset)
-    path = Path(path) if path is not None else locate("eccv16.fields")
+    path, group_name = (Path(path), dataset) if path is not None else fields_source(dataset)
     if not h5py.is_hdf5(path):
         raise DataFormatError(f"{path}: not an HDF5 file (the eccv16 fields file was expected)")
     out: dict[str, dict[str, object]] = {}
     with h5py.File(path, "r") as h5:
-        if dataset not in h5:
+        if group_name not in h5:
             raise DataFormatError(f"{path}: missing group {dataset!r}")
-        for key in sorted(h5[dataset].keys(), key=video_sort_key):
-            group = h5[dataset][key]
+        videos = h5[group_name]
+        for key in sorted(videos.keys(), key=video_sort_key):
+            group = videos[key]
             fields: dict[str, object] = {}
             for name in group.keys():
+                if name == "features":
+                    continue
                 value = group[name][()]
                 fields[name] = value.decode() if isinstance(value, bytes) else np.asarray(value)
             out[key] = fields
