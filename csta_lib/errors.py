@@ -26,3 +26,9 @@ class ConfigError(CstaInputError):
 
 class DiskFullError(CstaInputError, OSError):
     """The disk (or quota) filled up while writing an output; nothing partial was left behind."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name if empty): library errors (h5py, torch) can
+    carry pages of text, and our messages stay one line."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from csta_lib import store
-from csta_lib.errors import ConfigError, CstaInputError, DataFormatError
+from csta_lib.errors import ConfigError, CstaInputError, DataFormatError, first_line
 
 if TYPE_CHECKING:
     import torch
@@ -304,7 +304,7 @@ def safe_torch_load(path: Path, what: str, map_location: str = "cpu", *, hint: s
                               "(refused unread: loading arbitrary objects could run code), "
                               f"or is corrupt{hint}") from None
     except Exception as exc:  # zip/storage errors of arbitrary kinds; keep torch's first line only
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        first = first_line(exc)
         raise DataFormatError(f"{path}: not a {what} (cannot be loaded: {first}){hint}") from None
 
 
@@ -771,7 +771,7 @@ def train_loop(
             _set_rng_state(snapshot["rng"])
             shuffle.set_state(snapshot["shuffle"])
         except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            first = first_line(exc)
             raise DataFormatError(f"{resume_file}: damaged resume snapshot ({first}); "
                                   "delete it to restart the run") from None
         history, per_video, elapsed = snapshot["history"], snapshot["per_video"], snapshot["elapsed"]

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from csta_lib.book import captions
+from csta_lib.data.eccv16 import video_sort_key
 from csta_lib.errors import CstaInputError
 
 PAIR = tuple[float, float]
@@ -353,11 +354,6 @@ def _float(value: Any) -> float:
     return float("nan") if value is None else float(value)
 
 
-def _video_order(key: str) -> tuple[int, str]:
-    number = key.rsplit("_", 1)[-1]
-    return (int(number), key) if number.isdigit() else (10**9, key)
-
-
 def video_names(records: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, str]]:
     """``{dataset: {key: the video's name}}`` from the runs' data files (SumMe titles, TVSum YouTube ids)."""
     from csta_lib.data.eccv16 import load_eccv16
@@ -393,7 +389,7 @@ def per_video_display(long: Any, levels: Mapping[str, Mapping[str, Any]] | None 
             row["ground-truth score τ"] = _fmt(gt["tau"])
         rows.append(row)
     frame = pd.DataFrame(rows)
-    frame = frame.sort_values(["dataset", "video"], key=lambda c: c.map(_video_order) if c.name == "video" else c)
+    frame = frame.sort_values(["dataset", "video"], key=lambda c: c.map(video_sort_key) if c.name == "video" else c)
     return frame.set_index(["dataset", "fold", "video"]).fillna("–")
 
 
@@ -679,7 +675,7 @@ def per_video_by_row(long: Any, dataset: str = "summe") -> Any:
     """τ per (row, test video) of one dataset, formatted: rows in experiment order, videos in numeric order."""
     part = long[long["dataset"] == dataset]
     table = part.pivot_table(index="row", columns="video", values="tau", aggfunc="mean", sort=False)
-    table = table[sorted(table.columns, key=_video_order)]
+    table = table[sorted(table.columns, key=video_sort_key)]
     return table.map(_fmt)
 
 

