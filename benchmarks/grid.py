@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from csta_lib import experiments, grid, store
+from csta_lib.runs import experiments, grid, store
 
 
 def null_lookup(spec, store_dir):

@@ -150,7 +150,7 @@ def setup(variant: str, preset: str, steps: int, device: str) -> dict[str, Calla
         run = lambda x: straightforward_forward(model, x)  # noqa: E731
         optimiser = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-7)
     else:
-        from csta_lib.train import make_optimizer
+        from csta_lib.runs.training import make_optimizer
 
         run = model
         optimiser = make_optimizer(model.parameters(), lr=1e-3, weight_decay=1e-7)
@@ -311,7 +311,7 @@ def main() -> None:
             print(f"{'':>5} {'speed-up':>16} forward x{up['forward_eval']:.2f} (best x{up['forward_eval_best']:.2f}), "
                   f"train step x{up['train_step']:.2f} (best x{up['train_step_best']:.2f}); target x1.5")
     if args.out:
-        from csta_lib.io import write_json_atomic
+        from csta_lib.runs.io import write_json_atomic
 
         write_json_atomic(args.out, {"machine": machine, "preset": args.preset, "rows": rows})
         print(f"wrote {args.out}")

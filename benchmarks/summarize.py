@@ -36,7 +36,7 @@ def make_checkpoint(path: Path) -> Path:
     import torch
 
     from csta_lib.model import build_model
-    from csta_lib.train import save_checkpoint
+    from csta_lib.runs.training import save_checkpoint
 
     torch.manual_seed(0)
     return save_checkpoint(path, build_model("paper").eval(),
@@ -63,14 +63,14 @@ def official_style(video: Path, checkpoint: Path, out_dir: Path) -> dict[str, fl
     import av
 
     from csta_lib import kts
-    from csta_lib.encoders import GoogLeNetEncoder
+    from csta_lib.runs.encoders import GoogLeNetEncoder
     from csta_lib.evaluation import generate_summary
-    from csta_lib.video import score_steps, write_summary_video, sample_frames
+    from csta_lib.runs.video import score_steps, write_summary_video, sample_frames
 
     times: dict[str, float] = {}
     t = time.perf_counter()
     encoder = GoogLeNetEncoder(random_weights=True)
-    model, _ = __import__("csta_lib.train", fromlist=["load_checkpoint"]).load_checkpoint(checkpoint)
+    model, _ = __import__("csta_lib.runs.training", fromlist=["load_checkpoint"]).load_checkpoint(checkpoint)
     times["load"] = time.perf_counter() - t
     t = time.perf_counter()
     features = []

@@ -82,8 +82,9 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from csta_lib import train
-    from csta_lib.data import load_eccv16, official_splits, resolve_features
+    from csta_lib.runs import training
+    from csta_lib.data import load_eccv16, official_splits
+    from csta_lib.runs.surrogate import resolve_features
 
     data_path = resolve_features("summe")
     data = load_eccv16(data_path, "summe")
@@ -97,11 +98,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         splits_file = Path(tmp) / "SumMe_bench_splits.json"
         splits_file.write_text(json.dumps([{"train_keys": train_keys, "test_keys": list(split.test_keys)}]))
-        spec = train.RunSpec(preset=args.preset, dataset="summe", data_path=str(data_path),
+        spec = training.RunSpec(preset=args.preset, dataset="summe", data_path=str(data_path),
                              splits_file=str(splits_file), split=0, seed=0, epochs=epochs,
                              policies=("test-max", "last"), device=args.device, cnn_weights=None)
         start, cpu_start = time.perf_counter(), time.process_time()
-        record = train.run(spec, Path(tmp) / "store", progress=False)
+        record = training.run(spec, Path(tmp) / "store", progress=False)
         wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
 
     print(f"device: {record['device']}; preset {args.preset}; torch {record['versions']['torch']}")

@@ -334,7 +334,7 @@ def resolve_weights_file(backbone: str, weights: str | os.PathLike[str]) -> Path
     """Path of a backbone weight file: ``"imagenet"`` (torchvision's file, via the data locator), a
     logical data name (e.g. ``"weights.converted.mobilenet_v2_coral"``) or a path. Checked by sha256
     where the manifest knows it."""
-    from csta_lib.data import locator
+    from csta_lib.runs import locator
 
     if isinstance(weights, str) and (weights == "imagenet" or weights in locator.manifest()):
         name = f"weights.torchvision.{backbone}" if weights == "imagenet" else weights

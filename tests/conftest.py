@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from support import StandIn, write_splits, write_tiny_eccv16
+
 
 @pytest.fixture(scope="module")
 def one_thread():
@@ -25,7 +27,7 @@ def random_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Pa
     import torch
 
     from csta_lib.model import build_model
-    from csta_lib.train import save_checkpoint
+    from csta_lib.runs.training import save_checkpoint
 
     folder = tmp_path_factory.mktemp("ckpt")
     torch.manual_seed(0)
@@ -37,3 +39,23 @@ def random_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Pa
     }
     return {name: save_checkpoint(folder / f"random_{name}.pt", model, info, meta, preset="paper")
             for name, info in features.items()}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> dict[str, Path]:
+    """Six SumMe-like videos (surrogate-labelled) and three folds of them."""
+    folder = tmp_path_factory.mktemp("tiny")
+    return {
+        "data": write_tiny_eccv16(folder / "eccv16_dataset_summe_tiny.h5"),
+        "splits": write_splits(folder / "SumMe_tiny_splits.txt",
+                               [([1, 2, 3, 4], [5, 6]), ([3, 4, 5, 6], [1, 2]), ([1, 2, 3], [6])]),
+    }
+
+
+@pytest.fixture()
+def stand_in(monkeypatch):
+    """Training builds the fast :class:`support.StandIn` instead of CSTA."""
+    import csta_lib.model
+
+    monkeypatch.setattr(csta_lib.model, "build_model", lambda config, weights=None: StandIn(config, weights))
+

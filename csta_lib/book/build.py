@@ -3,7 +3,7 @@
 ``python -m csta_lib.book.build --profile quick`` (what ``make book`` runs):
 
 0. preflight, before anything is written: works out which data files the chosen notebooks need at the
-   profile (:func:`csta_lib.data.fetch.requirements`); when a required one is missing it downloads what is
+   profile (:func:`csta_lib.runs.fetch.requirements`); when a required one is missing it downloads what is
    public (``csta data fetch``) if the publishers are reachable and fetching is allowed (not ``--no-fetch``,
    not ``CSTA_NO_FETCH=1``), and otherwise stops at once with one table (file, what needs it, where it is
    published, where to put it) and exit code 2, without running any notebook;
@@ -32,10 +32,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from csta_lib.data.locator import MIRROR_ENV, PROJECT_ROOT
+from csta_lib.runs.locator import MIRROR_ENV, PROJECT_ROOT
 from csta_lib.errors import CstaInputError, MissingDataError
-from csta_lib.experiments import PROFILES
-from csta_lib.io import write_bytes_atomic
+from csta_lib.runs.experiments import PROFILES
+from csta_lib.runs.io import write_bytes_atomic
 
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
 GENERATED = Path("book") / "_generated"  # relative to the book root
@@ -201,7 +201,7 @@ def check_data(profile: str, notebooks: Sequence[Path], parameters: Mapping[str,
     """The preflight: make sure the notebooks' required data files are there (fetching public ones when
     allowed and online), else raise :class:`BookDataMissing` with one table. Returns per-notebook parameter
     overrides (the summarize chapter's public fallback clip when the default video is absent)."""
-    from csta_lib.data import fetch as data_fetch
+    from csta_lib.runs import fetch as data_fetch
 
     if parameters.get("data_mirror"):  # the notebooks set it too; the preflight must look there as well
         os.environ[MIRROR_ENV] = str(parameters["data_mirror"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from csta_lib.data.locator import MIRROR_ENV, PROJECT_ROOT, data_roots
+from csta_lib.runs.locator import MIRROR_ENV, PROJECT_ROOT, data_roots
 
 STATUS_TEXT = {
     "verified": "verified",

@@ -34,7 +34,7 @@ def video_statistics(dataset: str) -> Any:
 
     rows = []
     if dataset == "summe":
-        from csta_lib.data.surrogate import read_real_fields
+        from csta_lib.runs.surrogate import read_real_fields
 
         fields = read_real_fields("summe")
         for key, v in load_summe().items():

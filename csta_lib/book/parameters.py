@@ -109,7 +109,7 @@ def check_seeds(value: Any) -> tuple[int, ...] | None:
     if isinstance(value, int):
         items: list[Any] = [value]
     elif isinstance(value, str) and not value.strip().startswith("["):
-        from csta_lib.train import parse_int_list  # the command line's reader of "0-4" / "0,2,3"
+        from csta_lib.runs.training import parse_int_list  # the command line's reader of "0-4" / "0,2,3"
 
         try:
             items = parse_int_list(value, name="parameter seeds")
@@ -129,8 +129,8 @@ def check_seeds(value: Any) -> tuple[int, ...] | None:
 
 
 def check_profile(value: Any) -> str:
-    """``profile`` if it is one of :data:`csta_lib.experiments.PROFILES`."""
-    from csta_lib.experiments import PROFILES
+    """``profile`` if it is one of :data:`csta_lib.runs.experiments.PROFILES`."""
+    from csta_lib.runs.experiments import PROFILES
 
     if not isinstance(value, str) or value.strip() not in PROFILES:
         raise ParameterError(f"parameter profile: unknown profile {value!r}; accepted: {', '.join(PROFILES)}")
@@ -161,7 +161,7 @@ def check_n_videos(value: Any) -> int | None:
 
 def check_policy(value: Any) -> str:
     """``policy`` as one of the training's selection policies."""
-    from csta_lib.store import POLICIES
+    from csta_lib.runs.store import POLICIES
 
     if not isinstance(value, str) or value.strip() not in POLICIES:
         raise ParameterError(f"parameter policy: unknown selection policy {value!r}; accepted: {', '.join(POLICIES)}")
@@ -204,7 +204,7 @@ def check_parameters(**params: Any) -> Parameters:
         else:
             checked[name] = value
     if checked.get("data_mirror"):
-        from csta_lib.data.locator import MIRROR_ENV
+        from csta_lib.runs.locator import MIRROR_ENV
 
         os.environ[MIRROR_ENV] = checked["data_mirror"]
     fields = {k: checked[k] for k in ("profile", "datasets", "seeds") if k in checked}

@@ -43,8 +43,8 @@ def experiment_records(
     profile's datasets (only they are trained and shown); ``seeds`` restricts the records shown (the grid runs
     every seed of the profile). Failed runs raise: a book page must not silently show a partial table.
     """
-    from csta_lib import grid, store
-    from csta_lib.train import resolve_device
+    from csta_lib.runs import grid, store
+    from csta_lib.runs.training import resolve_device
 
     store_dir = Path(store_dir) if store_dir else store.default_store_dir()
     chosen = list(datasets) if datasets else None
@@ -60,7 +60,7 @@ def experiment_records(
 
 
 def summary_pairs(summary: Any, policy: str, label_of: Mapping[str, str] | None = None) -> dict[str, dict[str, PAIR]]:
-    """``{row label: {dataset: (τ, ρ)}}`` from a :func:`csta_lib.store.summary_table` frame for one policy."""
+    """``{row label: {dataset: (τ, ρ)}}`` from a :func:`csta_lib.runs.store.summary_table` frame for one policy."""
     out: dict[str, dict[str, PAIR]] = {}
     part = summary[summary["policy"] == policy]
     for _, row in part.iterrows():
@@ -77,7 +77,7 @@ def experiment_checkpoint(experiment: str, profile: str, store_dir: str | Path |
     video chapter summarises with the very model the Table 1 chapter evaluates. ``policy`` falls back to
     the first policy the run selected if it was not run.
     """
-    from csta_lib import store
+    from csta_lib.runs import store
 
     records, _ = experiment_records(experiment, profile, store_dir, [dataset], None, device)
     if not records:
@@ -91,7 +91,7 @@ def experiment_checkpoint(experiment: str, profile: str, store_dir: str | Path |
 
 
 def variant_labels(records: Sequence[Mapping[str, Any]]) -> dict[str, str]:
-    """``{variant name: the experiment's row label}`` from :func:`csta_lib.grid.records_for` records."""
+    """``{variant name: the experiment's row label}`` from :func:`csta_lib.runs.grid.records_for` records."""
     return {(r.get("variant") or r.get("preset")): r.get("_label", r.get("variant")) for r in records}
 
 
@@ -111,7 +111,7 @@ def pm(mean: float, std: float) -> str:
 
 
 def summary_display(summary: Any, labels: Mapping[str, str] | None = None) -> Any:
-    """A :func:`csta_lib.store.summary_table` frame for reading: ``mean ± std over seeds`` cells (std only when
+    """A :func:`csta_lib.runs.store.summary_table` frame for reading: ``mean ± std over seeds`` cells (std only when
     there are several seeds), counts as integers, the selected epoch with one decimal."""
     import pandas as pd
 
@@ -129,7 +129,7 @@ def summary_display(summary: Any, labels: Mapping[str, str] | None = None) -> An
 
 def split_display(frame: Any, labels: Mapping[str, str] | None = None) -> Any:
     """One row per (dataset, row, policy, fold): mean ± std over seeds, formatted for reading."""
-    from csta_lib import store
+    from csta_lib.runs import store
 
     table = store.split_table(frame)
     table["row"] = table["variant"].map(lambda v: (labels or {}).get(v, v))
@@ -329,7 +329,7 @@ def per_video_frame(records: Sequence[Mapping[str, Any]], policies: Sequence[str
     """One row per (run, selection policy, test video): τ, ρ, F1 of the selected epoch (long format)."""
     import pandas as pd
 
-    from csta_lib.store import POLICIES
+    from csta_lib.runs.store import POLICIES
 
     rows = []
     for r in records:
@@ -439,7 +439,7 @@ def write_run_downloads(records_by_experiment: Mapping[str, Sequence[Mapping[str
 
     import pandas as pd
 
-    from csta_lib.io import write_bytes_atomic
+    from csta_lib.runs.io import write_bytes_atomic
 
     folder = Path(folder)
     unique: dict[str, dict[str, Any]] = {}
@@ -463,7 +463,7 @@ def write_run_downloads(records_by_experiment: Mapping[str, Sequence[Mapping[str
 def default_downloads_dir() -> Path:
     """Where a notebook writes its downloadable files when the build does not say: beside the executed
     notebooks of the project's book (``book/_generated/downloads``)."""
-    from csta_lib.data.locator import PROJECT_ROOT
+    from csta_lib.runs.locator import PROJECT_ROOT
 
     return PROJECT_ROOT / "book" / "_generated" / "downloads"
 
@@ -472,8 +472,8 @@ def build_records(profile: str, store_dir: str | Path | None = None, experiments
                   ) -> dict[str, list[dict[str, Any]]]:
     """The stored records of every experiment at ``profile`` (only looked up, nothing is trained; runs not
     computed yet are left out): what "all runs of the build" holds once every results chapter has run."""
-    from csta_lib import experiments as exps
-    from csta_lib import grid, store
+    from csta_lib.runs import experiments as exps
+    from csta_lib.runs import grid, store
 
     store_dir = Path(store_dir) if store_dir else store.default_store_dir()
     if not store_dir.is_dir():
@@ -523,14 +523,14 @@ def rescore(record: Mapping[str, Any], policy: str, protocol: str, device: str =
     knapsack summary, so models selecting the same shots get identical numbers)."""
     import torch
 
-    from csta_lib import store, train
+    from csta_lib.runs import store, training
     from csta_lib.data.eccv16 import load_eccv16
     from csta_lib.evaluation import DatasetEvaluator
 
     path = store.resolve_checkpoint(record, policy)
     if path is None:
         raise CstaInputError(f"run {record.get('key')} has no {policy} checkpoint")
-    model, _ = train.load_checkpoint(path, map_location=device)
+    model, _ = training.load_checkpoint(path, map_location=device)
     data = load_eccv16(record["provenance"]["data_file"], record["dataset"])
     keys = list(record["split"]["test_keys"])
     with torch.inference_mode():
@@ -573,7 +573,7 @@ def levels_text(levels: Mapping[str, Mapping[str, Any]], datasets: Sequence[str]
 
 
 def _policy_sources() -> dict[str, str]:
-    from csta_lib.experiments import HELD_OUT
+    from csta_lib.runs.experiments import HELD_OUT
 
     return {"test-max": "this build: all training videos", "last": "this build: all training videos",
             "val": f"this build: separate runs, {HELD_OUT.val_fraction:.0%} held out"}
@@ -588,7 +588,7 @@ def table1_tables(records: Sequence[Mapping[str, Any]], datasets: Sequence[str],
     Random and ground-truth score under this protocol), which are comparable with the paper on any build; this
     build's CSTA rows (one per selection policy) go into a table of their own unless the runs are comparable.
     """
-    from csta_lib import store
+    from csta_lib.runs import store
 
     summary = store.summary_table(store.results_frame(records))
     sources = _policy_sources()

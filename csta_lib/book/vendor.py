@@ -32,7 +32,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from csta_lib.data.locator import PROJECT_ROOT
+from csta_lib.runs.locator import PROJECT_ROOT
 from csta_lib.errors import CstaInputError
 
 VENDOR_DIR = PROJECT_ROOT / "book" / "_vendor"

@@ -64,8 +64,8 @@ def register(subparsers: Any) -> None:
 
 def check_rows(hash_files: bool = True) -> list[dict[str, Any]]:
     """One row per manifest entry: name, status, path (or None), expected location, url, licence."""
-    from csta_lib.data import locator
-    from csta_lib.data.fetch import fetchable
+    from csta_lib.runs import locator
+    from csta_lib.runs.fetch import fetchable
     from csta_lib.errors import DataFormatError
 
     rows = []
@@ -87,7 +87,7 @@ def check_rows(hash_files: bool = True) -> list[dict[str, Any]]:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from csta_lib.data import locator
+    from csta_lib.runs import locator
 
     rows = check_rows(hash_files=not args.no_hash)
     if args.json:
@@ -117,8 +117,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 def _book_names(profile: str, notebooks: list[str]) -> tuple[list[str], list]:
     """(names to download, requirements that cannot be downloaded) for the book at ``profile``."""
     from csta_lib.book.build import list_notebooks
-    from csta_lib.data import fetch
-    from csta_lib.experiments import check_profile
+    from csta_lib.runs import fetch
+    from csta_lib.runs.experiments import check_profile
 
     check_profile(profile)
     absent = fetch.missing(fetch.requirements(profile, [p.stem for p in list_notebooks(only=notebooks)]))
@@ -133,7 +133,7 @@ def _book_names(profile: str, notebooks: list[str]) -> tuple[list[str], list]:
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
-    from csta_lib.data import fetch, locator
+    from csta_lib.runs import fetch, locator
     from csta_lib.errors import CstaInputError
 
     names, by_hand = list(args.name), []
@@ -167,7 +167,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def cmd_make_surrogate(args: argparse.Namespace) -> int:
-    from csta_lib.data import surrogate
+    from csta_lib.runs import surrogate
     from csta_lib.data.eccv16 import load_eccv16
 
     seed = surrogate.DEFAULT_SEED if args.seed is None else args.seed

@@ -209,10 +209,11 @@ def format_tables(result: dict[str, Any]) -> str:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from csta_lib.data import check_dataset, load_eccv16, load_splits, official_splits, resolve_features
+    from csta_lib.data import check_dataset, load_eccv16, load_splits, official_splits
+    from csta_lib.runs.surrogate import resolve_features
     from csta_lib.errors import CstaInputError
     from csta_lib.evaluation import check_protocol
-    from csta_lib.io import check_outputs, write_json_atomic
+    from csta_lib.runs.io import check_outputs, write_json_atomic
 
     if args.protocol is not None:
         check_protocol(args.protocol)

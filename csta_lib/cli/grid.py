@@ -68,7 +68,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def list_text() -> str:
     """Every (experiment, profile) with its size and cuts, and the rough CPU time of the quick profile."""
-    from csta_lib import experiments
+    from csta_lib.runs import experiments
 
     lines = []
     for profile in experiments.PROFILES:
@@ -84,7 +84,7 @@ def list_text() -> str:
 
 def plan_text(entries: list[dict], experiment: str, profile: str) -> str:
     """``--plan`` without ``--json``: one line per run, then the totals and the rough CPU time."""
-    from csta_lib import experiments
+    from csta_lib.runs import experiments
 
     columns = [("label", "row"), ("variant", "variant"), ("dataset", "dataset"), ("split", "split"),
                ("seed", "seed"), ("epochs", "epochs"), ("val_fraction", "val"), ("policies", "policies"),
@@ -121,7 +121,7 @@ def main(args: argparse.Namespace) -> int:
     import sys
     from pathlib import Path
 
-    from csta_lib import grid, store
+    from csta_lib.runs import grid, store
     from csta_lib.errors import CstaInputError
 
     if args.list:
@@ -133,7 +133,7 @@ def main(args: argparse.Namespace) -> int:
         raise CstaInputError("--json goes with --plan (the grid's own summary is always JSON)")
     grid.check_options(args.engine, args.jobs, args.gpus_per_run, args.cpus_per_run)
     if args.plan:
-        from csta_lib import experiments
+        from csta_lib.runs import experiments
 
         from csta_lib.errors import MissingDataError
 

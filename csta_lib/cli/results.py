@@ -58,7 +58,7 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 
 def policies_of(text: str) -> list[str]:
     """``"test-max,val"`` → a checked list of policies."""
-    from csta_lib.store import POLICIES
+    from csta_lib.runs.store import POLICIES
     from csta_lib.errors import CstaInputError
 
     policies = [p.strip() for p in text.split(",") if p.strip()]
@@ -71,7 +71,7 @@ def policies_of(text: str) -> list[str]:
 
 def print_table(records: Sequence[dict[str, Any]], args: argparse.Namespace) -> int:
     """Print the table of ``records`` as ``args`` (from :func:`add_table_arguments`) asks; used by the grid too."""
-    from csta_lib import store
+    from csta_lib.runs import store
 
     print(store.records_table(records, policies=policies_of(args.select), per_split=args.per_split, fmt=args.fmt))
     return 0
@@ -79,8 +79,8 @@ def print_table(records: Sequence[dict[str, Any]], args: argparse.Namespace) -> 
 
 def table_command(args: argparse.Namespace) -> int:
     """Run ``csta results table``."""
-    from csta_lib import store
-    from csta_lib.train import parse_int_list
+    from csta_lib.runs import store
+    from csta_lib.runs.training import parse_int_list
 
     store_dir = args.store or store.default_store_dir()
     keys = None
@@ -89,7 +89,7 @@ def table_command(args: argparse.Namespace) -> int:
 
         raise CstaInputError("--profile needs --experiment")
     if args.experiment:  # the grid knows which content addresses make up an experiment at a profile
-        from csta_lib import grid
+        from csta_lib.runs import grid
 
         keys = {r["key"] for r in grid.experiment_records(args.experiment, store_dir, args.profile)}
     records = store.load_records(

@@ -78,7 +78,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from csta_lib.video import DEFAULT_STRIDE, summarize
+    from csta_lib.runs.video import DEFAULT_STRIDE, summarize
 
     show_progress = not args.quiet
     result = summarize(

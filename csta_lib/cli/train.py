@@ -95,18 +95,18 @@ def _parse_overrides(items: list[str]) -> tuple[tuple[str, object], ...]:
 
 def build_specs(args: argparse.Namespace) -> list:
     """The RunSpecs an invocation asks for (splits × seeds), validated before anything trains."""
-    from csta_lib import train
+    from csta_lib.runs import training
     from csta_lib.errors import CstaInputError
 
     policies = tuple(p.strip() for p in args.select.split(",") if p.strip())
-    unknown = [p for p in policies if p not in train.POLICIES]
+    unknown = [p for p in policies if p not in training.POLICIES]
     if unknown or not policies:
         raise CstaInputError(f"--select: unknown policy {unknown[0] if unknown else '(none)'!r}; "
-                             f"choose from {','.join(train.POLICIES)}")
+                             f"choose from {','.join(training.POLICIES)}")
     if args.epochs <= 0:
         raise CstaInputError(f"--epochs must be a positive integer, got {args.epochs}")
-    seeds = [args.seed] if args.seed is not None else train.parse_int_list(args.seeds or "0", name="--seeds")
-    base = train.RunSpec(
+    seeds = [args.seed] if args.seed is not None else training.parse_int_list(args.seeds or "0", name="--seeds")
+    base = training.RunSpec(
         preset=args.preset, dataset=args.dataset, data_path=args.data, splits_file=args.splits_file,
         epochs=args.epochs, policies=policies, val_fraction=args.val_fraction, lr=args.lr,
         weight_decay=args.weight_decay, device=args.device, resume_every=args.resume_every,
@@ -116,11 +116,11 @@ def build_specs(args: argparse.Namespace) -> list:
     if args.split is not None:
         splits = [args.split]
     else:
-        n_splits = len(train.available_splits(base))
-        splits = train.parse_int_list(args.splits or "all", name="--splits", all_values=range(n_splits))
+        n_splits = len(training.available_splits(base))
+        splits = training.parse_int_list(args.splits or "all", name="--splits", all_values=range(n_splits))
     specs = [dataclasses.replace(base, split=k, seed=s) for k in splits for s in seeds]
     for spec in specs:  # every bad input fails here, before the first run trains
-        train.prepare(spec)
+        training.prepare(spec)
     return specs
 
 
@@ -130,14 +130,14 @@ def _number(value: object) -> str:
 
 def main(args: argparse.Namespace) -> int:
     """Run ``csta train``."""
-    from csta_lib import store, train
-    from csta_lib.io import check_output_dir
+    from csta_lib.runs import store, training
+    from csta_lib.runs.io import check_output_dir
 
     store_dir = args.store or store.default_store_dir()
     check_output_dir(store_dir, "--store")  # creates nothing: folders appear with the first file a run writes
     specs = build_specs(args)
     for i, spec in enumerate(specs, 1):
-        record = train.run(spec, store_dir, progress=not args.no_progress, force=args.force)
+        record = training.run(spec, store_dir, progress=not args.no_progress, force=args.force)
         chosen = ", ".join(f"{p} epoch {s.get('epoch')} tau {_number(s.get('test_tau'))} "
                            f"rho {_number(s.get('test_rho'))}" for p, s in record["selected"].items())
         label = "SURROGATE features" if record["provenance"]["surrogate"] else "real features"

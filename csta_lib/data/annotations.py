@@ -95,7 +95,7 @@ def load_tvsum(path: str | os.PathLike[str] | None = None) -> dict[str, TVSumVid
     """Read ``ydata-tvsum50.mat`` (default: the located ``tvsum.annotations``)."""
     import h5py
 
-    from csta_lib.data.locator import locate
+    from csta_lib.runs.locator import locate
 
     path = Path(path) if path is not None else locate("tvsum.annotations")
     if not path.is_file():
@@ -187,7 +187,7 @@ def summe_video_order(path: str | os.PathLike[str] | None = None) -> list[str]:
     """The ``nameVid`` list of ``SumMe_data_vsLSTM.mat`` (MATLAB v7.3): the h5 video order."""
     import h5py
 
-    from csta_lib.data.locator import locate
+    from csta_lib.runs.locator import locate
 
     path = Path(path) if path is not None else locate("summe.video_list")
     if not h5py.is_hdf5(path):
@@ -204,7 +204,7 @@ def load_summe(gt_dir: str | os.PathLike[str] | None = None) -> dict[str, SumMeV
     Keys ``video_k`` follow the ASCII sort of the file names; when ``SumMe_data_vsLSTM.mat`` can be
     found and lists the same videos, its order is checked to agree.
     """
-    from csta_lib.data.locator import find, locate
+    from csta_lib.runs.locator import find, locate
 
     gt_dir = Path(gt_dir) if gt_dir is not None else locate("summe.gt")
     if not gt_dir.is_dir():

@@ -19,7 +19,7 @@ key                 shape               meaning
 
 :func:`load_eccv16` checks all of that when the file is opened, loads every video into memory
 once (read-only arrays, cached per file so repeated loads are free) and records the file's
-sha256. A surrogate file (see :mod:`csta_lib.data.surrogate`) says so in its attributes; a file
+sha256. A surrogate file (see :mod:`csta_lib.runs.surrogate`) says so in its attributes; a file
 without them is taken to be the real one.
 """
 
@@ -71,7 +71,7 @@ def fields_source(dataset: str) -> tuple[Path, str]:
     ``(path, group)``. The fields file ``eccv16.fields`` (group ``summe``/``tvsum``) when present, else the real
     eccv16 feature file of the dataset itself (its root group, ``"/"``), which carries the same fields: a user who
     placed the feature files needs nothing else. Neither present: :class:`MissingDataError` naming both."""
-    from csta_lib.data.locator import find, missing_message
+    from csta_lib.runs.locator import find, missing_message
 
     dataset = check_dataset(dataset)
     fields_file = find("eccv16.fields")
@@ -389,7 +389,7 @@ def _provenance(path: Path, dataset: str, attrs: dict[str, Any], sha256: str) ->
 
 
 def _load(path: Path, dataset: str | None) -> Eccv16Dataset:
-    from csta_lib.data.locator import sha256_file
+    from csta_lib.runs.locator import sha256_file
 
     with _open_h5(path) as h5:
         attrs = {k: _attr(v) for k, v in h5.attrs.items()}

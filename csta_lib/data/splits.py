@@ -182,7 +182,7 @@ def load_splits(path: str | os.PathLike[str], dataset: str | None = None) -> lis
 
 def official_splits(dataset: str) -> list[Split]:
     """CSTA's own 5 folds for ``dataset`` (``splits.csta.summe`` / ``splits.csta.tvsum``)."""
-    from csta_lib.data.locator import locate
+    from csta_lib.runs.locator import locate
 
     dataset = check_dataset(dataset)
     return load_splits(locate(f"splits.csta.{dataset}"), dataset)

@@ -1,0 +1,457 @@
+"""Named experiments of the paper and the profiles that size them.
+
+An *experiment* is a list of model variants (a preset, optionally with switches changed) that the book
+compares: ``table1`` (CSTA, Table 1), ``table2`` (the seven ablation rows of Table 2), ``fig4`` (the four
+CNNs used directly as score predictors, Figure 4) and ``deviations`` (CSTA as coded, then with the two
+switches where the code and the paper disagree: LayerNorm after the skip connection, bilinear resizing).
+
+A *profile* says how much of the paper's protocol to run for each experiment (datasets, folds, seeds,
+epochs). All sizes live in :data:`PROFILE_SIZES`, the one place to change them:
+
+``smoke``
+    seconds: 1 epoch on a tiny surrogate subset of each dataset (a few of the shortest videos), for the
+    tests and ``make book PROFILE=smoke``.
+``quick``
+    the book's default on a 2-core CPU: fold 0 only, one seed, 3 epochs, SumMe only for the ablations and
+    Figure 4, so that the four experiments together train in about 10-15 minutes (:func:`estimate_seconds`).
+``paper``
+    the paper's protocol: both datasets × 5 folds × 5 seeds × 100 epochs for every experiment (GPU work).
+
+Each experiment also says which kinds of run (:class:`Selection`) its rows need. Every experiment has the
+official protocol's runs (``OFFICIAL``: trained on all of a fold's training videos; ``test-max`` and ``last``
+selection), as the official code; Table 1 adds separate ``HELD_OUT`` runs for its ``val`` row (20 % of the
+training videos held out, the epoch chosen on them), so that the validation hold-out never changes the
+training set of the official-protocol rows.
+
+:func:`expand` turns (experiment, profile) into the list of training run specifications
+(:class:`csta_lib.runs.training.RunSpec`); :func:`plan` gives the same runs as :class:`RunPlan` objects, which also
+carry the experiment's row label. :func:`describe` prints what a profile cut compared with the paper.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from csta_lib.config import PRESETS, TABLE2_ORDER, ModelConfig, get_config
+from csta_lib.errors import CstaInputError
+from csta_lib.runs.io import write_json_atomic
+from csta_lib.train import PAPER_EPOCHS
+
+if TYPE_CHECKING:
+    from csta_lib.runs.training import RunSpec
+
+DATASETS = ("summe", "tvsum")
+PAPER_FOLDS = 5
+PAPER_SEEDS = 5  # the paper averages "10 runs without fixing the seed" (method page, method-loss); we fix 5 seeds
+
+
+# -------------------------------------------------------------------------------------------------------------
+# experiments
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One row of an experiment: a preset, optionally with some :class:`ModelConfig` switches changed."""
+
+    label: str  # the row label the book shows
+    preset: str
+    overrides: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def config(self) -> ModelConfig:
+        """The model configuration of this row (validated)."""
+        return get_config(self.preset).replace(**dict(self.overrides))
+
+    @property
+    def name(self) -> str:
+        """A unique, file-system-safe name: the preset, plus ``+switch=value`` for each override."""
+        return self.preset + "".join(f"+{k}={v}" for k, v in self.overrides)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which model-selection policies a run computes, and the validation hold-out they need.
+
+    The official code trains each fold on *all* of its training videos and keeps the epoch with the best test
+    score (``test-max``); the ``val`` policy needs some training videos held out, which changes the training set,
+    so it gets runs of its own instead of changing the official ones.
+    """
+
+    name: str  # short, file-system safe: "official" | "held-out"
+    policies: tuple[str, ...]
+    val_fraction: float
+
+    @property
+    def description(self) -> str:
+        """The kind of run in words: its policies and what it trains on."""
+        policies = " and ".join(self.policies)
+        if self.val_fraction == 0:
+            return f"{policies}, trained on all of the fold's training videos (the official protocol)"
+        return (f"{policies}, trained on {1 - self.val_fraction:.0%} of the fold's training videos, epoch chosen on "
+                f"the other {self.val_fraction:.0%}")
+
+
+#: The official protocol: every training video trains; test-max (the official rule) and last from the same run.
+OFFICIAL = Selection("official", ("test-max", "last"), 0.0)
+#: The honest alternative: 20 % of the training videos held out, the epoch chosen on them.
+HELD_OUT = Selection("held-out", ("val",), 0.2)
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A named experiment: what it reproduces, its rows and the kinds of run each row gets (:class:`Selection`)."""
+
+    name: str
+    title: str
+    variants: tuple[Variant, ...]
+    selections: tuple[Selection, ...] = (OFFICIAL,)
+
+
+_TABLE2_LABELS = {
+    "table2.baseline": "GoogleNet (Baseline)",
+    "table2.attention": "(+) Attention Module",
+    "table2.att_d": "(+) Att_D",
+    "table2.kv": "(+) Key, Value Embedding",
+    "table2.pe": "(+) Positional Encoding",
+    "table2.cls": "(+) X_CLS",
+    "paper": "(+) Skip Connection (CSTA)",
+}
+_FIG4_LABELS = {"googlenet": "GoogleNet", "mobilenet_v2": "MobileNet-V2", "efficientnet_b0": "EfficientNet-B0",
+                "resnet18": "ResNet-18"}
+
+EXPERIMENTS: dict[str, Experiment] = {
+    # Table 1 reports all three policies: test-max and last from official-protocol runs, val from separate runs
+    # with a hold-out. The other experiments report test-max (as the paper) and so need only official runs,
+    # which they share with Table 1 where the model is the same (CSTA: table1, table2's last row, deviations).
+    "table1": Experiment("table1", "Table 1: CSTA, the main result", (Variant("CSTA", "paper"),),
+                         (OFFICIAL, HELD_OUT)),
+    "table2": Experiment(
+        "table2", "Table 2: ablation, each row adds one module",
+        tuple(Variant(_TABLE2_LABELS[p], p) for p in TABLE2_ORDER),
+    ),
+    "fig4": Experiment(
+        "fig4", "Figure 4: CNNs used directly as score predictors",
+        # fig4.googlenet is the same model as table2.baseline: run it under that preset so that both
+        # experiments share (not duplicate) those runs in the store.
+        tuple(Variant(label, "table2.baseline" if b == "googlenet" else f"fig4.{b}")
+              for b, label in _FIG4_LABELS.items()),
+    ),
+    "deviations": Experiment(
+        "deviations", "Where the official code and the paper disagree",
+        (
+            Variant("as coded: BatchNorm2d(1) after the skip, adaptive pooling", "paper"),
+            Variant("paper Eq. 3: LayerNorm after the skip", "paper", (("skip_norm", "layernorm"),)),
+            Variant("paper text: bilinear resizing", "paper", (("cnn_resize", "bilinear"),)),
+        ),
+    ),
+}
+
+
+# -------------------------------------------------------------------------------------------------------------
+# profiles: every size in one place
+
+
+@dataclass(frozen=True)
+class Size:
+    """How much of the protocol one experiment runs in one profile."""
+
+    datasets: tuple[str, ...]
+    splits: tuple[int, ...]
+    seeds: tuple[int, ...]
+    epochs: int
+    data: str = "full"  # "full": every video of the dataset; "tiny": a few short videos (smoke tests)
+
+
+_ALL_FOLDS = tuple(range(PAPER_FOLDS))
+_PAPER_SIZE = Size(DATASETS, _ALL_FOLDS, tuple(range(PAPER_SEEDS)), PAPER_EPOCHS)
+_SMOKE_SIZE = Size(DATASETS, (0,), (0,), 1, data="tiny")
+
+#: The sizes of every (profile, experiment). The quick sizes share fold 0 / seed 0 / 3 epochs on SumMe, so the
+#: official-protocol CSTA runs of table1, table2 and deviations are one run, and Figure 4's GoogLeNet bar is
+#: table2's baseline run, each computed once and reused from the store.
+PROFILE_SIZES: dict[str, dict[str, Size]] = {
+    "smoke": {
+        "table1": _SMOKE_SIZE,
+        "table2": Size(("summe",), (0,), (0,), 1, data="tiny"),
+        "fig4": Size(("summe",), (0,), (0,), 1, data="tiny"),
+        "deviations": Size(("summe",), (0,), (0,), 1, data="tiny"),
+    },
+    "quick": {
+        "table1": Size(DATASETS, (0,), (0,), 3),
+        "table2": Size(("summe",), (0,), (0,), 3),
+        "fig4": Size(("summe",), (0,), (0,), 3),
+        "deviations": Size(("summe",), (0,), (0,), 3),
+    },
+    "paper": {name: _PAPER_SIZE for name in EXPERIMENTS},
+}
+PROFILES = tuple(PROFILE_SIZES)
+
+#: The tiny data of the smoke profile, one fold of the shortest videos of each dataset (train, test):
+#: SumMe 64-117 steps, TVSum 167-221 steps. With the ``val`` policy one training video becomes validation.
+TINY_SPLITS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "summe": (("video_12", "video_8", "video_11"), ("video_19",)),
+    "tvsum": (("video_45", "video_38"), ("video_26",)),
+}
+
+PROFILE_NOTES = {
+    "smoke": "seconds: 1 epoch on tiny surrogate subsets (3-4 short videos per dataset, one fold), "
+             "for tests; the numbers mean nothing",
+    "quick": "the book's default on a 2-core CPU (about 10-15 minutes of training for all experiments)",
+    "paper": "the paper's protocol (5 folds x 100 epochs x 5 seeds, both datasets): GPU work, about 650 distinct "
+             "runs for all experiments (csta grid --plan counts them), on the order of 10-20 GPU-hours on one recent "
+             "GPU (estimate), a few hours "
+             "on a small Ray cluster (see book/reproduce_grid.md)",
+}
+
+
+def check_experiment(name: str) -> Experiment:
+    """The experiment called ``name``; unknown names raise :class:`CstaInputError` listing the known ones."""
+    try:
+        return EXPERIMENTS[name]
+    except (KeyError, TypeError):
+        raise CstaInputError(f"unknown experiment {name!r}; known experiments: {', '.join(EXPERIMENTS)}") from None
+
+
+def check_profile(name: str) -> str:
+    """``name`` if it is a profile; else :class:`CstaInputError` listing the profiles."""
+    if name not in PROFILE_SIZES:
+        raise CstaInputError(f"unknown profile {name!r}; known profiles: {', '.join(PROFILES)}")
+    return name
+
+
+def size(experiment: str, profile: str) -> Size:
+    """The size of ``experiment`` in ``profile``."""
+    check_experiment(experiment)
+    return PROFILE_SIZES[check_profile(profile)][experiment]
+
+
+def _range_text(values: Sequence[int], total: int | None = None) -> str:
+    if total is not None and tuple(values) == tuple(range(total)):
+        return f"all {total}"
+    return ",".join(str(v) for v in values)
+
+
+def describe(experiment: str, profile: str, datasets: Iterable[str] | None = None) -> str:
+    """One paragraph: what ``profile`` runs for ``experiment`` (only ``datasets`` of its datasets, when given)
+    and what it cut compared with the paper."""
+    exp, s = check_experiment(experiment), size(experiment, profile)
+    s = Size(grid_datasets(experiment, profile, datasets), s.splits, s.seeds, s.epochs, s.data)
+    n_runs = len(exp.variants) * len(exp.selections) * len(s.datasets) * len(s.splits) * len(s.seeds)
+    cuts = []
+    if s.data == "tiny":
+        cuts.append("tiny surrogate subsets of the datasets instead of all videos")
+    if not s.datasets:
+        cuts.append("none of the chosen datasets is run in this profile")
+    elif set(s.datasets) != set(DATASETS):
+        cuts.append(f"datasets {', '.join(s.datasets)} only (the paper uses both datasets)")
+    if len(s.splits) < PAPER_FOLDS:
+        cuts.append(f"fold(s) {_range_text(s.splits)} of {PAPER_FOLDS}")
+    if len(s.seeds) < PAPER_SEEDS:
+        cuts.append(f"{len(s.seeds)} seed(s) instead of {PAPER_SEEDS}")
+    if s.epochs < PAPER_EPOCHS:
+        cuts.append(f"{s.epochs} epoch(s) instead of {PAPER_EPOCHS}")
+    kinds = "" if len(exp.selections) == 1 else f"{len(exp.selections)} kinds of run x "
+    head = (f"{exp.title} - profile {profile!r}: {len(exp.variants)} variant(s) x {kinds}{len(s.datasets)} "
+            f"dataset(s) x {len(s.splits)} fold(s) x {len(s.seeds)} seed(s) x {s.epochs} epoch(s) = {n_runs} run(s)"
+            f" ({'; '.join(sel.description for sel in exp.selections)})")
+    if not cuts:
+        return head + "; the paper's full protocol."
+    return head + ". Cut compared with the paper: " + "; ".join(cuts) + "."
+
+
+# -------------------------------------------------------------------------------------------------------------
+# data for a grid
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """The feature file and split file a grid's runs of one dataset read."""
+
+    dataset: str
+    features: Path
+    splits_file: Path | None  # None: the official CSTA splits (data locator)
+
+
+def tiny_surrogate(dataset: str, cache_dir: str | os.PathLike[str] | None = None) -> DataSource:
+    """The smoke profile's data: a surrogate file with a few short videos and a one-fold split file.
+
+    Built once (deterministic, cached in ``cache_dir``, by default the surrogate cache) and reused.
+    """
+    from csta_lib.runs.surrogate import DEFAULT_CACHE_DIR, build_surrogate
+
+    train, test = TINY_SPLITS[dataset]
+    folder = Path(cache_dir) if cache_dir is not None else DEFAULT_CACHE_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    subset = hashlib.sha256(json.dumps([train, test]).encode()).hexdigest()[:8]  # a changed subset: new files
+    features = folder / f"eccv16_dataset_{dataset}_tiny_{subset}_surrogate.h5"
+    splits_file = folder / f"{dataset}_tiny_{subset}_splits.json"
+    # Both files are deterministic and written atomically: concurrent builders write the same bytes.
+    if not features.is_file():
+        build_surrogate(dataset, features, keys=[*train, *test])
+    if not splits_file.is_file():
+        write_json_atomic(splits_file, [{"train_keys": list(train), "test_keys": list(test)}])
+    return DataSource(dataset, features, splits_file)
+
+
+def grid_datasets(experiment: str, profile: str, datasets: Iterable[str] | None = None) -> tuple[str, ...]:
+    """The datasets a grid runs: the profile's, restricted to ``datasets`` when given (unknown names raise
+    :class:`CstaInputError`)."""
+    s = size(experiment, profile)
+    if datasets is None:
+        return s.datasets
+    wanted = tuple(datasets)
+    unknown = [d for d in wanted if d not in DATASETS]
+    if unknown:
+        raise CstaInputError(f"unknown dataset {unknown[0]!r}; known datasets: {', '.join(DATASETS)}")
+    return tuple(d for d in s.datasets if d in wanted)
+
+
+def prepare_data(experiment: str, profile: str, cache_dir: str | os.PathLike[str] | None = None,
+                 datasets: Iterable[str] | None = None) -> dict[str, DataSource]:
+    """Resolve (and, for surrogates, build once) the data of every dataset the grid uses (``datasets``: only
+    those of the profile's datasets)."""
+    from csta_lib.runs.surrogate import resolve_features
+
+    s = size(experiment, profile)
+    chosen = grid_datasets(experiment, profile, datasets)
+    if s.data == "tiny":
+        return {d: tiny_surrogate(d, cache_dir) for d in chosen}
+    return {d: DataSource(d, Path(resolve_features(d, cache_dir)), None) for d in chosen}
+
+
+# -------------------------------------------------------------------------------------------------------------
+# expansion
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """One run of a grid: which row of which experiment, and everything the training run needs."""
+
+    experiment: str
+    variant: Variant
+    dataset: str
+    split: int
+    seed: int
+    epochs: int
+    data: DataSource = field(compare=False)
+    selection: Selection = OFFICIAL
+
+    @property
+    def label(self) -> str:
+        """A short human name: ``variant dataset split k seed s`` (plus ``held-out`` for validation runs)."""
+        extra = "" if self.selection == OFFICIAL else f" {self.selection.name}"
+        return f"{self.variant.name} {self.dataset} split {self.split} seed {self.seed}{extra}"
+
+    def spec(self) -> RunSpec:
+        """The training run specification (:class:`csta_lib.runs.training.RunSpec`) of this run."""
+        return to_run_spec(self)
+
+
+def to_run_spec(p: RunPlan) -> RunSpec:
+    """Translate a plan into the training engineer's :class:`~csta_lib.runs.training.RunSpec`."""
+    from csta_lib.runs import training
+
+    return training.RunSpec(
+        preset=p.variant.preset,
+        overrides=p.variant.overrides,
+        dataset=p.dataset,
+        split=p.split,
+        seed=p.seed,
+        epochs=p.epochs,
+        data_path=str(p.data.features),
+        splits_file=None if p.data.splits_file is None else str(p.data.splits_file),
+        policies=p.selection.policies,
+        val_fraction=p.selection.val_fraction,
+    )
+
+
+def plan(experiment: str, profile: str, data: Mapping[str, DataSource] | None = None,
+         cache_dir: str | os.PathLike[str] | None = None, datasets: Iterable[str] | None = None) -> list[RunPlan]:
+    """Every run of ``experiment`` at ``profile``, in a stable order (variant, selection, dataset, split, seed):
+    the official-protocol runs of a variant come before its held-out runs.
+
+    ``data`` (from :func:`prepare_data`) avoids resolving the data again; ``datasets`` keeps only the runs of
+    those of the profile's datasets (a chapter rerun on one dataset trains only that one).
+    """
+    exp, s = check_experiment(experiment), size(experiment, profile)
+    chosen = grid_datasets(experiment, profile, datasets)
+    data = dict(data) if data is not None else prepare_data(experiment, profile, cache_dir, chosen)
+    missing = [d for d in chosen if d not in data]
+    if missing:
+        raise CstaInputError(f"no data given for dataset(s) {', '.join(missing)}")
+    for v in exp.variants:
+        if v.preset not in PRESETS:
+            raise CstaInputError(f"experiment {experiment}: unknown preset {v.preset!r}")
+        v.config  # noqa: B018 - validates the overrides before anything runs
+    return [
+        RunPlan(experiment, v, d, k, seed, s.epochs, data[d], sel)
+        for v in exp.variants for sel in exp.selections for d in chosen for k in s.splits for seed in s.seeds
+    ]
+
+
+def expand(experiment: str, profile: str, data: Mapping[str, DataSource] | None = None,
+           cache_dir: str | os.PathLike[str] | None = None) -> list[RunSpec]:
+    """The training run specifications of ``experiment`` at ``profile`` (see :func:`plan`)."""
+    return [p.spec() for p in plan(experiment, profile, data, cache_dir)]
+
+
+# -------------------------------------------------------------------------------------------------------------
+# cost estimate (CPU), used to size the quick profile and printed by the grid
+
+#: Seconds per training step of the ``paper`` model at T steps on a 2-core CPU ≈ STEP_SECONDS_AT_293 · T / 293;
+#: an epoch also evaluates the test videos (forward only, about a third of a step each).
+STEP_SECONDS_AT_293 = 0.6
+MEAN_STEPS = {"summe": 293.4, "tvsum": 470.2}
+TRAIN_VIDEOS = {"summe": 20, "tvsum": 40}
+TEST_VIDEOS = {"summe": 5, "tvsum": 10}
+
+
+def run_seconds(dataset: str, s: Size, step_seconds_at_293: float = STEP_SECONDS_AT_293,
+                selection: Selection = OFFICIAL) -> float:
+    """Rough CPU seconds of one run of ``dataset`` at size ``s`` (training steps plus per-epoch evaluation of the
+    test and validation videos; a hold-out moves training videos to evaluation)."""
+    if s.data == "tiny":
+        n_train, n_test, steps = len(TINY_SPLITS[dataset][0]), len(TINY_SPLITS[dataset][1]), 130.0
+    else:
+        n_train, n_test, steps = TRAIN_VIDEOS[dataset], TEST_VIDEOS[dataset], MEAN_STEPS[dataset]
+    n_val = max(1, round(selection.val_fraction * n_train)) if selection.val_fraction > 0 else 0
+    per_step = step_seconds_at_293 * steps / 293.0
+    return per_step * (n_train - n_val + (n_test + n_val) / 3.0) * s.epochs
+
+
+def _distinct_runs(names: Iterable[str], profile: str) -> dict[tuple[Any, ...], tuple[str, Size, Selection]]:
+    """Distinct runs of several experiments (a run shared by two experiments, e.g. CSTA, counts once)."""
+    runs: dict[tuple[Any, ...], tuple[str, Size, Selection]] = {}
+    for name in names:
+        s, exp = size(name, profile), check_experiment(name)
+        for v in exp.variants:
+            config = json.dumps(v.config.to_dict(), sort_keys=True)
+            for sel in exp.selections:
+                for d in s.datasets:
+                    for k in s.splits:
+                        for seed in s.seeds:
+                            runs[(config, sel, d, k, seed, s.epochs, s.data)] = (d, s, sel)
+    return runs
+
+
+def unique_runs(names: Iterable[str], profile: str) -> int:
+    """How many distinct runs the experiments need together (shared CSTA runs count once)."""
+    return len(_distinct_runs(names, profile))
+
+
+def estimate_seconds(experiment: str, profile: str, step_seconds_at_293: float = STEP_SECONDS_AT_293) -> float:
+    """Rough CPU seconds to train every run of one experiment at ``profile`` from scratch."""
+    return estimate_profile_seconds([experiment], profile, step_seconds_at_293)
+
+
+def estimate_profile_seconds(names: Iterable[str], profile: str,
+                             step_seconds_at_293: float = STEP_SECONDS_AT_293) -> float:
+    """Rough CPU seconds to train the distinct runs of several experiments (what the book pays once)."""
+    return sum(run_seconds(d, s, step_seconds_at_293, sel) for d, s, sel in _distinct_runs(names, profile).values())
+

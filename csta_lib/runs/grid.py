@@ -1,0 +1,745 @@
+"""Running an experiment grid: every run of (experiment, profile), skipping the runs already in the store.
+
+Two engines execute the missing runs:
+
+``local``
+    ``jobs=1`` trains in this process; ``jobs=N`` runs N spawned worker processes, each training one run at a
+    time; a worker that dies fails only the run it was training and is replaced.
+``ray``
+    one Ray task per run (``num_cpus=cpus_per_run``, ``num_gpus=gpus_per_run``; 0.25 packs four runs on a GPU).
+    ``address`` (or ``RAY_ADDRESS``) joins an existing cluster; otherwise a local cluster limited to this
+    machine's cores is started and shut down afterwards. The feature and split files go into the object store
+    once per grid; a task reads the driver's path when its node can see it and otherwise writes the bytes once
+    to a node-local cache. When the task's node sees the store directory (same machine or a shared file system)
+    the task writes its record there itself; otherwise it trains into a scratch store and sends the record and
+    its checkpoints back, and the driver writes them (atomically, record last).
+
+Records are the training records of :func:`csta_lib.runs.training.run`, content-addressed, written atomically: a killed
+run leaves no record (only its resume checkpoint), so the next grid call recomputes exactly the missing runs.
+Every run gets the same number of torch threads (``cpus_per_run``) in every engine, so on CPU the records of
+``local`` and ``ray`` are identical apart from timings and host names.
+
+The notebooks call::
+
+    summary = grid.run_grid("table1", profile, store=store_dir)
+    records = grid.records_for("table1", profile, store_dir)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import socket
+import sys
+import tempfile
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from csta_lib.runs import experiments
+from csta_lib.errors import CstaInputError
+
+ENGINES = ("local", "ray")
+CONNECT_TIMEOUT_S = 5.0
+DEFAULT_RAY_PORT = 6379
+DEFAULT_RAY_CLIENT_PORT = 10001
+
+#: ``run(spec, store_dir) -> record`` and ``lookup(spec, store_dir) -> (key, record or None)``: what a grid needs
+#: from training. Injectable (tests use a fake); must be importable module-level functions for worker processes.
+RunFn = Callable[[Any, str], Mapping[str, Any]]
+LookupFn = Callable[[Any, str], tuple[str, Mapping[str, Any] | None]]
+
+
+# -------------------------------------------------------------------------------------------------------------
+# the default trainer: csta_lib.runs.training
+
+
+def train_run(spec: Any, store_dir: str) -> Mapping[str, Any]:
+    """Train one run into the store (:func:`csta_lib.runs.training.run`, without its per-epoch bar)."""
+    from csta_lib.runs import training
+
+    return training.run(spec, store_dir, progress=False)
+
+
+def train_lookup(spec: Any, store_dir: str) -> tuple[str, Mapping[str, Any] | None]:
+    """The content address of ``spec`` and its stored record (None when not computed yet)."""
+    from csta_lib.runs import store, training
+
+    prep = training.prepare(spec)
+    return prep.key, store.find_record(store_dir, prep.data.dataset, prep.spec.variant, prep.key)
+
+
+# -------------------------------------------------------------------------------------------------------------
+# small pieces
+
+
+def machine_cores() -> int:
+    """CPU cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def check_store(store: str | os.PathLike[str] | None) -> Path:
+    """The store directory (None: the project's ``results/store``), created if needed; :class:`CstaInputError`
+    if it cannot be a writable directory."""
+    from csta_lib.runs import store as results_store
+    from csta_lib.runs.io import ensure_writable_dir
+
+    path = Path(store) if store not in (None, "") else results_store.default_store_dir()
+    if path.exists() and not path.is_dir():
+        raise CstaInputError(f"results store {path} exists and is not a directory")
+    try:
+        ensure_writable_dir(path)
+    except PermissionError as exc:
+        raise CstaInputError(f"results store is not usable: {exc}") from exc
+    if not os.access(path, os.W_OK | os.X_OK):  # root ignores modes in ensure_writable_dir's test; be explicit
+        raise CstaInputError(f"results store {path} is not writable")
+    return path
+
+
+def check_options(engine: str, jobs: int, gpus_per_run: float, cpus_per_run: int | None) -> None:
+    """Raise :class:`CstaInputError` for an unknown engine or impossible resource numbers."""
+    if engine not in ENGINES:
+        raise CstaInputError(f"unknown engine {engine!r}; use one of: {', '.join(ENGINES)}")
+    if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
+        raise CstaInputError(f"jobs must be a positive integer, got {jobs!r}")
+    if (not isinstance(gpus_per_run, (int, float)) or isinstance(gpus_per_run, bool)
+            or not math.isfinite(gpus_per_run) or gpus_per_run < 0):
+        raise CstaInputError(f"--gpus-per-run must be a finite number >= 0 (e.g. 0.25 or 1), got {gpus_per_run!r}")
+    if gpus_per_run > 1 and gpus_per_run != int(gpus_per_run):
+        raise CstaInputError(f"--gpus-per-run above 1 must be a whole number, got {gpus_per_run}")
+    if cpus_per_run is not None and (not isinstance(cpus_per_run, int) or cpus_per_run < 1):
+        raise CstaInputError(f"--cpus-per-run must be a positive integer, got {cpus_per_run!r}")
+
+
+def default_cpus_per_run(engine: str, jobs: int, joins_cluster: bool) -> int:
+    """Torch threads (and Ray CPUs) per run: this machine's cores shared by ``jobs`` runs; 1 on a joined cluster.
+
+    Local and a local Ray cluster get the same number, so their CPU records are identical.
+    """
+    if engine == "ray" and joins_cluster:
+        return 1
+    return max(1, machine_cores() // jobs)
+
+
+def run_device(gpus_per_run: float, device: str | None) -> str | None:
+    """The training device: explicit, else ``cuda`` when GPUs are requested, else CPU."""
+    if device is not None:
+        return device
+    return "cuda" if gpus_per_run > 0 else "cpu"
+
+
+def summary_line(record: Mapping[str, Any]) -> str:
+    """A one-line result of a run: the test-max and val τ/ρ of its record."""
+    parts = []
+    for policy in ("test-max", "val", "last"):
+        sel = record.get("selected", {}).get(policy)
+        if sel:
+            parts.append(f"{policy} ep {sel.get('epoch')}: tau {_num(sel.get('test_tau'))} rho {_num(sel.get('test_rho'))}")
+    seconds = record.get("wall_time_s")
+    head = f"{seconds:.1f}s" if isinstance(seconds, (int, float)) else ""
+    return " ".join([head, "; ".join(parts)]).strip()
+
+
+def _num(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, (int, float)) else "?"
+
+
+@dataclass
+class Outcome:
+    """What came back from one run: its record (when it succeeded) or the error."""
+
+    index: int
+    record: Mapping[str, Any] | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Job:
+    """One run to compute: the plan, its training spec and its content address."""
+
+    index: int
+    plan: experiments.RunPlan
+    spec: Any
+    key: str
+
+
+def _with_threads(threads: int, fn: Callable[[], Any]) -> Any:
+    """Run ``fn`` with torch limited to ``threads`` intra-op threads (restored afterwards)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return fn()
+    finally:
+        torch.set_num_threads(before)
+
+
+def execute(run_fn: RunFn, spec: Any, store_dir: str, threads: int) -> dict[str, Any]:
+    """Train one run with ``threads`` torch threads; return its record without the in-memory ``_path`` key."""
+    record = _with_threads(threads, lambda: run_fn(spec, store_dir))
+    return {k: v for k, v in dict(record).items() if k != "_path"}
+
+
+# -------------------------------------------------------------------------------------------------------------
+# local engine
+
+
+def _worker_main(conn: Any, run_fn: RunFn, store_dir: str, threads: int) -> None:
+    """Worker process body: run the specs it is sent, one at a time, until it is sent None.
+
+    Each result goes back as ("ok", record) or ("error", text); a worker that dies sends nothing, which the
+    driver notices on its process sentinel.
+    """
+    while True:
+        try:
+            spec = conn.recv()
+        except EOFError:  # the driver went away
+            return
+        if spec is None:
+            return
+        try:
+            message = ("ok", execute(run_fn, spec, store_dir, threads))
+        except BaseException as exc:  # noqa: BLE001 - everything goes back to the driver
+            message = ("error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}")
+        conn.send(message)
+
+
+def run_local(jobs_list: Sequence[Job], store_dir: str, *, jobs: int, threads: int, run_fn: RunFn
+              ) -> Iterator[Outcome]:
+    """Yield the outcome of each job as it finishes: in this process (``jobs=1``) or in spawned workers."""
+    if jobs == 1:
+        for job in jobs_list:
+            try:
+                yield Outcome(job.index, record=execute(run_fn, job.spec, store_dir, threads))
+            except Exception as exc:  # noqa: BLE001 - one failed run must not stop the grid
+                yield Outcome(job.index, error=f"{type(exc).__name__}: {exc}")
+        return
+    yield from _run_processes(jobs_list, store_dir, jobs=jobs, threads=threads, run_fn=run_fn)
+
+
+@dataclass
+class _Worker:
+    """A spawned worker process, its end of the pipe and the job it is running (None when idle)."""
+
+    process: Any
+    conn: Any
+    job: Job | None = None
+
+
+def _run_processes(jobs_list: Sequence[Job], store_dir: str, *, jobs: int, threads: int, run_fn: RunFn
+                   ) -> Iterator[Outcome]:
+    """At most ``jobs`` spawned workers, each reused for several runs (start-up and imports paid once per
+    worker); a worker that dies fails only its current run and is replaced if runs are left."""
+    import multiprocessing as mp
+    from multiprocessing.connection import wait
+
+    ctx = mp.get_context("spawn")
+    pending = list(jobs_list)
+    workers: list[_Worker] = []
+
+    def start_worker() -> _Worker:
+        ours, theirs = ctx.Pipe(duplex=True)
+        proc = ctx.Process(target=_worker_main, args=(theirs, run_fn, store_dir, threads), daemon=True,
+                           name="csta-grid-worker")
+        proc.start()
+        theirs.close()
+        return _Worker(proc, ours)
+
+    def assign(worker: _Worker) -> None:
+        worker.job = pending.pop(0) if pending else None
+        try:
+            worker.conn.send(worker.job.spec if worker.job else None)
+        except (BrokenPipeError, OSError):
+            pass  # the worker died between runs: its sentinel reports it on the next wait
+
+    try:
+        for _ in range(min(jobs, len(pending))):
+            worker = start_worker()
+            workers.append(worker)
+            assign(worker)
+        while any(w.job is not None for w in workers):
+            busy = [w for w in workers if w.job is not None]
+            ready = wait([w.conn for w in busy] + [w.process.sentinel for w in busy])
+            for worker in busy:
+                if worker.conn not in ready and worker.process.sentinel not in ready:
+                    continue
+                job, message = worker.job, None
+                try:
+                    if worker.conn.poll():
+                        message = worker.conn.recv()
+                except (EOFError, OSError):
+                    message = None
+                if message is None:
+                    if worker.process.is_alive():
+                        continue  # spurious wake-up
+                    worker.process.join()
+                    yield Outcome(job.index, error=f"worker process died (exit code {worker.process.exitcode})")
+                    worker.conn.close()
+                    workers.remove(worker)
+                    if pending:
+                        replacement = start_worker()
+                        workers.append(replacement)
+                        assign(replacement)
+                    continue
+                if message[0] == "ok":
+                    yield Outcome(job.index, record=message[1])
+                else:
+                    yield Outcome(job.index, error=message[1])
+                assign(worker)
+    finally:
+        for worker in workers:  # normal end: they were sent None; interrupted: stop them
+            if worker.job is not None and worker.process.is_alive():
+                worker.process.terminate()
+            worker.process.join(timeout=10)
+            worker.conn.close()
+
+
+# -------------------------------------------------------------------------------------------------------------
+# ray engine
+
+
+def parse_address(address: str) -> tuple[str, int] | None:
+    """(host, port) of a Ray address to probe, or None for ``auto``/``local`` (Ray resolves those itself)."""
+    text = address.strip()
+    if text in ("auto", "local"):
+        return None
+    client = text.startswith("ray://")
+    hostport = text[len("ray://"):] if client else text
+    hostport = hostport.split("/", 1)[0]
+    host, sep, port = hostport.rpartition(":")
+    if not sep:
+        host, port = hostport, str(DEFAULT_RAY_CLIENT_PORT if client else DEFAULT_RAY_PORT)
+    host = host.strip("[]")
+    try:
+        return host, int(port)
+    except ValueError:
+        raise CstaInputError(f"cannot read the Ray address {address!r}; expected HOST:PORT or ray://HOST:PORT") from None
+
+
+def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """Raise :class:`CstaInputError` within ``timeout`` seconds if nothing listens at a Ray address."""
+    target = parse_address(address)
+    if target is None:
+        return
+    host, port = target
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise CstaInputError(
+            f"cannot reach the Ray cluster at {address!r} ({host}:{port}: {exc.strerror or exc}); start one with "
+            "`ray start --head` and pass the address it prints, or leave --address out for a local cluster"
+        ) from exc
+
+
+def connect_ray(address: str | None, num_cpus: int) -> bool:
+    """Connect to (``address`` / ``RAY_ADDRESS``) or start a local Ray cluster; True if we started it.
+
+    An already initialised Ray (e.g. in a notebook) is used as it is.
+    """
+    import ray
+
+    if ray.is_initialized():
+        return False
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    quiet = {"include_dashboard": False, "log_to_driver": True, "logging_level": "warning"}
+    if address:
+        check_reachable(address)
+        try:
+            ray.init(address=address, **quiet)
+        except (ConnectionError, RuntimeError, TimeoutError) as exc:
+            raise CstaInputError(
+                f"cannot join the Ray cluster at {address!r}: {exc}. If the cluster uses token authentication "
+                "(the default in recent Ray), this machine needs the cluster's token: RAY_AUTH_TOKEN or the file "
+                "~/.ray/auth_token (see `ray get-auth-token`)") from exc
+        return False
+    ray.init(num_cpus=num_cpus, **quiet)
+    return True
+
+
+def check_cluster_resources(cpus_per_run: int, gpus_per_run: float) -> None:
+    """Fail fast (instead of waiting forever) when no node could ever run a task of this size."""
+    import ray
+
+    total = ray.cluster_resources()
+    if total.get("CPU", 0) < cpus_per_run:
+        raise CstaInputError(f"the Ray cluster has {total.get('CPU', 0):g} CPUs; a run asks for {cpus_per_run}")
+    if gpus_per_run > 0 and total.get("GPU", 0) < gpus_per_run:
+        raise CstaInputError(f"--gpus-per-run {gpus_per_run:g} but the Ray cluster has {total.get('GPU', 0):g} GPUs")
+
+
+@dataclass(frozen=True)
+class ShippedFile:
+    """A data file of the grid: the driver's path, its checksum and (in a list, so Ray does not fetch it
+    eagerly) the object-store reference of its bytes."""
+
+    path: str
+    sha256: str
+    size: int
+    ref: list[Any]
+
+
+def ship_file(path: str | os.PathLike[str]) -> ShippedFile:
+    """Put a file's bytes into the Ray object store (once per grid)."""
+    import ray
+
+    from csta_lib.runs.locator import sha256_file
+
+    path = Path(path)
+    data = path.read_bytes()
+    return ShippedFile(str(path), sha256_file(path), len(data), [ray.put(data)])
+
+
+_VERIFIED: dict[tuple[str, int, int], str] = {}
+
+
+def materialise(shipped: ShippedFile) -> str:
+    """A local path holding the shipped file: the driver's path when this node sees the same file, else a
+    node-local copy written once (atomically) from the object store."""
+    import ray
+
+    from csta_lib.runs.locator import sha256_file
+    from csta_lib.runs.io import write_bytes_atomic
+
+    here = Path(shipped.path)
+    if here.is_file() and here.stat().st_size == shipped.size:
+        stamp = (str(here), here.stat().st_mtime_ns, shipped.size)
+        if stamp not in _VERIFIED:  # hash a file once per worker process, not once per run
+            _VERIFIED[stamp] = sha256_file(here)
+        if _VERIFIED[stamp] == shipped.sha256:
+            return str(here)
+    cached = Path(tempfile.gettempdir()) / "csta-grid-data" / shipped.sha256 / here.name
+    if not cached.is_file():
+        write_bytes_atomic(cached, ray.get(shipped.ref[0]))
+    return str(cached)
+
+
+def _store_files(store_dir: Path, record_path: Path) -> dict[str, bytes]:
+    """The record and its checkpoint files, relative to the store, to send back to the driver."""
+    from csta_lib.runs import store
+
+    files = {}
+    ckpt_dir = store.checkpoint_dir(record_path)
+    if ckpt_dir.is_dir():
+        for path in sorted(ckpt_dir.rglob("*")):
+            if path.is_file() and path.name != "resume.pt":
+                files[str(path.relative_to(store_dir))] = path.read_bytes()
+    files[str(record_path.relative_to(store_dir))] = record_path.read_bytes()  # last: written last
+    return files
+
+
+def ray_task_body(run_fn: RunFn, spec: Any, store_dir: str, marker: str, threads: int,
+                  data: ShippedFile | None, splits: ShippedFile | None) -> dict[str, Any]:
+    """What one Ray task does: find the data, train, and write (or send back) the record."""
+    changes = {}
+    if data is not None:
+        changes["data_path"] = materialise(data)
+    if splits is not None:
+        changes["splits_file"] = materialise(splits)
+    if changes and dataclasses.is_dataclass(spec):
+        spec = dataclasses.replace(spec, **changes)
+    if (Path(store_dir) / marker).is_file():  # this node sees the driver's store: write there directly
+        return {"record": execute(run_fn, spec, store_dir, threads), "files": None, "host": socket.gethostname()}
+    with tempfile.TemporaryDirectory(prefix="csta-grid-store-") as scratch:
+        record = _with_threads(threads, lambda: run_fn(spec, scratch))
+        path = Path(record["_path"]) if "_path" in record else None
+        files = _store_files(Path(scratch), path) if path is not None else None
+        clean = {k: v for k, v in dict(record).items() if k != "_path"}
+        return {"record": clean, "files": files, "host": socket.gethostname()}
+
+
+def receive_files(store_dir: Path, files: Mapping[str, bytes]) -> None:
+    """Write files sent back by a task into the store, atomically, in the order given (record last)."""
+    from csta_lib.runs.io import write_bytes_atomic
+
+    root = store_dir.resolve()
+    for rel, data in files.items():
+        target = (store_dir / rel).resolve()
+        if root not in target.parents:
+            raise CstaInputError(f"a task sent back a file outside the store: {rel}")
+        write_bytes_atomic(target, data)
+
+
+def run_ray(jobs_list: Sequence[Job], store_dir: str, *, address: str | None, threads: int, gpus_per_run: float,
+            data: Mapping[str, experiments.DataSource], run_fn: RunFn, started_cpus: int) -> Iterator[Outcome]:
+    """Yield outcomes as Ray tasks finish (one task per job)."""
+    import ray
+
+    started = connect_ray(address, started_cpus)
+    marker = f".grid-{uuid.uuid4().hex}.marker"
+    marker_path = Path(store_dir) / marker
+    marker_path.write_text("csta grid: a task that sees this file writes its record into this store\n")
+    try:
+        check_cluster_resources(threads, gpus_per_run)
+        shipped = {d: (ship_file(src.features), ship_file(src.splits_file) if src.splits_file else None)
+                   for d, src in data.items()}
+        remote = ray.remote(ray_task_body).options(num_cpus=threads, num_gpus=gpus_per_run, max_retries=0,
+                                                   retry_exceptions=False)
+        refs = {remote.remote(run_fn, job.spec, str(store_dir), marker, threads, *shipped[job.plan.dataset]): job
+                for job in jobs_list}
+        while refs:
+            done, _ = ray.wait(list(refs), num_returns=1)
+            for ref in done:
+                job = refs.pop(ref)
+                try:
+                    result = ray.get(ref)
+                except ray.exceptions.RayTaskError as exc:
+                    cause = exc.cause if getattr(exc, "cause", None) is not None else exc
+                    yield Outcome(job.index, error=f"{type(cause).__name__}: {cause}")
+                    continue
+                except ray.exceptions.RayError as exc:  # worker crashed, node died, ...
+                    yield Outcome(job.index, error=f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
+                    continue
+                if result["files"]:
+                    receive_files(Path(store_dir), result["files"])
+                yield Outcome(job.index, record=result["record"])
+    finally:
+        marker_path.unlink(missing_ok=True)
+        if started:
+            ray.shutdown()
+
+
+# -------------------------------------------------------------------------------------------------------------
+# the grid
+
+
+def _progress_bar(total: int, initial: int, desc: str, enabled: bool) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, unit="run", disable=not enabled, file=sys.stderr,
+                dynamic_ncols=True)
+
+
+def _say(bar: Any, text: str, enabled: bool) -> None:
+    if enabled:
+        bar.write(text, file=sys.stderr)
+
+
+def run_grid(
+    experiment: str,
+    profile: str,
+    engine: str = "local",
+    jobs: int = 1,
+    address: str | None = None,
+    gpus_per_run: float = 0,
+    store: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+    *,
+    cpus_per_run: int | None = None,
+    device: str | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    run_fn: RunFn = train_run,
+    lookup_fn: LookupFn = train_lookup,
+    datasets: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Compute every missing run of ``experiment`` at ``profile`` into ``store``; return a summary.
+
+    The summary holds ``runs`` (in the grid), ``computed``, ``reused`` (found in the store), ``failed``,
+    ``failed_runs`` (``key``, ``run``, ``error`` of each failure), ``keys`` (every run's content address),
+    ``data`` (per dataset: file, sha256, whether surrogate), ``cut`` (what the profile leaves out of the paper's
+    protocol), ``wall_s`` and ``run_s`` (summed run times). A failed run does not stop the others; calling again
+    computes only what is still missing. ``cpus_per_run`` (torch threads and Ray CPUs of each run) defaults to
+    the machine's cores / ``jobs`` (1 per run on a joined Ray cluster); ``device`` defaults to ``cuda`` when
+    ``gpus_per_run > 0``, else CPU. ``run_fn``/``lookup_fn`` replace training (tests). ``datasets`` runs only
+    those of the profile's datasets.
+    """
+    experiments.check_experiment(experiment)
+    experiments.check_profile(profile)
+    check_options(engine, jobs, gpus_per_run, cpus_per_run)
+    store_dir = check_store(store)
+    joins = engine == "ray" and bool(address or os.environ.get("RAY_ADDRESS"))
+    if joins:
+        check_reachable(address or os.environ["RAY_ADDRESS"])  # seconds, before any data is prepared
+    threads = cpus_per_run or default_cpus_per_run(engine, jobs, joins)
+    if engine == "local" and gpus_per_run > 0:
+        _check_local_cuda()
+    start = time.perf_counter()
+
+    # surrogates are built here, once per grid
+    data = experiments.prepare_data(experiment, profile, cache_dir, datasets)
+    plans = experiments.plan(experiment, profile, data, datasets=datasets)
+    dev = run_device(gpus_per_run, device)
+    specs = [dataclasses.replace(p.spec(), device=dev) for p in plans]
+
+    keys: list[str] = []
+    todo: list[Job] = []
+    seen: set[str] = set()
+    reused = 0
+    for i, (p, spec) in enumerate(zip(plans, specs, strict=True)):
+        key, record = lookup_fn(spec, str(store_dir))
+        keys.append(key)
+        if record is not None or key in seen:
+            reused += 1
+        else:
+            todo.append(Job(i, p, spec, key))
+        seen.add(key)
+
+    bar = _progress_bar(len(plans), reused, f"{experiment}/{profile}", progress)
+    _say(bar, experiments.describe(experiment, profile), progress)
+    _say(bar, f"{len(plans)} runs: {reused} found in {store_dir}, {len(todo)} to compute with engine {engine}"
+              f" ({threads} thread(s) per run)", progress)
+    by_index = {job.index: job for job in todo}
+    failed: list[dict[str, Any]] = []
+    computed, run_seconds = 0, 0.0
+    if todo:
+        if engine == "local":
+            outcomes = run_local(todo, str(store_dir), jobs=jobs, threads=threads, run_fn=run_fn)
+        else:
+            outcomes = run_ray(todo, str(store_dir), address=address, threads=threads, gpus_per_run=gpus_per_run,
+                               data=data, run_fn=run_fn, started_cpus=machine_cores())
+        try:
+            for outcome in outcomes:
+                job = by_index[outcome.index]
+                if outcome.record is not None:
+                    computed += 1
+                    seconds = outcome.record.get("wall_time_s")
+                    run_seconds += float(seconds) if isinstance(seconds, (int, float)) else 0.0
+                    _say(bar, f"done   {job.plan.label} [{job.key}] {summary_line(outcome.record)}", progress)
+                else:
+                    failed.append({"key": job.key, "run": job.plan.label, "error": outcome.error})
+                    first = (outcome.error or "").splitlines()[0] if outcome.error else ""
+                    _say(bar, f"FAILED {job.plan.label} [{job.key}]: {first}", progress)
+                bar.update(1)
+        finally:
+            bar.close()
+    else:
+        bar.close()
+    return {
+        "experiment": experiment,
+        "profile": profile,
+        "engine": engine,
+        "runs": len(plans),
+        "computed": computed,
+        "reused": reused,
+        "failed": len(failed),
+        "failed_runs": failed,
+        "keys": keys,
+        "store": str(store_dir),
+        "threads_per_run": threads,
+        "gpus_per_run": gpus_per_run,
+        "data": {d: _data_summary(src) for d, src in data.items()},
+        "cut": experiments.describe(experiment, profile),
+        "wall_s": round(time.perf_counter() - start, 3),
+        "run_s": round(run_seconds, 3),
+    }
+
+
+def _check_local_cuda() -> None:
+    import torch
+
+    if not torch.cuda.is_available():
+        raise CstaInputError("gpus_per_run > 0 with the local engine, but CUDA is not available here")
+
+
+def _data_summary(src: experiments.DataSource) -> dict[str, Any]:
+    from csta_lib.data.eccv16 import load_eccv16
+
+    ds = load_eccv16(src.features, src.dataset)
+    return {"file": str(src.features), "sha256": ds.sha256, "surrogate": bool(ds.is_surrogate),
+            "splits_file": str(src.splits_file) if src.splits_file else "official CSTA splits"}
+
+
+def plan_entries(experiment: str, profile: str, store: str | os.PathLike[str] | None = None,
+                 cache_dir: str | os.PathLike[str] | None = None, *, with_keys: bool = True,
+                 data: Mapping[str, experiments.DataSource] | None = None) -> list[dict[str, Any]]:
+    """What a grid would run, one JSON-able dict per run, without training anything.
+
+    Each entry: ``experiment``, ``label`` (the experiment's row), ``preset``, ``variant``, ``overrides``,
+    ``dataset``, ``split`` (0-based), ``seed``, ``epochs``, ``val_fraction``, ``policies``, ``selection`` (the kind
+    of run), ``data`` (``tiny`` or ``full``), ``features`` (the feature file), ``estimated_cpu_s`` (a rough
+    2-core CPU estimate, :func:`csta_lib.runs.experiments.run_seconds`) and, with ``with_keys`` (reads each run's
+    data and split to compute its content address): ``n_train``, ``n_val``, ``n_test`` (videos),
+    ``surrogate`` (whether the features are surrogate), ``key`` and ``in_store`` (its record is already in
+    ``store``; the store is only read, never created). ``data`` (from :func:`csta_lib.runs.experiments.prepare_data`)
+    avoids resolving the data files again.
+    """
+    from csta_lib.runs import store as results_store
+
+    experiments.check_experiment(experiment)
+    size = experiments.size(experiment, profile)
+    store_dir = Path(store) if store not in (None, "") else results_store.default_store_dir()
+    data = data if data is not None else experiments.prepare_data(experiment, profile, cache_dir)
+    entries = []
+    for p in experiments.plan(experiment, profile, data):
+        entry: dict[str, Any] = {
+            "experiment": experiment, "label": p.variant.label, "preset": p.variant.preset,
+            "variant": p.variant.name, "overrides": [list(o) for o in p.variant.overrides], "dataset": p.dataset,
+            "split": p.split, "seed": p.seed, "epochs": p.epochs, "val_fraction": p.selection.val_fraction,
+            "policies": list(p.selection.policies), "selection": p.selection.name, "data": size.data,
+            "features": str(p.data.features),
+            "estimated_cpu_s": round(experiments.run_seconds(p.dataset, size, selection=p.selection), 1),
+        }
+        if with_keys:
+            from csta_lib.runs import training
+
+            prep = training.prepare(dataclasses.replace(p.spec(), device="cpu"))
+            stored = store_dir.is_dir() and results_store.find_record(
+                store_dir, p.dataset, p.variant.name, prep.key) is not None
+            entry.update(n_train=len(prep.train_keys), n_val=len(prep.val_keys), n_test=len(prep.test_keys),
+                         surrogate=bool(prep.data.is_surrogate), key=prep.key, in_store=stored)
+        entries.append(entry)
+    return entries
+
+
+def records_for(experiment: str, profile: str, store: str | os.PathLike[str] | None = None,
+                cache_dir: str | os.PathLike[str] | None = None, *, lookup_fn: LookupFn = train_lookup,
+                datasets: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """The stored records of every run of ``experiment`` at ``profile`` (in grid order; missing runs skipped;
+    ``datasets``: only those of the profile's datasets).
+
+    Each record gets ``_path`` (its file) and ``_label`` (the experiment's row label for its variant).
+    """
+    from csta_lib.runs import store as results_store
+
+    experiments.check_experiment(experiment)
+    experiments.check_profile(profile)
+    store_dir = Path(store) if store is not None else results_store.default_store_dir()
+    if not store_dir.is_dir():
+        raise CstaInputError(f"results store {store_dir} does not exist; run the grid first")
+    data = experiments.prepare_data(experiment, profile, cache_dir, datasets)
+    out = []
+    for p in experiments.plan(experiment, profile, data, datasets=datasets):
+        key, record = lookup_fn(p.spec(), str(store_dir))
+        if record is None:
+            continue
+        record = dict(record)
+        record.setdefault("_path", str(results_store.record_path(store_dir, p.dataset, p.variant.name, key)))
+        record["_label"] = p.variant.label
+        out.append(record)
+    return out
+
+
+def experiment_records(experiment: str, store: str | os.PathLike[str], profile: str | None = None,
+                       cache_dir: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:
+    """The records of an experiment in a store, for tables (``csta results table --experiment``).
+
+    With ``profile``: exactly that grid's runs (:func:`records_for`). Without: every stored record of the
+    experiment's variants, keeping for each (variant, dataset) only the records with the most epochs (the
+    most complete protocol in the store), so a store holding both quick and paper runs shows the paper ones.
+    """
+    from csta_lib.runs import store as results_store
+
+    if profile is not None:
+        return records_for(experiment, profile, store, cache_dir)
+    exp = experiments.check_experiment(experiment)
+    labels = {v.name: v.label for v in exp.variants}
+    records = results_store.load_records(store, variant=list(labels))
+    most: dict[tuple[str, str], int] = {}
+    for r in records:
+        group = (r.get("variant"), r.get("dataset"))
+        most[group] = max(most.get(group, 0), int(r.get("n_epochs") or 0))
+    out = [dict(r, _label=labels[r["variant"]]) for r in records
+           if int(r.get("n_epochs") or 0) == most[(r.get("variant"), r.get("dataset"))]]
+    if not out:
+        raise CstaInputError(f"no records of experiment {experiment} in {store}; run `csta grid --experiment "
+                             f"{experiment} --store {store}` first")
+    return out

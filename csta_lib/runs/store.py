@@ -1,0 +1,434 @@
+"""The results store: one JSON record per training run, content-addressed, and the tables built from records.
+
+Layout under a store directory ``DIR``::
+
+    DIR/<dataset>/<variant>/<key>.json          the run record (written atomically, last)
+    DIR/<dataset>/<variant>/<key>/epoch_NNN.pt  checkpoints of the selected epochs (one file per distinct epoch)
+    DIR/<dataset>/<variant>/<key>/resume.pt     model, optimizer and RNG state of an unfinished run
+                                                (tensors and plain data only: loaded with weights_only=True)
+    DIR/<dataset>/<variant>/.<key>.staged/      checkpoints of a forced rerun, moved into place when it finishes
+
+Records are checked when read (:func:`record_problem`): a missing entry or a wrong type is a
+:class:`DataFormatError` naming the file; ``csta train`` retrains such a run and replaces its record.
+
+``variant`` is the preset name plus any config overrides (``paper+skip_norm=layernorm``).
+
+``key`` is the content address: a hash of everything that determines the run's result (model config, dataset
+file checksum, split keys, seed, epochs, selection and optimiser settings, training-code version; see
+:func:`content_key`). A record that exists under its key is found instead of recomputed.
+
+Tables: :func:`results_frame` flattens records into one row per (run, selection policy);
+:func:`split_table` gives one row per split (mean over seeds); :func:`summary_table` gives the mean and standard
+deviations over splits and seeds; :func:`render_table` prints either as plain text or markdown with the
+protocol, selection policy and data provenance in its header.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from csta_lib.errors import CstaInputError, DataFormatError
+from csta_lib.runs.io import write_json_atomic
+
+if TYPE_CHECKING:  # pandas is imported lazily (keeps ``csta --help`` fast)
+    import pandas as pd
+
+RECORD_FORMAT = "csta-run/1"
+POLICIES = ("test-max", "val", "last")
+POLICY_LABELS = {
+    "test-max": "test-max (epoch selected ON THE TEST SPLIT, as the official code)",
+    "val": "val (epoch selected on a validation subset of the training videos)",
+    "last": "last (final epoch, no selection)",
+}
+MAX_RECORD_BYTES = 256 << 20  # a 100-epoch TVSum record is a few MB
+KEY_LENGTH = 20  # hex digits of sha256 kept in file names: 80 bits, collisions are not a concern here
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9_.+=-]+")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# content address and paths
+
+
+def default_store_dir() -> Path:
+    """The project's default results store, ``results/store`` under the project root (git-ignored)."""
+    from csta_lib.runs.locator import PROJECT_ROOT
+
+    return PROJECT_ROOT / "results" / "store"
+
+
+def canonical_json(obj: Any) -> str:
+    """JSON with sorted keys and no whitespace: equal content gives equal text (the hashing input)."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=True, default=str)
+
+
+def content_key(identity: Mapping[str, Any]) -> str:
+    """The content address of a run: a hex digest of its canonical identity dict."""
+    return hashlib.sha256(canonical_json(identity).encode()).hexdigest()[:KEY_LENGTH]
+
+
+def safe_name(name: str | None) -> str:
+    """A file-system-safe folder name for a preset or dataset (``custom`` for None)."""
+    return _SAFE_NAME.sub("_", name) if name else "custom"
+
+
+def record_path(store_dir: str | Path, dataset: str, variant: str | None, key: str) -> Path:
+    """Where the record of run ``key`` lives (``variant``: the preset name plus any overrides)."""
+    return Path(store_dir) / safe_name(dataset) / safe_name(variant) / f"{key}.json"
+
+
+def checkpoint_dir(record_file: str | Path) -> Path:
+    """The folder holding a record's checkpoints (beside the record, named by its key)."""
+    record_file = Path(record_file)
+    return record_file.with_suffix("")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# reading and writing records
+
+
+def write_record(path: str | Path, record: Mapping[str, Any]) -> Path:
+    """Write a run record atomically (complete or absent, never half-written)."""
+    return write_json_atomic(path, dict(record))
+
+
+def read_record(path: str | Path) -> dict[str, Any]:
+    """Read one record; raise :class:`DataFormatError` naming the file if it is not a run record."""
+    path = Path(path)
+    try:
+        if path.stat().st_size > MAX_RECORD_BYTES:
+            raise DataFormatError(f"{path}: {path.stat().st_size:,} bytes is far larger than any run record; not read")
+        record = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError, RecursionError) as exc:
+        if isinstance(exc, DataFormatError):
+            raise
+        raise DataFormatError(f"{path}: not a readable JSON run record ({type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+    if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT:
+        raise DataFormatError(f"{path}: not a csta run record (expected format {RECORD_FORMAT!r})")
+    problem = record_problem(record)
+    if problem:
+        raise DataFormatError(f"{path}: damaged csta run record ({problem}); delete it or retrain the run with --force")
+    return record
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number_or_none(value: Any) -> bool:
+    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+
+
+def _is_str_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+#: Entries every record has (and what the tables, the grid and ``csta train`` read), with their check.
+_REQUIRED = {
+    "key": (lambda v: isinstance(v, str) and v != "", "a non-empty string"),
+    "dataset": (lambda v: isinstance(v, str) and v != "", "a non-empty string"),
+    "variant": (lambda v: isinstance(v, str) and v != "", "a non-empty string"),
+    "seed": (lambda v: _is_int(v) and v >= 0, "a non-negative integer"),
+    "n_epochs": (lambda v: _is_int(v) and v >= 1, "a positive integer"),
+    "split": (lambda v: isinstance(v, dict) and _is_int(v.get("index")) and v["index"] >= 0,
+              "an object with a non-negative integer 'index'"),
+    "selected": (lambda v: isinstance(v, dict) and all(p in POLICIES and isinstance(s, dict) for p, s in v.items()),
+                 "an object mapping selection policies to objects"),
+}
+#: Entries that may be absent (hand-made or older records) but have a fixed type when present.
+_OPTIONAL = {
+    "preset": (lambda v: v is None or isinstance(v, str), "a string or null"),
+    "protocol": (lambda v: isinstance(v, dict) and isinstance(v.get("rank", ""), str),
+                 "an object with a string 'rank'"),
+    "provenance": (lambda v: isinstance(v, dict) and isinstance(v.get("surrogate", False), bool),
+                   "an object with a boolean 'surrogate'"),
+    "selection": (lambda v: isinstance(v, dict) and _is_number_or_none(v.get("val_fraction")),
+                  "an object with a numeric 'val_fraction'"),
+    "epochs": (lambda v: isinstance(v, list) and all(isinstance(e, dict) for e in v), "a list of objects"),
+}
+_SPLIT_LISTS = ("train_keys", "val_keys", "test_keys")
+_SELECTED_NUMBERS = ("test_tau", "test_rho", "test_f1", "val_tau", "val_rho", "val_f1")
+
+
+def record_problem(record: Mapping[str, Any]) -> str | None:
+    """What is wrong with a parsed record's fields (a missing entry or a wrong type), or None if it is usable."""
+    for name, (check, expected) in _REQUIRED.items():
+        if name not in record:
+            return f"no {name!r}"
+        if not check(record[name]):
+            return f"{name!r} must be {expected}"
+    for name, (check, expected) in _OPTIONAL.items():
+        if name in record and not check(record[name]):
+            return f"{name!r} must be {expected}"
+    for name in _SPLIT_LISTS:
+        if name in record["split"] and not _is_str_list(record["split"][name]):
+            return f"'split.{name}' must be a list of strings"
+    for policy, entry in record["selected"].items():
+        if "epoch" in entry and not (entry["epoch"] is None or (_is_int(entry["epoch"]) and entry["epoch"] >= 1)):
+            return f"'selected.{policy}.epoch' must be a positive integer"
+        bad = [m for m in _SELECTED_NUMBERS if m in entry and not _is_number_or_none(entry[m])]
+        if bad:
+            return f"'selected.{policy}.{bad[0]}' must be a number"
+        if "checkpoint" in entry and not isinstance(entry["checkpoint"], str):
+            return f"'selected.{policy}.checkpoint' must be a string"
+    return None
+
+
+def find_record(store_dir: str | Path, dataset: str, variant: str | None, key: str) -> dict[str, Any] | None:
+    """The stored record with content address ``key`` (with ``_path``), or None if this run was never completed."""
+    path = record_path(store_dir, dataset, variant, key)
+    if not path.is_file():
+        return None
+    record = read_record(path)
+    if record["key"] != key:
+        raise DataFormatError(f"{path}: damaged csta run record (its key {record['key']!r} is not the file's {key!r}); "
+                              "delete it or retrain the run with --force")
+    record["_path"] = str(path)
+    return record
+
+
+def iter_record_files(store_dir: str | Path) -> list[Path]:
+    """All record files under a store directory, sorted (checkpoint folders are skipped)."""
+    store_dir = Path(store_dir)
+    if not store_dir.is_dir():
+        raise CstaInputError(f"results store {store_dir} does not exist or is not a directory")
+    return sorted(p for p in store_dir.glob("*/*/*.json") if not p.name.startswith("."))
+
+
+def _matches(value: Any, wanted: Any) -> bool:
+    if wanted is None:
+        return True
+    if isinstance(wanted, (set, frozenset, list, tuple)):
+        return value in wanted
+    return value == wanted
+
+
+def load_records(
+    store_dir: str | Path,
+    *,
+    dataset: str | Iterable[str] | None = None,
+    preset: str | Iterable[str] | None = None,
+    variant: str | Iterable[str] | None = None,
+    splits: Iterable[int] | None = None,
+    seeds: Iterable[int] | None = None,
+    epochs: int | Iterable[int] | None = None,
+    keys: Iterable[str] | None = None,
+) -> list[dict[str, Any]]:
+    """Records in a store, optionally filtered (each filter: one value or a collection of allowed values).
+
+    ``keys`` restricts to the given content addresses, which is how an experiment grid selects exactly its own
+    runs. Each returned record gets ``_path`` (its file) for resolving relative checkpoint paths.
+    """
+
+    def as_filter(value: Any) -> Any:
+        if value is None or isinstance(value, (str, int)):
+            return value
+        return set(value)
+
+    wanted = {
+        "dataset": as_filter(dataset),
+        "preset": as_filter(preset),
+        "variant": as_filter(variant),
+        "split": as_filter(splits),
+        "seed": as_filter(seeds),
+        "n_epochs": as_filter(epochs),
+        "key": as_filter(keys),
+    }
+    out = []
+    for path in iter_record_files(store_dir):
+        record = read_record(path)
+        fields = {
+            "dataset": record.get("dataset"),
+            "preset": record.get("preset"),
+            "variant": record.get("variant"),
+            "split": record.get("split", {}).get("index"),
+            "seed": record.get("seed"),
+            "n_epochs": record.get("n_epochs"),
+            "key": record.get("key"),
+        }
+        if all(_matches(fields[name], wanted[name]) for name in wanted):
+            record["_path"] = str(path)
+            out.append(record)
+    return out
+
+
+def resolve_checkpoint(record: Mapping[str, Any], policy: str) -> Path | None:
+    """Absolute path of the checkpoint a record selected under ``policy`` (None if the policy was not run)."""
+    selected = record.get("selected", {}).get(policy)
+    if not selected or not selected.get("checkpoint"):
+        return None
+    path = Path(selected["checkpoint"])
+    if not path.is_absolute() and record.get("_path"):
+        path = Path(record["_path"]).parent / path
+    return path
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# tables
+
+METRICS = ("tau", "rho", "f1")
+
+
+def results_frame(records: Sequence[Mapping[str, Any]], policies: Sequence[str] = POLICIES) -> pd.DataFrame:
+    """One row per (record, policy present in it): dataset, variant, split, seed, policy, epoch, τ, ρ, F1, labels."""
+    import pandas as pd
+
+    rows = []
+    for record in records:
+        for policy in policies:
+            selected = record.get("selected", {}).get(policy)
+            if not selected:
+                continue
+            rows.append(
+                {
+                    "dataset": record["dataset"],
+                    "variant": record.get("variant") or record.get("preset") or "custom",
+                    "preset": record.get("preset"),
+                    "policy": policy,
+                    "split": record["split"]["index"],
+                    "seed": record["seed"],
+                    "n_epochs": record.get("n_epochs"),
+                    "epoch": selected.get("epoch"),
+                    "tau": _nan_if_none(selected.get("test_tau")),
+                    "rho": _nan_if_none(selected.get("test_rho")),
+                    "f1": _nan_if_none(selected.get("test_f1")),
+                    "protocol": record.get("protocol", {}).get("rank", "?"),
+                    "surrogate": bool(record.get("provenance", {}).get("surrogate", False)),
+                    "imagenet_weights": record.get("provenance", {}).get("imagenet_weights"),
+                    "val_fraction": record.get("selection", {}).get("val_fraction"),
+                    "key": record.get("key"),
+                }
+            )
+    columns = ["dataset", "variant", "preset", "policy", "split", "seed", "n_epochs", "epoch", "tau", "rho", "f1",
+               "protocol", "surrogate", "imagenet_weights", "val_fraction", "key"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _nan_if_none(value: Any) -> float:
+    return float("nan") if value is None else float(value)
+
+
+GROUP = ["dataset", "variant", "policy"]
+
+
+def split_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per split: the mean over seeds of each metric, the std over seeds and the number of seeds."""
+    grouped = frame.groupby([*GROUP, "split"], sort=True)
+    table = grouped[list(METRICS)].mean()
+    stds = grouped[list(METRICS)].std(ddof=1).add_suffix("_std_seeds")
+    table = table.join(stds)
+    table["epoch_mean"] = grouped["epoch"].mean()
+    table["n_seeds"] = grouped["seed"].nunique()
+    return table.reset_index()
+
+
+def summary_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Mean ± std over splits and seeds, per (dataset, variant, policy).
+
+    ``<m>`` is the mean over all runs; with a complete grid this is the mean over seeds of the paper's number
+    (the mean over splits, book method page, method-metrics). ``<m>_std_seeds`` is the std over seeds of that
+    per-seed mean over splits (run-to-run variability of the reported number; NaN with one seed).
+    ``<m>_std_splits`` is the std over splits of the per-split mean over seeds (fold-to-fold variability).
+    """
+    import pandas as pd
+
+    rows = []
+    for group_key, part in frame.groupby(GROUP, sort=True):
+        row = dict(zip(GROUP, group_key, strict=True))
+        per_seed = part.groupby("seed")[list(METRICS)].mean()
+        per_split = part.groupby("split")[list(METRICS)].mean()
+        for metric in METRICS:
+            row[metric] = part[metric].mean()
+            row[f"{metric}_std_seeds"] = per_seed[metric].std(ddof=1) if len(per_seed) > 1 else float("nan")
+            row[f"{metric}_std_splits"] = per_split[metric].std(ddof=1) if len(per_split) > 1 else float("nan")
+        row["n_splits"] = part["split"].nunique()
+        row["n_seeds"] = part["seed"].nunique()
+        row["n_runs"] = len(part)
+        row["epoch_mean"] = part["epoch"].mean()
+        row["protocol"] = ",".join(sorted(set(part["protocol"])))
+        row["surrogate"] = bool(part["surrogate"].any())
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def table_header(frame: pd.DataFrame) -> str:
+    """One line per (dataset, policy) saying the τ/ρ protocol, the selection policy and the data provenance."""
+    lines = []
+    for (dataset, policy), part in frame.groupby(["dataset", "policy"], sort=True):
+        protocols = ",".join(sorted(set(part["protocol"])))
+        features = "SURROGATE features (synthetic, not the paper's data)" if part["surrogate"].any() else "real features"
+        lines.append(f"{dataset}: tau/rho protocol {protocols}; selection {POLICY_LABELS.get(policy, policy)}; {features}")
+    return "\n".join(lines)
+
+
+def _fmt(value: float, digits: int = 3) -> str:
+    return "nan" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def _pm(mean: float, std: float) -> str:
+    return _fmt(mean) if std is None or math.isnan(std) else f"{_fmt(mean)} ± {_fmt(std)}"
+
+
+def render_table(frame: pd.DataFrame, *, per_split: bool = False, fmt: str = "markdown") -> str:
+    """A printable table of a :func:`results_frame`: the summary (default) or one row per split.
+
+    ``fmt`` is ``markdown`` (a pipe table), ``text`` (aligned columns) or ``csv``. The header lines state the
+    protocol, selection policy and whether features were surrogate.
+    """
+    if fmt not in ("markdown", "text", "csv"):
+        raise CstaInputError(f"unknown table format {fmt!r}; use markdown, text or csv")
+    if frame.empty:
+        return "(no runs)"
+    if per_split:
+        table = split_table(frame)
+        columns = ["dataset", "variant", "policy", "split", "n_seeds", "epoch_mean", "tau", "rho", "f1"]
+        body = [
+            [str(r.dataset), str(r.variant), str(r.policy), str(r.split), str(r.n_seeds), _fmt(r.epoch_mean, 1),
+             _pm(r.tau, r.tau_std_seeds), _pm(r.rho, r.rho_std_seeds), _pm(r.f1, r.f1_std_seeds)]
+            for r in table.itertuples()
+        ]
+        note = "per split: mean ± std over seeds"
+    else:
+        table = summary_table(frame)
+        columns = ["dataset", "variant", "policy", "splits", "seeds", "epoch_mean", "tau", "tau sd(splits)",
+                   "rho", "rho sd(splits)", "f1"]
+        body = [
+            [str(r.dataset), str(r.variant), str(r.policy), str(r.n_splits), str(r.n_seeds), _fmt(r.epoch_mean, 1),
+             _pm(r.tau, r.tau_std_seeds), _fmt(r.tau_std_splits), _pm(r.rho, r.rho_std_seeds),
+             _fmt(r.rho_std_splits), _pm(r.f1, r.f1_std_seeds)]
+            for r in table.itertuples()
+        ]
+        note = "mean over splits and seeds ± std over seeds (of the mean over splits); sd(splits): std over splits"
+    if fmt == "csv":
+        return table.to_csv(index=False)
+    header = table_header(frame) + "\n" + note
+    if fmt == "markdown":
+        lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+        lines += ["| " + " | ".join(row) + " |" for row in body]
+    else:
+        widths = [max(len(c), *(len(row[i]) for row in body)) for i, c in enumerate(columns)]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
+        lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in body]
+    return header + "\n\n" + "\n".join(lines)
+
+
+def records_table(
+    records: Sequence[Mapping[str, Any]],
+    *,
+    policies: Sequence[str] = POLICIES,
+    per_split: bool = False,
+    fmt: str = "markdown",
+) -> str:
+    """Render records directly (what ``csta results table`` and the grid's ``--experiment`` print)."""
+    unknown = [p for p in policies if p not in POLICIES]
+    if unknown:
+        raise CstaInputError(f"unknown selection policy {unknown[0]!r}; known: {', '.join(POLICIES)}")
+    return render_table(results_frame(records, policies), per_split=per_split, fmt=fmt)

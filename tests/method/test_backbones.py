@@ -1,0 +1,110 @@
+"""The four trunks: official head replacement, minimum input heights, ImageNet weight loading."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from csta_lib.backbones import (
+    BACKBONES,
+    Trunk,
+    build_torchvision_model,
+    imagenet_classifier,
+    load_weights_into,
+    resize_rows,
+)
+from csta_lib.runs import locator
+from csta_lib.errors import DataFormatError, MissingDataError
+
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def locate_or_skip(name: str):
+    path = locator.find(name)
+    if path is None:
+        pytest.skip(f"data file {name!r} is not present in any data root")
+    return path
+
+
+@pytest.mark.parametrize("name", list(BACKBONES))
+def test_trunk_width_and_minimum_height(name):
+    spec = BACKBONES[name]
+    trunk = Trunk(name).eval()
+    with torch.no_grad():
+        out = trunk.feature_map(torch.rand(1, 3, spec.min_height, 64))
+        assert out.shape[1] == spec.dim
+        if spec.min_height > 1:  # one row fewer crashes, as in the official code
+            with pytest.raises(RuntimeError):
+                trunk.feature_map(torch.rand(1, 3, spec.min_height - 1, 64))
+        rows = trunk(torch.rand(1, 3, 3, 64))  # padded below the minimum, then cut back
+        assert rows.shape == (3, spec.dim)
+
+
+def test_resize_rows_average_pool_versus_bilinear():
+    fmap = torch.tensor([0.0, 1.0, 2.0]).reshape(1, 1, 3, 1).expand(1, 1, 3, 4)
+    # adaptive average pooling 3 -> 10 rows: replicated rows, neighbours averaged at bin edges (method page, method-cnn)
+    pooled = resize_rows(fmap, 10, "adaptive_avg")[:, 0]
+    assert pooled.tolist() == [0, 0, 0, 0.5, 1, 1, 1.5, 2, 2, 2]
+    bilinear = resize_rows(fmap, 10, "bilinear")[:, 0]
+    assert bilinear.shape == (10,) and bilinear[0] == 0 and bilinear[-1] == 2
+    assert not torch.allclose(pooled, bilinear)
+
+
+def test_googlenet_has_no_aux_heads_and_keeps_fc():
+    net = build_torchvision_model("googlenet")
+    keys = net.state_dict().keys()
+    assert not any(k.startswith(("aux1", "aux2")) for k in keys) and "fc.weight" in keys
+    assert net.transform_input is False
+
+
+def test_missing_imagenet_weights_say_what_and_where():
+    if locator.find("weights.torchvision.resnet18") is not None:
+        pytest.skip("the torchvision resnet18 weights are present here")
+    net = build_torchvision_model("resnet18")
+    with pytest.raises(MissingDataError, match="resnet18-f37072fd.pth"):
+        load_weights_into(net, "resnet18", "imagenet")
+
+
+def test_wrong_state_dict_is_rejected_listing_keys(tmp_path):
+    bad = tmp_path / "bad.pth"
+    torch.save({"conv1.weight": torch.zeros(1)}, bad)
+    net = build_torchvision_model("resnet18")
+    with pytest.raises(DataFormatError, match="missing .*unknown|mis-shaped"):
+        load_weights_into(net, "resnet18", bad)
+    with pytest.raises(DataFormatError, match="not a file"):
+        load_weights_into(net, "resnet18", tmp_path / "absent.pth")
+
+
+def _photo(path) -> torch.Tensor:
+    from PIL import Image
+
+    image = Image.open(path).convert("RGB").resize((224, 224), Image.BILINEAR)
+    array = np.asarray(image, dtype=np.float32) / 127.5 - 1.0  # the converted model's input range [-1, 1]
+    return torch.from_numpy(array).permute(2, 0, 1)
+
+
+def test_converted_mobilenet_v2_classifies_the_test_photos():
+    """End-to-end proof that backbone weights load: the converted ImageNet MobileNet-V2 gets the top-1s."""
+    weights = "weights.converted.mobilenet_v2_coral"
+    locate_or_skip(weights)
+    labels = locate_or_skip("weights.coral.imagenet_labels").read_text().splitlines()
+    expected = {"test_images.cat": "Egyptian cat", "test_images.grace_hopper": "military uniform",
+                "test_images.parrot": "macaw", "test_images.hot_dog": "hotdog"}
+    photos = torch.stack([_photo(locate_or_skip(name)) for name in expected])
+    model = imagenet_classifier("mobilenet_v2", weights)
+    with torch.no_grad():
+        top1 = model(photos).argmax(dim=1)
+    # the converted model dropped the background class: label index = output index + 1
+    got = [labels[int(i) + 1].split(",")[0] for i in top1]
+    assert got == list(expected.values())
+
+
+def test_converted_weights_load_into_a_csta_model():
+    locate_or_skip("weights.converted.mobilenet_v2_coral")
+    from csta_lib.model import build_model
+
+    model = build_model("paper.mobilenet_v2", weights="weights.converted.mobilenet_v2_coral")
+    reference = imagenet_classifier("mobilenet_v2", "weights.converted.mobilenet_v2_coral")
+    assert torch.equal(model.cnn.net.features[0][0].weight, reference.features[0][0].weight)

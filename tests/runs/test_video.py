@@ -1,0 +1,527 @@
+"""Decoding, sampling, shots, writing and the summarize pipeline on real clips and generated videos."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from csta_lib.runs import video as V
+from csta_lib.runs.locator import find
+from csta_lib.errors import CstaInputError
+
+RED, GREEN, BLUE, YELLOW = (230, 20, 20), (20, 200, 40), (20, 40, 220), (240, 230, 30)
+
+
+def real_clip(name: str) -> Path:
+    path = find(name)
+    if path is None:
+        pytest.skip(f"data file {name} is not in any data root")
+    return path
+
+
+def count_frames(path: Path) -> tuple[int, float, float | None]:
+    """(decoded video frames, video stream duration s, audio stream duration s or None)."""
+    with av.open(str(path)) as c:
+        v = c.streams.video[0]
+        n = sum(1 for _ in c.decode(v))
+        vdur = float(v.duration * v.time_base) if v.duration else n / float(v.average_rate)
+    with av.open(str(path)) as c:
+        adur = None
+        if c.streams.audio:
+            a = c.streams.audio[0]
+            samples = sum(f.samples for f in c.decode(a))
+            adur = samples / a.codec_context.sample_rate
+    return n, vdur, adur
+
+
+@pytest.fixture(scope="module")
+def cut_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """4 solid-colour segments, cuts at frames 60, 135, 195 (multiples of the stride 15); 25 fps, audio."""
+    path = tmp_path_factory.mktemp("videos") / "cuts.mp4"
+    return V.make_synthetic_video(path, [(RED, 60), (GREEN, 75), (BLUE, 60), (YELLOW, 45)], audio_rate=16000)
+
+
+# ---------------------------------------------------------------------------------------------- sampling
+
+
+def test_sampling_indices_and_colours(cut_video: Path) -> None:
+    sampled = V.sample_frames(cut_video, stride=15)
+    assert sampled.n_frames == 240
+    np.testing.assert_array_equal(sampled.picks, np.arange(0, 240, 15))
+    assert sampled.frames.shape == (16, 224, 224, 3) and sampled.frames.dtype == np.uint8
+    # every sample shows the colour of the segment its pick falls in: frames come in presentation order
+    bounds = np.array([60, 135, 195])
+    colours = np.array([RED, GREEN, BLUE, YELLOW])
+    expected = colours[np.searchsorted(bounds, sampled.picks, side="right")]
+    observed = np.median(sampled.frames[:, 100:120, 150:200].reshape(16, -1, 3), axis=1)
+    assert np.abs(observed - expected).max() < 25
+    assert sampled.frame_times.shape == (240,) and np.all(np.diff(sampled.frame_times) > 0)
+    assert sampled.cut_plan.can_seek()
+
+
+@pytest.mark.parametrize("name", ["videos.bikes", "videos.carphone", "videos.bigbuckbunny"])
+def test_sampling_real_clips(name: str) -> None:
+    path = real_clip(name)
+    info = V.probe_video(path)
+    sampled = V.sample_frames(path, stride=15)
+    assert sampled.n_frames == info.declared_frames  # these mp4s state their frame count
+    assert len(sampled.picks) == len(sampled.frames) == -(-sampled.n_frames // 15)
+    assert sampled.frames.shape[1:] == (224, 224, 3)
+    assert sampled.decode_errors == 0
+
+
+def test_stride_for_frame_rates() -> None:
+    assert V.stride_for(25.0) == 15  # stride stays in frames by default
+    assert V.stride_for(29.97, sample_fps=2) == 15
+    assert V.stride_for(60.0, sample_fps=2) == 30
+    assert V.stride_for(25.0, sample_fps=2) == 12
+    assert V.stride_for(5.0, sample_fps=10) == 1
+    for bad in (0, -3, 1.5):
+        with pytest.raises(CstaInputError, match="stride"):
+            V.stride_for(25.0, stride=bad)
+    with pytest.raises(CstaInputError, match="sample_fps"):
+        V.stride_for(25.0, sample_fps=0)
+
+
+# ---------------------------------------------------------------------------------------------- shots
+
+
+def test_shots_found_at_the_known_cuts(cut_video: Path) -> None:
+    from csta_lib.runs.encoders import build_encoder
+
+    sampled = V.sample_frames(cut_video, stride=15)
+    features = build_encoder("mobilenet_v1_1024").encode(sampled.frames)
+    assert features.shape == (16, 1024)
+    shots = V.shots_from_features(features, 15, sampled.n_frames)
+    # whole video covered by contiguous inclusive shots
+    assert shots[0, 0] == 0 and shots[-1, 1] == 239
+    np.testing.assert_array_equal(shots[1:, 0], shots[:-1, 1] + 1)
+    starts = set(shots[1:, 0].tolist())
+    assert {60, 135, 195} <= starts, shots
+    assert len(shots) <= 6  # no spurious cuts inside a solid segment beyond a couple
+
+
+# ---------------------------------------------------------------------------------------------- writing
+
+
+@pytest.mark.parametrize("seekable", [True, False])
+def test_written_duration_matches_selected_shots(cut_video: Path, tmp_path: Path, seekable: bool) -> None:
+    sampled = V.sample_frames(cut_video, stride=15)
+    plan = sampled.cut_plan if seekable else V.CutPlan(sampled.frame_times, sampled.frame_pts, sampled.keyframes,
+                                                        seekable=False)
+    shots = np.array([[10, 39], [140, 160], [200, 239]])
+    out = tmp_path / "summary.mp4"
+    written = V.write_summary_video(cut_video, out, shots, plan)
+    total = int((shots[:, 1] - shots[:, 0] + 1).sum())
+    assert written.n_frames == total and written.audio_kept and len(written.thumbnails) == 3
+    n, vdur, adur = count_frames(out)
+    assert n == total
+    assert abs(vdur - total / 25) <= 1 / 25 + 1e-9
+    assert adur is not None and abs(adur - total / 25) < 0.1  # AAC frame padding only
+    # the right frames in the right order: red (10-39), blue (140-160), yellow (200-239)
+    with av.open(str(out)) as c:
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    assert np.abs(np.median(frames[0][20:40, 40:60].reshape(-1, 3), axis=0) - RED).max() < 25
+    assert np.abs(np.median(frames[35][20:40, 40:60].reshape(-1, 3), axis=0) - BLUE).max() < 25
+    assert np.abs(np.median(frames[-1][20:40, 40:60].reshape(-1, 3), axis=0) - YELLOW).max() < 25
+
+
+def test_write_real_trailer_excerpt_with_audio(tmp_path: Path) -> None:
+    path = real_clip("videos.bigbuckbunny")  # 1280x720, 25 fps, 5.1 AAC
+    sampled = V.sample_frames(path, stride=15)
+    shots = np.array([[5, 30], [90, 120]])
+    out = tmp_path / "s.mp4"
+    written = V.write_summary_video(path, out, shots, sampled.cut_plan)
+    n, vdur, adur = count_frames(out)
+    assert n == written.n_frames == 57
+    assert abs(vdur - 57 / 25) <= 1 / 25 + 1e-9 and abs(adur - 57 / 25) < 0.1
+
+
+# ---------------------------------------------------------------------------------------------- pipeline
+
+
+@pytest.fixture(scope="module")
+def checkpoints(random_checkpoints: dict[str, Path]) -> dict[str, Path]:
+    return random_checkpoints
+
+
+@pytest.fixture(scope="module")
+def summary_run(cut_video: Path, checkpoints: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+                ) -> tuple[V.SummaryResult, Path]:
+    folder = tmp_path_factory.mktemp("summary")
+    result = V.summarize(cut_video, folder / "summary.mp4", checkpoints["mobilenet"],
+                         contact_sheet_png=folder / "sheet.png", timeline_png=folder / "timeline.png", budget=0.3)
+    return result, folder
+
+
+def test_summarize_end_to_end(summary_run: tuple[V.SummaryResult, Path]) -> None:
+    result, tmp_path = summary_run
+    out = tmp_path / "summary.mp4"
+    record = result.sidecar
+    assert json.loads((tmp_path / "summary.json").read_text()) == record
+    assert record["n_frames"] == 240 and record["fps"] == 25.0 and record["encoder"] == "mobilenet_v1_1024"
+    assert record["feature_mismatch"] is False and record["budget"] == 0.3
+    assert len(record["scores"]) == record["n_samples"] == 16
+    shots = np.array(record["shots"])
+    assert shots[0, 0] == 0 and shots[-1, 1] == 239
+    chosen = record["selected_shots"]
+    assert chosen and all(set(s) >= {"start_frame", "end_frame", "start_time", "end_time"} for s in chosen)
+    assert [[s["start_frame"], s["end_frame"]] for s in chosen] == [sh for sh in record["shots"]
+                                                                   if any(sh[0] == s["start_frame"] for s in chosen)]
+    total = sum(s["end_frame"] - s["start_frame"] + 1 for s in chosen)
+    assert total <= int(0.3 * 240) and total == record["summary_n_frames"]
+    assert chosen[0]["start_time"] == pytest.approx(chosen[0]["start_frame"] / 25, abs=1e-3)
+    n, vdur, _ = count_frames(out)
+    assert n == total and abs(vdur - total / 25) <= 1 / 25 + 1e-9
+    assert record["audio_kept"] is True
+    for png in ("sheet.png", "timeline.png"):
+        assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sheet.png", "summary.json", "summary.mp4",
+                                                         "timeline.png"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert all((p.stat().st_mode & 0o777) == 0o666 & ~umask for p in tmp_path.iterdir())  # not mkstemp's 0600
+
+
+def test_summarize_short_real_clip(checkpoints: dict[str, Path], tmp_path: Path) -> None:
+    """carphone: 120 frames at 29.97 fps, 8 samples (fewer than the GoogLeNet trunk's 15 rows), no audio."""
+    path = real_clip("videos.carphone")
+    # one static shot (KTS finds no cut): only a budget of the whole video can hold it
+    with pytest.raises(CstaInputError, match="no shot fits the budget"):
+        V.summarize(path, tmp_path / "s.mp4", checkpoints["mobilenet"])
+    record = V.summarize(path, tmp_path / "s.mp4", checkpoints["mobilenet"], budget=1.0).sidecar
+    assert record["n_frames"] == 120 and record["n_samples"] == 8 and record["audio_kept"] is False
+    assert record["summary_n_frames"] == 120 and len(record["scores"]) == 8
+    assert record["fps"] == pytest.approx(30000 / 1001)
+    n, vdur, adur = count_frames(tmp_path / "s.mp4")
+    assert n == record["summary_n_frames"] and adur is None
+    assert abs(vdur - n * 1001 / 30000) <= 1001 / 30000
+
+
+def test_feature_mismatch_is_an_error_unless_allowed(cut_video: Path, checkpoints: dict[str, Path],
+                                                     tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "s.mp4"
+    with pytest.raises(CstaInputError, match="allow-feature-mismatch"):
+        V.summarize(cut_video, out, checkpoints["surrogate"], budget=0.3)
+    assert not list(tmp_path.iterdir())
+    record = V.summarize(cut_video, out, checkpoints["surrogate"], allow_feature_mismatch=True, budget=0.3).sidecar
+    assert record["feature_mismatch"] is True and "surrogate" in record["feature_mismatch_reason"]
+    assert "feature mismatch" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------- bad input
+
+
+def _assert_clean(folder: Path) -> None:
+    leftovers = [p.name for p in folder.iterdir() if p.suffix in {".mp4", ".json", ".part", ".png"}]
+    assert not leftovers, leftovers
+
+
+def _write_silence(container: av.container.OutputContainer) -> None:
+    stream = container.add_stream("aac", rate=16000)
+    stream.codec_context.layout = "mono"
+    for i in range(10):
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+        frame.sample_rate, frame.pts = 16000, i * 1024
+        container.mux(stream.encode(frame))
+    container.mux(stream.encode(None))
+
+
+@pytest.fixture
+def bad_inputs(tmp_path: Path) -> dict[str, Path]:
+    text = tmp_path / "notes.mp4"
+    text.write_text("this is not a video\n" * 50)
+    audio = tmp_path / "audio.m4a"
+    with av.open(str(audio), "w") as c:
+        _write_silence(c)
+    one = V.make_synthetic_video(tmp_path / "one.mp4", [(RED, 1)])
+    zero = tmp_path / "zero.mkv"  # a video stream without a single frame, beside some sound
+    with av.open(str(zero), "w") as c:
+        vs = c.add_stream("libx264", rate=25)
+        vs.width, vs.height, vs.pix_fmt = 64, 48, "yuv420p"
+        _write_silence(c)
+        c.mux(vs.encode(None))
+    return {"missing": tmp_path / "nope.mp4", "text": text, "audio": audio, "one": one, "zero": zero}
+
+
+@pytest.mark.parametrize("case,message", [
+    ("missing", "does not exist"), ("text", "not a readable video"), ("audio", "no video stream"),
+    ("one", "1 decodable video frame"), ("zero", "0 decodable video frame"),
+])
+def test_bad_videos(bad_inputs: dict[str, Path], checkpoints: dict[str, Path], tmp_path: Path,
+                    case: str, message: str) -> None:
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    with pytest.raises(CstaInputError, match=message):
+        V.summarize(bad_inputs[case], out_dir / "s.mp4", checkpoints["mobilenet"])
+    _assert_clean(out_dir)
+
+
+def test_corrupt_stream_is_decoded_around(tmp_path: Path, checkpoints: dict[str, Path],
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    good = V.make_synthetic_video(tmp_path / "good.mp4", [(RED, 100), (BLUE, 100)], gop=10)
+    data = bytearray(good.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 3000] = np.random.default_rng(0).integers(0, 256, 3000, dtype=np.uint8).tobytes()
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(bytes(data))
+    sampled = V.sample_frames(broken, stride=15)
+    assert sampled.decode_errors > 0 and 2 <= sampled.n_frames < 200
+    assert not sampled.cut_plan.can_seek()  # written by counting, skipping the same packets
+    out = tmp_path / "out" / "s.mp4"
+    record = V.summarize(broken, out, checkpoints["mobilenet"], budget=0.6).sidecar
+    assert record["decode_errors"] == sampled.decode_errors and record["n_frames"] == sampled.n_frames
+    assert "corrupt packet" in capsys.readouterr().err
+    assert count_frames(out)[0] == record["summary_n_frames"]
+
+
+@pytest.mark.parametrize("budget", [0, -0.1, 1.5, float("nan"), True])
+def test_budget_outside_unit_interval(cut_video: Path, checkpoints: dict[str, Path], tmp_path: Path,
+                                      budget: float) -> None:
+    with pytest.raises(CstaInputError, match="budget"):
+        V.summarize(cut_video, tmp_path / "s.mp4", checkpoints["mobilenet"], budget=budget)
+    _assert_clean(tmp_path)
+
+
+def test_budget_smaller_than_every_shot(cut_video: Path, checkpoints: dict[str, Path], tmp_path: Path) -> None:
+    with pytest.raises(CstaInputError, match="no shot fits the budget"):
+        V.summarize(cut_video, tmp_path / "s.mp4", checkpoints["mobilenet"], budget=0.05)  # 12 frames
+    _assert_clean(tmp_path)
+
+
+def test_unwritable_and_bad_outputs(cut_video: Path, checkpoints: dict[str, Path], tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where a folder should be")
+    with pytest.raises(CstaInputError, match="is a file, not a folder"):
+        V.summarize(cut_video, blocker / "s.mp4", checkpoints["mobilenet"])
+    with pytest.raises(CstaInputError, match="extension"):
+        V.summarize(cut_video, tmp_path / "s.avi", checkpoints["mobilenet"])
+    with pytest.raises(CstaInputError, match="refusing to overwrite an input"):
+        V.summarize(cut_video, cut_video, checkpoints["mobilenet"])
+    with pytest.raises(CstaInputError, match="--timeline .* is the input --checkpoint"):
+        V.summarize(cut_video, tmp_path / "s.mp4", checkpoints["mobilenet"], timeline_png=checkpoints["mobilenet"])
+    with pytest.raises(CstaInputError, match="is a directory"):
+        V.summarize(cut_video, tmp_path / "s.mp4", checkpoints["mobilenet"], sidecar=tmp_path)
+    with pytest.raises(CstaInputError, match="checkpoint"):
+        V.summarize(cut_video, tmp_path / "s.mp4", tmp_path / "missing.pt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_no_partial_output_when_a_late_stage_fails(cut_video: Path, checkpoints: dict[str, Path], tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken_sheet(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("contact sheet failed")
+
+    monkeypatch.setattr(V, "contact_sheet", broken_sheet)
+    with pytest.raises(RuntimeError, match="contact sheet failed"):
+        V.summarize(cut_video, tmp_path / "s.mp4", checkpoints["mobilenet"], contact_sheet_png=tmp_path / "c.png",
+                    budget=0.3)
+    assert list(tmp_path.iterdir()) == []  # the finished video was a temporary and went with the rest
+
+
+def test_load_image_matches_sampling_resize() -> None:
+    path = real_clip("test_images.parrot")
+    image = V.load_image(path)
+    assert image.shape == (224, 224, 3) and image.dtype == np.uint8
+
+
+def test_timeline_and_contact_sheet_render(summary_run: tuple[V.SummaryResult, Path]) -> None:
+    result, _ = summary_run
+    sheet = V.contact_sheet(result.thumbnails, result.sidecar)
+    assert sheet.size[0] > 0 and len(result.thumbnails) == len(result.sidecar["selected_shots"])
+    fig = V.timeline_figure(result.sidecar)
+    assert len(fig.axes) == 1 and fig.axes[0].get_xlim()[1] == pytest.approx(240 / 25)
+
+
+# ---------------------------------------------------------------------------------------------- variable frame rate
+
+# Frames 1/60 s ... 1/4 s apart (a phone in bright light, then in the dark), cuts at frames 30, 60, 90,
+# 105 (multiples of the stride 15, so the cuts are sample boundaries); declared 30 fps.
+VFR_SEGMENTS = [(RED, 30, 1 / 60), (GREEN, 30, 1 / 5), (BLUE, 30, 1 / 30), (YELLOW, 15, 1 / 4), (RED, 30, 1 / 20)]
+VFR_STARTS = np.concatenate([[0.0], np.cumsum([n * dt for _, n, dt in VFR_SEGMENTS])])  # cut times (s)
+VFR_DURATION = float(VFR_STARTS[-1])  # 0.5 + 6 + 1 + 3.75 + 1.5 = 12.75 s
+VFR_CUT_FRAMES = np.cumsum([n for _, n, _ in VFR_SEGMENTS])[:-1]
+
+
+def _expected_vfr_times() -> np.ndarray:
+    return np.concatenate([start + np.arange(n) * dt for start, (_, n, dt) in zip(VFR_STARTS, VFR_SEGMENTS)])
+
+
+@pytest.fixture(scope="module", params=["mkv", "mp4"])
+def vfr_video(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("vfr") / f"vfr.{request.param}"
+    return V.make_synthetic_video(path, VFR_SEGMENTS, fps=30, audio_rate=16000)
+
+
+def written_durations(path: Path) -> tuple[np.ndarray, float, float]:
+    """(every frame's duration, video duration, audio duration) of a written file, from its own timestamps."""
+    with av.open(str(path)) as c:
+        frames = list(c.decode(video=0))
+        times = np.array([float(f.time) for f in frames])
+        last = float(frames[-1].duration * frames[-1].time_base)
+    _, _, adur = count_frames(path)
+    return np.append(np.diff(times), last), float(times[-1] + last - times[0]), adur
+
+
+def test_vfr_timestamps_are_the_real_ones(vfr_video: Path) -> None:
+    sampled = V.sample_frames(vfr_video, stride=15)
+    assert sampled.n_frames == 135 and sampled.source_timestamps and sampled.variable_frame_rate
+    np.testing.assert_allclose(sampled.frame_times - sampled.frame_times[0], _expected_vfr_times(), atol=1e-3)
+    assert sampled.duration_s == pytest.approx(VFR_DURATION, abs=1e-3)  # not n_frames / fps = 4.5 s
+    np.testing.assert_array_equal(sampled.picks, np.arange(0, 135, 15))  # by stride: frames, whatever the times
+    constant = V.sample_frames(V.make_synthetic_video(vfr_video.with_name("cfr.mp4"), [(RED, 30)]))
+    assert not constant.variable_frame_rate and constant.duration_s == pytest.approx(30 / 25)
+
+
+def test_sampling_by_time(vfr_video: Path, cut_video: Path) -> None:
+    sampled = V.sample_frames(vfr_video, interval_s=0.5)
+    times = sampled.pick_times
+    # the first frame at or after every half second that has one: gaps only where frames are sparse
+    expected = _expected_vfr_times()
+    due = np.arange(0, VFR_DURATION, 0.5)
+    firsts = np.unique([np.argmax(expected >= d - 1e-3) for d in due if (expected >= d - 1e-3).any()])
+    np.testing.assert_array_equal(sampled.picks, firsts)
+    assert len(times) == len(firsts) and sampled.interval_s == 0.5
+    assert np.allclose(times[13:], np.arange(6.5, VFR_DURATION, 0.5), atol=1e-3)  # even steps where frames are dense
+    # a constant-rate video: exactly every k-th frame, as sampling with stride k
+    np.testing.assert_array_equal(V.sample_frames(cut_video, interval_s=12 / 25).picks, np.arange(0, 240, 12))
+    with pytest.raises(CstaInputError, match="interval"):
+        V.sample_frames(cut_video, interval_s=0.0)
+
+
+def test_vfr_shots_at_the_real_cut_times(vfr_video: Path, checkpoints: dict[str, Path], tmp_path: Path) -> None:
+    record = V.summarize(vfr_video, tmp_path / "s.mp4", checkpoints["mobilenet"], budget=0.3).sidecar
+    starts = {s for s, _ in record["shots"][1:]}
+    assert set(VFR_CUT_FRAMES.tolist()) <= starts, record["shots"]
+    times = dict(zip((s for s, _ in record["shots"]), (t for t, _ in record["shot_times"])))
+    for frame, when in zip(VFR_CUT_FRAMES, VFR_STARTS[1:-1]):
+        assert times[int(frame)] == pytest.approx(when, abs=2e-3)  # e.g. frame 60 at 6.5 s, not 60 / 30 = 2 s
+    assert record["shot_times"][-1][1] == pytest.approx(VFR_DURATION, abs=2e-3)
+    assert record["variable_frame_rate"] is True and record["timestamps"] == "source"
+    assert record["pick_times"][2] == pytest.approx(0.5, abs=2e-3)  # frame 30: the first green one
+    axis = V.timeline_figure(record).axes[0]  # drawn over real time, not frames / fps
+    assert axis.get_xlim()[1] == pytest.approx(VFR_DURATION, abs=2e-3)
+
+
+def test_vfr_summary_keeps_real_durations_and_audio(vfr_video: Path, checkpoints: dict[str, Path],
+                                                    tmp_path: Path) -> None:
+    """The issue-14 contract: sidecar durations are the real ones; video and audio of the summary agree."""
+    out = tmp_path / "s.mp4"
+    record = V.summarize(vfr_video, out, checkpoints["mobilenet"], budget=0.3).sidecar
+    assert record["duration_s"] == pytest.approx(VFR_DURATION, abs=0.01)
+    durations, vdur, adur = written_durations(out)
+    assert record["summary_duration_s"] == pytest.approx(vdur, abs=0.01)
+    assert adur is not None and abs(adur - vdur) < 0.1  # AAC frame padding only
+    # every written frame lasts as long as it did in the source
+    source = np.diff(np.append(_expected_vfr_times(), VFR_DURATION))
+    kept = np.concatenate([source[s["start_frame"]:s["end_frame"] + 1] for s in record["selected_shots"]])
+    assert len(durations) == len(kept) == record["summary_n_frames"]
+    np.testing.assert_allclose(durations, kept, atol=2e-3)
+    # the selected shots' times add up to the summary; the budget is a fraction of the real time
+    spans = sum(s["end_time"] - s["start_time"] for s in record["selected_shots"])
+    assert spans == pytest.approx(vdur, abs=0.01) and vdur <= 0.3 * VFR_DURATION + 0.01
+
+
+def test_vfr_audio_is_cut_at_the_real_times(vfr_video: Path, tmp_path: Path) -> None:
+    """Shots 60-74 (blue, 6.5-7.0 s, 1/30-s frames) and 90-104 (yellow, 7.5-11.25 s, 1/4-s frames): 4.25 s."""
+    sampled = V.sample_frames(vfr_video, stride=15)
+    out = tmp_path / "s.mp4"
+    written = V.write_summary_video(vfr_video, out, np.array([[60, 74], [90, 104]]), sampled.cut_plan)
+    assert written.duration_s == pytest.approx(4.25, abs=1e-3)
+    with av.open(str(out)) as c:
+        video = c.streams.video[0]  # the container's own figure, as players and ffprobe show it
+        assert float(video.duration * video.time_base) == pytest.approx(4.25, abs=1e-3)
+        rate = c.streams.audio[0].codec_context.sample_rate
+        sound = np.concatenate([f.to_ndarray()[0] for f in c.decode(audio=0)])
+    assert abs(len(sound) / rate - 4.25) < 0.1
+
+    def pitch(piece: np.ndarray) -> float:
+        spectrum = np.abs(np.fft.rfft(piece * np.hanning(len(piece))))
+        return float(np.fft.rfftfreq(len(piece), 1 / rate)[np.argmax(spectrum)])
+
+    assert pitch(sound[int(0.1 * rate):int(0.4 * rate)]) == pytest.approx(660, abs=15)  # blue: segment 3
+    assert pitch(sound[int(1.0 * rate):int(4.0 * rate)]) == pytest.approx(880, abs=15)  # yellow: segment 4
+
+
+def test_audio_cut_ending_between_samples(vfr_video: Path, tmp_path: Path) -> None:
+    """A run ending a third of a sample into an audio frame (6.5333 s x 16 kHz) used to loop forever."""
+    sampled = V.sample_frames(vfr_video, stride=15)
+    out = tmp_path / "s.mp4"
+    written = V.write_summary_video(vfr_video, out, np.array([[60, 60], [62, 64]]), sampled.cut_plan)
+    _, vdur, adur = written_durations(out)
+    assert written.duration_s == pytest.approx(4 / 30, abs=1e-3) and vdur == pytest.approx(4 / 30, abs=1e-3)
+    assert adur is not None and abs(adur - vdur) < 0.1
+
+
+def _phone_like_clip(path: Path) -> float:
+    """30 fps with +-3 ms jitter and a 15-fps (low light) stretch; 48 kHz stereo sound that starts 0.3 s
+    before the first frame. Returns the video's real duration."""
+    from fractions import Fraction
+
+    rng = np.random.default_rng(0)
+    base = Fraction(1, 90000)
+    intervals = np.where((np.arange(240) >= 90) & (np.arange(240) < 160), 1 / 15, 1 / 30) + rng.uniform(-3e-3, 3e-3, 240)
+    starts = 0.3 + np.concatenate([[0.0], np.cumsum(intervals)[:-1]])
+    end = float(starts[-1] + intervals[-1])
+    with av.open(str(path), "w") as out:
+        vs = out.add_stream("libx264", rate=30)
+        vs.width, vs.height, vs.pix_fmt = 96, 64, "yuv420p"
+        vs.codec_context.time_base = vs.time_base = base
+        vs.options = {"preset": "ultrafast"}
+        aus = out.add_stream("aac", rate=48000)
+        aus.codec_context.layout = "stereo"
+        sample = 0
+        for i, start in enumerate(starts):
+            image = np.full((64, 96, 3), (i // 60) * 60, np.uint8)
+            image[:, (i * 3) % 96] = 255
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts, frame.time_base = round(start / base), base
+            out.mux(vs.encode(frame))
+            until = round((starts[i + 1] if i + 1 < len(starts) else end) * 48000)
+            tone = (0.1 * np.sin(2 * np.pi * 440 * (sample + np.arange(until - sample)) / 48000)).astype(np.float32)
+            chunk = av.AudioFrame.from_ndarray(np.stack([tone, tone]), format="fltp", layout="stereo")
+            chunk.sample_rate, chunk.pts = 48000, sample
+            out.mux(aus.encode(chunk))
+            sample = until
+        out.mux(vs.encode(None))
+        out.mux(aus.encode(None))
+    return end - 0.3
+
+
+def test_phone_like_clip_sampled_by_time(checkpoints: dict[str, Path], tmp_path: Path) -> None:
+    clip = tmp_path / "phone.mp4"
+    duration = _phone_like_clip(clip)
+    out = tmp_path / "s.mp4"
+    record = V.summarize(clip, out, checkpoints["mobilenet"], sample_fps=2, budget=0.3,
+                         allow_feature_mismatch=True).sidecar
+    assert record["sampling"] == "time" and record["variable_frame_rate"] is True
+    assert record["duration_s"] == pytest.approx(duration, abs=0.01)  # the last frame: as the muxer stored it
+    steps = np.diff(record["pick_times"])
+    assert np.all(np.abs(steps - record["sample_interval_s"]) < 1 / 15 + 4e-3)  # even in time, within a frame
+    with av.open(str(out)) as c:
+        video, audio = c.streams.video[0], c.streams.audio[0]
+        video_s, audio_s = float(video.duration * video.time_base), float(audio.duration * audio.time_base)
+        assert audio.codec_context.layout.name == "stereo"
+    assert record["summary_duration_s"] == pytest.approx(video_s, abs=1e-3) and abs(audio_s - video_s) < 0.1
+
+
+def test_checkpoint_with_nan_weights_is_an_input_error(cut_video: Path, tmp_path: Path) -> None:
+    import torch
+
+    from csta_lib.model import build_model
+    from csta_lib.runs.training import save_checkpoint
+
+    model = build_model("paper").eval()
+    with torch.no_grad():
+        next(iter(model.parameters())).fill_(float("nan"))
+    broken = save_checkpoint(tmp_path / "nan.pt", model, {"encoder": "mobilenet_v1_1024", "surrogate": False,
+                                                         "imagenet_weights": None}, {}, preset="paper")
+    out_dir = tmp_path / "out"
+    with pytest.raises(CstaInputError, match="non-finite scores"):
+        V.summarize(cut_video, out_dir / "s.mp4", broken, budget=0.3)
+    assert not out_dir.exists()
