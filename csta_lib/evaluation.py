@@ -45,12 +45,13 @@ from typing import Any
 
 import numpy as np
 
+from csta_lib.data.eccv16 import FRAME_STEP
 from csta_lib.errors import CstaInputError
 
 __all__ = [
     "PAPER_PROTOCOL",
     "PROTOCOLS",
-    "SUBSAMPLE",
+    "SUMMARY_BUDGET",
     "DatasetEvaluator",
     "VideoReference",
     "F1_AGGREGATION",
@@ -78,8 +79,8 @@ __all__ = [
 PROTOCOLS: tuple[str, ...] = ("csta_summe", "casum_tvsum", "otani")
 #: The protocol the CSTA paper uses for each dataset.
 PAPER_PROTOCOL: dict[str, str] = {"summe": "csta_summe", "tvsum": "casum_tvsum"}
-#: Frames between two 15-frame steps (the eccv16 ``picks`` spacing and CA-SUM's ``[::15]``).
-SUBSAMPLE = 15
+#: Summary length as a fraction of the video (the paper's and every cited method's 15 %).
+SUMMARY_BUDGET = 0.15
 #: Customary F1 aggregation over users (method page, method-metrics): max for SumMe, mean for TVSum.
 F1_AGGREGATION: dict[str, str] = {"summe": "max", "tvsum": "mean"}
 
@@ -236,7 +237,7 @@ def shot_scores(frame_level: np.ndarray, change_points: np.ndarray) -> np.ndarra
 
 
 def generate_summary(
-    scores: Any, change_points: Any, n_frames: int, picks: Any, budget: float = 0.15
+    scores: Any, change_points: Any, n_frames: int, picks: Any, budget: float = SUMMARY_BUDGET
 ) -> np.ndarray:
     """Binary keyshot summary of a video (method page, method-summary), int8 0/1 of length ``n_frames``.
 
@@ -400,7 +401,7 @@ def _normalised_steps(user_scores: np.ndarray) -> np.ndarray:
     """
     maxima = user_scores.max(axis=1, initial=-1, keepdims=True)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return (user_scores / maxima)[:, ::SUBSAMPLE]
+        return (user_scores / maxima)[:, ::FRAME_STEP]
 
 
 def protocol_reference_rows(protocol: str, reference: Any) -> np.ndarray:
@@ -588,7 +589,7 @@ class DatasetEvaluator:
     """
 
     def __init__(self, dataset: Any = None, tvsum_annotations: Mapping[str, Any] | None = None,
-                 protocol: str | None = None, budget: float = 0.15, *,
+                 protocol: str | None = None, budget: float = SUMMARY_BUDGET, *,
                  references: Mapping[str, VideoReference] | None = None, dataset_name: str | None = None,
                  summe_annotations: Mapping[str, Any] | None = None) -> None:
         if references is None:
@@ -632,7 +633,7 @@ class DatasetEvaluator:
             rows = protocol_reference_rows(self.protocol, matrix)
             if self.protocol == "casum_tvsum" and rows.shape[1] != ref.n_steps:
                 raise CstaInputError(f"length mismatch: {key} has {ref.n_steps} steps but its user scores "
-                                     f"[::{SUBSAMPLE}] have {rows.shape[1]}")
+                                     f"[::{FRAME_STEP}] have {rows.shape[1]}")
             self._rank_refs[key] = _RankReference.build(rows)
         return self._rank_refs[key]
 

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from csta_lib.data.eccv16 import FRAME_STEP
 from csta_lib.errors import CstaInputError
 
 __all__ = ["DEFAULT_LMAX", "auto_change_points", "change_points", "kts_shots", "linear_kernel", "scatter_matrix",
@@ -174,25 +175,25 @@ def change_points(features: np.ndarray, max_change_points: int, vmax: float = 1.
                               desc_rate=desc_rate)[0]
 
 
-def shots_from_change_points(cps: np.ndarray, n_frames: int, sample_rate: int = 15) -> np.ndarray:
+def shots_from_change_points(cps: np.ndarray, n_frames: int, frame_step: int = FRAME_STEP) -> np.ndarray:
     """Inclusive [start, end] frame shots from step-level change points (as DSNet's video helper).
 
-    Step ``c`` is frame ``c · sample_rate``; the shots are ``[0, f1−1], [f1, f2−1], …, [fk, n_frames−1]``.
+    Step ``c`` is frame ``c · frame_step``; the shots are ``[0, f1−1], [f1, f2−1], …, [fk, n_frames−1]``.
     """
     cps = np.asarray(cps, dtype=np.int64).reshape(-1)
     if int(n_frames) != n_frames or n_frames <= 0:
         raise CstaInputError(f"n_frames must be a positive integer, got {n_frames!r}")
-    bounds = np.concatenate([[0], cps * int(sample_rate), [int(n_frames)]])
+    bounds = np.concatenate([[0], cps * int(frame_step), [int(n_frames)]])
     if np.any(np.diff(bounds) <= 0):
-        raise CstaInputError(f"change points {cps.tolist()} x {sample_rate} frames do not fall strictly "
+        raise CstaInputError(f"change points {cps.tolist()} x {frame_step} frames do not fall strictly "
                              f"inside a video of {n_frames} frames")
     return np.stack([bounds[:-1], bounds[1:] - 1], axis=1)
 
 
-def kts_shots(features: np.ndarray, n_frames: int, sample_rate: int = 15, max_change_points: int | None = None,
+def kts_shots(features: np.ndarray, n_frames: int, frame_step: int = FRAME_STEP, max_change_points: int | None = None,
               vmax: float = 1.0) -> np.ndarray:
     """Frame shots of a video from its step features: KTS with at most ``n_steps − 1`` change points
     by default (DSNet's custom-video setting), then :func:`shots_from_change_points`."""
     n_steps = np.asarray(features).shape[0]
     m = n_steps - 1 if max_change_points is None else max_change_points
-    return shots_from_change_points(change_points(features, m, vmax), n_frames, sample_rate)
+    return shots_from_change_points(change_points(features, m, vmax), n_frames, frame_step)

@@ -29,13 +29,13 @@ from typing import Any
 import torch
 
 from csta_lib.config import ModelConfig, get_config
+from csta_lib.data.eccv16 import FRAME_STEP
 
 #: Table 3 as printed (G MACs): score prediction and feature extraction.
 PAPER_TABLE3 = {"summe": {"sp": 9.78e9, "fe": 413.03e9}, "tvsum": {"sp": 15.73e9, "fe": 661.83e9}}
 #: The paper's FE per frame: 413.03 G / 293.44 steps = 661.83 G / 470.20 steps.
 PAPER_FE_MACS_PER_FRAME = 1.40755e9
 #: Frames per 15-frame step in the eccv16 files.
-FRAMES_PER_STEP = 15
 
 
 def _count(fn) -> tuple[float, dict[str, float]]:
@@ -143,7 +143,7 @@ def dataset_steps(dataset: str) -> list[int]:
         from csta_lib.errors import CstaInputError
 
         raise CstaInputError(f"unknown dataset {dataset!r}; expected 'summe' or 'tvsum'")
-    return [math.ceil(v.n_frames / FRAMES_PER_STEP) for v in loaders[dataset]().values()]
+    return [math.ceil(v.n_frames / FRAME_STEP) for v in loaders[dataset]().values()]
 
 
 def table3_row(dataset: str, config: str | ModelConfig = "paper", steps: list[int] | None = None) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-SAMPLE_RATE = 15  # frames per 15-frame step in the eccv16 files
+from csta_lib.data.eccv16 import FRAME_STEP
 
 
 def _finish(fig: Any) -> Any:
@@ -40,7 +40,7 @@ def video_statistics(dataset: str) -> Any:
         for key, v in load_summe().items():
             rows.append({
                 "key": key, "name": v.name, "n_frames": v.n_frames, "fps": v.fps, "duration_s": v.duration,
-                "steps": int(np.ceil(v.n_frames / SAMPLE_RATE)), "annotators": v.user_scores.shape[0],
+                "steps": int(np.ceil(v.n_frames / FRAME_STEP)), "annotators": v.user_scores.shape[0],
                 "shots": int(np.asarray(fields[key]["change_points"]).shape[0]),
                 "selected_fraction": float((v.user_scores > 0).mean()),
             })
@@ -48,7 +48,7 @@ def video_statistics(dataset: str) -> Any:
         for key, v in load_tvsum().items():
             rows.append({
                 "key": key, "name": v.title, "category": v.category, "n_frames": v.n_frames, "fps": v.fps,
-                "duration_s": v.duration, "steps": int(np.ceil(v.n_frames / SAMPLE_RATE)),
+                "duration_s": v.duration, "steps": int(np.ceil(v.n_frames / FRAME_STEP)),
                 "annotators": v.user_scores.shape[0],
             })
     else:

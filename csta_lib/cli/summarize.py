@@ -78,13 +78,14 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from csta_lib.runs.video import DEFAULT_STRIDE, summarize
+    from csta_lib.data.eccv16 import FRAME_STEP
+    from csta_lib.runs.video import summarize
 
     show_progress = not args.quiet
     result = summarize(
         args.input, args.output, args.checkpoint,
         encoder=args.encoder, budget=args.budget, sample_fps=args.sample_fps,
-        stride=DEFAULT_STRIDE if args.stride is None else args.stride,
+        stride=FRAME_STEP if args.stride is None else args.stride,
         allow_feature_mismatch=args.allow_feature_mismatch, random_weights=args.random_weights,
         sidecar=args.sidecar, contact_sheet_png=args.contact_sheet, timeline_png=args.timeline,
         keep_audio=not args.no_audio, preset=args.preset, progress=show_progress,

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from csta_lib.data.eccv16 import SAMPLE_RATE, check_dataset
+from csta_lib.data.eccv16 import FRAME_STEP, check_dataset
 from csta_lib.errors import DataFormatError, MissingDataError
 
 TVSUM_USERS = 20
@@ -225,9 +225,9 @@ def load_summe(gt_dir: str | os.PathLike[str] | None = None) -> dict[str, SumMeV
 # lengths
 
 
-def n_steps(n_frames: int, sample_rate: int = SAMPLE_RATE) -> int:
+def n_steps(n_frames: int, frame_step: int = FRAME_STEP) -> int:
     """Number of 15-frame samples of a video: ⌈n_frames / 15⌉ (picks 0, 15, 30, …)."""
-    return -(-int(n_frames) // sample_rate)
+    return -(-int(n_frames) // frame_step)
 
 
 def video_lengths(dataset: str) -> dict[str, int]:

@@ -39,7 +39,9 @@ from csta_lib.errors import ConfigError, DataFormatError, MissingDataError, firs
 
 DATASETS = ("summe", "tvsum")
 N_VIDEOS = {"summe": 25, "tvsum": 50}
-SAMPLE_RATE = 15  # frames between two 15-frame samples (``picks``)
+#: Frames between two sampled frames (``picks``): the 15-frame step of the eccv16 files, the official code's
+#: ``--sample_rate`` and CA-SUM's ``[::15]``. The one home of this number.
+FRAME_STEP = 15
 REQUIRED_KEYS = ("features", "gtscore", "user_summary", "change_points", "n_frames", "picks")
 OPTIONAL_KEYS = ("n_frame_per_seg", "gtsummary", "video_name", "n_steps")
 REAL_LABEL = "eccv16 GoogLeNet pool5 features"

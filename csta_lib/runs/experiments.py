@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from csta_lib.config import PRESETS, TABLE2_ORDER, ModelConfig, get_config
+from csta_lib.data.eccv16 import DATASETS
 from csta_lib.errors import CstaInputError
 from csta_lib.runs.io import write_json_atomic
 from csta_lib.train import PAPER_EPOCHS
@@ -46,7 +47,6 @@ from csta_lib.train import PAPER_EPOCHS
 if TYPE_CHECKING:
     from csta_lib.runs.training import RunSpec
 
-DATASETS = ("summe", "tvsum")
 PAPER_FOLDS = 5
 PAPER_SEEDS = 5  # the paper averages "10 runs without fixing the seed" (method page, method-loss); we fix 5 seeds
 

@@ -39,9 +39,10 @@ from pathlib import Path
 
 import numpy as np
 
-from csta_lib.data.eccv16 import SAMPLE_RATE, SURROGATE_LABEL, check_dataset, fields_source, video_sort_key
+from csta_lib.data.eccv16 import FRAME_STEP, SURROGATE_LABEL, check_dataset, fields_source, video_sort_key
 from csta_lib.runs.locator import PROJECT_ROOT, find, locate
 from csta_lib.errors import CstaInputError, DataFormatError
+from csta_lib.evaluation import SUMMARY_BUDGET
 
 BUILDER_VERSION = "1"
 DEFAULT_SEED = 0
@@ -49,7 +50,6 @@ MAX_SEED = 2**63 - 1  # stored as an int64 h5 attribute
 DEFAULT_SIGNAL = 0.5
 FEATURE_DIM = 1024
 SHOT_SECONDS = 2.0
-SUMMARY_BUDGET = 0.15
 NOISE = 0.5  # per-step noise relative to the shot prototype
 DEFAULT_CACHE_DIR = PROJECT_ROOT / ".cache" / "surrogate"
 _DATASET_ID = {"summe": 1, "tvsum": 2}
@@ -76,7 +76,7 @@ class VideoFields:
 
 def sample_picks(n_frames: int) -> np.ndarray:
     """Frame index of each 15-frame sample: 0, 15, 30, … < n_frames."""
-    return np.arange(0, int(n_frames), SAMPLE_RATE, dtype=np.int32)
+    return np.arange(0, int(n_frames), FRAME_STEP, dtype=np.int32)
 
 
 def uniform_shots(n_frames: int, fps: float, seconds: float = SHOT_SECONDS) -> np.ndarray:

@@ -70,9 +70,9 @@ from typing import Any
 import numpy as np
 
 from csta_lib.errors import CstaInputError
+from csta_lib.data.eccv16 import FRAME_STEP
+from csta_lib.evaluation import SUMMARY_BUDGET
 
-DEFAULT_STRIDE = 15
-DEFAULT_BUDGET = 0.15
 ENCODE_BATCH = 32
 THUMB_WIDTH = 256
 SIDECAR_FORMAT = "csta-summary/1"
@@ -173,7 +173,7 @@ def probe_video(path: str | Path) -> VideoInfo:
                          int(stream.frames or 0), duration, ctx.name, bool(container.streams.audio))
 
 
-def stride_for(fps: float, sample_fps: float | None = None, stride: int = DEFAULT_STRIDE) -> int:
+def stride_for(fps: float, sample_fps: float | None = None, stride: int = FRAME_STEP) -> int:
     """The sampling stride in frames: ``stride`` as given, or ``round(fps / sample_fps)`` (at least 1)."""
     if sample_fps is None:
         if not (isinstance(stride, (int, np.integer)) and stride >= 1):
@@ -288,7 +288,7 @@ def is_variable_frame_rate(times: np.ndarray, time_base: Fraction | None = None)
     return bool(np.abs(intervals - median).max() > 1.5 * tick + 0.01 * median)
 
 
-def sample_frames(path: str | Path, stride: int = DEFAULT_STRIDE, size: int = 224,
+def sample_frames(path: str | Path, stride: int = FRAME_STEP, size: int = 224,
                   progress: bool = False, interval_s: float | None = None) -> SampledVideo:
     """Decode ``path`` once and keep the sampled frames resized to ``size`` x ``size`` RGB.
 
@@ -1049,8 +1049,8 @@ def summarize(
     checkpoint: str | Path,
     *,
     encoder: str | None = None,
-    budget: float = DEFAULT_BUDGET,
-    stride: int = DEFAULT_STRIDE,
+    budget: float = SUMMARY_BUDGET,
+    stride: int = FRAME_STEP,
     sample_fps: float | None = None,
     allow_feature_mismatch: bool = False,
     random_weights: bool = False,

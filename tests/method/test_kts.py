@@ -100,7 +100,7 @@ def test_float32_and_float64_features_agree_on_clear_boundaries():
 
 
 def test_shots_in_frames():
-    shots = kts.shots_from_change_points(np.array([2, 5]), n_frames=100, sample_rate=15)
+    shots = kts.shots_from_change_points(np.array([2, 5]), n_frames=100, frame_step=15)
     assert shots.tolist() == [[0, 29], [30, 74], [75, 99]]
     assert kts.shots_from_change_points(np.array([], dtype=int), 7).tolist() == [[0, 6]]
     shots = kts.kts_shots(piecewise([4], 8), n_frames=113)
