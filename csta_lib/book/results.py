@@ -1,6 +1,6 @@
 """Run an experiment grid from a notebook and shape its records for the book's results chapters.
 
-Notebooks call :func:`experiment_records` (the local grid engine: only missing runs are trained, the rest
+Notebooks call :func:`run_experiment` (the local grid engine: only missing runs are trained, the rest
 come from the results store), then the helpers here:
 
 - what the runs can be compared with: :func:`comparable_with_paper` (real features and ImageNet weights) and
@@ -15,21 +15,30 @@ come from the results store), then the helpers here:
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
+import torch
 
 from csta_lib.book import captions
-from csta_lib.data.eccv16 import video_sort_key
+from csta_lib.data.eccv16 import load_eccv16, video_sort_key
 from csta_lib.errors import CstaInputError
+from csta_lib.evaluation import DatasetEvaluator, dataset_human_baseline, random_baseline, upper_bound
+from csta_lib.runs import grid, store, training
+from csta_lib.runs.checkpoint import load_checkpoint
+from csta_lib.runs.experiments import EXPERIMENTS, HELD_OUT
+from csta_lib.runs.io import write_bytes_atomic
+from csta_lib.runs.locator import PROJECT_ROOT, annotation_user_scores, dataset_evaluator
 
 PAIR = tuple[float, float]
 
 
-def experiment_records(
+def run_experiment(
     experiment: str,
     profile: str,
     store_dir: str | Path | None = None,
@@ -43,13 +52,10 @@ def experiment_records(
     profile's datasets (only they are trained and shown); ``seeds`` restricts the records shown (the grid runs
     every seed of the profile). Failed runs raise: a book page must not silently show a partial table.
     """
-    from csta_lib.runs import grid, store
-    from csta_lib.runs.training import resolve_device
-
-    store_dir = Path(store_dir) if store_dir else store.default_store_dir()
+    store_dir = Path(store_dir) if store_dir else store.DEFAULT_STORE_DIR
     chosen = list(datasets) if datasets else None
     summary = grid.run_grid(experiment, profile, engine="local", store=store_dir, progress=False,
-                            device=resolve_device(device or None), datasets=chosen)
+                            device=training.resolve_device(device or None), datasets=chosen)
     if summary["failed"]:
         first = summary["failed_runs"][0]
         raise RuntimeError(f"{summary['failed']} run(s) of {experiment}/{profile} failed; first: "
@@ -73,13 +79,11 @@ def experiment_checkpoint(experiment: str, profile: str, store_dir: str | Path |
                           policy: str = "last", device: str | None = None) -> tuple[Path, dict[str, Any]]:
     """The checkpoint (and record) of an experiment's first run on ``dataset`` (lowest split, then seed).
 
-    The run comes from :func:`experiment_records`, so it is trained once and then found in the store: the
+    The run comes from :func:`run_experiment`, so it is trained once and then found in the store: the
     video chapter summarises with the very model the Table 1 chapter evaluates. ``policy`` falls back to
     the first policy the run selected if it was not run.
     """
-    from csta_lib.runs import store
-
-    records, _ = experiment_records(experiment, profile, store_dir, [dataset], None, device)
+    records, _ = run_experiment(experiment, profile, store_dir, [dataset], None, device)
     if not records:
         raise CstaInputError(f"{experiment} at profile {profile!r} has no {dataset} run")
     record = min(records, key=lambda r: (r["split"]["index"], r["seed"]))
@@ -113,8 +117,6 @@ def pm(mean: float, std: float) -> str:
 def summary_display(summary: Any, labels: Mapping[str, str] | None = None) -> Any:
     """A :func:`csta_lib.runs.store.summary_table` frame for reading: ``mean ± std over seeds`` cells (std only when
     there are several seeds), counts as integers, the selected epoch with one decimal."""
-    import pandas as pd
-
     rows = []
     for _, r in summary.iterrows():
         rows.append({
@@ -129,8 +131,6 @@ def summary_display(summary: Any, labels: Mapping[str, str] | None = None) -> An
 
 def split_display(frame: Any, labels: Mapping[str, str] | None = None) -> Any:
     """One row per (dataset, row, policy, fold): mean ± std over seeds, formatted for reading."""
-    from csta_lib.runs import store
-
     table = store.split_table(frame)
     table["row"] = table["variant"].map(lambda v: (labels or {}).get(v, v))
     table["dataset"] = table["dataset"].map(captions.dataset_name)
@@ -217,8 +217,6 @@ def pair_cell(pair: tuple[float, float] | None, index: int) -> str:
 def pairs_table(rows: Sequence[tuple[str, str, Mapping[str, tuple[float, float] | None]]],
                 datasets: Sequence[str]) -> Any:
     """One row per ``(label, source, {dataset: (τ, ρ)})``; columns ``SumMe τ``, ``SumMe ρ``, …, ``source``."""
-    import pandas as pd
-
     out = []
     for label, source, pairs in rows:
         row: dict[str, str] = {"row": label}
@@ -267,11 +265,8 @@ def paper_rows(table: Mapping[str, Mapping[str, tuple[float, float] | None]], da
 
 def _run_evaluator(record: Mapping[str, Any]) -> Any:
     """The evaluator a run was scored with (its data file, its protocol): the training's own scorer."""
-    from csta_lib.data.eccv16 import load_eccv16
-    from csta_lib.evaluation import DatasetEvaluator
-
     data = load_eccv16(record["provenance"]["data_file"], record["dataset"])
-    return DatasetEvaluator(data, protocol=record.get("protocol", {}).get("rank"))
+    return dataset_evaluator(data, protocol=record.get("protocol", {}).get("rank"))
 
 
 def protocol_levels(records: Sequence[Mapping[str, Any]], n_draws: int = 100, seed: int = 0
@@ -284,8 +279,6 @@ def protocol_levels(records: Sequence[Mapping[str, Any]], n_draws: int = 100, se
     level is the mean over folds. Returns ``{dataset: {"protocol", "folds", "n_test_videos", "random": (τ, ρ),
     "random_std_tau", "gt": (τ, ρ), "gt_f1", "gt_per_video": {key: {...}}}}``.
     """
-    from csta_lib.evaluation import DatasetEvaluator, random_baseline, upper_bound
-
     out: dict[str, dict[str, Any]] = {}
     for dataset in sorted({r["dataset"] for r in records}):
         mine = [r for r in records if r["dataset"] == dataset]
@@ -296,7 +289,7 @@ def protocol_levels(records: Sequence[Mapping[str, Any]], n_draws: int = 100, se
             sub = DatasetEvaluator(references={k: evaluator.references[k] for k in keys}, dataset_name=dataset,
                                    protocol=evaluator.protocol)
             rnd.append(random_baseline(sub, n_draws=n_draws, seed=seed))
-            bound = upper_bound(dataset, evaluator=sub)
+            bound = upper_bound(sub)
             gt.append(bound)
             gt_videos.update(bound["per_video"])
         mean = lambda xs, k: float(np.mean([x[k] for x in xs]))  # noqa: E731
@@ -312,11 +305,9 @@ def protocol_levels(records: Sequence[Mapping[str, Any]], n_draws: int = 100, se
 def human_levels(datasets: Sequence[str], protocol: str = "otani") -> dict[str, dict[str, Any]]:
     """The Human row recomputed from the annotations (every video, Otani's protocol as the paper's Table 1):
     ``{dataset: {"pair": (τ, ρ), "n_videos", "protocol"}}`` (:func:`csta_lib.evaluation.dataset_human_baseline`)."""
-    from csta_lib.evaluation import dataset_human_baseline
-
     out = {}
     for d in datasets:
-        r = dataset_human_baseline(d, protocol)
+        r = dataset_human_baseline(d, protocol, user_scores=annotation_user_scores(d))
         out[d] = {"pair": (r["tau"], r["rho"]), "n_videos": r["n_videos"], "protocol": protocol}
     return out
 
@@ -327,13 +318,11 @@ def human_levels(datasets: Sequence[str], protocol: str = "otani") -> dict[str, 
 
 def per_video_frame(records: Sequence[Mapping[str, Any]], policies: Sequence[str] | None = None) -> Any:
     """One row per (run, selection policy, test video): τ, ρ, F1 of the selected epoch (long format)."""
-    import pandas as pd
 
-    from csta_lib.runs.store import POLICIES
 
     rows = []
     for r in records:
-        for policy in policies or POLICIES:
+        for policy in policies or store.POLICIES:
             sel = r.get("selected", {}).get(policy)
             if not sel:
                 continue
@@ -356,8 +345,6 @@ def _float(value: Any) -> float:
 
 def video_names(records: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, str]]:
     """``{dataset: {key: the video's name}}`` from the runs' data files (SumMe titles, TVSum YouTube ids)."""
-    from csta_lib.data.eccv16 import load_eccv16
-
     out: dict[str, dict[str, str]] = {}
     for r in records:
         if r["dataset"] not in out:
@@ -371,8 +358,6 @@ def per_video_display(long: Any, levels: Mapping[str, Mapping[str, Any]] | None 
     """Per test video: τ / ρ / F1 per selection policy (mean over seeds when there are several, with their
     number in ``seeds``), beside the ground-truth score's τ under the same protocol (from ``levels``); ``names``
     (:func:`video_names`) adds each video's name."""
-    import pandas as pd
-
     if long.empty:
         return pd.DataFrame()
     rows = []
@@ -403,8 +388,6 @@ def run_rows(records_by_experiment: Mapping[str, Sequence[Mapping[str, Any]]]) -
     A run shared by experiments (e.g. CSTA in Table 1, Table 2 and the deviations) is one row whose
     ``experiments`` and ``rows`` columns list them all.
     """
-    import pandas as pd
-
     runs: dict[str, dict[str, Any]] = {}
     where: dict[str, list[str]] = {}
     for experiment, records in records_by_experiment.items():
@@ -435,11 +418,8 @@ def write_run_downloads(records_by_experiment: Mapping[str, Sequence[Mapping[str
     """Write the runs' records for readers to download: ``{stem}_runs.json`` (every full record, once each, with
     the experiments it belongs to), ``{stem}_runs.csv`` (:func:`run_rows`) and ``{stem}_per_video.csv``
     (:func:`per_video_frame`). Written atomically; returns ``{"json", "csv", "per_video"}`` paths."""
-    import json
 
-    import pandas as pd
 
-    from csta_lib.runs.io import write_bytes_atomic
 
     folder = Path(folder)
     unique: dict[str, dict[str, Any]] = {}
@@ -463,22 +443,16 @@ def write_run_downloads(records_by_experiment: Mapping[str, Sequence[Mapping[str
 def default_downloads_dir() -> Path:
     """Where a notebook writes its downloadable files when the build does not say: beside the executed
     notebooks of the project's book (``book/_generated/downloads``)."""
-    from csta_lib.runs.locator import PROJECT_ROOT
-
     return PROJECT_ROOT / "book" / "_generated" / "downloads"
 
 
-def build_records(profile: str, store_dir: str | Path | None = None, experiments: Sequence[str] | None = None
-                  ) -> dict[str, list[dict[str, Any]]]:
+def build_records(profile: str, store_dir: str | Path | None = None) -> dict[str, list[dict[str, Any]]]:
     """The stored records of every experiment at ``profile`` (only looked up, nothing is trained; runs not
     computed yet are left out): what "all runs of the build" holds once every results chapter has run."""
-    from csta_lib.runs import experiments as exps
-    from csta_lib.runs import grid, store
-
-    store_dir = Path(store_dir) if store_dir else store.default_store_dir()
+    store_dir = Path(store_dir) if store_dir else store.DEFAULT_STORE_DIR
     if not store_dir.is_dir():
         return {}
-    return {name: grid.records_for(name, profile, store_dir) for name in (experiments or list(exps.EXPERIMENTS))}
+    return {name: grid.records_for(name, profile, store_dir) for name in EXPERIMENTS}
 
 
 def first_record(records: Sequence[Mapping[str, Any]], policy: str) -> Mapping[str, Any]:
@@ -493,8 +467,6 @@ def first_record(records: Sequence[Mapping[str, Any]], policy: str) -> Mapping[s
 def run_sources(records: Sequence[Mapping[str, Any]]) -> Any:
     """Which runs each selection policy's numbers come from: per (policy, dataset), the kind of run, its
     validation hold-out, how many videos trained / validated / tested, the epochs and the number of runs."""
-    import pandas as pd
-
     rows = []
     for policy in ("test-max", "last", "val"):
         for dataset in sorted({r["dataset"] for r in records}):
@@ -521,22 +493,18 @@ def rescore(record: Mapping[str, Any], policy: str, protocol: str, device: str =
     """Score a run's selected checkpoint again on its test videos under another τ/ρ ``protocol``: per video
     ``{"tau", "rho", "f1"}``. Used to tell apart models that ``csta_summe`` cannot (it sees only the binary
     knapsack summary, so models selecting the same shots get identical numbers)."""
-    import torch
 
-    from csta_lib.runs import store, training
-    from csta_lib.data.eccv16 import load_eccv16
-    from csta_lib.evaluation import DatasetEvaluator
 
     path = store.resolve_checkpoint(record, policy)
     if path is None:
         raise CstaInputError(f"run {record.get('key')} has no {policy} checkpoint")
-    model, _ = training.load_checkpoint(path, map_location=device)
+    model, _ = load_checkpoint(path, map_location=device)
     data = load_eccv16(record["provenance"]["data_file"], record["dataset"])
     keys = list(record["split"]["test_keys"])
     with torch.inference_mode():
         scores = {k: model(torch.tensor(np.array(data[k].features, dtype=np.float32), device=device))
                   .float().cpu().numpy() for k in keys}
-    evaluator = DatasetEvaluator(data, protocol=protocol)
+    evaluator = dataset_evaluator(data, protocol=protocol)
     return evaluator.evaluate(scores, keys)
 
 
@@ -573,8 +541,6 @@ def levels_text(levels: Mapping[str, Mapping[str, Any]], datasets: Sequence[str]
 
 
 def _policy_sources() -> dict[str, str]:
-    from csta_lib.runs.experiments import HELD_OUT
-
     return {"test-max": "this build: all training videos", "last": "this build: all training videos",
             "val": f"this build: separate runs, {HELD_OUT.val_fraction:.0%} held out"}
 
@@ -588,8 +554,6 @@ def table1_tables(records: Sequence[Mapping[str, Any]], datasets: Sequence[str],
     Random and ground-truth score under this protocol), which are comparable with the paper on any build; this
     build's CSTA rows (one per selection policy) go into a table of their own unless the runs are comparable.
     """
-    from csta_lib.runs import store
-
     summary = store.summary_table(store.results_frame(records))
     sources = _policy_sources()
     run_rows = [(f"CSTA, {policy} selection", sources[policy], summary_pairs(summary, policy).get("paper", {}))
@@ -682,8 +646,6 @@ def per_video_by_row(long: Any, dataset: str = "summe") -> Any:
 def rescored_table(records: Sequence[Mapping[str, Any]], protocol: str = "otani", dataset: str = "summe",
                    policy: str = "test-max") -> Any:
     """Per row: the mean τ over test videos of the rows' ``policy`` checkpoints re-scored under ``protocol``."""
-    import pandas as pd
-
     taus: dict[str, list[float]] = {}
     for r in records:
         if r["dataset"] == dataset and policy in r.get("selected", {}):

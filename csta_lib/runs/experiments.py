@@ -24,7 +24,7 @@ training videos held out, the epoch chosen on them), so that the validation hold
 training set of the official-protocol rows.
 
 :func:`expand` turns (experiment, profile) into the list of training run specifications
-(:class:`csta_lib.runs.training.RunSpec`); :func:`plan` gives the same runs as :class:`RunPlan` objects, which also
+(:class:`csta_lib.runs.spec.RunSpec`); :func:`plan` gives the same runs as :class:`RunPlan` objects, which also
 carry the experiment's row label. :func:`describe` prints what a profile cut compared with the paper.
 """
 
@@ -36,16 +36,15 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from csta_lib.config import PRESETS, TABLE2_ORDER, ModelConfig, get_config
-from csta_lib.data.eccv16 import DATASETS
+from csta_lib.data.eccv16 import DATASETS, MEAN_STEPS, N_VIDEOS
 from csta_lib.errors import CstaInputError
 from csta_lib.runs.io import write_json_atomic
+from csta_lib.runs.spec import RunSpec
+from csta_lib.runs.surrogate import DEFAULT_CACHE_DIR, build_surrogate, resolve_features
 from csta_lib.train import PAPER_EPOCHS
-
-if TYPE_CHECKING:
-    from csta_lib.runs.training import RunSpec
 
 PAPER_FOLDS = 5
 PAPER_SEEDS = 5  # the paper averages "10 runs without fixing the seed" (method page, method-loss); we fix 5 seeds
@@ -113,7 +112,8 @@ class Experiment:
     selections: tuple[Selection, ...] = (OFFICIAL,)
 
 
-_TABLE2_LABELS = {
+#: The paper's row label of each Table 2 preset (the book prints the paper's numbers under the same labels).
+TABLE2_LABELS = {
     "table2.baseline": "GoogleNet (Baseline)",
     "table2.attention": "(+) Attention Module",
     "table2.att_d": "(+) Att_D",
@@ -122,7 +122,8 @@ _TABLE2_LABELS = {
     "table2.cls": "(+) X_CLS",
     "paper": "(+) Skip Connection (CSTA)",
 }
-_FIG4_LABELS = {"googlenet": "GoogleNet", "mobilenet_v2": "MobileNet-V2", "efficientnet_b0": "EfficientNet-B0",
+#: The paper's name of each Figure 4 backbone.
+FIG4_LABELS = {"googlenet": "GoogleNet", "mobilenet_v2": "MobileNet-V2", "efficientnet_b0": "EfficientNet-B0",
                 "resnet18": "ResNet-18"}
 
 EXPERIMENTS: dict[str, Experiment] = {
@@ -133,14 +134,14 @@ EXPERIMENTS: dict[str, Experiment] = {
                          (OFFICIAL, HELD_OUT)),
     "table2": Experiment(
         "table2", "Table 2: ablation, each row adds one module",
-        tuple(Variant(_TABLE2_LABELS[p], p) for p in TABLE2_ORDER),
+        tuple(Variant(TABLE2_LABELS[p], p) for p in TABLE2_ORDER),
     ),
     "fig4": Experiment(
         "fig4", "Figure 4: CNNs used directly as score predictors",
         # fig4.googlenet is the same model as table2.baseline: run it under that preset so that both
         # experiments share (not duplicate) those runs in the store.
         tuple(Variant(label, "table2.baseline" if b == "googlenet" else f"fig4.{b}")
-              for b, label in _FIG4_LABELS.items()),
+              for b, label in FIG4_LABELS.items()),
     ),
     "deviations": Experiment(
         "deviations", "Where the official code and the paper disagree",
@@ -283,8 +284,6 @@ def tiny_surrogate(dataset: str, cache_dir: str | os.PathLike[str] | None = None
 
     Built once (deterministic, cached in ``cache_dir``, by default the surrogate cache) and reused.
     """
-    from csta_lib.runs.surrogate import DEFAULT_CACHE_DIR, build_surrogate
-
     train, test = TINY_SPLITS[dataset]
     folder = Path(cache_dir) if cache_dir is not None else DEFAULT_CACHE_DIR
     folder.mkdir(parents=True, exist_ok=True)
@@ -316,8 +315,6 @@ def prepare_data(experiment: str, profile: str, cache_dir: str | os.PathLike[str
                  datasets: Iterable[str] | None = None) -> dict[str, DataSource]:
     """Resolve (and, for surrogates, build once) the data of every dataset the grid uses (``datasets``: only
     those of the profile's datasets)."""
-    from csta_lib.runs.surrogate import resolve_features
-
     s = size(experiment, profile)
     chosen = grid_datasets(experiment, profile, datasets)
     if s.data == "tiny":
@@ -349,15 +346,13 @@ class RunPlan:
         return f"{self.variant.name} {self.dataset} split {self.split} seed {self.seed}{extra}"
 
     def spec(self) -> RunSpec:
-        """The training run specification (:class:`csta_lib.runs.training.RunSpec`) of this run."""
+        """The training run specification (:class:`csta_lib.runs.spec.RunSpec`) of this run."""
         return to_run_spec(self)
 
 
 def to_run_spec(p: RunPlan) -> RunSpec:
-    """Translate a plan into the training engineer's :class:`~csta_lib.runs.training.RunSpec`."""
-    from csta_lib.runs import training
-
-    return training.RunSpec(
+    """Translate a plan into the training engineer's :class:`~csta_lib.runs.spec.RunSpec`."""
+    return RunSpec(
         preset=p.variant.preset,
         overrides=p.variant.overrides,
         dataset=p.dataset,
@@ -407,9 +402,9 @@ def expand(experiment: str, profile: str, data: Mapping[str, DataSource] | None 
 #: Seconds per training step of the ``paper`` model at T steps on a 2-core CPU ≈ STEP_SECONDS_AT_293 · T / 293;
 #: an epoch also evaluates the test videos (forward only, about a third of a step each).
 STEP_SECONDS_AT_293 = 0.6
-MEAN_STEPS = {"summe": 293.4, "tvsum": 470.2}
-TRAIN_VIDEOS = {"summe": 20, "tvsum": 40}
-TEST_VIDEOS = {"summe": 5, "tvsum": 10}
+#: Videos per fold: a fifth of each dataset is tested, the rest trains (the official 5-fold splits).
+TEST_VIDEOS = {d: n // PAPER_FOLDS for d, n in N_VIDEOS.items()}
+TRAIN_VIDEOS = {d: n - TEST_VIDEOS[d] for d, n in N_VIDEOS.items()}
 
 
 def run_seconds(dataset: str, s: Size, step_seconds_at_293: float = STEP_SECONDS_AT_293,

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import multiprocessing as mp
 import os
 import socket
 import sys
@@ -38,11 +39,21 @@ import traceback
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any
 
-from csta_lib.runs import experiments
+import torch
+from tqdm import tqdm
+
+from csta_lib.data.eccv16 import load_eccv16
 from csta_lib.errors import CstaInputError
+from csta_lib.runs import experiments, training
+from csta_lib.runs import store as results_store
+from csta_lib.runs.io import ensure_writable_dir, write_bytes_atomic
+from csta_lib.runs.locator import sha256_file
+
+# Ray is the optional [ray] extra: only the ray engine's functions import it (``import ray`` in each).
 
 ENGINES = ("local", "ray")
 CONNECT_TIMEOUT_S = 5.0
@@ -61,17 +72,13 @@ LookupFn = Callable[[Any, str], tuple[str, Mapping[str, Any] | None]]
 
 def train_run(spec: Any, store_dir: str) -> Mapping[str, Any]:
     """Train one run into the store (:func:`csta_lib.runs.training.run`, without its per-epoch bar)."""
-    from csta_lib.runs import training
-
     return training.run(spec, store_dir, progress=False)
 
 
 def train_lookup(spec: Any, store_dir: str) -> tuple[str, Mapping[str, Any] | None]:
     """The content address of ``spec`` and its stored record (None when not computed yet)."""
-    from csta_lib.runs import store, training
-
     prep = training.prepare(spec)
-    return prep.key, store.find_record(store_dir, prep.data.dataset, prep.spec.variant, prep.key)
+    return prep.key, results_store.find_record(store_dir, prep.data.dataset, prep.spec.variant, prep.key)
 
 
 # -------------------------------------------------------------------------------------------------------------
@@ -89,10 +96,7 @@ def machine_cores() -> int:
 def check_store(store: str | os.PathLike[str] | None) -> Path:
     """The store directory (None: the project's ``results/store``), created if needed; :class:`CstaInputError`
     if it cannot be a writable directory."""
-    from csta_lib.runs import store as results_store
-    from csta_lib.runs.io import ensure_writable_dir
-
-    path = Path(store) if store not in (None, "") else results_store.default_store_dir()
+    path = Path(store) if store not in (None, "") else results_store.DEFAULT_STORE_DIR
     if path.exists() and not path.is_dir():
         raise CstaInputError(f"results store {path} exists and is not a directory")
     try:
@@ -155,7 +159,6 @@ def _num(value: Any) -> str:
 @dataclass
 class Outcome:
     """What came back from one run: its record (when it succeeded) or the error."""
-
     index: int
     record: Mapping[str, Any] | None = None
     error: str | None = None
@@ -164,7 +167,6 @@ class Outcome:
 @dataclass(frozen=True)
 class Job:
     """One run to compute: the plan, its training spec and its content address."""
-
     index: int
     plan: experiments.RunPlan
     spec: Any
@@ -173,8 +175,6 @@ class Job:
 
 def _with_threads(threads: int, fn: Callable[[], Any]) -> Any:
     """Run ``fn`` with torch limited to ``threads`` intra-op threads (restored afterwards)."""
-    import torch
-
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -229,7 +229,6 @@ def run_local(jobs_list: Sequence[Job], store_dir: str, *, jobs: int, threads: i
 @dataclass
 class _Worker:
     """A spawned worker process, its end of the pipe and the job it is running (None when idle)."""
-
     process: Any
     conn: Any
     job: Job | None = None
@@ -239,9 +238,6 @@ def _run_processes(jobs_list: Sequence[Job], store_dir: str, *, jobs: int, threa
                    ) -> Iterator[Outcome]:
     """At most ``jobs`` spawned workers, each reused for several runs (start-up and imports paid once per
     worker); a worker that dies fails only its current run and is replaced if runs are left."""
-    import multiprocessing as mp
-    from multiprocessing.connection import wait
-
     ctx = mp.get_context("spawn")
     pending = list(jobs_list)
     workers: list[_Worker] = []
@@ -346,7 +342,7 @@ def connect_ray(address: str | None, num_cpus: int) -> bool:
 
     An already initialised Ray (e.g. in a notebook) is used as it is.
     """
-    import ray
+    import ray  # the optional [ray] extra (see the imports above)
 
     if ray.is_initialized():
         return False
@@ -368,7 +364,7 @@ def connect_ray(address: str | None, num_cpus: int) -> bool:
 
 def check_cluster_resources(cpus_per_run: int, gpus_per_run: float) -> None:
     """Fail fast (instead of waiting forever) when no node could ever run a task of this size."""
-    import ray
+    import ray  # the optional [ray] extra (see the imports above)
 
     total = ray.cluster_resources()
     if total.get("CPU", 0) < cpus_per_run:
@@ -381,7 +377,6 @@ def check_cluster_resources(cpus_per_run: int, gpus_per_run: float) -> None:
 class ShippedFile:
     """A data file of the grid: the driver's path, its checksum and (in a list, so Ray does not fetch it
     eagerly) the object-store reference of its bytes."""
-
     path: str
     sha256: str
     size: int
@@ -390,9 +385,8 @@ class ShippedFile:
 
 def ship_file(path: str | os.PathLike[str]) -> ShippedFile:
     """Put a file's bytes into the Ray object store (once per grid)."""
-    import ray
+    import ray  # the optional [ray] extra (see the imports above)
 
-    from csta_lib.runs.locator import sha256_file
 
     path = Path(path)
     data = path.read_bytes()
@@ -405,10 +399,8 @@ _VERIFIED: dict[tuple[str, int, int], str] = {}
 def materialise(shipped: ShippedFile) -> str:
     """A local path holding the shipped file: the driver's path when this node sees the same file, else a
     node-local copy written once (atomically) from the object store."""
-    import ray
+    import ray  # the optional [ray] extra (see the imports above)
 
-    from csta_lib.runs.locator import sha256_file
-    from csta_lib.runs.io import write_bytes_atomic
 
     here = Path(shipped.path)
     if here.is_file() and here.stat().st_size == shipped.size:
@@ -425,10 +417,8 @@ def materialise(shipped: ShippedFile) -> str:
 
 def _store_files(store_dir: Path, record_path: Path) -> dict[str, bytes]:
     """The record and its checkpoint files, relative to the store, to send back to the driver."""
-    from csta_lib.runs import store
-
     files = {}
-    ckpt_dir = store.checkpoint_dir(record_path)
+    ckpt_dir = results_store.checkpoint_dir(record_path)
     if ckpt_dir.is_dir():
         for path in sorted(ckpt_dir.rglob("*")):
             if path.is_file() and path.name != "resume.pt":
@@ -459,8 +449,6 @@ def ray_task_body(run_fn: RunFn, spec: Any, store_dir: str, marker: str, threads
 
 def receive_files(store_dir: Path, files: Mapping[str, bytes]) -> None:
     """Write files sent back by a task into the store, atomically, in the order given (record last)."""
-    from csta_lib.runs.io import write_bytes_atomic
-
     root = store_dir.resolve()
     for rel, data in files.items():
         target = (store_dir / rel).resolve()
@@ -472,7 +460,7 @@ def receive_files(store_dir: Path, files: Mapping[str, bytes]) -> None:
 def run_ray(jobs_list: Sequence[Job], store_dir: str, *, address: str | None, threads: int, gpus_per_run: float,
             data: Mapping[str, experiments.DataSource], run_fn: RunFn, started_cpus: int) -> Iterator[Outcome]:
     """Yield outcomes as Ray tasks finish (one task per job)."""
-    import ray
+    import ray  # the optional [ray] extra (see the imports above)
 
     started = connect_ray(address, started_cpus)
     marker = f".grid-{uuid.uuid4().hex}.marker"
@@ -513,8 +501,6 @@ def run_ray(jobs_list: Sequence[Job], store_dir: str, *, address: str | None, th
 
 
 def _progress_bar(total: int, initial: int, desc: str, enabled: bool) -> Any:
-    from tqdm import tqdm
-
     return tqdm(total=total, initial=initial, desc=desc, unit="run", disable=not enabled, file=sys.stderr,
                 dynamic_ncols=True)
 
@@ -634,15 +620,11 @@ def run_grid(
 
 
 def _check_local_cuda() -> None:
-    import torch
-
     if not torch.cuda.is_available():
         raise CstaInputError("gpus_per_run > 0 with the local engine, but CUDA is not available here")
 
 
 def _data_summary(src: experiments.DataSource) -> dict[str, Any]:
-    from csta_lib.data.eccv16 import load_eccv16
-
     ds = load_eccv16(src.features, src.dataset)
     return {"file": str(src.features), "sha256": ds.sha256, "surrogate": bool(ds.is_surrogate),
             "splits_file": str(src.splits_file) if src.splits_file else "official CSTA splits"}
@@ -662,11 +644,9 @@ def plan_entries(experiment: str, profile: str, store: str | os.PathLike[str] | 
     ``store``; the store is only read, never created). ``data`` (from :func:`csta_lib.runs.experiments.prepare_data`)
     avoids resolving the data files again.
     """
-    from csta_lib.runs import store as results_store
-
     experiments.check_experiment(experiment)
     size = experiments.size(experiment, profile)
-    store_dir = Path(store) if store not in (None, "") else results_store.default_store_dir()
+    store_dir = Path(store) if store not in (None, "") else results_store.DEFAULT_STORE_DIR
     data = data if data is not None else experiments.prepare_data(experiment, profile, cache_dir)
     entries = []
     for p in experiments.plan(experiment, profile, data):
@@ -679,8 +659,6 @@ def plan_entries(experiment: str, profile: str, store: str | os.PathLike[str] | 
             "estimated_cpu_s": round(experiments.run_seconds(p.dataset, size, selection=p.selection), 1),
         }
         if with_keys:
-            from csta_lib.runs import training
-
             prep = training.prepare(dataclasses.replace(p.spec(), device="cpu"))
             stored = store_dir.is_dir() and results_store.find_record(
                 store_dir, p.dataset, p.variant.name, prep.key) is not None
@@ -698,11 +676,9 @@ def records_for(experiment: str, profile: str, store: str | os.PathLike[str] | N
 
     Each record gets ``_path`` (its file) and ``_label`` (the experiment's row label for its variant).
     """
-    from csta_lib.runs import store as results_store
-
     experiments.check_experiment(experiment)
     experiments.check_profile(profile)
-    store_dir = Path(store) if store is not None else results_store.default_store_dir()
+    store_dir = Path(store) if store is not None else results_store.DEFAULT_STORE_DIR
     if not store_dir.is_dir():
         raise CstaInputError(f"results store {store_dir} does not exist; run the grid first")
     data = experiments.prepare_data(experiment, profile, cache_dir, datasets)
@@ -718,16 +694,15 @@ def records_for(experiment: str, profile: str, store: str | os.PathLike[str] | N
     return out
 
 
-def experiment_records(experiment: str, store: str | os.PathLike[str], profile: str | None = None,
-                       cache_dir: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:
-    """The records of an experiment in a store, for tables (``csta results table --experiment``).
+def stored_experiment_records(experiment: str, store: str | os.PathLike[str], profile: str | None = None,
+                              cache_dir: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:
+    """The records of an experiment already in a store, for tables (``csta results table --experiment``);
+    nothing is trained (the book's :func:`csta_lib.book.results.run_experiment` trains what is missing).
 
     With ``profile``: exactly that grid's runs (:func:`records_for`). Without: every stored record of the
     experiment's variants, keeping for each (variant, dataset) only the records with the most epochs (the
     most complete protocol in the store), so a store holding both quick and paper runs shows the paper ones.
     """
-    from csta_lib.runs import store as results_store
-
     if profile is not None:
         return records_for(experiment, profile, store, cache_dir)
     exp = experiments.check_experiment(experiment)

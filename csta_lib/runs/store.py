@@ -35,8 +35,9 @@ from typing import TYPE_CHECKING, Any
 
 from csta_lib.errors import CstaInputError, DataFormatError
 from csta_lib.runs.io import write_json_atomic
+from csta_lib.runs.locator import PROJECT_ROOT
 
-if TYPE_CHECKING:  # pandas is imported lazily (keeps ``csta --help`` fast)
+if TYPE_CHECKING:  # pandas (the [book] extra) is imported by the table functions only: training needs none of it
     import pandas as pd
 
 RECORD_FORMAT = "csta-run/1"
@@ -49,17 +50,12 @@ POLICY_LABELS = {
 MAX_RECORD_BYTES = 256 << 20  # a 100-epoch TVSum record is a few MB
 KEY_LENGTH = 20  # hex digits of sha256 kept in file names: 80 bits, collisions are not a concern here
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9_.+=-]+")
+#: The store the command line and the book use when given none: ``results/store`` in the project (git-ignored).
+DEFAULT_STORE_DIR = PROJECT_ROOT / "results" / "store"
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # content address and paths
-
-
-def default_store_dir() -> Path:
-    """The project's default results store, ``results/store`` under the project root (git-ignored)."""
-    from csta_lib.runs.locator import PROJECT_ROOT
-
-    return PROJECT_ROOT / "results" / "store"
 
 
 def canonical_json(obj: Any) -> str:
@@ -279,7 +275,7 @@ METRICS = ("tau", "rho", "f1")
 
 def results_frame(records: Sequence[Mapping[str, Any]], policies: Sequence[str] = POLICIES) -> pd.DataFrame:
     """One row per (record, policy present in it): dataset, variant, split, seed, policy, epoch, τ, ρ, F1, labels."""
-    import pandas as pd
+    import pandas as pd  # lazily: an optional extra, and training runs import this module (see the top)
 
     rows = []
     for record in records:
@@ -338,7 +334,7 @@ def summary_table(frame: pd.DataFrame) -> pd.DataFrame:
     per-seed mean over splits (run-to-run variability of the reported number; NaN with one seed).
     ``<m>_std_splits`` is the std over splits of the per-split mean over seeds (fold-to-fold variability).
     """
-    import pandas as pd
+    import pandas as pd  # lazily, as in results_frame
 
     rows = []
     for group_key, part in frame.groupby(GROUP, sort=True):

@@ -30,6 +30,7 @@ exposes them as ``is_surrogate`` and ``provenance`` (label "surrogate features")
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import math
 import os
@@ -37,12 +38,15 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import h5py
 import numpy as np
 
-from csta_lib.data.eccv16 import FRAME_STEP, SURROGATE_LABEL, check_dataset, fields_source, video_sort_key
-from csta_lib.runs.locator import PROJECT_ROOT, find, locate
+from csta_lib.data.annotations import load_summe, load_tvsum
+from csta_lib.data.eccv16 import FRAME_STEP, SURROGATE_LABEL, check_dataset, video_sort_key
 from csta_lib.errors import CstaInputError, DataFormatError
-from csta_lib.evaluation import SUMMARY_BUDGET
+from csta_lib.evaluation import SUMMARY_BUDGET, knapsack, shot_scores
+from csta_lib.runs.io import atomic_path, check_outputs
+from csta_lib.runs.locator import PROJECT_ROOT, fields_source, find, locate
 
 BUILDER_VERSION = "1"
 DEFAULT_SEED = 0
@@ -92,25 +96,22 @@ def tvsum_gtscore(user_scores: np.ndarray, picks: np.ndarray) -> np.ndarray:
     return ((user_scores[:, picks].mean(axis=0) - 1.0) / 4.0).astype(np.float32)
 
 
-def shot_means(frame_scores: np.ndarray, change_points: np.ndarray) -> np.ndarray:
-    """Mean of ``frame_scores`` over each inclusive shot."""
-    sums = np.add.reduceat(frame_scores, change_points[:, 0])
-    return sums / (change_points[:, 1] - change_points[:, 0] + 1)
-
-
 def knapsack_user_summaries(user_scores: np.ndarray, change_points: np.ndarray, n_frames: int,
                             budget: float = SUMMARY_BUDGET) -> np.ndarray:
-    """Each user's summary: the 0/1 knapsack of shots (value = mean score, weight = length)
-    under ``floor(budget · n_frames)`` frames, as a (U, n_frames) uint8 array."""
-    from csta_lib.evaluation import knapsack  # lazily: evaluation imports the data layer
+    """Each user's summary: the 0/1 knapsack of shots (value = the shot's mean score,
+    :func:`~csta_lib.evaluation.shot_scores`; weight = length) under ``floor(budget · n_frames)`` frames,
+    as a (U, n_frames) uint8 array.
 
+    The user scores are already per frame, so :func:`~csta_lib.evaluation.generate_summary` (which first
+    upsamples step scores to float32 frame scores) is not used: its float32 shot means would change about
+    one TVSum user summary in eleven, and with them the surrogate files' bytes.
+    """
     lengths = (change_points[:, 1] - change_points[:, 0] + 1).astype(np.int64)
     capacity = int(n_frames * budget)
     summaries = np.zeros((user_scores.shape[0], n_frames), dtype=np.uint8)
     for user, scores in enumerate(user_scores):
-        chosen = np.asarray(knapsack(shot_means(scores, change_points), lengths, capacity), dtype=bool)
-        for start, end in change_points[chosen]:
-            summaries[user, start:end + 1] = 1
+        chosen = knapsack(shot_scores(scores, change_points), lengths, capacity)
+        summaries[user, np.repeat(chosen, lengths)] = 1
     return summaries
 
 
@@ -128,10 +129,8 @@ def _video_fields(key: str, gtscore, user_summary, change_points, n_frames: int,
 
 def read_real_fields(dataset: str, path: str | os.PathLike[str] | None = None) -> dict[str, dict[str, object]]:
     """The real eccv16 fields of ``dataset``: ``{video_k: {field: value}}``, from ``path`` (a fields file) or
-    where :func:`~csta_lib.data.eccv16.fields_source` finds them (the fields file, else the real feature file,
+    where :func:`~csta_lib.runs.locator.fields_source` finds them (the fields file, else the real feature file,
     whose ``features`` are not read)."""
-    import h5py
-
     dataset = check_dataset(dataset)
     path, group_name = (Path(path), dataset) if path is not None else fields_source(dataset)
     if not h5py.is_hdf5(path):
@@ -167,10 +166,9 @@ def summe_fields_from_real(path: str | os.PathLike[str] | None = None) -> dict[s
 
 def summe_fields_from_gt(gt_dir: str | os.PathLike[str] | None = None) -> dict[str, VideoFields]:
     """SumMe fields derived from the GT ``.mat`` files (shots: uniform 2 s, KTS is not derivable)."""
-    from csta_lib.data.annotations import load_summe
-
     out = {}
-    for key, v in load_summe(gt_dir).items():
+    for key, v in load_summe(gt_dir if gt_dir is not None else locate("summe.gt"),
+                             video_list=find("summe.video_list")).items():
         picks = sample_picks(v.n_frames)
         out[key] = _video_fields(key, v.gt_score[picks], v.user_summary, uniform_shots(v.n_frames, v.fps),
                                  v.n_frames, picks, v.name)
@@ -185,9 +183,7 @@ def tvsum_fields(annotations: str | os.PathLike[str] | None = None,
 
     Returns the fields and whether the real fields file was used.
     """
-    from csta_lib.data.annotations import load_tvsum
-
-    videos = load_tvsum(annotations)
+    videos = load_tvsum(annotations if annotations is not None else locate("tvsum.annotations"))
     if real_fields is False:
         real = None
     else:
@@ -293,8 +289,6 @@ def _collect_fields(dataset: str, source: str, keys: Sequence[str] | None
 
 def _write_h5(path: Path, dataset: str, fields: dict[str, VideoFields], seed: int, signal: float,
               real: list[str], derived: list[str], sources: dict[str, str], dim: int) -> None:
-    import h5py
-
     with h5py.File(path, "w") as h5:
         attrs = {
             "surrogate": True, "dataset": dataset, "label": SURROGATE_LABEL, "seed": int(seed),
@@ -342,8 +336,6 @@ def build_surrogate(dataset: str, out: str | os.PathLike[str], seed: int = DEFAU
     the GT/annotation files) or ``"auto"`` (fields when found). ``keys`` keeps only some videos
     (keeping their ``video_k`` names, for small test files); ``dim`` the feature width.
     """
-    from csta_lib.runs.io import atomic_path, check_outputs
-
     dataset = check_dataset(dataset)
     _check_knobs(seed, signal)
     out = Path(out)
@@ -377,8 +369,6 @@ def surrogate_cache_path(dataset: str, cache_dir: str | os.PathLike[str] | None 
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
     """An exclusive advisory lock beside ``path`` (so two processes build the cache once)."""
-    import fcntl
-
     lock = path.with_name(f".{path.name}.lock")
     with open(lock, "a") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)

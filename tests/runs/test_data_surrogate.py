@@ -15,6 +15,7 @@ from csta_lib.runs.locator import find
 from csta_lib.runs.surrogate import resolve_features
 from csta_lib.runs import surrogate
 from csta_lib.errors import ConfigError, CstaInputError, DataFormatError
+from csta_lib.evaluation import shot_scores
 
 
 def need(name: str) -> Path:
@@ -87,7 +88,7 @@ def test_tvsum_surrogate_shots_and_knapsack_summaries(tvsum_file):
     prov = ds.provenance
     assert set(prov["derived"]) == {"change_points", "n_frame_per_seg", "user_summary"}
     assert "uniform 2-second" in prov["sources"]["change_points"]
-    videos = annotations.load_tvsum()
+    videos = annotations.load_tvsum(need("tvsum.annotations"))
     for key, v in ds.items():
         anno = videos[key]
         assert v.n_frames == anno.n_frames and v.video_name == anno.video_id
@@ -100,7 +101,7 @@ def test_tvsum_surrogate_shots_and_knapsack_summaries(tvsum_file):
             for start, end in v.change_points:  # whole shots only
                 assert len(set(summary[start:end + 1].tolist())) == 1
             # optimal: worth at least the feasible pick of the best full-length shots
-            means = surrogate.shot_means(anno.user_scores[user], v.change_points)
+            means = shot_scores(anno.user_scores[user], v.change_points)
             chosen = summary[v.change_points[:, 0]].astype(bool)
             full_length = np.sort(means[:-1])[::-1][: budget // int(lengths[0])]
             assert means[chosen].sum() >= full_length.sum() - 1e-9

@@ -146,19 +146,19 @@ def test_records_for_returns_the_grid_records_with_labels(tmp_path, cache):
     assert all(Path(r["_path"]).is_file() for r in records)
 
 
-def test_experiment_records_without_profile_prefer_the_longest_runs(tmp_path, cache):
+def test_stored_experiment_records_without_profile_prefer_the_longest_runs(tmp_path, cache):
     grid.run_grid("deviations", "smoke", store=tmp_path, progress=False, cache_dir=cache, **FAKE)
     spec = experiments.expand("deviations", "smoke", cache_dir=cache)[0]
     fake_run(dataclasses.replace(spec, epochs=100), str(tmp_path))  # a longer run of the first row
     fake_run(dataclasses.replace(spec, preset="fig4.resnet18"), str(tmp_path))  # not a row of this experiment
-    records = grid.experiment_records("deviations", tmp_path)
+    records = grid.stored_experiment_records("deviations", tmp_path)
     by_variant = {r["variant"]: r for r in records}
     assert len(records) == 3 and set(by_variant) == {v.name for v in experiments.EXPERIMENTS["deviations"].variants}
     assert by_variant["paper"]["n_epochs"] == 100
     assert by_variant["paper+skip_norm=layernorm"]["_label"].startswith("paper Eq. 3")
     (tmp_path / "empty").mkdir()
     with pytest.raises(CstaInputError, match="no records of experiment table2"):
-        grid.experiment_records("table2", tmp_path / "empty")
+        grid.stored_experiment_records("table2", tmp_path / "empty")
 
 
 def test_progress_output(tmp_path, cache, capsys):
