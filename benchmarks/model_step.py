@@ -150,7 +150,7 @@ def setup(variant: str, preset: str, steps: int, device: str) -> dict[str, Calla
         run = lambda x: straightforward_forward(model, x)  # noqa: E731
         optimiser = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-7)
     else:
-        from csta_lib.runs.training import make_optimizer
+        from csta_lib.train import make_optimizer
 
         run = model
         optimiser = make_optimizer(model.parameters(), lr=1e-3, weight_decay=1e-7)

@@ -27,7 +27,7 @@ def random_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Pa
     import torch
 
     from csta_lib.model import build_model
-    from csta_lib.runs.training import save_checkpoint
+    from csta_lib.runs.checkpoint import save_checkpoint
 
     folder = tmp_path_factory.mktemp("ckpt")
     torch.manual_seed(0)
@@ -55,7 +55,7 @@ def tiny(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture()
 def stand_in(monkeypatch):
     """Training builds the fast :class:`support.StandIn` instead of CSTA."""
-    import csta_lib.model
+    from csta_lib.runs import training
 
-    monkeypatch.setattr(csta_lib.model, "build_model", lambda config, weights=None: StandIn(config, weights))
+    monkeypatch.setattr(training, "build_model", lambda config, weights=None: StandIn(config, weights))
 

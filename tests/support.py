@@ -10,7 +10,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from csta_lib.runs import store, training
+from csta_lib.runs import store
+from csta_lib.runs.spec import RunSpec
 
 
 N_VIDEOS = 6
@@ -66,11 +67,11 @@ class StandIn(nn.Module):
         return torch.sigmoid(self.linear(self.dropout(self.norm(features)))).squeeze(-1)
 
 
-def spec_for(tiny: dict[str, Path], **changes) -> training.RunSpec:
+def spec_for(tiny: dict[str, Path], **changes) -> RunSpec:
     base = dict(preset="paper", data_path=str(tiny["data"]), splits_file=str(tiny["splits"]), split=0, seed=3,
                 epochs=2, device="cpu", cnn_weights=None)
     base.update(changes)
-    return training.RunSpec(**base)
+    return RunSpec(**base)
 
 
 def make_record(dataset: str, split: int, seed: int, tau: float, rho: float, *, variant: str = "paper",

@@ -61,17 +61,23 @@ import json
 import math
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+import av
 import numpy as np
+from av.audio.fifo import AudioFifo
 
+from csta_lib import kts
+from csta_lib.data.eccv16 import FRAME_STEP, SURROGATE_LABEL
 from csta_lib.errors import CstaInputError
-from csta_lib.data.eccv16 import FRAME_STEP
-from csta_lib.evaluation import SUMMARY_BUDGET
+from csta_lib.evaluation import SUMMARY_BUDGET, frame_scores, generate_summary, shot_scores
+from csta_lib.runs.encoders import (INPUT_SIZE, EncoderInfo, FrameEncoder, build_encoder, encode_batches,
+                                    feature_mismatch)
+from csta_lib.runs.io import atomic_path, check_outputs
 
 ENCODE_BATCH = 32
 THUMB_WIDTH = 256
@@ -97,6 +103,7 @@ class _Progress:
     def __init__(self, enabled: bool, desc: str, total: int | None, unit: str = "frame") -> None:
         self._bar = None
         if enabled:
+            # Imported only when bars are shown: --quiet and library callers skip its start-up cost.
             from tqdm import tqdm
 
             self._bar = tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, leave=False,
@@ -135,8 +142,6 @@ class VideoInfo:
 
 def _open(path: Path) -> Any:
     """Open ``path`` with PyAV, turning every way it can fail into a :class:`VideoInputError`."""
-    import av
-
     path = Path(path)
     if not path.exists():
         raise VideoInputError(f"video file {path} does not exist")
@@ -190,8 +195,6 @@ def stride_for(fps: float, sample_fps: float | None = None, stride: int = FRAME_
 
 def _decoded_frames(container: Any, stream: Any, errors: list[int]) -> Iterator[Any]:
     """Frames of ``stream`` in presentation order; packets the decoder rejects are skipped and counted."""
-    import av
-
     for packet in container.demux(stream):
         try:
             frames = packet.decode()
@@ -222,8 +225,8 @@ class SampledVideo:
     @property
     def cut_plan(self) -> CutPlan:
         """What :func:`write_summary_video` needs to find frames again."""
-        return CutPlan(self.frame_times, self.frame_pts, self.keyframes, seekable=self.decode_errors == 0,
-                       ends=self.frame_ends, time_base=self.time_base)
+        return CutPlan(self.frame_times, self.frame_ends, self.frame_pts, self.keyframes, self.time_base,
+                       seekable=self.decode_errors == 0)
 
     @property
     def duration_s(self) -> float:
@@ -301,8 +304,6 @@ def sample_frames(path: str | Path, stride: int = FRAME_STEP, size: int = 224,
     when shrinking). Raises :class:`VideoInputError` for a file that is missing, not a video, has no
     video stream, or yields fewer than 2 frames.
     """
-    import av
-
     path = Path(path)
     info = probe_video(path)
     stride = stride_for(info.fps, stride=stride)
@@ -361,16 +362,6 @@ def sample_frames(path: str | Path, stride: int = FRAME_STEP, size: int = 224,
                         interval_s)
 
 
-def load_image(path: str | Path, size: int = 224) -> np.ndarray:
-    """A still image (JPEG, BMP, PNG, ...) as (size, size, 3) uint8 RGB, resized exactly as video samples are."""
-    path = Path(path)
-    with _open(path) as container:
-        stream = _video_stream(container, path)
-        for frame in container.decode(stream):
-            return frame.to_ndarray(width=size, height=size, format="rgb24", interpolation="AREA")
-    raise VideoInputError(f"{path} holds no image")
-
-
 def _estimate_frames(info: VideoInfo) -> int | None:
     return round(info.duration_s * info.fps) if info.duration_s else None
 
@@ -379,40 +370,34 @@ def _estimate_frames(info: VideoInfo) -> int | None:
 # shots, scores, selection
 
 
-def shots_from_features(features: np.ndarray, stride: int, n_frames: int,
-                        max_change_points: int | None = None, picks: np.ndarray | None = None) -> np.ndarray:
-    """KTS shots (S, 2): inclusive frame ranges covering ``0 .. n_frames-1``, from the step features.
+def shots_from_features(features: np.ndarray, picks: np.ndarray, n_frames: int, stride: int) -> np.ndarray:
+    """KTS shots (S, 2): inclusive frame ranges covering ``0 .. n_frames-1``, from the sampled frames' features.
 
     KTS sees the L2-normalised features (a cosine kernel, on the scale its ``vmax=1`` penalty assumes,
-    as DSNet and the official helper normalise theirs); at most ``max_change_points`` boundaries
-    (default one fewer than the number of steps, DSNet's custom-video setting), with the penalty of a
-    video of ``n_frames`` frames. Step change point ``c`` starts a shot at frame ``picks[c]`` (default
-    ``c * stride``; samples taken by time give the frame indices of the samples).
+    as DSNet and the official helper normalise theirs), with at most one boundary per step (DSNet's
+    custom-video setting) and the penalty of a video of ``n_frames`` frames sampled every ``stride``
+    frames. A change point at step ``c`` starts a shot at frame ``picks[c]``.
     """
-    from csta_lib import kts
-
     features = np.asarray(features, np.float64)
+    picks = np.asarray(picks, np.int64)
+    if len(picks) != len(features):
+        raise ValueError(f"{len(picks)} picks for {len(features)} step features")
     if len(features) < 2:
         return np.array([[0, n_frames - 1]], np.int64)
-    if picks is not None:
-        picks = np.asarray(picks, np.int64)
-        if len(picks) != len(features):
-            raise ValueError(f"{len(picks)} picks for {len(features)} step features")
     norms = np.linalg.norm(features, axis=1, keepdims=True)
     unit = features / np.where(norms > 0, norms, 1.0)
-    max_cp = len(features) - 1 if max_change_points is None else int(max_change_points)
     # desc_rate: the penalty counts the video's frames, not its samples, as if KTS ran on every frame
     # (the official custom-video path does; on n/stride samples the per-cut penalty would be stride
     # times larger and short videos would get no cut at all).
-    step_cps = kts.change_points(unit, max_cp, vmax=1.0, desc_rate=stride)
-    if picks is None:
-        return kts.shots_from_change_points(step_cps, n_frames, stride).astype(np.int64)
-    bounds = np.concatenate([[0], picks[np.asarray(step_cps, np.int64)], [n_frames]])
-    return np.stack([bounds[:-1], bounds[1:] - 1], axis=1).astype(np.int64)
+    step_cps = kts.change_points(unit, len(features) - 1, vmax=1.0, desc_rate=stride)
+    starts = picks[np.asarray(step_cps, np.int64)]  # the frames where the shots after the first start
+    return kts.shots_from_change_points(starts, n_frames, frame_step=1).astype(np.int64)
 
 
 def score_steps(model: Any, features: np.ndarray) -> np.ndarray:
     """CSTA importance scores (T,) of the step features (any T >= 1: the model pads short videos itself)."""
+    # torch is first imported by the model's loading thread (see _load_checkpoint); importing it with this
+    # module would hold up decoding at start-up.
     import torch
 
     with torch.inference_mode():
@@ -426,22 +411,6 @@ def score_steps(model: Any, features: np.ndarray) -> np.ndarray:
     return scores.astype(np.float64)
 
 
-def selected_shot_mask(scores: np.ndarray, shots: np.ndarray, picks: np.ndarray, n_frames: int,
-                       budget: float, weights: np.ndarray | None = None) -> np.ndarray:
-    """Which shots the official 0/1 knapsack keeps at ``budget`` (method page, method-summary), as a bool mask (S,).
-
-    ``weights`` replace the shots' frame counts as knapsack weights (same unit: frames, capacity
-    ``floor(budget * n_frames)``); see :func:`shot_weights`.
-    """
-    from csta_lib.evaluation import frame_scores, generate_summary, knapsack, shot_scores
-
-    if weights is None:
-        summary = generate_summary(scores, shots, n_frames, picks, budget=budget)
-        return summary[shots[:, 0]].astype(bool)
-    values = shot_scores(frame_scores(scores, picks, n_frames), shots)
-    return np.asarray(knapsack(values, np.asarray(weights, np.int64), int(n_frames * budget)), bool)
-
-
 def shot_weights(shots: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     """Knapsack weights (S,) of inclusive frame ``shots``: real duration in mean frame durations (>= 1).
 
@@ -452,6 +421,36 @@ def shot_weights(shots: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.
     mean = (float(ends[-1]) - float(starts[0])) / len(starts)
     durations = ends[shots[:, 1]] - starts[shots[:, 0]]
     return np.maximum(1, np.round(durations / mean)).astype(np.int64)
+
+
+def select_shots(scores: np.ndarray, shots: np.ndarray, sampled: SampledVideo,
+                 budget: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(shot scores (S,), kept (S,) bool)``: the official summary generation at ``budget`` (method page,
+    method-summary). On a variable-rate video the knapsack weighs each shot by its real duration
+    (:func:`shot_weights`), so that the budget is a fraction of the video's time. Keeping no shot is an error.
+    """
+    n_frames, picks = sampled.n_frames, sampled.picks
+    values = shot_scores(frame_scores(scores, picks, n_frames), shots)
+    weights = shot_weights(shots, sampled.frame_times, sampled.frame_ends) if sampled.variable_frame_rate else None
+    kept = generate_summary(scores, shots, n_frames, picks, budget, weights=weights)[shots[:, 0]].astype(bool)
+    if not kept.any():
+        raise CstaInputError(_no_shot_fits(budget, shots, sampled, weights))
+    return values, kept
+
+
+def _no_shot_fits(budget: float, shots: np.ndarray, sampled: SampledVideo, weights: np.ndarray | None) -> str:
+    """The error message when the knapsack keeps nothing: the budget and the shortest shot."""
+    n = sampled.n_frames
+    lengths = shots[:, 1] - shots[:, 0] + 1 if weights is None else weights
+    zero = " (or every score is 0)" if int(lengths.min()) <= int(n * budget) else ""
+    if weights is None:
+        size = f"{budget:.0%} of {n} frames is {int(n * budget)} frames, the shortest of the {len(shots)} shots " \
+               f"has {int(lengths.min())} frames"
+    else:
+        durations = sampled.frame_ends[shots[:, 1]] - sampled.frame_times[shots[:, 0]]
+        size = f"{budget:.0%} of {sampled.duration_s:.1f} s is {budget * sampled.duration_s:.2f} s, the shortest " \
+               f"of the {len(shots)} shots lasts {float(durations.min()):.2f} s"
+    return f"no shot fits the budget: {size}{zero}; raise --budget"
 
 
 def check_budget(budget: Any) -> float:
@@ -469,12 +468,12 @@ def check_budget(budget: Any) -> float:
 class CutPlan:
     """Where every frame of a video is, from the sampling pass, so that the writing pass can seek."""
 
-    frame_times: np.ndarray  # (n_frames,) seconds
+    frame_times: np.ndarray  # (n_frames,) seconds each frame starts
+    frame_ends: np.ndarray  # (n_frames,) seconds each frame ends (the next one's start)
     frame_pts: np.ndarray  # (n_frames,) stream timestamps, -1 where the decoder gave none
     keyframes: np.ndarray  # sorted indices of key frames
-    seekable: bool = True  # False: decode sequentially (e.g. after corrupt packets, to skip the same ones)
-    ends: np.ndarray | None = None  # (n_frames,) seconds each frame ends; None: the next frame's start
-    time_base: Fraction | None = None  # unit of the written timestamps; None: 1/90000
+    time_base: Fraction  # unit of the written timestamps
+    seekable: bool  # False: decode sequentially (e.g. after corrupt packets, to skip the same ones)
 
     @property
     def n_frames(self) -> int:
@@ -485,21 +484,12 @@ class CutPlan:
         return (self.seekable and len(pts) == self.n_frames and len(self.keyframes) > 0 and bool((pts >= 0).all())
                 and bool((np.diff(pts) > 0).all()))
 
-    def frame_ends(self) -> np.ndarray:
-        """End time of every frame (``ends``, else the next frame's start and the median frame duration
-        for the last)."""
-        if self.ends is not None:
-            return np.asarray(self.ends, np.float64)
-        t = self.frame_times
-        step = float(np.median(np.diff(t))) if len(t) > 1 else 0.04
-        return np.append(t[1:], t[-1] + step)
-
-    def ticks(self) -> tuple[np.ndarray, np.ndarray, Fraction]:
-        """``(starts, ends, time_base)``: every frame's start and end as integers in ``time_base``."""
-        base = self.time_base or RETIMED_TIME_BASE
-        starts = np.round(np.asarray(self.frame_times, np.float64) / float(base)).astype(np.int64)
-        ends = np.round(self.frame_ends() / float(base)).astype(np.int64)
-        return starts, np.maximum(ends, starts + 1), base
+    def ticks(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(starts, ends)``: every frame's start and end as integers in ``time_base``."""
+        base = float(self.time_base)
+        starts = np.round(np.asarray(self.frame_times, np.float64) / base).astype(np.int64)
+        ends = np.round(np.asarray(self.frame_ends, np.float64) / base).astype(np.int64)
+        return starts, np.maximum(ends, starts + 1)
 
 
 @dataclass(frozen=True)
@@ -601,9 +591,6 @@ class _AudioCutter:
     """
 
     def __init__(self, source: Path, out: Any) -> None:
-        import av
-        from av.audio.fifo import AudioFifo
-
         self._src = _open(source)
         self._in = self._src.streams.audio[0]
         ctx = self._in.codec_context
@@ -624,8 +611,6 @@ class _AudioCutter:
 
     def _decoded(self) -> Iterator[tuple[float, np.ndarray]]:
         """``(start seconds, (channels, n) float32 samples)`` of the source audio, in order."""
-        import av
-
         for packet in self._src.demux(self._in):
             try:
                 frames = packet.decode()
@@ -641,8 +626,6 @@ class _AudioCutter:
                     start += samples.shape[1] / self._rate
 
     def _queue(self, samples: np.ndarray) -> None:
-        import av
-
         if samples.shape[1] == 0:
             return
         piece = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples, np.float32), format="fltp",
@@ -720,17 +703,15 @@ def write_summary_video(source: str | Path, target: str | Path, shots: np.ndarra
     video stays variable-rate. ``target`` is written in place: callers wanting atomicity pass a
     temporary path (as :func:`summarize` does).
     """
-    import av
-
     source, target = Path(source), Path(target)
     shots = np.asarray(shots, np.int64).reshape(-1, 2)
     if len(shots) and (shots.min() < 0 or shots.max() >= plan.n_frames or (shots[:, 1] < shots[:, 0]).any()):
         raise CstaInputError(f"shots must be inclusive ranges inside 0..{plan.n_frames - 1}")
     runs = _runs(shots)
     middles = {int((s + e) // 2) for s, e in shots}
-    ends = plan.frame_ends()
-    ranges = np.array([[plan.frame_times[s], ends[e]] for s, e in runs], np.float64).reshape(-1, 2)
-    start_ticks, end_ticks, base = plan.ticks()
+    ranges = np.array([[plan.frame_times[s], plan.frame_ends[e]] for s, e in runs], np.float64).reshape(-1, 2)
+    start_ticks, end_ticks = plan.ticks()
+    base = plan.time_base
     thumbnails: list[np.ndarray] = []
     expected = sum(e - s + 1 for s, e in runs)
     written = 0
@@ -796,66 +777,6 @@ def write_summary_video(source: str | Path, target: str | Path, shots: np.ndarra
     return WrittenSummary(written, cutter is not None, tuple(thumbnails), float(offset * base))
 
 
-def make_synthetic_video(path: str | Path, segments: Sequence[tuple[Any, ...]], *,
-                         fps: int = 25, size: tuple[int, int] = (96, 64), audio_rate: int | None = None,
-                         gop: int = 12) -> Path:
-    """Write a test video of solid-colour segments ``[(rgb, n_frames), ...]`` (known cuts) with PyAV.
-
-    A moving white bar keeps consecutive frames distinct. A segment given as ``(rgb, n_frames,
-    interval_s)`` shows its frames ``interval_s`` seconds apart instead of ``1 / fps``: any such
-    segment makes a variable-frame-rate video (timestamps in 1/90000 s, every frame's duration stored,
-    ``fps`` only the declared nominal rate). With ``audio_rate`` a mono sine track (pitch changing per
-    segment) of the same real length is added. The container follows the suffix.
-    """
-    import av
-
-    path = Path(path)
-    width, height = size
-    variable = any(len(segment) > 2 for segment in segments)
-    base = RETIMED_TIME_BASE if variable else Fraction(1, fps)
-    with av.open(str(path), "w") as out:
-        vs = out.add_stream("libx264", rate=fps)
-        vs.width, vs.height, vs.pix_fmt = width, height, "yuv420p"
-        vs.codec_context.time_base = vs.time_base = base
-        vs.options = {"preset": "ultrafast", "g": str(gop)}
-        aus = None
-        if audio_rate:
-            aus = out.add_stream("aac", rate=audio_rate)
-            aus.codec_context.layout = "mono"
-        durations: dict[int, int] = {}
-
-        def mux(packets: Sequence[Any]) -> None:
-            for packet in packets:
-                packet.duration = durations.pop(packet.pts, packet.duration)
-                out.mux(packet)
-
-        index, sample, tick = 0, 0, 0
-        for k, (rgb, count, *interval) in enumerate(segments):
-            step = round(Fraction(interval[0]) / base) if interval else 1
-            for _ in range(count):
-                image = np.empty((height, width, 3), np.uint8)
-                image[:] = rgb
-                image[:, (index * 3) % width] = 255
-                frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-                frame.pts, frame.time_base = tick, base
-                durations[tick] = step
-                mux(vs.encode(frame))
-                tick += step
-                if aus is not None:
-                    until = round(tick * base * audio_rate)
-                    t = (sample + np.arange(until - sample)) / audio_rate
-                    tone = (0.2 * np.sin(2 * np.pi * (220 * (k + 1)) * t)).astype(np.float32)[None]
-                    chunk = av.AudioFrame.from_ndarray(tone, format="fltp", layout="mono")
-                    chunk.sample_rate, chunk.pts = audio_rate, sample
-                    out.mux(aus.encode(chunk))
-                    sample = until
-                index += 1
-        mux(vs.encode(None))
-        if aus is not None:
-            out.mux(aus.encode(None))
-    return path
-
-
 # --------------------------------------------------------------------------------------------------
 # pictures: contact sheet and score timeline
 
@@ -867,6 +788,7 @@ def _clock(seconds: float) -> str:
 
 def contact_sheet(thumbnails: Sequence[np.ndarray], sidecar: dict[str, Any], columns: int = 4) -> Any:
     """A PIL image: the middle frame of each selected shot, labelled with its time range and score."""
+    # Imported only when a contact sheet is asked for (start-up).
     from PIL import Image, ImageDraw
 
     shots = sidecar["selected_shots"]
@@ -890,20 +812,13 @@ def contact_sheet(thumbnails: Sequence[np.ndarray], sidecar: dict[str, Any], col
     return sheet
 
 
-def frame_level_scores(sidecar: dict[str, Any]) -> np.ndarray:
-    """The step scores spread over frames as the summary generation does (method page, method-summary, step 1)."""
-    from csta_lib.evaluation import frame_scores
-
-    return np.asarray(frame_scores(np.asarray(sidecar["scores"]), np.asarray(sidecar["picks"]),
-                                   sidecar["n_frames"]), np.float64)
-
-
 def timeline_figure(sidecar: dict[str, Any], title: str | None = None) -> Any:
     """A matplotlib Figure: sample scores over real time, shot boundaries, and the selected shots shaded.
 
     Times come from the sidecar's ``pick_times``/``shot_times``/``duration_s`` (real presentation times);
     sidecars without them (older ones) fall back to frame indices over ``fps``.
     """
+    # matplotlib (the optional [book] extra, half a second to import) only when a timeline is asked for.
     from matplotlib.figure import Figure
 
     fps = sidecar["fps"]
@@ -955,8 +870,6 @@ class SummaryResult:
 
 def caption_text(sidecar: dict[str, Any]) -> str:
     """A one-line figure caption: video, encoder, what the checkpoint was trained on, mismatch."""
-    from csta_lib.data.eccv16 import SURROGATE_LABEL
-
     features = sidecar.get("checkpoint_features") or {}
     trained_on = SURROGATE_LABEL if features.get("surrogate") else f"{features.get('encoder', 'unknown')} features"
     random = " (RANDOM weights)" if (sidecar.get("encoder_info") or {}).get("random_weights") else ""
@@ -990,19 +903,36 @@ def sidecar_path_for(output: str | Path) -> Path:
     return Path(output).with_suffix(".json")
 
 
-def _no_shot_fits(budget: float, shots: np.ndarray, sampled: SampledVideo, weights: np.ndarray | None) -> str:
-    """The error message when the knapsack keeps nothing: the budget and the shortest shot."""
-    n = sampled.n_frames
-    lengths = shots[:, 1] - shots[:, 0] + 1 if weights is None else weights
-    zero = " (or every score is 0)" if int(lengths.min()) <= int(n * budget) else ""
-    if weights is None:
-        size = f"{budget:.0%} of {n} frames is {int(n * budget)} frames, the shortest of the {len(shots)} shots " \
-               f"has {int(lengths.min())} frames"
-    else:
-        durations = sampled.frame_ends[shots[:, 1]] - sampled.frame_times[shots[:, 0]]
-        size = f"{budget:.0%} of {sampled.duration_s:.1f} s is {budget * sampled.duration_s:.2f} s, the shortest " \
-               f"of the {len(shots)} shots lasts {float(durations.min()):.2f} s"
-    return f"no shot fits the budget: {size}{zero}; raise --budget"
+@dataclass(frozen=True)
+class _Request:
+    """A checked :func:`summarize` request: where to read and write, the budget and how to sample."""
+
+    video: Path
+    output: Path
+    output_format: str
+    checkpoint: str | Path  # as given (recorded so in the sidecar)
+    sidecar: Path
+    pictures: dict[str, Path]  # the PNGs asked for: "contact_sheet" and/or "timeline"
+    budget: float
+    info: VideoInfo
+    stride: int
+    interval_s: float | None  # sampling by time, one sample per interval_s seconds (see sample_frames); None: by stride
+
+
+class _Stopwatch:
+    """Seconds per stage, in the order run: the sidecar's ``timings_s``."""
+
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+        self._start = self._last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.timings[stage] = round(now - self._last, 4)
+        self._last = now
+
+    def stop(self) -> None:
+        self.timings["total"] = round(time.perf_counter() - self._start, 4)
 
 
 def _warn(message: str, warnings: list[str]) -> None:
@@ -1010,19 +940,40 @@ def _warn(message: str, warnings: list[str]) -> None:
     print(f"csta: WARNING: {message}", file=sys.stderr)
 
 
+def _check_request(video: str | Path, output: str | Path, checkpoint: str | Path, *, budget: Any, stride: int,
+                   sample_fps: float | None, batch_size: Any, sidecar: str | Path | None,
+                   pictures: dict[str, str | Path | None]) -> _Request:
+    """Every cheap check before any heavy work, nothing created: arguments, output paths
+    (:func:`~csta_lib.runs.io.check_outputs`), the video's container and the checkpoint's existence."""
+    video, output = Path(video), Path(output)
+    budget = check_budget(budget)
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise CstaInputError(f"batch_size must be >= 1, got {batch_size!r}")
+    output_format = _output_format(output)
+    sidecar = Path(sidecar) if sidecar else sidecar_path_for(output)
+    pngs = {key: Path(path) for key, path in pictures.items() if path}
+    check_outputs({output: "-o/--output", sidecar: "--sidecar",
+                   **{path: f"--{key.replace('_', '-')}" for key, path in pngs.items()}},
+                  {video: "video", checkpoint: "--checkpoint"})
+    info = probe_video(video)
+    stride = stride_for(info.fps, sample_fps, stride)
+    if not Path(checkpoint).is_file():
+        raise CstaInputError(f"checkpoint {checkpoint} does not exist")
+    interval_s = None if sample_fps is None else stride / info.fps
+    return _Request(video, output, output_format, checkpoint, sidecar, pngs, budget, info, stride, interval_s)
+
+
 def _load_checkpoint(path: str | Path) -> tuple[Any, dict[str, Any]]:
-    """The checkpoint's model (eval mode) and dict; also imports the scoring modules.
+    """The checkpoint's model (eval mode) and dict.
 
-    Run in a background thread by :func:`summarize` while the video decodes: importing torch, scipy
-    (through the evaluation module) and building the model take about as long as decoding.
+    Run in a background thread by :func:`summarize` while the video decodes: importing torch and
+    torchvision and building the model take longer than decoding.
     """
-    from csta_lib.runs.training import load_checkpoint
+    # Imported here, in the loading thread: the checkpoint module imports torch, which would otherwise
+    # hold up the decoding at start-up.
+    from csta_lib.runs.checkpoint import load_checkpoint
 
-    path = Path(path)
-    model, payload = load_checkpoint(path, map_location="cpu")
-    import csta_lib.evaluation  # noqa: F401  (imported here, off the critical path)
-
-    return model, payload
+    return load_checkpoint(Path(path), map_location="cpu")
 
 
 def _batches(frames: np.ndarray, size: int) -> Iterator[np.ndarray]:
@@ -1030,17 +981,127 @@ def _batches(frames: np.ndarray, size: int) -> Iterator[np.ndarray]:
         yield frames[start:start + size]
 
 
-def _sample_and_encode(video: Path, stride: int, encoder: Any, batch_size: int, progress: bool,
-                       interval_s: float | None = None) -> tuple[SampledVideo, np.ndarray]:
-    from csta_lib.runs.encoders import INPUT_SIZE, encode_batches
-
-    sampled = sample_frames(video, stride=stride, size=INPUT_SIZE, progress=progress, interval_s=interval_s)
+def _sample_and_encode(request: _Request, encoder: FrameEncoder, batch_size: int,
+                       progress: bool) -> tuple[SampledVideo, np.ndarray]:
+    """Decode the video once, keeping the sampled frames, and encode them in batches."""
+    sampled = sample_frames(request.video, stride=request.stride, size=INPUT_SIZE, progress=progress,
+                            interval_s=request.interval_s)
     bar = _Progress(progress, "encode", len(sampled.frames))
     try:
         features = encode_batches(encoder, _batches(sampled.frames, batch_size), bar.update)
     finally:
         bar.close()
     return sampled, features
+
+
+def _check_features(encoder: EncoderInfo, checkpoint: dict[str, Any], allow: bool, warnings: list[str]) -> str | None:
+    """Why the encoder's features are not what the checkpoint was trained on (None if they are): an error
+    unless ``allow``, then a warning."""
+    mismatch = feature_mismatch(encoder, checkpoint.get("features"))
+    if mismatch and not allow:
+        raise CstaInputError(f"feature mismatch: {mismatch}. The scores would not mean what the checkpoint "
+                             "learned; pass --allow-feature-mismatch to summarise anyway (recorded in the sidecar)")
+    if mismatch:
+        _warn(f"feature mismatch allowed: {mismatch}", warnings)
+    return mismatch
+
+
+def _video_fields(request: _Request, sampled: SampledVideo) -> dict[str, Any]:
+    """The sidecar's facts about the input video, its timing and its sampling."""
+    rate = request.info.frame_rate
+    return {
+        "input": str(request.video),
+        "output": str(request.output),
+        "n_frames": sampled.n_frames,
+        "fps": request.info.fps,
+        "frame_rate": f"{rate.numerator}/{rate.denominator}",
+        "mean_fps": round(sampled.n_frames / sampled.duration_s, 4),
+        "variable_frame_rate": sampled.variable_frame_rate,
+        "timestamps": "source" if sampled.source_timestamps else "constant-rate",
+        "duration_s": round(sampled.duration_s, 4),
+        "width": request.info.width,
+        "height": request.info.height,
+        "sampling": "frames" if request.interval_s is None else "time",
+        "stride": request.stride,
+        "sample_interval_s": None if request.interval_s is None else round(request.interval_s, 6),
+        "n_samples": int(len(sampled.picks)),
+        "picks": sampled.picks.tolist(),
+        "pick_times": [round(float(x), 4) for x in sampled.pick_times],
+    }
+
+
+def _model_fields(request: _Request, encoder: EncoderInfo, checkpoint: dict[str, Any],
+                  mismatch: str | None) -> dict[str, Any]:
+    """The sidecar's provenance of the scores: the encoder and the checkpoint."""
+    return {
+        "encoder": encoder.name,
+        "encoder_info": encoder.as_dict(),
+        "random_weights": encoder.random_weights,
+        "checkpoint": str(request.checkpoint),
+        "checkpoint_preset": checkpoint.get("preset"),
+        "checkpoint_features": checkpoint.get("features"),
+        "feature_mismatch": bool(mismatch),
+        "feature_mismatch_reason": mismatch,
+    }
+
+
+def _selection_fields(budget: float, sampled: SampledVideo, shots: np.ndarray, scores: np.ndarray,
+                      values: np.ndarray, kept: np.ndarray) -> dict[str, Any]:
+    """The sidecar's shots, scores and selected shots, with times in seconds from the first frame."""
+    origin = float(sampled.frame_times[0])
+    starts_s, ends_s = sampled.frame_times - origin, sampled.frame_ends - origin
+    selected = [
+        {"start_frame": int(s), "end_frame": int(e),
+         "start_time": round(float(starts_s[s]), 4), "end_time": round(float(ends_s[e]), 4),
+         "score": float(v)}
+        for (s, e), v, k in zip(shots, values, kept, strict=True) if k
+    ]
+    return {
+        "budget": budget,
+        "shots": shots.tolist(),
+        "shot_times": [[round(float(starts_s[s]), 4), round(float(ends_s[e]), 4)] for s, e in shots],
+        "scores": [float(s) for s in scores],
+        "shot_scores": [float(v) for v in values],
+        "selected_shots": selected,
+        "summary_n_frames": int(sum(s["end_frame"] - s["start_frame"] + 1 for s in selected)),
+    }
+
+
+def _write_pictures(pictures: dict[str, Path], thumbnails: tuple[np.ndarray, ...], record: dict[str, Any],
+                    temporary: Callable[[Path], Path]) -> None:
+    """The PNGs asked for (contact sheet, timeline), each to ``temporary(path)``; their paths go in ``record``."""
+    if "contact_sheet" in pictures:
+        contact_sheet(thumbnails, record).save(temporary(pictures["contact_sheet"]), format="PNG")
+        record["contact_sheet"] = str(pictures["contact_sheet"])
+    if "timeline" in pictures:
+        timeline_figure(record).savefig(temporary(pictures["timeline"]), format="png", dpi=110)
+        record["timeline"] = str(pictures["timeline"])
+
+
+def _write_outputs(request: _Request, sampled: SampledVideo, selected: np.ndarray, record: dict[str, Any], *,
+                   keep_audio: bool, preset: str, progress: bool, watch: _Stopwatch) -> tuple[np.ndarray, ...]:
+    """Write the summary video (with its audio), the PNGs and the sidecar; return the selected shots' thumbnails.
+
+    Every file goes to a temporary that is renamed only when all of them were written: on any error none
+    is left behind. ``record`` gets the written video's facts, the paths and the timings.
+    """
+    with contextlib.ExitStack() as stack:
+        def temporary(path: Path) -> Path:
+            return stack.enter_context(atomic_path(path))
+
+        written = write_summary_video(request.video, temporary(request.output), selected, sampled.cut_plan,
+                                      keep_audio=keep_audio, output_format=request.output_format, preset=preset,
+                                      progress=progress)
+        record["audio_kept"] = written.audio_kept
+        record["summary_duration_s"] = round(written.duration_s, 4)
+        watch.lap("write")
+        if request.pictures:
+            _write_pictures(request.pictures, written.thumbnails, record, temporary)
+            watch.lap("pictures")
+        record["sidecar"] = str(request.sidecar)
+        watch.stop()
+        temporary(request.sidecar).write_text(json.dumps(record, indent=1) + "\n")
+    return written.thumbnails
 
 
 def summarize(
@@ -1089,155 +1150,42 @@ def summarize(
     ``has_audio``, ``audio_kept``, ``decode_errors``, ``warnings``, ``timings_s`` (per stage), and the
     paths written.
     """
-    from csta_lib.runs import encoders as enc
-
-    t_start = time.perf_counter()
-    timings: dict[str, float] = {}
-    warnings: list[str] = []
-
-    def lap(stage: str, since: float) -> float:
-        now = time.perf_counter()
-        timings[stage] = round(now - since, 4)
-        return now
-
-    # ---- validate everything cheap before any heavy work (nothing is created here)
-    from csta_lib.runs.io import check_outputs
-
-    video, output = Path(video), Path(output)
-    budget = check_budget(budget)
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise CstaInputError(f"batch_size must be >= 1, got {batch_size!r}")
-    out_format = _output_format(output)
-    sidecar = Path(sidecar) if sidecar else sidecar_path_for(output)
-    pngs = {key: Path(p) for key, p in (("contact_sheet", contact_sheet_png), ("timeline", timeline_png)) if p}
-    check_outputs({output: "-o/--output", sidecar: "--sidecar",
-                   **{p: f"--{key.replace('_', '-')}" for key, p in pngs.items()}},
-                  {video: "video", checkpoint: "--checkpoint"})
-    info = probe_video(video)
-    stride = stride_for(info.fps, sample_fps, stride)
-    interval_s = None if sample_fps is None else stride / info.fps  # sampling by time (see sample_frames)
-    if not Path(checkpoint).is_file():
-        raise CstaInputError(f"checkpoint {checkpoint} does not exist")
-    t = lap("validate", t_start)
-
-    frame_encoder = enc.build_encoder(encoder, random_weights=random_weights)
-    t = lap("load_encoder", t)
-    # The model loads in a background thread while the video decodes (both take about a second).
+    watch = _Stopwatch()
+    request = _check_request(video, output, checkpoint, budget=budget, stride=stride, sample_fps=sample_fps,
+                             batch_size=batch_size, sidecar=sidecar,
+                             pictures={"contact_sheet": contact_sheet_png, "timeline": timeline_png})
+    watch.lap("validate")
+    frame_encoder = build_encoder(encoder, random_weights=random_weights)
+    watch.lap("load_encoder")
     with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="csta-load") as pool:
-        loading = pool.submit(_load_checkpoint, checkpoint)
-        try:
-            sampled, features = _sample_and_encode(video, stride, frame_encoder, batch_size, progress,
-                                                   interval_s)
-        except BaseException:
-            concurrent.futures.wait([loading])  # the video's error is reported; the thread just ends
-            raise
-        t = lap("decode_encode", t)
+        loading = pool.submit(_load_checkpoint, request.checkpoint)  # the model loads while the video decodes
+        sampled, features = _sample_and_encode(request, frame_encoder, batch_size, progress)
+        watch.lap("decode_encode")
         model, ckpt = loading.result()  # re-raises a loading error (not a checkpoint, unreadable, ...)
-    t = lap("wait_model", t)
-    mismatch = enc.feature_mismatch(frame_encoder.info, ckpt.get("features"))
-    if mismatch and not allow_feature_mismatch:
-        raise CstaInputError(f"feature mismatch: {mismatch}. The scores would not mean what the checkpoint "
-                             "learned; pass --allow-feature-mismatch to summarise anyway (recorded in the sidecar)")
-    if mismatch:
-        _warn(f"feature mismatch allowed: {mismatch}", warnings)
+    watch.lap("wait_model")
+    warnings: list[str] = []
+    mismatch = _check_features(frame_encoder.info, ckpt, allow_feature_mismatch, warnings)
     if sampled.decode_errors:
-        _warn(f"{video}: {sampled.decode_errors} corrupt packet(s) skipped while decoding; "
+        _warn(f"{request.video}: {sampled.decode_errors} corrupt packet(s) skipped while decoding; "
               f"{sampled.n_frames} frames could be decoded", warnings)
-
-    # ---- shots, scores, selection
-    shots = shots_from_features(features, stride, sampled.n_frames, picks=sampled.picks)
-    t = lap("kts", t)
+    shots = shots_from_features(features, sampled.picks, sampled.n_frames, request.stride)
+    watch.lap("kts")
     scores = score_steps(model, features)
-    t = lap("score", t)
-    from csta_lib.evaluation import frame_scores, shot_scores
-
-    values = shot_scores(frame_scores(scores, sampled.picks, sampled.n_frames), shots)
-    vfr = sampled.variable_frame_rate
-    # A variable-rate video's budget is a fraction of its time: shots weigh their real durations.
-    weights = shot_weights(shots, sampled.frame_times, sampled.frame_ends) if vfr else None
-    chosen = selected_shot_mask(scores, shots, sampled.picks, sampled.n_frames, budget, weights)
-    if not chosen.any():
-        raise CstaInputError(_no_shot_fits(budget, shots, sampled, weights))
-    t = lap("select", t)
-
-    fps = info.fps
-    origin = float(sampled.frame_times[0])
-    starts_s = sampled.frame_times - origin
-    ends_s = sampled.frame_ends - origin
-    selected = [
-        {"start_frame": int(s), "end_frame": int(e),
-         "start_time": round(float(starts_s[s]), 4), "end_time": round(float(ends_s[e]), 4),
-         "score": float(v)}
-        for (s, e), v, c in zip(shots, values, chosen, strict=True) if c
-    ]
-    summary_frames = int(sum(s["end_frame"] - s["start_frame"] + 1 for s in selected))
-    record: dict[str, Any] = {
+    watch.lap("score")
+    values, kept = select_shots(scores, shots, sampled, request.budget)
+    watch.lap("select")
+    record = {
         "format": SIDECAR_FORMAT,
-        "input": str(video),
-        "output": str(output),
-        "n_frames": sampled.n_frames,
-        "fps": fps,
-        "frame_rate": f"{info.frame_rate.numerator}/{info.frame_rate.denominator}",
-        "mean_fps": round(sampled.n_frames / sampled.duration_s, 4),
-        "variable_frame_rate": vfr,
-        "timestamps": "source" if sampled.source_timestamps else "constant-rate",
-        "duration_s": round(sampled.duration_s, 4),
-        "width": info.width,
-        "height": info.height,
-        "sampling": "frames" if interval_s is None else "time",
-        "stride": stride,
-        "sample_interval_s": None if interval_s is None else round(interval_s, 6),
-        "n_samples": int(len(sampled.picks)),
-        "picks": sampled.picks.tolist(),
-        "pick_times": [round(float(x), 4) for x in sampled.pick_times],
-        "encoder": frame_encoder.info.name,
-        "encoder_info": frame_encoder.info.as_dict(),
-        "random_weights": frame_encoder.info.random_weights,
-        "checkpoint": str(checkpoint),
-        "checkpoint_preset": ckpt.get("preset"),
-        "checkpoint_features": ckpt.get("features"),
-        "feature_mismatch": bool(mismatch),
-        "feature_mismatch_reason": mismatch,
-        "budget": budget,
-        "shots": shots.tolist(),
-        "shot_times": [[round(float(starts_s[s]), 4), round(float(ends_s[e]), 4)] for s, e in shots],
-        "scores": [float(s) for s in scores],
-        "shot_scores": [float(v) for v in values],
-        "selected_shots": selected,
-        "summary_n_frames": summary_frames,
-        "summary_duration_s": None,  # the written video's, set below
-        "has_audio": info.has_audio,
+        **_video_fields(request, sampled),
+        **_model_fields(request, frame_encoder.info, ckpt, mismatch),
+        **_selection_fields(request.budget, sampled, shots, scores, values, kept),
+        "summary_duration_s": None,  # the written video's, set when it is written
+        "has_audio": request.info.has_audio,
         "audio_kept": False,
         "decode_errors": sampled.decode_errors,
         "warnings": warnings,
-        "timings_s": timings,
+        "timings_s": watch.timings,
     }
-
-    # ---- write everything to temporaries; rename all only if all succeeded
-    from csta_lib.runs.io import atomic_path
-
-    with contextlib.ExitStack() as stack:
-        temporaries = [stack.enter_context(atomic_path(output))]
-        selected_shots = np.array([[s["start_frame"], s["end_frame"]] for s in selected], np.int64).reshape(-1, 2)
-        written = write_summary_video(video, temporaries[0], selected_shots, sampled.cut_plan,
-                                      keep_audio=keep_audio, output_format=out_format, preset=preset,
-                                      progress=progress)
-        record["audio_kept"] = written.audio_kept
-        record["summary_duration_s"] = round(written.duration_s, 4)
-        t = lap("write", t)
-        if "contact_sheet" in pngs:
-            temporaries.append(stack.enter_context(atomic_path(pngs["contact_sheet"])))
-            contact_sheet(written.thumbnails, record).save(temporaries[-1], format="PNG")
-            record["contact_sheet"] = str(pngs["contact_sheet"])
-        if "timeline" in pngs:
-            temporaries.append(stack.enter_context(atomic_path(pngs["timeline"])))
-            timeline_figure(record).savefig(temporaries[-1], format="png", dpi=110)
-            record["timeline"] = str(pngs["timeline"])
-        if pngs:
-            t = lap("pictures", t)
-        record["sidecar"] = str(sidecar)
-        timings["total"] = round(time.perf_counter() - t_start, 4)
-        temporaries.append(stack.enter_context(atomic_path(sidecar)))
-        temporaries[-1].write_text(json.dumps(record, indent=1) + "\n")
-    return SummaryResult(record, written.thumbnails, features)
-
+    thumbnails = _write_outputs(request, sampled, shots[kept], record, keep_audio=keep_audio, preset=preset,
+                                progress=progress, watch=watch)
+    return SummaryResult(record, thumbnails, features)

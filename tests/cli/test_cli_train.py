@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from csta_lib.cli import main
-from support import write_splits, write_tiny_eccv16
+from csta_lib.runs import store
+from support import make_record, write_splits, write_tiny_eccv16
 
 CSTA = [sys.executable, "-m", "csta_lib.cli"]
 
@@ -33,14 +34,14 @@ def test_help_of_train_and_results_table():
     assert "--store" in out and "--per-split" in out and "--select" in out
 
 
-def contract_args(files, store: Path, **extra) -> list[str]:
+def contract_args(files, store_dir: Path, **extra) -> list[str]:
     args = {"--preset": "paper", "--data": str(files["data"]), "--splits-file": str(files["splits"]),
-            "--split": "1", "--seed": "0", "--epochs": "2", "--store": str(store)}
+            "--split": "1", "--seed": "0", "--epochs": "2", "--store": str(store_dir)}
     args.update(extra)
     return ["train", *[x for kv in args.items() for x in kv], "--no-progress"]
 
 
-def test_contract_form_prints_the_record_path_last(files, tmp_path, capsys, stand_in):  # noqa: F811
+def test_contract_form_prints_the_record_path_last(files, tmp_path, capsys, stand_in):
     assert main(contract_args(files, tmp_path / "store")) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     record_path = Path(lines[-1])
@@ -63,7 +64,7 @@ def test_contract_form_prints_the_record_path_last(files, tmp_path, capsys, stan
     assert "(no runs)" in capsys.readouterr().out
 
 
-def test_multi_run_form(files, tmp_path, capsys, stand_in):  # noqa: F811
+def test_multi_run_form(files, tmp_path, capsys, stand_in):
     code = main(["train", "--preset", "paper", "--data", str(files["data"]), "--splits-file", str(files["splits"]),
                  "--splits", "all", "--seeds", "0-1", "--epochs", "1", "--select", "test-max,last",
                  "--store", str(tmp_path), "--no-progress"])
@@ -118,10 +119,6 @@ def test_contract_form_in_a_subprocess_with_the_real_model(files, tmp_path):
 
 
 def test_results_table_of_an_experiment(tmp_path, capsys):
-    from support import make_record
-
-    from csta_lib.runs import store
-
     for variant, tau in (("paper", 0.25), ("table2.kv", 0.1)):
         rec = make_record("summe", 0, 0, tau, 0.3, variant=variant)
         store.write_record(store.record_path(tmp_path, "summe", variant, rec["key"]), rec)

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from csta_lib.runs import store, training
+from csta_lib.runs import checkpoint, store, training
 from csta_lib.cli import build_parser, main
 from csta_lib.cli import train as cli_train
 from csta_lib.data import eccv16, splits
@@ -81,7 +81,7 @@ def test_pickled_resume_snapshot_is_refused_without_running_it(files, tmp_path, 
     marker = tmp_path / "PWNED"
     _, ckpt = run_dir(files, tmp_path / "store")
     ckpt.mkdir(parents=True)
-    payload = {"format": training.RESUME_FORMAT, "model": Payload(marker)}
+    payload = {"format": checkpoint.RESUME_FORMAT, "model": Payload(marker)}
     if writer == "pickle":
         (ckpt / "resume.pt").write_bytes(pickle.dumps(payload))
     else:
@@ -121,7 +121,7 @@ def test_resume_snapshot_of_an_old_format_or_damaged_is_a_clear_error(files, tmp
     ckpt.mkdir(parents=True)
     prep = training.prepare(cli_train.build_specs(build_parser().parse_args(train_args(files, tmp_path / "store")))[0])
     payload = {"old-format": {"format": "csta-resume/1", "key": prep.key},
-               "wrong-type": {"format": training.RESUME_FORMAT, "key": prep.key, "epoch": "2", "model": {},
+               "wrong-type": {"format": checkpoint.RESUME_FORMAT, "key": prep.key, "epoch": "2", "model": {},
                               "optimizer": {}, "rng": {}, "history": [], "per_video": [], "elapsed": 0.0,
                               "shuffle": torch.zeros(3)},
                "not-a-dict": [1, 2, 3]}[damage]
@@ -134,9 +134,9 @@ def test_resume_snapshot_of_an_old_format_or_damaged_is_a_clear_error(files, tmp
 def test_pickled_checkpoint_for_init_from_and_read_checkpoint_is_refused(files, tmp_path, capsys, stand_in):
     marker = tmp_path / "PWNED"
     evil = tmp_path / "evil.pt"
-    torch.save({"format": training.CHECKPOINT_FORMAT, "config": Payload(marker)}, evil)
+    torch.save({"format": checkpoint.CHECKPOINT_FORMAT, "config": Payload(marker)}, evil)
     with pytest.raises(DataFormatError, match="refused unread"):
-        training.read_checkpoint(evil)
+        checkpoint.read_checkpoint(evil)
     assert main(train_args(files, tmp_path / "store", "--init-from", str(evil))) == 2
     assert "evil.pt" in one_clean_line(capsys.readouterr().err)
     assert not marker.exists() and not (tmp_path / "store").exists()
@@ -146,7 +146,7 @@ def test_garbage_checkpoint_message_is_one_line(tmp_path):
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"PK\x03\x04 not really a zip")
     with pytest.raises(DataFormatError) as info:
-        training.read_checkpoint(garbage)
+        checkpoint.read_checkpoint(garbage)
     assert "\n" not in str(info.value) and "garbage.pt" in str(info.value)
 
 

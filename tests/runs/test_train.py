@@ -8,19 +8,21 @@ model (a linear scorer with BatchNorm and dropout, so RNG and running statistics
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
-from csta_lib.runs import store, training
 from csta_lib.config import get_config
+from csta_lib.data import load_eccv16
 from csta_lib.errors import ConfigError, CstaInputError, DataFormatError
+from csta_lib.evaluation import DatasetEvaluator, mean_metrics
+from csta_lib.runs import checkpoint, selection, store, training
+from csta_lib.runs.spec import RunSpec
+from csta_lib.runs.surrogate import build_surrogate
 from support import spec_for, write_splits
-
 
 
 def comparable(record: dict) -> dict:
@@ -38,25 +40,33 @@ def test_joint_improvement_rule_is_strict_on_both_and_ignores_nan():
     taus = [0.1, 0.2, 0.3, 0.25, float("nan"), 0.4, 0.4]
     rhos = [0.1, 0.3, 0.2, 0.4, 0.9, 0.5, 0.6]
     # epoch 2 improves both; 3 improves tau only; 4 rho only; 5 NaN; 6 both; 7 tau ties (not strict)
-    assert training.select_joint_improvement(taus, rhos) == 6
-    assert training.select_joint_improvement([float("nan")] * 3, [0.1] * 3) is None
-    assert training.select_joint_improvement([-1.0], [0.5]) is None  # the bests start at -1, strictly
+    assert selection.select_joint_improvement(taus, rhos) == 6
+    assert selection.select_joint_improvement([float("nan")] * 3, [0.1] * 3) is None
+    assert selection.select_joint_improvement([-1.0], [0.5]) is None  # the bests start at -1, strictly
     history = [{"test_tau": t, "test_rho": r, "val_tau": r, "val_rho": t} for t, r in zip(taus, rhos, strict=True)]
-    assert training.select_epochs(history, ["test-max", "val", "last"]) == {"test-max": 6, "val": 6, "last": 7}
+    assert selection.select_epochs(history, ["test-max", "val", "last"]) == {"test-max": 6, "val": 6, "last": 7}
+
+
+def test_checkpoints_kept_are_the_selected_epochs_and_finally_the_last():
+    assert selection.epochs_to_keep({"test-max": 2, "val": 3, "last": 4}, 4, final=False) == {2, 3}
+    assert selection.epochs_to_keep({"test-max": 2, "val": 3, "last": 5}, 5, final=True) == {2, 3, 5}
+    # a policy that never selected an epoch reports the last one, so its file is kept even without "last"
+    assert selection.epochs_to_keep({"test-max": None}, 5, final=True) == {5}
+    assert selection.epochs_to_keep({"test-max": 1}, 5, final=True) == {1}
 
 
 def test_validation_carving_is_deterministic_per_seed_and_disjoint():
     keys = [f"video_{i}" for i in range(1, 21)]
-    keep, val = training.carve_validation(keys, 0.2, seed=5)
+    keep, val = selection.carve_validation(keys, 0.2, seed=5)
     assert len(val) == 4 and len(keep) == 16 and not set(keep) & set(val) and set(keep) | set(val) == set(keys)
-    assert training.carve_validation(keys, 0.2, seed=5) == (keep, val)
-    assert training.carve_validation(keys, 0.2, seed=6)[1] != val
-    assert training.carve_validation(keys, 0.0, seed=5) == (tuple(keys), ())
-    assert len(training.carve_validation(keys[:3], 0.1, seed=0)[1]) == 1  # at least one validation video
+    assert selection.carve_validation(keys, 0.2, seed=5) == (keep, val)
+    assert selection.carve_validation(keys, 0.2, seed=6)[1] != val
+    assert selection.carve_validation(keys, 0.0, seed=5) == (tuple(keys), ())
+    assert len(selection.carve_validation(keys[:3], 0.1, seed=0)[1]) == 1  # at least one validation video
     with pytest.raises(ConfigError):
-        training.carve_validation(keys[:1], 0.5, seed=0)
+        selection.carve_validation(keys[:1], 0.5, seed=0)
     with pytest.raises(ConfigError):
-        training.carve_validation(keys, 1.0, seed=0)
+        selection.carve_validation(keys, 1.0, seed=0)
 
 
 def test_parse_int_list():
@@ -69,8 +79,6 @@ def test_parse_int_list():
 
 
 def test_seed_everything_controls_python_numpy_torch():
-    import random
-
     training.seed_everything(7)
     first = (random.random(), np.random.rand(), torch.rand(1).item())
     training.seed_everything(7)
@@ -104,7 +112,7 @@ def test_two_epoch_run_end_to_end_with_the_paper_model(tiny, tmp_path):
 
     taus = [e["test_tau"] for e in on_disk["epochs"]]
     rhos = [e["test_rho"] for e in on_disk["epochs"]]
-    expected = {"test-max": training.select_joint_improvement(taus, rhos), "last": 2}
+    expected = {"test-max": selection.select_joint_improvement(taus, rhos), "last": 2}
     for policy, chosen in on_disk["selected"].items():
         if policy in expected:
             assert chosen["epoch"] == (expected[policy] or 2)
@@ -113,7 +121,7 @@ def test_two_epoch_run_end_to_end_with_the_paper_model(tiny, tmp_path):
         assert set(chosen["per_video"]) == {"video_6"}
         ckpt = store.resolve_checkpoint({**on_disk, "_path": str(path)}, policy)
         assert ckpt.is_file() and ckpt.name == f"epoch_{chosen['epoch']:03d}.pt"
-        payload = training.read_checkpoint(ckpt)
+        payload = checkpoint.read_checkpoint(ckpt)
         assert payload["preset"] == "paper" and payload["features"]["surrogate"] is True
         assert payload["meta"]["epoch"] == chosen["epoch"] and payload["config"] == on_disk["config"]
     # only the selected epochs' files remain, and no resume file
@@ -122,11 +130,8 @@ def test_two_epoch_run_end_to_end_with_the_paper_model(tiny, tmp_path):
         {f"epoch_{s['epoch']:03d}.pt" for s in on_disk["selected"].values()})
 
     # the last checkpoint rebuilds the model (eval mode) and reproduces the last epoch's test metrics
-    model, _ = training.load_checkpoint(ckpt_dir / "epoch_002.pt")
+    model, _ = checkpoint.load_checkpoint(ckpt_dir / "epoch_002.pt")
     assert not model.training
-    from csta_lib.data import load_eccv16
-    from csta_lib.evaluation import DatasetEvaluator, mean_metrics
-
     data = load_eccv16(tiny["data"])
     with torch.no_grad():
         scores = {"video_6": model(torch.tensor(data["video_6"].features)).numpy()}
@@ -203,7 +208,7 @@ def test_bad_input_fails_before_training(tiny, tmp_path, stand_in):
     with pytest.raises(ConfigError, match="val_fraction"):
         training.prepare(spec_for(tiny, val_fraction=0.0))
     with pytest.raises(ConfigError, match="unknown dataset"):
-        training.prepare(training.RunSpec(dataset="ovp", epochs=1))
+        training.prepare(RunSpec(dataset="ovp", epochs=1))
     missing_keys = write_splits(tmp_path / "SumMe_bad.txt", [([1, 2, 3, 9], [5, 6])])
     with pytest.raises(DataFormatError, match="video_9"):
         training.prepare(spec_for(tiny, splits_file=str(missing_keys)))
@@ -226,18 +231,16 @@ def test_checkpoint_of_another_preset_is_refused(tiny, tmp_path, stand_in):
     not_a_checkpoint = tmp_path / "x.pt"
     torch.save({"weights": 1}, not_a_checkpoint)
     with pytest.raises(DataFormatError, match="not a csta checkpoint"):
-        training.read_checkpoint(not_a_checkpoint)
+        checkpoint.read_checkpoint(not_a_checkpoint)
 
 
 def test_tvsum_run_uses_the_casum_protocol_on_a_surrogate(tmp_path, stand_in):
-    from csta_lib.runs.surrogate import build_surrogate
-
     keys = ["video_45", "video_38", "video_26", "video_5", "video_13"]
     data = build_surrogate("tvsum", tmp_path / "eccv16_dataset_tvsum_tiny.h5", keys=keys)
     splits = tmp_path / "tvsum_tiny.json"
     splits.write_text(json.dumps([{"train_keys": keys[:3], "test_keys": keys[3:]}]))
-    spec = training.RunSpec(preset="paper", dataset="tvsum", data_path=str(data), splits_file=str(splits), epochs=2,
-                         seed=0, device="cpu", cnn_weights=None)
+    spec = RunSpec(preset="paper", dataset="tvsum", data_path=str(data), splits_file=str(splits), epochs=2,
+                   seed=0, device="cpu", cnn_weights=None)
     record = training.run(spec, tmp_path / "store", progress=False)
     assert record["dataset"] == "tvsum" and record["protocol"]["rank"] == "casum_tvsum"
     assert record["provenance"]["surrogate"] is True and len(record["split"]["val_keys"]) == 1

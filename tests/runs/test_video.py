@@ -514,7 +514,7 @@ def test_checkpoint_with_nan_weights_is_an_input_error(cut_video: Path, tmp_path
     import torch
 
     from csta_lib.model import build_model
-    from csta_lib.runs.training import save_checkpoint
+    from csta_lib.runs.checkpoint import save_checkpoint
 
     model = build_model("paper").eval()
     with torch.no_grad():
