@@ -1,5 +1,9 @@
 """The four CNN trunks CSTA can use as its attention CNN, and their ImageNet weights.
 
+What each backbone is (width, official names, torchvision builder, trunk layers, the preprocessing its ImageNet
+weights expect) is its registry entry, :data:`csta_lib.config.BACKBONES`, kept there free of torch; this module
+builds and runs the trunks.
+
 Each backbone is the torchvision architecture (architecture only, built through
 :func:`csta_lib._torchvision.import_torchvision`) with the official head replacement: the global average
 pool is replaced by an adaptive pool to ``(rows, 1)``, so the trunk turns a ``(1, 3, H, W)`` "image" into
@@ -7,10 +11,10 @@ pool is replaced by an adaptive pool to ``(rows, 1)``, so the trunk turns a ``(1
 ``classifier``) is kept so that the official state_dict and the torchvision checkpoints load, but it is
 never run; GoogLeNet's auxiliary heads are not built (the official copy removed them).
 
-Short inputs: the GoogLeNet pooling stack needs at least :attr:`BackboneSpec.min_height` = 15 input rows
-(the official code crashes below). :meth:`Trunk.forward` replicate-pads the image's last row up to that
-height, runs the trunk, resizes to the padded height and keeps the first ``H`` rows; for every height the
-official code accepts nothing changes.
+Short inputs: the GoogLeNet pooling stack needs at least 15 input rows (``min_height`` of its registry entry,
+:class:`~csta_lib.config.BackboneSpec`; the official code crashes below). :meth:`Trunk.forward` replicate-pads
+the image's last row up to that height, runs the trunk, resizes to the padded height and keeps the first ``H``
+rows; for every height the official code accepts nothing changes.
 
 Speed (same values up to float rounding; parameters, state_dict keys and module tree unchanged):
 :meth:`Trunk.forward` runs the trunk channels-last, each GoogLeNet inception block's three 1x1
@@ -24,7 +28,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -32,42 +35,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from csta_lib._torchvision import import_torchvision
+from csta_lib.config import backbone_spec
 from csta_lib.errors import ConfigError, DataFormatError
-
-
-@dataclass(frozen=True)
-class BackboneSpec:
-    """What differs between backbones: output width, official attribute name, minimum input height."""
-
-    name: str
-    dim: int
-    official_prefix: str  # attribute name of the trunk in the official CSTA_<backbone> class
-    min_height: int  # smallest input height the trunk's pooling stack accepts
-    torchvision_builder: str
-    trunk_layers: tuple[str, ...]  # torchvision submodules run in order (the rest is never run)
-
-
-BACKBONES: dict[str, BackboneSpec] = {
-    "googlenet": BackboneSpec(
-        "googlenet", 1024, "googlenet", 15, "googlenet",
-        ("conv1", "maxpool1", "conv2", "conv3", "maxpool2", "inception3a", "inception3b", "maxpool3",
-         "inception4a", "inception4b", "inception4c", "inception4d", "inception4e", "maxpool4",
-         "inception5a", "inception5b"),
-    ),
-    "mobilenet_v2": BackboneSpec("mobilenet_v2", 1280, "mobilenet", 1, "mobilenet_v2", ("features",)),
-    "efficientnet_b0": BackboneSpec("efficientnet_b0", 1280, "efficientnet", 1, "efficientnet_b0", ("features",)),
-    "resnet18": BackboneSpec(
-        "resnet18", 512, "resnet", 1, "resnet18",
-        ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"),
-    ),
-}
-
-
-def backbone_spec(name: str) -> BackboneSpec:
-    """The spec of a backbone; unknown names list the valid ones."""
-    if name not in BACKBONES:
-        raise ConfigError(f"unknown backbone {name!r}; valid: {', '.join(BACKBONES)}")
-    return BACKBONES[name]
 
 
 def build_torchvision_model(name: str) -> nn.Module:
@@ -330,29 +299,15 @@ def inception_forward(block: nn.Module, x: torch.Tensor) -> torch.Tensor:
 # ImageNet weights (local files only, never downloaded)
 
 
-def resolve_weights_file(backbone: str, weights: str | os.PathLike[str]) -> Path:
-    """Path of a backbone weight file: ``"imagenet"`` (torchvision's file, via the data locator), a
-    logical data name (e.g. ``"weights.converted.mobilenet_v2_coral"``) or a path. Checked by sha256
-    where the manifest knows it."""
-    from csta_lib.runs import locator
+def load_weights_into(net: nn.Module, backbone: str, weights: str | os.PathLike[str]) -> Path:
+    """Load a torchvision-format state_dict file into the full torchvision model ``net`` (strict; GoogLeNet's
+    aux-head tensors in torchvision's file are dropped, as the official code does). Returns the file.
 
-    if isinstance(weights, str) and (weights == "imagenet" or weights in locator.manifest()):
-        name = f"weights.torchvision.{backbone}" if weights == "imagenet" else weights
-        path = locator.locate(name)  # MissingDataError with instructions when absent
-        locator.verify(name, path)
-        return path
+    ``weights`` is a path; :func:`csta_lib.runs.locator.backbone_weights` finds ``"imagenet"`` or a logical data
+    name and checks its sha256."""
     path = Path(weights)
     if not path.is_file():
-        raise DataFormatError(
-            f"backbone weights {str(weights)!r} for {backbone}: not 'imagenet', not a known data name and not a file"
-        )
-    return path
-
-
-def load_weights_into(net: nn.Module, backbone: str, weights: str | os.PathLike[str]) -> Path:
-    """Load a torchvision-format state_dict into the full torchvision model ``net`` (strict; GoogLeNet's
-    aux-head tensors in torchvision's file are dropped, as the official code does). Returns the file."""
-    path = resolve_weights_file(backbone, weights)
+        raise DataFormatError(f"backbone weights {str(weights)!r} for {backbone}: no such file")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is a format error for the user
@@ -374,12 +329,3 @@ def load_weights_into(net: nn.Module, backbone: str, weights: str | os.PathLike[
         )
     net.load_state_dict(state, strict=True)
     return path
-
-
-def imagenet_classifier(backbone: str, weights: str | os.PathLike[str] = "imagenet") -> nn.Module:
-    """The full torchvision classifier (trunk + its ImageNet head) with local weights, in eval mode.
-
-    Used to prove that weight loading works end to end (classifying photos)."""
-    net = build_torchvision_model(backbone)
-    load_weights_into(net, backbone, weights)
-    return net.eval()

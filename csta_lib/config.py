@@ -1,9 +1,12 @@
-"""Model configuration: every switch of the official CSTA code, and the named presets.
+"""Model configuration: the backbones, every switch of the official CSTA code, and the named presets.
+
+:data:`BACKBONES` is the registry of the four CNN backbones: one entry per backbone holds every fact about it
+(width, official names, torchvision builder, trunk layers, the preprocessing of its ImageNet weights).
 
 :class:`ModelConfig` holds the official code's switches under names that say what they do; the
-official command-line flag each one mirrors is given in its comment, and :func:`official_flags` /
-:func:`from_official_flags` translate both ways. Values keep the official spellings (``"TD"``,
-``"FPE"``, ``"KC"``, ...) so that a flag setting reads the same in the paper, the official code and here.
+official command-line flag each one mirrors is given in its comment, and :func:`official_flags` gives them.
+Values keep the official spellings (``"TD"``, ``"FPE"``, ``"KC"``, ...) so that a flag setting reads the same
+in the paper, the official code and here.
 
 Two switches exist only here, for the places where the paper and the code disagree (the book's method
 page, section method-differences); both default to the code, which produced the paper's numbers:
@@ -23,26 +26,75 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from csta_lib.errors import ConfigError
 
-Backbone = Literal["googlenet", "mobilenet_v2", "efficientnet_b0", "resnet18"]
+#: Normalisation of torchvision's ImageNet weights (every backbone's, and the GoogLeNet frame encoder's).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
-#: Output width D of each backbone's trunk (the attention map width).
-BACKBONE_DIM: dict[str, int] = {"googlenet": 1024, "mobilenet_v2": 1280, "efficientnet_b0": 1280, "resnet18": 512}
-#: The official class-name stem of each backbone (``<stem>`` / ``<stem>_Attention``).
-OFFICIAL_BACKBONE_NAME: dict[str, str] = {
-    "googlenet": "GoogleNet",
-    "mobilenet_v2": "MobileNet",
-    "efficientnet_b0": "EfficientNet",
-    "resnet18": "ResNet",
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """What an image must look like for a backbone's ImageNet weights (torchvision's ``weights.transforms()``):
+    resize the shorter side to ``resize``, centre-crop ``crop`` x ``crop``, scale to [0, 1], normalise."""
+
+    resize: int = 256
+    crop: int = 224
+    interpolation: str = "bilinear"
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """One backbone's registry entry: every fact about it, in one place.
+
+    Kept here, free of torch, so that configurations, the CLI and the frame encoders read it without importing
+    torch; :mod:`csta_lib.backbones` builds the trunks from it."""
+
+    name: str
+    dim: int  # D: output channels of the trunk (the attention map width)
+    official_name: str  # class-name stem in the official code (``<stem>`` / ``<stem>_Attention``)
+    official_prefix: str  # attribute name of the trunk in the official CSTA_<backbone> class
+    min_height: int  # smallest input height the trunk's pooling stack accepts
+    torchvision_builder: str
+    trunk_layers: tuple[str, ...]  # torchvision submodules run in order (the rest is never run)
+    preprocessing: Preprocessing = Preprocessing()  # of the ImageNet weights (torchvision's IMAGENET1K_V1)
+
+
+BACKBONES: dict[str, BackboneSpec] = {
+    "googlenet": BackboneSpec(
+        "googlenet", 1024, "GoogleNet", "googlenet", 15, "googlenet",
+        ("conv1", "maxpool1", "conv2", "conv3", "maxpool2", "inception3a", "inception3b", "maxpool3",
+         "inception4a", "inception4b", "inception4c", "inception4d", "inception4e", "maxpool4",
+         "inception5a", "inception5b"),
+    ),
+    "mobilenet_v2": BackboneSpec("mobilenet_v2", 1280, "MobileNet", "mobilenet", 1, "mobilenet_v2", ("features",)),
+    "efficientnet_b0": BackboneSpec(
+        "efficientnet_b0", 1280, "EfficientNet", "efficientnet", 1, "efficientnet_b0", ("features",),
+        Preprocessing(interpolation="bicubic"),
+    ),
+    "resnet18": BackboneSpec(
+        "resnet18", 512, "ResNet", "resnet", 1, "resnet18",
+        ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"),
+    ),
 }
-#: Width of the input features (GoogLeNet pool5).
-INPUT_DIM = 1024
+
+
+def backbone_spec(name: str) -> BackboneSpec:
+    """The registry entry of a backbone; unknown names list the valid ones."""
+    if name not in BACKBONES:
+        raise ConfigError(f"unknown backbone {name!r}; valid: {', '.join(BACKBONES)}")
+    return BACKBONES[name]
+
+
+#: Width of the input features: GoogLeNet pool5, the googlenet trunk's output (1024).
+INPUT_DIM = BACKBONES["googlenet"].dim
 
 _CHOICES: dict[str, tuple[Any, ...]] = {
-    "backbone": tuple(BACKBONE_DIM),
+    "backbone": tuple(BACKBONES),
     "value_source": ("input", "cnn"),
     "softmax_axis": ("T", "D", "TD", None),
     "balance": (None, "T", "D", "BD", "BU"),
@@ -103,7 +155,7 @@ class ModelConfig:
     @property
     def dim(self) -> int:
         """D: the width of the attention map (the backbone trunk's output channels)."""
-        return BACKBONE_DIM[self.backbone]
+        return BACKBONES[self.backbone].dim
 
     @property
     def embeds_key(self) -> bool:
@@ -179,7 +231,7 @@ def _conflicts(c: ModelConfig) -> list[str]:
 
 def official_model_name(config: ModelConfig) -> str:
     """The official ``--model_name`` of a configuration (e.g. ``GoogleNet_Attention``)."""
-    stem = OFFICIAL_BACKBONE_NAME[config.backbone]
+    stem = BACKBONES[config.backbone].official_name
     return stem + ("_Attention" if config.value_source == "input" else "")
 
 
@@ -207,33 +259,6 @@ def official_flags(config: ModelConfig) -> dict[str, Any]:
         "Skip_connection": config.skip_connection,
         "Layernorm": config.skip_norm_on,
     }
-
-
-def from_official_flags(model_name: str, flags: dict[str, Any]) -> ModelConfig:
-    """Build the configuration that the official ``--model_name`` and flags describe."""
-    stems = {v: k for k, v in OFFICIAL_BACKBONE_NAME.items()}
-    stem, _, suffix = model_name.partition("_")
-    if stem not in stems or suffix not in ("", "Attention"):
-        raise ConfigError(f"unknown official model name {model_name!r}; expected one of "
-                          f"{sorted(s + x for s in stems for x in ('', '_Attention'))}")
-    return ModelConfig(
-        backbone=stems[stem],
-        value_source="input" if suffix else "cnn",
-        softmax_axis=flags["Softmax_axis"],
-        balance=flags["Balance"],
-        scale=flags["Scale"],
-        positional_encoding=flags["Positional_encoding"],
-        positional_encoding_shape=flags["Positional_encoding_shape"],
-        positional_encoding_way=flags["Positional_encoding_way"],
-        attention_dropout=bool(flags["Dropout_on"]),
-        attention_dropout_rate=float(flags["Dropout_ratio"]),
-        classifier=bool(flags["Classifier_on"]),
-        cls_token=bool(flags["CLS_on"]),
-        cls_pool=flags["CLS_mix"],
-        key_value_embedding=flags["key_value_emb"],
-        skip_connection=flags["Skip_connection"],
-        skip_norm_on=bool(flags["Layernorm"]),
-    )
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -283,7 +308,7 @@ def _table2_rows() -> dict[str, ModelConfig]:
 def _presets() -> dict[str, ModelConfig]:
     presets: dict[str, ModelConfig] = {"paper": ModelConfig()}
     presets.update(_table2_rows())
-    for backbone in BACKBONE_DIM:
+    for backbone in BACKBONES:
         presets[f"fig4.{backbone}"] = direct_cnn_config(backbone)
     for backbone in ("mobilenet_v2", "efficientnet_b0", "resnet18"):
         presets[f"paper.{backbone}"] = ModelConfig(backbone=backbone)
@@ -305,13 +330,3 @@ def get_config(name_or_config: str | ModelConfig) -> ModelConfig:
     if isinstance(name_or_config, str) and name_or_config in PRESETS:
         return PRESETS[name_or_config]
     raise ConfigError(f"unknown model preset {name_or_config!r}; valid presets: {', '.join(PRESETS)}")
-
-
-def config_diff(a: str | ModelConfig, b: str | ModelConfig) -> dict[str, tuple[Any, Any]]:
-    """Switches whose values differ between two configs: ``{field: (value in a, value in b)}``."""
-    ca, cb = get_config(a), get_config(b)
-    return {
-        f.name: (getattr(ca, f.name), getattr(cb, f.name))
-        for f in dataclasses.fields(ModelConfig)
-        if getattr(ca, f.name) != getattr(cb, f.name)
-    }

@@ -43,10 +43,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import h5py
 import numpy as np
 
-from csta_lib.data.eccv16 import FRAME_STEP
-from csta_lib.errors import CstaInputError
+from csta_lib.data.eccv16 import FRAME_STEP, check_dataset, video_sort_key
+from csta_lib.errors import CstaInputError, DataFormatError
 
 __all__ = [
     "PAPER_PROTOCOL",
@@ -56,12 +57,10 @@ __all__ = [
     "VideoReference",
     "F1_AGGREGATION",
     "aggregate_splits",
-    "annotation_user_scores",
     "check_protocol",
     "dataset_human_baseline",
     "f1_per_user",
     "f1_score",
-    "fields_references",
     "frame_scores",
     "generate_summary",
     "human_baseline",
@@ -71,6 +70,7 @@ __all__ = [
     "random_baseline",
     "rank_correlation",
     "references_from_dataset",
+    "references_from_fields",
     "shot_scores",
     "upper_bound",
 ]
@@ -237,7 +237,8 @@ def shot_scores(frame_level: np.ndarray, change_points: np.ndarray) -> np.ndarra
 
 
 def generate_summary(
-    scores: Any, change_points: Any, n_frames: int, picks: Any, budget: float = SUMMARY_BUDGET
+    scores: Any, change_points: Any, n_frames: int, picks: Any, budget: float = SUMMARY_BUDGET, *,
+    weights: Any = None,
 ) -> np.ndarray:
     """Binary keyshot summary of a video (method page, method-summary), int8 0/1 of length ``n_frames``.
 
@@ -248,7 +249,9 @@ def generate_summary(
        (:func:`knapsack`, official tie-breaking). A shot longer than the budget is never selected;
        all-zero scores select nothing (every shot ties with leaving it out).
 
-    ``change_points`` must be contiguous inclusive shots covering frames ``0 .. n_frames-1``.
+    ``change_points`` must be contiguous inclusive shots covering frames ``0 .. n_frames-1``. ``weights``
+    (integers, one per shot, in frames) replace the shot lengths as knapsack weights: a variable-frame-rate
+    video weighs its shots by their real durations, so that the budget is a fraction of its time.
     """
     n_frames = _check_n_frames(n_frames)
     try:
@@ -262,7 +265,7 @@ def generate_summary(
     values = shot_scores(frame_level, shots)
     lengths = shots[:, 1] - shots[:, 0] + 1
     capacity = int((int(shots[-1, 1]) + 1) * budget)  # int() floors, as the official code
-    chosen = knapsack(values, lengths, capacity)
+    chosen = knapsack(values, lengths if weights is None else weights, capacity)
     summary = np.zeros(n_frames, dtype=np.int8)
     summary[np.repeat(chosen, lengths)] = 1
     return summary
@@ -523,43 +526,23 @@ def references_from_dataset(dataset: Any,
     return out
 
 
-def annotation_user_scores(dataset: str) -> dict[str, np.ndarray]:
-    """Raw frame-level user scores from the original annotations, keyed ``video_k``.
+def references_from_fields(path: Any, group: str = "/",
+                           user_scores: Mapping[str, np.ndarray] | None = None) -> dict[str, VideoReference]:
+    """:class:`VideoReference` of every video in ``group`` of an h5 file in the eccv16 layout, from its annotation
+    fields alone (no features are read): the fields file (group ``summe``/``tvsum``) or a feature file (``"/"``).
 
-    TVSum: ``user_anno`` of ``ydata-tvsum50.mat`` (20 x n_frames, 1..5); SumMe: GT ``user_score`` transposed.
+    The real SumMe fields have KTS ``change_points`` and ``user_summary``; the TVSum fields only ``gtscore``,
+    ``picks`` and ``n_frames`` (so no summaries: ``csta_summe`` and F1 are unavailable for it). ``user_scores``
+    (raw annotation scores by key) are attached where given.
     """
-    from csta_lib.data import annotations
-
-    videos = annotations.load_tvsum() if dataset == "tvsum" else annotations.load_summe()
-    return {key: v.user_scores for key, v in videos.items()}
-
-
-def fields_references(dataset: str, with_user_scores: bool | None = None) -> dict[str, VideoReference]:
-    """References from the real eccv16 fields (the fields file ``eccv16.fields``, else the real feature file;
-    see :func:`~csta_lib.data.eccv16.fields_source`; no features are read).
-
-    SumMe has the real KTS ``change_points`` and ``user_summary``; TVSum only ``gtscore``, ``picks``
-    and ``n_frames`` (so no summaries: ``csta_summe`` and F1 are unavailable for it).
-    ``with_user_scores`` adds the raw annotation scores (:func:`annotation_user_scores`); by default
-    for TVSum only (SumMe's per-user reference is then the binary ``user_summary``).
-    """
-    import h5py
-
-    from csta_lib.data.eccv16 import check_dataset, fields_source, video_sort_key
-    from csta_lib.errors import DataFormatError
-
-    dataset = check_dataset(dataset)
-    path, group_name = fields_source(dataset)
-    if with_user_scores is None:
-        with_user_scores = dataset == "tvsum"
-    scores = annotation_user_scores(dataset) if with_user_scores else {}
+    scores = user_scores or {}
     out: dict[str, VideoReference] = {}
     with h5py.File(path, "r") as h5:
-        if group_name not in h5:
-            raise DataFormatError(f"{path}: no group {dataset!r}")
-        group = h5[group_name]
-        for key in sorted(group, key=video_sort_key):
-            g = group[key]
+        if group not in h5:
+            raise DataFormatError(f"{path}: no group {group!r}")
+        videos = h5[group]
+        for key in sorted(videos, key=video_sort_key):
+            g = videos[key]
             get = lambda name: np.asarray(g[name][()]) if name in g else None  # noqa: E731
             out[key] = VideoReference(key=key, n_frames=int(get("n_frames")), picks=get("picks").astype(np.int64),
                                       change_points=None if get("change_points") is None
@@ -575,7 +558,8 @@ class DatasetEvaluator:
     ``DatasetEvaluator(dataset)`` takes an :class:`~csta_lib.data.eccv16.Eccv16Dataset`; the protocol
     defaults to the paper's for the dataset (:data:`PAPER_PROTOCOL`). On TVSum, ``casum_tvsum`` and
     ``otani`` use the raw user scores 1..5 (``tvsum_annotations``: the dict of
-    :func:`csta_lib.data.annotations.load_tvsum`, loaded when not given). On SumMe they use the
+    :func:`csta_lib.data.annotations.load_tvsum`, required there; :func:`csta_lib.runs.locator.dataset_evaluator`
+    passes the project's). On SumMe they use the
     binary ``user_summary`` of the dataset as each user's frame scores, unless
     ``summe_annotations`` (:func:`~csta_lib.data.annotations.load_summe`) is given: the raw GT
     ``user_score`` numbers each user's selected segments 1, 2, 3, ... in temporal order, so it is
@@ -609,8 +593,9 @@ class DatasetEvaluator:
                 if given is not None:
                     scores = {k: np.asarray(v.user_scores if hasattr(v, "user_scores") else v)
                               for k, v in given.items()}
-                elif dataset_name == "tvsum":
-                    scores = annotation_user_scores(dataset_name)
+                elif dataset_name == "tvsum":  # the eccv16 file's binary summaries are not TVSum's scores
+                    raise CstaInputError(f"TVSum under {self.protocol} needs the raw user scores: pass "
+                                         "tvsum_annotations (the annotations of ydata-tvsum50.mat)")
             references = references_from_dataset(dataset, scores)
         self.references: dict[str, VideoReference] = dict(references)
         self._rank_refs: dict[str, _RankReference] = {}
@@ -769,15 +754,13 @@ def human_baseline(user_scores: Any, protocol: str = "otani") -> tuple[float, fl
     return float(tau[off].mean()), float(rho[off].mean())
 
 
-def dataset_human_baseline(dataset: str, protocol: str = "otani",
-                           user_scores: Mapping[str, np.ndarray] | None = None) -> dict[str, Any]:
-    """:func:`human_baseline` of every video of ``dataset`` from the real annotations, and the mean."""
-    from csta_lib.data.eccv16 import check_dataset
-
+def dataset_human_baseline(dataset: str, protocol: str = "otani", *,
+                           user_scores: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    """:func:`human_baseline` of every video of ``dataset`` (its raw annotation ``user_scores`` by key), and the
+    mean."""
     dataset = check_dataset(dataset)
     check_protocol(protocol)
-    scores = annotation_user_scores(dataset) if user_scores is None else user_scores
-    per_video = {k: dict(zip(("tau", "rho"), human_baseline(u, protocol))) for k, u in scores.items()}
+    per_video = {k: dict(zip(("tau", "rho"), human_baseline(u, protocol))) for k, u in user_scores.items()}
     for r in per_video.values():
         r["protocol"] = protocol
     out = mean_metrics({k: {**r, "f1": math.nan} for k, r in per_video.items()}, protocol)
@@ -813,22 +796,13 @@ def random_baseline(evaluator: DatasetEvaluator, n_draws: int = 100, seed: int =
             "draws_tau": t.tolist(), "draws_rho": r.tolist()}
 
 
-def upper_bound(dataset: str, protocol: str | None = None,
-                evaluator: DatasetEvaluator | None = None) -> dict[str, Any]:
-    """The ground-truth ``gtscore`` scored as a prediction: what a perfect regressor would get.
+def upper_bound(evaluator: DatasetEvaluator) -> dict[str, Any]:
+    """The ground-truth ``gtscore`` scored as a prediction by ``evaluator``: what a perfect regressor would get.
 
-    Uses the real eccv16 fields file (SumMe with its real KTS shots) unless an evaluator is given.
-    Returns the mean (see :func:`mean_metrics`) plus ``per_video``.
+    Returns the mean (see :func:`mean_metrics`) plus ``dataset`` and ``per_video``.
     """
-    from csta_lib.data.eccv16 import check_dataset
-
-    dataset = check_dataset(dataset)
-    if evaluator is None:
-        protocol = check_protocol(protocol or PAPER_PROTOCOL[dataset])
-        refs = fields_references(dataset, with_user_scores=dataset == "tvsum" and protocol != "csta_summe")
-        evaluator = DatasetEvaluator(references=refs, dataset_name=dataset, protocol=protocol)
     scores = {k: r.gtscore for k, r in evaluator.references.items()}
     if any(s is None for s in scores.values()):
         raise CstaInputError("the references have no gtscore")
     per_video = evaluator.evaluate(scores)
-    return {**evaluator.mean(per_video), "dataset": dataset, "per_video": per_video}
+    return {**evaluator.mean(per_video), "dataset": evaluator.dataset, "per_video": per_video}

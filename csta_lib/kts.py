@@ -40,8 +40,8 @@ import numpy as np
 from csta_lib.data.eccv16 import FRAME_STEP
 from csta_lib.errors import CstaInputError
 
-__all__ = ["DEFAULT_LMAX", "auto_change_points", "change_points", "kts_shots", "linear_kernel", "scatter_matrix",
-           "segment_costs", "shots_from_change_points"]
+__all__ = ["DEFAULT_LMAX", "auto_change_points", "change_points", "linear_kernel", "scatter_matrix", "segment_costs",
+           "shots_from_change_points"]
 
 #: ``cpd_nonlin``'s default maximal segment length (effectively unbounded).
 DEFAULT_LMAX = 100000
@@ -188,12 +188,3 @@ def shots_from_change_points(cps: np.ndarray, n_frames: int, frame_step: int = F
         raise CstaInputError(f"change points {cps.tolist()} x {frame_step} frames do not fall strictly "
                              f"inside a video of {n_frames} frames")
     return np.stack([bounds[:-1], bounds[1:] - 1], axis=1)
-
-
-def kts_shots(features: np.ndarray, n_frames: int, frame_step: int = FRAME_STEP, max_change_points: int | None = None,
-              vmax: float = 1.0) -> np.ndarray:
-    """Frame shots of a video from its step features: KTS with at most ``n_steps − 1`` change points
-    by default (DSNet's custom-video setting), then :func:`shots_from_change_points`."""
-    n_steps = np.asarray(features).shape[0]
-    m = n_steps - 1 if max_change_points is None else max_change_points
-    return shots_from_change_points(change_points(features, m, vmax), n_frames, frame_step)

@@ -22,26 +22,28 @@ embedding; :func:`score_prediction_breakdown` gives the per-module figures to co
 
 from __future__ import annotations
 
-import math
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from typing import Any
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
-from csta_lib.config import ModelConfig, get_config
-from csta_lib.data.eccv16 import FRAME_STEP
+from csta_lib.backbones import Trunk
+from csta_lib.config import INPUT_DIM, ModelConfig, backbone_spec, get_config
+from csta_lib.errors import CstaInputError
+from csta_lib.model import CSTA
 
 #: Table 3 as printed (G MACs): score prediction and feature extraction.
 PAPER_TABLE3 = {"summe": {"sp": 9.78e9, "fe": 413.03e9}, "tvsum": {"sp": 15.73e9, "fe": 661.83e9}}
-#: The paper's FE per frame: 413.03 G / 293.44 steps = 661.83 G / 470.20 steps.
+#: The paper's FE per frame: 413.03 G / 293.44 steps = 661.83 G / 470.20 steps (data.eccv16.MEAN_STEPS).
 PAPER_FE_MACS_PER_FRAME = 1.40755e9
-#: Frames per 15-frame step in the eccv16 files.
+#: The frame the feature extractor sees: GoogLeNet's ImageNet crop (224).
+FE_FRAME_SIZE = backbone_spec("googlenet").preprocessing.crop
 
 
-def _count(fn) -> tuple[float, dict[str, float]]:
+def _count(fn: Callable[[], Any]) -> tuple[float, dict[str, float]]:
     """Run ``fn`` under FlopCounterMode; (total MACs, MACs per top-level module)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
         fn()
@@ -62,13 +64,11 @@ class AsSpecified(torch.nn.Module):
         self.model = model
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.model._forward(features, True, False)
+        return self.model.forward_as_specified(features)
 
 
 @lru_cache(maxsize=64)
 def _meta_model(config: ModelConfig) -> AsSpecified:
-    from csta_lib.model import CSTA
-
     with torch.device("meta"):
         return AsSpecified(CSTA(config).eval())
 
@@ -76,11 +76,9 @@ def _meta_model(config: ModelConfig) -> AsSpecified:
 @lru_cache(maxsize=4096)
 def _sp_counts(config: ModelConfig, steps: int) -> tuple[float, tuple[tuple[str, float], ...]]:
     if steps < 1:
-        from csta_lib.errors import CstaInputError
-
         raise CstaInputError(f"steps must be >= 1, got {steps}")
     model = _meta_model(config)
-    features = torch.empty(steps, 1024, device="meta")
+    features = torch.empty(steps, INPUT_DIM, device="meta")
     total, per_module = _count(lambda: model(features))
     return total, tuple(sorted(per_module.items()))
 
@@ -98,11 +96,9 @@ def score_prediction_breakdown(config: str | ModelConfig = "paper", steps: int =
 @lru_cache(maxsize=1)
 def feature_extraction_macs_per_frame() -> float:
     """Raw MACs of the GoogLeNet trunk (to pool5) on one 3×224×224 frame."""
-    from csta_lib.backbones import Trunk
-
     with torch.device("meta"):
         trunk = Trunk("googlenet").eval()
-    image = torch.empty(1, 3, 224, 224, device="meta")
+    image = torch.empty(1, 3, FE_FRAME_SIZE, FE_FRAME_SIZE, device="meta")
     return _count(lambda: trunk.feature_map(image))[0]
 
 
@@ -134,22 +130,12 @@ def macs_summary(config: str | ModelConfig = "paper", steps: int = 293) -> dict[
     }
 
 
-def dataset_steps(dataset: str) -> list[int]:
-    """15-frame steps of every video of a dataset, ceil(n_frames / 15), from the real annotation files."""
-    from csta_lib.data import annotations
-
-    loaders = {"summe": annotations.load_summe, "tvsum": annotations.load_tvsum}
-    if dataset not in loaders:
-        from csta_lib.errors import CstaInputError
-
-        raise CstaInputError(f"unknown dataset {dataset!r}; expected 'summe' or 'tvsum'")
-    return [math.ceil(v.n_frames / FRAME_STEP) for v in loaders[dataset]().values()]
-
-
-def table3_row(dataset: str, config: str | ModelConfig = "paper", steps: list[int] | None = None) -> dict[str, Any]:
+def table3_row(dataset: str, steps: Sequence[int], config: str | ModelConfig = "paper") -> dict[str, Any]:
     """Table 3 for one dataset: SP and FE, raw and paper convention, at the mean length and as the
-    per-video mean over the real lengths, beside the paper's figures."""
-    steps = steps if steps is not None else dataset_steps(dataset)
+    per-video mean over the videos' ``steps`` (the real lengths: :func:`csta_lib.runs.locator.video_steps`),
+    beside the paper's figures."""
+    if not steps:
+        raise CstaInputError(f"{dataset}: no video lengths given")
     factor = paper_convention_factor()
     mean_steps = sum(steps) / len(steps)
     sp_per_video = [score_prediction_macs(config, s) for s in steps]

@@ -41,8 +41,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from csta_lib.backbones import Trunk, backbone_spec, load_weights_into
-from csta_lib.config import INPUT_DIM, ModelConfig, get_config
+from csta_lib.backbones import Trunk, load_weights_into
+from csta_lib.config import INPUT_DIM, ModelConfig, backbone_spec, get_config
 from csta_lib.errors import CstaInputError, DataFormatError
 
 PE_MAX_LEN = 5000
@@ -165,7 +165,7 @@ def validate_features(features: Any) -> torch.Tensor:
         raise CstaInputError("features are empty: a video needs at least one step (T >= 1), got T = 0")
     if features.shape[0] > PE_MAX_LEN:
         raise CstaInputError(f"features have T = {features.shape[0]} steps; at most {PE_MAX_LEN} are supported")
-    if not bool(torch.isfinite(features).all()):
+    if features.device.type != "meta" and not bool(torch.isfinite(features).all()):  # meta: shapes, no values
         bad = int((~torch.isfinite(features)).any(dim=1).nonzero()[0, 0])
         raise CstaInputError(f"features contain NaN or infinite values (first at step {bad})")
     return features
@@ -252,20 +252,17 @@ class CSTA(nn.Module):
         """
         features = validate_features(features)
         literal = self.input_projection is not None
-        return self._forward(features, literal, return_attention, as_specified=False)
+        return self._forward(features, literal=literal, return_attention=return_attention, as_specified=False)
 
     def forward_as_specified(self, features: torch.Tensor, return_attention: bool = False):
         """Same results as :meth:`forward` (up to float rounding), computing all three input channels and
         running the trunk module by module with the official pooling head (for MAC counts)."""
         features = validate_features(features)
-        return self._forward(features, True, return_attention, as_specified=True)
+        return self._forward(features, literal=True, return_attention=return_attention, as_specified=True)
 
-    def _forward(
-        self, features: torch.Tensor, literal: bool, return_attention: bool, as_specified: bool | None = None
-    ):
-        """``literal``: the three input channels computed as specified; ``as_specified`` (default: the
-        same as ``literal``, as csta_lib.macs calls it): also the trunk module by module."""
-        as_specified = literal if as_specified is None else as_specified
+    def _forward(self, features: torch.Tensor, *, literal: bool, return_attention: bool, as_specified: bool):
+        """``literal``: the three input channels computed as specified; ``as_specified``: also the trunk
+        module by module with the official pooling head."""
         cfg = self.config
         reference = next(self.parameters())  # float64 / CPU input follows the model's dtype and device
         features = features.to(device=reference.device, dtype=reference.dtype)
@@ -363,9 +360,9 @@ def build_model(config_or_preset_name: str | ModelConfig, weights: str | os.Path
     """Build CSTA from a :class:`ModelConfig` or a preset name.
 
     ``weights=None``: random init as torchvision builds the trunk plus the official head init.
-    ``weights="imagenet"``: the trunk gets torchvision's ImageNet file found by the data locator
-    (``weights.torchvision.<backbone>``, checked by its sha256 prefix; never downloaded). A logical
-    data name (``"weights.converted.mobilenet_v2_coral"``) or a path to a torchvision state_dict also work.
+    ``weights``: the path of a torchvision state_dict file for the trunk (never downloaded);
+    :func:`csta_lib.runs.locator.backbone_weights` finds torchvision's ImageNet file (``"imagenet"``) or a
+    logical data name (``"weights.converted.mobilenet_v2_coral"``) and checks its sha256.
     """
     config = get_config(config_or_preset_name)
     model = CSTA(config)
@@ -473,20 +470,3 @@ def load_official_state_dict(model: CSTA, state_dict: dict[str, torch.Tensor]) -
         )
     model.load_state_dict(converted, strict=True)
     return model
-
-
-def load_official_checkpoint(path: str | os.PathLike[str], config_or_preset_name: str | ModelConfig = "paper") -> CSTA:
-    """A model of the given preset/config with the weights of a file saved by the official code
-    (``torch.save(model.state_dict(), ...)``), in eval mode."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError as exc:
-        raise CstaInputError(f"official checkpoint {str(path)!r} not found") from exc
-    except Exception as exc:  # noqa: BLE001 - an unreadable file is the user's input error
-        raise DataFormatError(f"{path}: not a readable torch state_dict ({exc})") from exc
-    model = build_model(config_or_preset_name)
-    try:
-        load_official_state_dict(model, state)
-    except DataFormatError as exc:
-        raise DataFormatError(f"{path}: {exc}") from exc
-    return model.eval()

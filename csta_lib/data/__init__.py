@@ -3,7 +3,7 @@ annotations and split files. They read the paths they are given; finding a file 
 :mod:`csta_lib.runs.locator`'s job."""
 
 from csta_lib.data.eccv16 import DATASETS, Eccv16Dataset, VideoData, check_dataset, load_eccv16
-from csta_lib.data.splits import Split, load_splits, official_splits
+from csta_lib.data.splits import Split, load_splits
 
 __all__ = [
     "DATASETS",
@@ -13,5 +13,4 @@ __all__ = [
     "check_dataset",
     "load_eccv16",
     "load_splits",
-    "official_splits",
 ]

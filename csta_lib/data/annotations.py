@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 
-from csta_lib.data.eccv16 import FRAME_STEP, check_dataset
 from csta_lib.errors import DataFormatError, MissingDataError
 
 TVSUM_USERS = 20
@@ -91,13 +91,9 @@ def _chars(arr: np.ndarray) -> str:
     return "".join(map(chr, np.asarray(arr).ravel().tolist()))
 
 
-def load_tvsum(path: str | os.PathLike[str] | None = None) -> dict[str, TVSumVideo]:
-    """Read ``ydata-tvsum50.mat`` (default: the located ``tvsum.annotations``)."""
-    import h5py
-
-    from csta_lib.runs.locator import locate
-
-    path = Path(path) if path is not None else locate("tvsum.annotations")
+def load_tvsum(path: str | os.PathLike[str]) -> dict[str, TVSumVideo]:
+    """Read ``ydata-tvsum50.mat`` (:func:`csta_lib.runs.locator.load_tvsum` finds the project's)."""
+    path = Path(path)
     if not path.is_file():
         raise MissingDataError(f"{path}: no such file (TVSum ydata-tvsum50.mat was expected)")
     if not h5py.is_hdf5(path):
@@ -141,7 +137,7 @@ def load_tvsum(path: str | os.PathLike[str] | None = None) -> dict[str, TVSumVid
 
 
 def _loadmat(path: Path) -> dict[str, Any]:
-    import scipy.io
+    import scipy.io  # imported here: ~0.16 s at import, and only SumMe's GT files need it
 
     try:
         return scipy.io.loadmat(path)
@@ -183,13 +179,9 @@ def read_summe_gt(path: str | os.PathLike[str], key: str = "") -> SumMeVideo:
                       user_scores=user_scores, gt_score=gt, duration=_scalar(mat, "video_duration", path))
 
 
-def summe_video_order(path: str | os.PathLike[str] | None = None) -> list[str]:
+def summe_video_order(path: str | os.PathLike[str]) -> list[str]:
     """The ``nameVid`` list of ``SumMe_data_vsLSTM.mat`` (MATLAB v7.3): the h5 video order."""
-    import h5py
-
-    from csta_lib.runs.locator import locate
-
-    path = Path(path) if path is not None else locate("summe.video_list")
+    path = Path(path)
     if not h5py.is_hdf5(path):
         raise DataFormatError(f"{path}: not a MATLAB v7.3 (HDF5) file; SumMe_data_vsLSTM.mat was expected")
     with h5py.File(path, "r") as h5:
@@ -198,46 +190,22 @@ def summe_video_order(path: str | os.PathLike[str] | None = None) -> list[str]:
         return [_chars(h5[ref][()]) for ref in np.asarray(h5["nameVid"][()]).ravel()]
 
 
-def load_summe(gt_dir: str | os.PathLike[str] | None = None) -> dict[str, SumMeVideo]:
-    """Read every ``GT/*.mat`` of SumMe (default: the located ``summe.gt`` folder).
+def load_summe(gt_dir: str | os.PathLike[str],
+               video_list: str | os.PathLike[str] | None = None) -> dict[str, SumMeVideo]:
+    """Read every ``GT/*.mat`` of SumMe (:func:`csta_lib.runs.locator.load_summe` finds the project's).
 
-    Keys ``video_k`` follow the ASCII sort of the file names; when ``SumMe_data_vsLSTM.mat`` can be
-    found and lists the same videos, its order is checked to agree.
+    Keys ``video_k`` follow the ASCII sort of the file names; when ``video_list`` (``SumMe_data_vsLSTM.mat``)
+    is given and lists the same videos, its order is checked to agree.
     """
-    from csta_lib.runs.locator import find, locate
-
-    gt_dir = Path(gt_dir) if gt_dir is not None else locate("summe.gt")
+    gt_dir = Path(gt_dir)
     if not gt_dir.is_dir():
         raise MissingDataError(f"{gt_dir}: no such folder (SumMe GT/ with one .mat per video was expected)")
     files = sorted(gt_dir.glob("*.mat"), key=lambda p: p.stem)  # str sort = ASCII order
     if not files:
         raise DataFormatError(f"{gt_dir}: no .mat files (SumMe GT/ was expected)")
     names = [p.stem for p in files]
-    listed = find("summe.video_list")
-    if listed is not None:
-        order = summe_video_order(listed)
+    if video_list is not None:
+        order = summe_video_order(video_list)
         if sorted(order) == names and order != names:
-            raise DataFormatError(f"{gt_dir}: the ASCII order of the GT files differs from nameVid of {listed}")
+            raise DataFormatError(f"{gt_dir}: the ASCII order of the GT files differs from nameVid of {video_list}")
     return {f"video_{i + 1}": read_summe_gt(p, key=f"video_{i + 1}") for i, p in enumerate(files)}
-
-
-# --------------------------------------------------------------------------------------------
-# lengths
-
-
-def n_steps(n_frames: int, frame_step: int = FRAME_STEP) -> int:
-    """Number of 15-frame samples of a video: ⌈n_frames / 15⌉ (picks 0, 15, 30, …)."""
-    return -(-int(n_frames) // frame_step)
-
-
-def video_lengths(dataset: str) -> dict[str, int]:
-    """``{video_k: n_frames}`` from the real annotation files of ``dataset``."""
-    dataset = check_dataset(dataset)
-    videos = load_summe() if dataset == "summe" else load_tvsum()
-    return {key: v.n_frames for key, v in videos.items()}
-
-
-def mean_steps(dataset: str) -> float:
-    """Mean over videos of ⌈n_frames/15⌉ (SumMe 293.44, TVSum 470.20; the T of the MACs table)."""
-    lengths = video_lengths(dataset)
-    return float(np.mean([n_steps(n) for n in lengths.values()]))

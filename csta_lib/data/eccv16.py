@@ -25,6 +25,7 @@ without them is taken to be the real one.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -33,12 +34,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 
 from csta_lib.errors import ConfigError, DataFormatError, MissingDataError, first_line
 
 DATASETS = ("summe", "tvsum")
 N_VIDEOS = {"summe": 25, "tvsum": 50}
+#: Mean over a dataset's videos of its number of 15-frame steps ⌈n_frames / 15⌉, from the real annotations (the T
+#: of Table 3; the paper's FE column is this times one GoogLeNet frame).
+MEAN_STEPS = {"summe": 293.44, "tvsum": 470.20}
 #: Frames between two sampled frames (``picks``): the 15-frame step of the eccv16 files, the official code's
 #: ``--sample_rate`` and CA-SUM's ``[::15]``. The one home of this number.
 FRAME_STEP = 15
@@ -62,28 +67,24 @@ def check_dataset(name: str) -> str:
     return normal
 
 
+def n_steps(n_frames: int) -> int:
+    """Number of 15-frame samples of a video of ``n_frames`` frames: ⌈n_frames / 15⌉ (picks 0, 15, 30, …)."""
+    return -(-int(n_frames) // FRAME_STEP)
+
+
 def video_sort_key(key: str) -> tuple[int, str]:
     """Sort ``video_2`` before ``video_10`` (h5 stores keys in ASCII order)."""
     match = _VIDEO_KEY.fullmatch(key)
     return (int(match.group(1)), key) if match else (1 << 30, key)
 
 
-def fields_source(dataset: str) -> tuple[Path, str]:
-    """Where the real annotation fields of ``dataset`` (``gtscore``, ``picks``, ``change_points``, ...) are read:
-    ``(path, group)``. The fields file ``eccv16.fields`` (group ``summe``/``tvsum``) when present, else the real
-    eccv16 feature file of the dataset itself (its root group, ``"/"``), which carries the same fields: a user who
-    placed the feature files needs nothing else. Neither present: :class:`MissingDataError` naming both."""
-    from csta_lib.runs.locator import find, missing_message
-
-    dataset = check_dataset(dataset)
-    fields_file = find("eccv16.fields")
-    if fields_file is not None:
-        return fields_file, dataset
-    feature_file = find(f"eccv16.{dataset}")
-    if feature_file is not None:
-        return feature_file, "/"
-    raise MissingDataError(f"{missing_message('eccv16.fields')}\n  or: place the real eccv16.{dataset} feature file "
-                           "(it carries the same fields; `csta data check` says where)")
+def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks (the ``sha256`` a loaded dataset records)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 @dataclass(frozen=True, eq=False)
@@ -330,9 +331,7 @@ def validate_video(path: Path, key: str, raw: dict[str, np.ndarray]) -> VideoDat
 # the file
 
 
-def _open_h5(path: Path):
-    import h5py
-
+def _open_h5(path: Path) -> h5py.File:
     if not path.is_file():
         raise MissingDataError(f"{path}: no such file (an eccv16 h5 dataset was expected)")
     if not h5py.is_hdf5(path):
@@ -391,8 +390,6 @@ def _provenance(path: Path, dataset: str, attrs: dict[str, Any], sha256: str) ->
 
 
 def _load(path: Path, dataset: str | None) -> Eccv16Dataset:
-    from csta_lib.runs.locator import sha256_file
-
     with _open_h5(path) as h5:
         attrs = {k: _attr(v) for k, v in h5.attrs.items()}
         keys = sorted((k for k in h5.keys() if _VIDEO_KEY.fullmatch(k)), key=video_sort_key)

@@ -137,6 +137,8 @@ def _read_rows(path: Path) -> tuple[str, str | None, list[tuple[list[Any], list[
             raise DataFormatError(f"{path}: not valid JSON ({type(exc).__name__}: {exc})") from None
         return "json", None, _list_rows(path, data)
     if suffix in (".yml", ".yaml"):
+        # imported here: pyyaml is the [book] extra, not a core dependency, and only DSNet's split files are
+        # YAML (without it, ModuleNotFoundError: the CLI says which extra to install)
         import yaml
 
         try:
@@ -178,11 +180,3 @@ def load_splits(path: str | os.PathLike[str], dataset: str | None = None) -> lis
         _check_canonical(split, path)
         splits.append(split)
     return splits
-
-
-def official_splits(dataset: str) -> list[Split]:
-    """CSTA's own 5 folds for ``dataset`` (``splits.csta.summe`` / ``splits.csta.tvsum``)."""
-    from csta_lib.runs.locator import locate
-
-    dataset = check_dataset(dataset)
-    return load_splits(locate(f"splits.csta.{dataset}"), dataset)

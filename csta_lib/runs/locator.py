@@ -5,18 +5,43 @@ The catalogue of logical names lives in ``manifest.toml`` next to this module: f
 relative path (the same under every data root), sha256 (where known), where it is published and
 its licence. A missing file raises :class:`~csta_lib.errors.MissingDataError` whose message says
 all of that and where to put the file.
+
+The method's readers take paths; the functions at the end of this module are the project's data by name
+(CSTA's splits, the TVSum and SumMe annotations, the real annotation fields, backbone weights): each finds
+the files, then calls the reader.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
+import numpy as np
+
+from csta_lib.data import annotations
+from csta_lib.data.eccv16 import Eccv16Dataset, check_dataset, n_steps, sha256_file
+from csta_lib.data.splits import Split, load_splits
 from csta_lib.errors import DataFormatError, MissingDataError
+from csta_lib.evaluation import (
+    PAPER_PROTOCOL,
+    SUMMARY_BUDGET,
+    DatasetEvaluator,
+    VideoReference,
+    check_protocol,
+    references_from_fields,
+)
+
+__all__ = [
+    "MIRROR_ENV", "PROJECT_ROOT", "DataEntry", "annotation_user_scores", "backbone_weights", "data_roots",
+    "dataset_evaluator", "direct_url", "entry", "fields_references", "fields_source", "find", "load_summe",
+    "load_tvsum", "locate", "manifest", "missing_message", "official_splits", "sha256_file", "verify",
+    "video_steps",
+]
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 MIRROR_ENV = "CSTA_DATA_MIRROR"
@@ -105,15 +130,6 @@ def locate(name: str) -> Path:
     return path
 
 
-def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def verify(name: str, path: Path | None = None) -> str:
     """Check a located file (or every listed file of a folder) against its manifest checksums.
 
@@ -155,10 +171,93 @@ def direct_url(e: DataEntry) -> str | None:
     return url
 
 
-def fetch(name_or_entry: str | DataEntry, root: str | os.PathLike[str] | None = None, *,
-          timeout: float = 30.0, force: bool = False) -> Path:
-    """Download a manifest entry into ``root`` (default: the project ``data/``); see
-    :func:`csta_lib.runs.fetch.fetch_entry` (checked against the manifest sha256, written atomically)."""
-    from csta_lib.runs.fetch import fetch_entry
+# ---------------------------------------------------------------------------------------------------
+# the project's data by name: find the files, then read them with the method's readers
 
-    return fetch_entry(name_or_entry, root, timeout=timeout, force=force)
+
+def official_splits(dataset: str) -> list[Split]:
+    """CSTA's own 5 folds for ``dataset`` (``splits.csta.summe`` / ``splits.csta.tvsum``)."""
+    dataset = check_dataset(dataset)
+    return load_splits(locate(f"splits.csta.{dataset}"), dataset)
+
+
+def load_tvsum() -> dict[str, annotations.TVSumVideo]:
+    """The TVSum annotations (``tvsum.annotations``, ``ydata-tvsum50.mat``)."""
+    return annotations.load_tvsum(locate("tvsum.annotations"))
+
+
+def load_summe() -> dict[str, annotations.SumMeVideo]:
+    """The SumMe annotations (the ``summe.gt`` folder), their order checked against ``summe.video_list`` when
+    present."""
+    return annotations.load_summe(locate("summe.gt"), video_list=find("summe.video_list"))
+
+
+def annotation_user_scores(dataset: str) -> dict[str, np.ndarray]:
+    """Raw frame-level user scores from the original annotations, keyed ``video_k``.
+
+    TVSum: ``user_anno`` of ``ydata-tvsum50.mat`` (20 x n_frames, 1..5); SumMe: GT ``user_score`` transposed.
+    """
+    videos = load_tvsum() if check_dataset(dataset) == "tvsum" else load_summe()
+    return {key: v.user_scores for key, v in videos.items()}
+
+
+def video_steps(dataset: str) -> list[int]:
+    """15-frame steps ⌈n_frames / 15⌉ of every video of ``dataset``, from the real annotation files."""
+    videos = load_tvsum() if check_dataset(dataset) == "tvsum" else load_summe()
+    return [n_steps(v.n_frames) for v in videos.values()]
+
+
+def fields_source(dataset: str) -> tuple[Path, str]:
+    """Where the real annotation fields of ``dataset`` (``gtscore``, ``picks``, ``change_points``, ...) are read:
+    ``(path, group)``. The fields file ``eccv16.fields`` (group ``summe``/``tvsum``) when present, else the real
+    eccv16 feature file of the dataset itself (its root group, ``"/"``), which carries the same fields: a user who
+    placed the feature files needs nothing else. Neither present: :class:`MissingDataError` naming both."""
+    dataset = check_dataset(dataset)
+    fields_file = find("eccv16.fields")
+    if fields_file is not None:
+        return fields_file, dataset
+    feature_file = find(f"eccv16.{dataset}")
+    if feature_file is not None:
+        return feature_file, "/"
+    raise MissingDataError(f"{missing_message('eccv16.fields')}\n  or: place the real eccv16.{dataset} feature file "
+                           "(it carries the same fields; `csta data check` says where)")
+
+
+def fields_references(dataset: str, with_user_scores: bool | None = None) -> dict[str, VideoReference]:
+    """References from the real eccv16 fields (:func:`fields_source`; no features are read).
+
+    ``with_user_scores`` adds the raw annotation scores (:func:`annotation_user_scores`); by default for TVSum
+    only (SumMe's per-user reference is then the binary ``user_summary``).
+    """
+    dataset = check_dataset(dataset)
+    path, group = fields_source(dataset)
+    if with_user_scores is None:
+        with_user_scores = dataset == "tvsum"
+    return references_from_fields(path, group, annotation_user_scores(dataset) if with_user_scores else None)
+
+
+def dataset_evaluator(data: Eccv16Dataset, protocol: str | None = None, budget: float = SUMMARY_BUDGET,
+                      tvsum_annotations: Mapping[str, Any] | None = None) -> DatasetEvaluator:
+    """The :class:`~csta_lib.evaluation.DatasetEvaluator` of a loaded eccv16 dataset, given the real TVSum
+    annotations (:func:`load_tvsum`) where its protocol needs them and none are passed."""
+    needs_scores = check_protocol(protocol or PAPER_PROTOCOL[data.dataset]) != "csta_summe"
+    if tvsum_annotations is None and data.dataset == "tvsum" and needs_scores:
+        tvsum_annotations = load_tvsum()
+    return DatasetEvaluator(data, tvsum_annotations=tvsum_annotations, protocol=protocol, budget=budget)
+
+
+def backbone_weights(backbone: str, weights: str | os.PathLike[str]) -> Path:
+    """Path of a backbone weight file: ``"imagenet"`` (torchvision's file, ``weights.torchvision.<backbone>``), a
+    logical data name (e.g. ``"weights.converted.mobilenet_v2_coral"``) or a path. Checked by sha256 where the
+    manifest knows it."""
+    if isinstance(weights, str) and (weights == "imagenet" or weights in manifest()):
+        name = f"weights.torchvision.{backbone}" if weights == "imagenet" else weights
+        path = locate(name)  # MissingDataError with instructions when absent
+        verify(name, path)
+        return path
+    path = Path(weights)
+    if not path.is_file():
+        raise DataFormatError(
+            f"backbone weights {str(weights)!r} for {backbone}: not 'imagenet', not a known data name and not a file"
+        )
+    return path

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
 from csta_lib.backbones import (
-    BACKBONES,
     Trunk,
     build_torchvision_model,
-    imagenet_classifier,
     load_weights_into,
     resize_rows,
 )
+from csta_lib.config import BACKBONES
 from csta_lib.runs import locator
 from csta_lib.errors import DataFormatError, MissingDataError
+from csta_lib.model import build_model
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -62,9 +64,8 @@ def test_googlenet_has_no_aux_heads_and_keeps_fc():
 def test_missing_imagenet_weights_say_what_and_where():
     if locator.find("weights.torchvision.resnet18") is not None:
         pytest.skip("the torchvision resnet18 weights are present here")
-    net = build_torchvision_model("resnet18")
     with pytest.raises(MissingDataError, match="resnet18-f37072fd.pth"):
-        load_weights_into(net, "resnet18", "imagenet")
+        locator.backbone_weights("resnet18", "imagenet")
 
 
 def test_wrong_state_dict_is_rejected_listing_keys(tmp_path):
@@ -73,8 +74,10 @@ def test_wrong_state_dict_is_rejected_listing_keys(tmp_path):
     net = build_torchvision_model("resnet18")
     with pytest.raises(DataFormatError, match="missing .*unknown|mis-shaped"):
         load_weights_into(net, "resnet18", bad)
-    with pytest.raises(DataFormatError, match="not a file"):
+    with pytest.raises(DataFormatError, match="no such file"):
         load_weights_into(net, "resnet18", tmp_path / "absent.pth")
+    with pytest.raises(DataFormatError, match="not a file"):
+        locator.backbone_weights("resnet18", tmp_path / "absent.pth")
 
 
 def _photo(path) -> torch.Tensor:
@@ -85,6 +88,13 @@ def _photo(path) -> torch.Tensor:
     return torch.from_numpy(array).permute(2, 0, 1)
 
 
+def imagenet_classifier(backbone: str, weights) -> torch.nn.Module:
+    """The full torchvision classifier (trunk + its ImageNet head) with the weights of a file, in eval mode."""
+    net = build_torchvision_model(backbone)
+    load_weights_into(net, backbone, weights)
+    return net.eval()
+
+
 def test_converted_mobilenet_v2_classifies_the_test_photos():
     """End-to-end proof that backbone weights load: the converted ImageNet MobileNet-V2 gets the top-1s."""
     weights = "weights.converted.mobilenet_v2_coral"
@@ -93,7 +103,7 @@ def test_converted_mobilenet_v2_classifies_the_test_photos():
     expected = {"test_images.cat": "Egyptian cat", "test_images.grace_hopper": "military uniform",
                 "test_images.parrot": "macaw", "test_images.hot_dog": "hotdog"}
     photos = torch.stack([_photo(locate_or_skip(name)) for name in expected])
-    model = imagenet_classifier("mobilenet_v2", weights)
+    model = imagenet_classifier("mobilenet_v2", locator.backbone_weights("mobilenet_v2", weights))
     with torch.no_grad():
         top1 = model(photos).argmax(dim=1)
     # the converted model dropped the background class: label index = output index + 1
@@ -102,9 +112,20 @@ def test_converted_mobilenet_v2_classifies_the_test_photos():
 
 
 def test_converted_weights_load_into_a_csta_model():
-    locate_or_skip("weights.converted.mobilenet_v2_coral")
-    from csta_lib.model import build_model
-
-    model = build_model("paper.mobilenet_v2", weights="weights.converted.mobilenet_v2_coral")
-    reference = imagenet_classifier("mobilenet_v2", "weights.converted.mobilenet_v2_coral")
+    weights = locator.backbone_weights("mobilenet_v2", locate_or_skip("weights.converted.mobilenet_v2_coral"))
+    model = build_model("paper.mobilenet_v2", weights=weights)
+    reference = imagenet_classifier("mobilenet_v2", weights)
     assert torch.equal(model.cnn.net.features[0][0].weight, reference.features[0][0].weight)
+
+
+@pytest.mark.parametrize("name", list(BACKBONES))
+def test_registry_preprocessing_is_that_of_torchvisions_imagenet_weights(name):
+    """Each registry entry's preprocessing is what torchvision attaches to the ImageNet file the manifest names."""
+    from csta_lib._torchvision import import_torchvision
+
+    weights = import_torchvision().models.get_model_weights(name).IMAGENET1K_V1
+    assert Path(weights.url).name == Path(locator.entry(f"weights.torchvision.{name}").path).name
+    transform, expected = weights.transforms(), BACKBONES[name].preprocessing
+    assert transform.resize_size == [expected.resize] and transform.crop_size == [expected.crop]
+    assert transform.interpolation.value == expected.interpolation
+    assert tuple(transform.mean) == expected.mean and tuple(transform.std) == expected.std

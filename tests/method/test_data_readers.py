@@ -158,7 +158,7 @@ def test_tvsum_annotations():
 
 def test_summe_annotations_in_vslstm_order():
     gt = need("summe.gt")
-    videos = annotations.load_summe(gt)
+    videos = annotations.load_summe(gt, video_list=need("summe.video_list"))  # its order is checked too
     names = [v.name for v in videos.values()]
     assert list(videos) == [f"video_{k}" for k in range(1, 26)]
     assert names == sorted(names) and names[0] == "Air_Force_One" and names[-1] == "playing_ball"
@@ -172,12 +172,21 @@ def test_summe_annotations_in_vslstm_order():
     assert total_users == 390
 
 
-def test_mean_steps_for_the_macs_table():
-    need("summe.gt")
-    need("tvsum.annotations")
-    assert annotations.n_steps(4494) == 300 and annotations.n_steps(15) == 1 and annotations.n_steps(16) == 2
-    assert annotations.mean_steps("summe") == pytest.approx(293.44, abs=1e-9)
-    assert annotations.mean_steps("tvsum") == pytest.approx(470.20, abs=1e-9)
+def test_steps_of_a_video():
+    assert eccv16.n_steps(4494) == 300 and eccv16.n_steps(15) == 1 and eccv16.n_steps(16) == 2
+
+
+def test_summe_order_disagreeing_with_the_video_list_is_refused(tmp_path):
+    gt = need("summe.gt")
+    video_list = tmp_path / "SumMe_data_vsLSTM.mat"
+    names = annotations.summe_video_order(need("summe.video_list"))
+    with h5py.File(video_list, "w") as h5:  # the same names, two swapped, as MATLAB v7.3 char arrays
+        swapped = [names[1], names[0], *names[2:]]
+        refs = [h5.create_dataset(f"#refs#/{i}", data=np.array([ord(c) for c in n], dtype=np.uint16)).ref
+                for i, n in enumerate(swapped)]
+        h5.create_dataset("nameVid", data=np.array(refs, dtype=h5py.ref_dtype))
+    with pytest.raises(DataFormatError, match="differs from nameVid"):
+        annotations.load_summe(gt, video_list=video_list)
 
 
 def test_annotation_readers_reject_bad_files(tmp_path):
@@ -237,8 +246,7 @@ REFERENCE_TEST_FOLDS = {  # the official CSTA split files
 
 @pytest.mark.parametrize("dataset", ["summe", "tvsum"])
 def test_official_csta_splits_are_a_true_five_fold(dataset):
-    need(f"splits.csta.{dataset}")
-    folds = splits.official_splits(dataset)
+    folds = splits.load_splits(need(f"splits.csta.{dataset}"), dataset)
     n = eccv16.N_VIDEOS[dataset]
     everything = {f"video_{k}" for k in range(1, n + 1)}
     assert [s.index for s in folds] == [0, 1, 2, 3, 4]
@@ -317,57 +325,3 @@ def test_split_files_bad_input(tmp_path):
     malformed.write_text("TVSum/split0/video_1\n")
     with pytest.raises(DataFormatError, match="line 1"):
         splits.load_splits(malformed)
-
-
-# --------------------------------------------------------------------------------------------
-# where the real annotation fields come from: the fields file, else the real feature file
-
-
-def _only_in(tmp_path: Path, monkeypatch, files: dict[str, Path]) -> None:
-    """Make ``files`` (logical name -> file) the only data the locator finds."""
-    from csta_lib.runs import locator
-
-    project = tmp_path / "project"
-    project.mkdir()
-    monkeypatch.setattr(locator, "PROJECT_ROOT", project)
-    monkeypatch.delenv(locator.MIRROR_ENV, raising=False)
-    for name, source in files.items():
-        target = project / "data" / locator.entry(name).path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.symlink_to(source)
-
-
-def test_fields_come_from_the_real_feature_file_when_the_fields_file_is_absent(tmp_path, monkeypatch):
-    """A user with the real eccv16 feature file needs no separate fields file: references and fields are the same."""
-    from csta_lib import evaluation
-    from csta_lib.runs import surrogate
-
-    fields_file = need("eccv16.fields")
-    expected_refs = evaluation.fields_references("summe")
-    expected_fields = surrogate.read_real_fields("summe")
-    # a feature file in the eccv16 layout: the real fields at the root, plus features
-    feature_file = tmp_path / "eccv16_dataset_summe_google_pool5.h5"
-    with h5py.File(fields_file, "r") as src, h5py.File(feature_file, "w") as dst:
-        for key in src["summe"]:
-            src.copy(src["summe"][key], dst, name=key)
-            dst[key]["features"] = np.zeros((len(src["summe"][key]["picks"]), 1024), dtype=np.float32)
-    _only_in(tmp_path, monkeypatch, {"eccv16.summe": feature_file})
-    assert eccv16.fields_source("summe") == (tmp_path / "project" / "data" / "eccv16" / feature_file.name, "/")
-
-    refs = evaluation.fields_references("summe")
-    assert list(refs) == list(expected_refs)
-    for key, ref in refs.items():
-        np.testing.assert_array_equal(ref.change_points, expected_refs[key].change_points)
-        np.testing.assert_array_equal(ref.user_summary, expected_refs[key].user_summary)
-        np.testing.assert_array_equal(ref.gtscore, expected_refs[key].gtscore)
-        assert ref.n_frames == expected_refs[key].n_frames
-    fields = surrogate.read_real_fields("summe")
-    assert "features" not in fields["video_1"]
-    assert set(fields["video_1"]) == set(expected_fields["video_1"])
-    np.testing.assert_array_equal(fields["video_3"]["change_points"], expected_fields["video_3"]["change_points"])
-
-
-def test_fields_missing_everywhere_names_both_ways_to_get_them(tmp_path, monkeypatch):
-    _only_in(tmp_path, monkeypatch, {})
-    with pytest.raises(MissingDataError, match=r"(?s)eccv16_fields_from_tib_results\.h5.*or: place the real eccv16\.tvsum feature file"):
-        eccv16.fields_source("tvsum")

@@ -10,6 +10,7 @@ import pytest
 from scipy import stats
 
 from csta_lib import evaluation as ev
+from csta_lib.runs import locator
 from csta_lib.runs.locator import find
 from csta_lib.errors import CstaInputError
 
@@ -277,7 +278,7 @@ def test_aggregate_splits():
 @needs_fields
 @needs_summe
 def test_evaluator_agrees_with_the_per_video_functions():
-    refs = ev.fields_references("summe")
+    refs = locator.fields_references("summe")
     keys = ["video_1", "video_8", "video_12"]
     rng = np.random.default_rng(0)
     scores = {k: rng.random(refs[k].n_steps) for k in keys}
@@ -301,14 +302,14 @@ def test_evaluator_agrees_with_the_per_video_functions():
 
 @needs_summe
 def test_human_row_summe():
-    h = ev.dataset_human_baseline("summe")
+    h = ev.dataset_human_baseline("summe", user_scores=locator.annotation_user_scores("summe"))
     assert h["n_videos"] == 25 and h["n_nan_tau"] == 0
     assert h["tau"] == pytest.approx(0.205, abs=0.002) and h["rho"] == pytest.approx(0.213, abs=0.002)
 
 
 @needs_tvsum
 def test_human_row_tvsum():
-    h = ev.dataset_human_baseline("tvsum")
+    h = ev.dataset_human_baseline("tvsum", user_scores=locator.annotation_user_scores("tvsum"))
     assert h["n_videos"] == 50 and h["n_nan_tau"] == 0
     assert h["tau"] == pytest.approx(0.177, abs=0.002) and h["rho"] == pytest.approx(0.204, abs=0.002)
 
@@ -363,12 +364,15 @@ def test_evaluator_on_a_dataset_object_with_tvsum_annotations():
     assert results["video_2"]["f1"] == ev.f1_score(summary, v.user_summary, "mean")
     with pytest.raises(CstaInputError, match="no scores"):
         evaluator.evaluate(scores, keys=["video_3"])
+    with pytest.raises(CstaInputError, match="needs the raw user scores"):  # never silently the binary summaries
+        ev.DatasetEvaluator(dataset)
+    assert ev.DatasetEvaluator(dataset, protocol="csta_summe").references["video_1"].user_scores is None
 
 
 @needs_fields
 @needs_summe
 def test_random_row_is_near_zero_for_score_protocols():
-    evaluator = ev.DatasetEvaluator(references=ev.fields_references("summe", with_user_scores=True),
+    evaluator = ev.DatasetEvaluator(references=locator.fields_references("summe", with_user_scores=True),
                                     dataset_name="summe", protocol="otani")
     out = ev.random_baseline(evaluator, n_draws=4, seed=1)
     assert out["protocol"] == "otani" and out["n_draws"] == 4 and len(out["draws_tau"]) == 4
@@ -380,7 +384,7 @@ def test_random_scores_through_the_knapsack_are_not_zero_on_summe():
     # random step scores -> 15 % knapsack on the real KTS shots correlate with the mean user summary
     # (short shots win the knapsack and users favour them; Otani et al. 2019), so the csta_summe
     # Random row is about +0.09, not the 0 the paper prints
-    evaluator = ev.DatasetEvaluator(references=ev.fields_references("summe", with_user_scores=False),
+    evaluator = ev.DatasetEvaluator(references=locator.fields_references("summe", with_user_scores=False),
                                     dataset_name="summe")
     out = ev.random_baseline(evaluator, n_draws=6, seed=1)
     assert out["protocol"] == "csta_summe"
@@ -390,17 +394,20 @@ def test_random_scores_through_the_knapsack_are_not_zero_on_summe():
 @needs_fields
 @needs_tvsum
 def test_random_row_tvsum_and_upper_bound():
-    refs = ev.fields_references("tvsum")
+    refs = locator.fields_references("tvsum")
     evaluator = ev.DatasetEvaluator(references=refs, dataset_name="tvsum")
     assert evaluator.protocol == "casum_tvsum"
     out = ev.random_baseline(evaluator, n_draws=3, seed=2)
     assert abs(out["tau"]) < 0.02 and abs(out["rho"]) < 0.03
-    bound = ev.upper_bound("tvsum", evaluator=evaluator)
+    bound = ev.upper_bound(evaluator)
+    assert bound["dataset"] == "tvsum"
     assert bound["tau"] > 0.3 and bound["rho"] > bound["tau"] and bound["n_nan_tau"] == 0
 
 
 @needs_fields
 def test_upper_bound_summe_uses_real_shots():
-    bound = ev.upper_bound("summe")
+    evaluator = ev.DatasetEvaluator(references=locator.fields_references("summe", with_user_scores=False),
+                                    dataset_name="summe")
+    bound = ev.upper_bound(evaluator)
     assert bound["protocol"] == "csta_summe" and bound["n_videos"] == 25
     assert 0.3 < bound["tau"] < 1 and 0.3 < bound["f1"] < 1

@@ -103,8 +103,6 @@ def test_shots_in_frames():
     shots = kts.shots_from_change_points(np.array([2, 5]), n_frames=100, frame_step=15)
     assert shots.tolist() == [[0, 29], [30, 74], [75, 99]]
     assert kts.shots_from_change_points(np.array([], dtype=int), 7).tolist() == [[0, 6]]
-    shots = kts.kts_shots(piecewise([4], 8), n_frames=113)
-    assert shots.tolist() == [[0, 59], [60, 112]]
 
 
 @pytest.mark.parametrize(
