@@ -2,7 +2,9 @@
 #   make book [PROFILE=smoke|quick|paper]   set up .venv, check/fetch the data the notebooks need, run them
 #                                            with papermill, build _build/html
 #   make test                                set up .venv, run the whole test suite
-# Both create .venv on first use and (re)install the project when pyproject.toml changes.
+# Both create .venv on first use and (re)install the project with every extra it needs (EXTRAS, see
+# pyproject.toml: `pip install .` alone gives only the method and the command line's core) when pyproject.toml
+# changes.
 # `make book` first works out which data files the profile needs; missing public ones are downloaded into
 # data/ when the machine is online, otherwise it stops at once (exit 2) with a table of what to put where.
 # BOOK_FLAGS passes options to the build, e.g. BOOK_FLAGS=--no-fetch (never download; also CSTA_NO_FETCH=1).
@@ -10,6 +12,7 @@
 PYTHON  ?= python3
 PROFILE ?= quick
 BOOK_FLAGS ?=
+EXTRAS  := book,video,ray,dev
 VENV    := .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.csta-installed
@@ -30,8 +33,8 @@ $(STAMP): pyproject.toml
 	       "remove $(VENV) and rerun" >&2; exit 2; }
 	@$(PY) -m pip install --quiet --upgrade pip || \
 	  echo "warning: could not upgrade pip in $(VENV) (offline?); trying with the pip it has" >&2
-	@$(PY) -m pip install --quiet -e . || { \
-	  echo "error: installing csta and its dependencies (pyproject.toml) into $(VENV) failed; see pip's" \
+	@$(PY) -m pip install --quiet -e '.[$(EXTRAS)]' || { \
+	  echo "error: installing csta and its dependencies (pyproject.toml, extras $(EXTRAS)) into $(VENV) failed; see pip's" \
 	       "message above. It needs PyPI (network) and a few GB of disk; rerun make when fixed" >&2; exit 2; }
 	@touch $(STAMP)
 

@@ -1,7 +1,9 @@
-"""The package metadata, the conda environment and the torchvision shim agree with each other."""
+"""The package metadata, its extras, the conda environment, the Makefile, the command line's table of extras and
+the torchvision shim agree with each other."""
 
 from __future__ import annotations
 
+import importlib.metadata as metadata
 import re
 import subprocess
 import sys
@@ -10,17 +12,37 @@ from pathlib import Path
 
 import yaml
 
+from csta_lib.cli import EXTRAS
+
 ROOT = Path(__file__).resolve().parents[1]
+CORE = {"torch", "torchvision", "numpy", "scipy", "h5py", "tqdm"}
 
 
 def _normalise(requirement: str) -> tuple[str, str]:
     name, spec = re.match(r"\s*([A-Za-z0-9_.\-]+)\s*(.*)", requirement).groups()
-    return name.lower().replace("_", "-"), spec.replace(" ", "")
+    return re.sub(r"[-_.]+", "-", name).lower(), spec.replace(" ", "")
+
+
+def _project() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 
 
 def _pyproject_requirements() -> dict[str, str]:
-    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
-    return dict(_normalise(d) for d in deps)
+    """The core requirements: what `pip install .` installs."""
+    return dict(_normalise(d) for d in _project()["dependencies"])
+
+
+def _extras() -> dict[str, dict[str, str]]:
+    return {extra: dict(_normalise(d) for d in deps) for extra, deps in _project()["optional-dependencies"].items()}
+
+
+def _all_requirements() -> dict[str, str]:
+    """The core and every extra (a package in several extras must have the same pin in each)."""
+    merged = _pyproject_requirements()
+    for extra, deps in _extras().items():
+        for name, spec in deps.items():
+            assert merged.setdefault(name, spec) == spec, f"{name} is pinned differently in [{extra}]"
+    return merged
 
 
 def _environment_requirements() -> tuple[list, dict[str, str]]:
@@ -33,16 +55,47 @@ def _environment_requirements() -> tuple[list, dict[str, str]]:
 def test_environment_yml_pins_the_same_packages_as_pyproject():
     conda, pip = _environment_requirements()
     assert "python=3.11" in conda
-    assert pip == _pyproject_requirements()
+    assert pip == _all_requirements()
 
 
 def test_design_card_pins():
-    deps = _pyproject_requirements()
+    deps = _all_requirements()
     assert deps["torch"] == "==2.13.0"
     assert deps["torchvision"] == "==0.28.0"
     assert deps["jupyter-book"] in (">=1.0.4,<2", "<2,>=1.0.4")
-    for name in ("papermill", "h5py", "scipy", "seaborn", "ipywidgets", "ipykernel", "tqdm", "av", "pytest"):
-        assert deps[name].startswith("=="), f"{name} is not pinned"
+    for name, spec in deps.items():
+        assert name == "jupyter-book" or spec.startswith("=="), f"{name} is not pinned"
+
+
+def test_the_core_install_is_the_method_and_the_command_line():
+    assert set(_pyproject_requirements()) == CORE
+    extras = _extras()
+    assert set(extras) == {"book", "video", "ray", "dev"}
+    assert {"jupyter-book", "papermill", "pandas", "matplotlib", "seaborn", "ipywidgets", "ipykernel"} <= set(
+        extras["book"])
+    assert {"av", "ai-edge-litert"} <= set(extras["video"])
+    assert set(extras["ray"]) == {"ray"}
+    assert {"pytest", "import-linter", "websocket-client"} <= set(extras["dev"])
+
+
+def test_make_installs_every_extra():
+    line = re.search(r"^EXTRAS\s*:?=\s*(\S+)", (ROOT / "Makefile").read_text(), re.M)
+    assert set(line.group(1).split(",")) == set(_extras())
+    assert "-e '.[$(EXTRAS)]'" in (ROOT / "Makefile").read_text()
+
+
+def test_the_command_lines_table_of_extras_agrees_with_pyproject():
+    """Each optional module's package is in the extra the command line names (or required by a package there)."""
+    extras = _extras()
+    providers = metadata.packages_distributions()
+    for module, extra in EXTRAS.items():
+        assert extra in extras, f"{module}: no extra [{extra}]"
+        dists = {_normalise(d)[0] for d in providers.get(module, [])}
+        assert dists, f"{module} is not installed here, so its extra cannot be checked"
+        pinned = set(extras[extra])
+        required = {_normalise(r)[0] for name in pinned for r in (metadata.requires(name) or [])}
+        assert dists & (pinned | required), f"{module} ({', '.join(dists)}) does not come with [{extra}]"
+        assert not dists & CORE, f"{module} comes with the core install"
 
 
 def test_console_script_points_at_the_cli():

@@ -2,10 +2,12 @@
 
 Each command group lives in its own module of this package and exposes ``register(subparsers)``,
 which adds its sub-command(s) and sets ``func`` (a callable taking the parsed ``argparse.Namespace``
-and returning an exit code). Heavy libraries (torch, h5py) are imported inside the command
-functions, not at module import, so ``csta --help`` stays fast.
+and returning an exit code). Building the parser imports nothing heavy: whatever pulls in torch (the
+model, training, grids, videos) is imported inside the command functions, so ``csta --help``,
+``csta <cmd> --help`` and argument errors answer at once.
 
-Exit codes: 0 success, 1 internal error, 2 bad input (missing file, bad argument, invalid data).
+Exit codes: 0 success, 1 internal error, 2 bad input (missing file, bad argument, invalid data, a missing
+optional extra).
 """
 
 from __future__ import annotations
@@ -17,20 +19,25 @@ import sys
 from collections.abc import Sequence
 
 from csta_lib import __version__
+from csta_lib.errors import CstaInputError
 
 # Modules of this package that provide commands, in the order --help lists them.
 COMMAND_MODULES = ("data", "model", "evaluate", "train", "results", "grid", "summarize")
 
-EXIT_OK = 0
-EXIT_INTERNAL = 1
 EXIT_BAD_INPUT = 2
 
+#: Optional packages (top-level module name) -> the extra of pyproject.toml that installs them. `pip install
+#: csta-book` gives the method and the command line's core; a command that needs one of these says which extra
+#: to add (tests/test_packaging.py checks this table against pyproject.toml).
+EXTRAS = {
+    "jupyter_book": "book", "papermill": "book", "myst_nb": "book", "matplotlib": "book", "seaborn": "book",
+    "pandas": "book", "ipywidgets": "book", "yaml": "book",
+    "av": "video", "ai_edge_litert": "video",
+    "ray": "ray",
+    "pytest": "dev", "importlinter": "dev", "websocket": "dev",
+}
 
 _ENVIRONMENT_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.ENAMETOOLONG, errno.ELOOP)
-
-
-class BadInput(Exception):
-    """Raised by commands for user errors; reported without a traceback, exit code 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,22 +50,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"csta {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"csta_lib.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"csta_lib.cli.{name}":
-                continue  # command group not present in this build
-            raise
-        module.register(sub)
+        importlib.import_module(f"csta_lib.cli.{name}").register(sub)
     return parser
 
 
-def _is_bad_input(exc: BaseException) -> bool:
-    from csta_lib.errors import CstaInputError
+def missing_extra(exc: BaseException) -> str | None:
+    """What to install when ``exc`` says that an optional package is missing (None: it says something else)."""
+    module = exc.name.partition(".")[0] if isinstance(exc, ModuleNotFoundError) and exc.name else None
+    extra = EXTRAS.get(module)
+    return f"{module!r} is not installed: pip install 'csta-book[{extra}]'" if extra else None
 
+
+def _is_bad_input(exc: BaseException) -> bool:
     if isinstance(exc, OSError) and exc.errno in _ENVIRONMENT_ERRNOS:
         return True  # a full disk, a read-only file system, a name too long: not a bug of ours
-    return isinstance(exc, (BadInput, CstaInputError, FileNotFoundError, PermissionError))
+    return isinstance(exc, (CstaInputError, FileNotFoundError, PermissionError))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -74,11 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("csta: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - the one place errors become exit codes
-        if _is_bad_input(exc):
-            print(f"csta {args.command}: error: {exc}", file=sys.stderr)
-            return EXIT_BAD_INPUT
-        raise
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+        message = missing_extra(exc) or (str(exc) if _is_bad_input(exc) else None)
+        if message is None:
+            raise
+        print(f"csta {args.command}: error: {message}", file=sys.stderr)
+        return EXIT_BAD_INPUT

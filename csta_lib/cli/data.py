@@ -8,6 +8,10 @@ import json
 import sys
 from typing import Any
 
+from csta_lib.data.eccv16 import load_eccv16
+from csta_lib.errors import CstaInputError
+from csta_lib.runs import fetch, locator, surrogate
+
 
 def register(subparsers: Any) -> None:
     """Add ``csta data check | fetch | make-surrogate``."""
@@ -62,34 +66,8 @@ def register(subparsers: Any) -> None:
     make.set_defaults(func=cmd_make_surrogate)
 
 
-def check_rows(hash_files: bool = True) -> list[dict[str, Any]]:
-    """One row per manifest entry: name, status, path (or None), expected location, url, licence."""
-    from csta_lib.runs import locator
-    from csta_lib.runs.fetch import fetchable
-    from csta_lib.errors import DataFormatError
-
-    rows = []
-    for name, e in locator.manifest().items():
-        path = locator.find(name)
-        status, detail = "missing", ""
-        if path is not None:
-            if hash_files:
-                try:
-                    status = locator.verify(name, path)
-                except DataFormatError as exc:
-                    status, detail = "mismatch", str(exc)
-            else:
-                status = "unverified"
-        rows.append({"name": name, "status": status, "path": str(path) if path else None,
-                     "expected": e.path, "url": e.url, "sha256": e.sha256, "licence": e.licence,
-                     "direct_download": fetchable(e), "detail": detail})
-    return rows
-
-
 def cmd_check(args: argparse.Namespace) -> int:
-    from csta_lib.runs import locator
-
-    rows = check_rows(hash_files=not args.no_hash)
+    rows = fetch.status_rows(hash_files=not args.no_hash)
     if args.json:
         json.dump(rows, sys.stdout, indent=1)
         print()
@@ -116,15 +94,16 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def _book_names(profile: str, notebooks: list[str]) -> tuple[list[str], list]:
     """(names to download, requirements that cannot be downloaded) for the book at ``profile``."""
+    # here, not at the top: the book's tooling and the experiments pull in torch (start-up of --help)
+    from csta_lib.book import preflight
     from csta_lib.book.build import list_notebooks
-    from csta_lib.runs import fetch
     from csta_lib.runs.experiments import check_profile
 
     check_profile(profile)
-    absent = fetch.missing(fetch.requirements(profile, [p.stem for p in list_notebooks(only=notebooks)]))
+    absent = preflight.missing(preflight.requirements(profile, [p.stem for p in list_notebooks(only=notebooks)]))
     names, by_hand = [], []
     for req in absent:
-        e = fetch.to_fetch(req)
+        e = preflight.to_fetch(req)
         if e is None:
             by_hand.append(req)
         elif e.name not in names:
@@ -133,9 +112,6 @@ def _book_names(profile: str, notebooks: list[str]) -> tuple[list[str], list]:
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
-    from csta_lib.runs import fetch, locator
-    from csta_lib.errors import CstaInputError
-
     names, by_hand = list(args.name), []
     if args.book:
         book_names, by_hand = _book_names(args.book, args.notebook)
@@ -162,14 +138,13 @@ def cmd_fetch(args: argparse.Namespace) -> int:
         for name, message in failures.items():  # in full: the lines after the first say where to get it
             print(f"error: {name}: {message}", file=sys.stderr)
     if by_hand:
-        print(f"\nnot downloadable, put these in place by hand:\n{fetch.missing_table(by_hand)}", file=sys.stderr)
+        from csta_lib.book.preflight import missing_table  # here, not at the top: torch (start-up of --help)
+
+        print(f"\nnot downloadable, put these in place by hand:\n{missing_table(by_hand)}", file=sys.stderr)
     return 2 if failures or by_hand else 0
 
 
 def cmd_make_surrogate(args: argparse.Namespace) -> int:
-    from csta_lib.runs import surrogate
-    from csta_lib.data.eccv16 import load_eccv16
-
     seed = surrogate.DEFAULT_SEED if args.seed is None else args.seed
     signal = surrogate.DEFAULT_SIGNAL if args.signal is None else args.signal
     path = surrogate.build_surrogate(args.dataset, args.out, seed=seed, signal=signal, source=args.source)

@@ -6,11 +6,24 @@ import argparse
 import json
 import math
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
-PROTOCOL_HELP = ("csta_summe: 15%% knapsack summary vs the mean user summary (CSTA's SumMe protocol); "
-                 "casum_tvsum: 15-frame-step scores vs each annotator's [::15] scores, averaged (CSTA's TVSum "
+import h5py
+import numpy as np
+
+from csta_lib.data import check_dataset, load_eccv16, load_splits
+from csta_lib.data.eccv16 import FRAME_STEP, h5_member
+from csta_lib.errors import CstaInputError, DataFormatError, MissingDataError, first_line
+from csta_lib.evaluation import SUMMARY_BUDGET, aggregate_splits, check_protocol, mean_metrics
+from csta_lib.runs.io import check_outputs, write_json_atomic
+from csta_lib.runs.locator import dataset_evaluator, official_splits
+from csta_lib.runs.surrogate import resolve_features
+
+PROTOCOL_HELP = (f"csta_summe: {SUMMARY_BUDGET * 100:g}%% knapsack summary vs the mean user summary (CSTA's SumMe "
+                 f"protocol); casum_tvsum: {FRAME_STEP}-frame-step scores vs each annotator's [::{FRAME_STEP}] "
+                 "scores, averaged (CSTA's TVSum "
                  "protocol); otani: frame-level scores vs each annotator (Otani et al. 2019). "
                  "Default: the paper's protocol for the dataset")
 
@@ -19,7 +32,7 @@ def register(subparsers: Any) -> None:
     """Add ``csta evaluate``."""
     p = subparsers.add_parser(
         "evaluate", help="τ, ρ and F1 of predicted step scores against a dataset",
-        description="Score PREDICTIONS (an .h5 or .npz file holding one 1-D array of 15-frame step scores "
+        description=f"Score PREDICTIONS (an .h5 or .npz file holding one 1-D array of {FRAME_STEP}-frame step scores "
         "per video key, e.g. video_1; in an .h5 a key may also be a group with a 'scores' dataset) "
         "against the annotations of a dataset under a named rank-correlation protocol. Prints one "
         "row per video and one per split (mean over its test videos) and the mean over splits, as "
@@ -37,7 +50,8 @@ def register(subparsers: Any) -> None:
                    "with --split and no file, CSTA's official splits are used")
     p.add_argument("--split", type=int, default=None, metavar="K",
                    help="evaluate only split K (0-based, as the split files number them and as `csta train --split`)")
-    p.add_argument("--budget", type=float, default=0.15, help="summary length as a fraction of the video (0.15)")
+    p.add_argument("--budget", type=float, default=SUMMARY_BUDGET,
+                   help=f"summary length as a fraction of the video ({SUMMARY_BUDGET:g})")
     p.add_argument("--json", action="store_true", help="print the full result as JSON instead of tables")
     p.add_argument("--out", default=None, metavar="PATH", help="also write the JSON result to PATH (atomically)")
     p.set_defaults(func=cmd_evaluate)
@@ -50,10 +64,6 @@ MAX_PREDICTION_STEPS = 10_000_000
 
 def _check_declared(path: Path, key: str, shape: tuple[int, ...], dtype: Any) -> None:
     """Shape and type of one video's scores, checked before its values are read."""
-    import numpy as np
-
-    from csta_lib.errors import DataFormatError
-
     if len(shape) != 1:
         raise DataFormatError(f"{path}: {key}: scores must be one-dimensional, got shape {tuple(shape)}")
     if np.dtype(dtype).kind not in "iuf":
@@ -65,12 +75,6 @@ def _check_declared(path: Path, key: str, shape: tuple[int, ...], dtype: Any) ->
 
 def _npz_predictions(path: Path) -> dict[str, Any]:
     """Arrays of an .npz file, each header checked before its data is read (no pickles)."""
-    import zipfile
-
-    import numpy as np
-
-    from csta_lib.errors import DataFormatError, first_line
-
     out: dict[str, Any] = {}
     try:
         with zipfile.ZipFile(path) as archive:
@@ -93,12 +97,6 @@ def _npz_predictions(path: Path) -> dict[str, Any]:
 
 def _h5_predictions(path: Path) -> dict[str, Any]:
     """Arrays of an HDF5 predictions file (broken links and oversized declarations refused before reading)."""
-    import h5py
-    import numpy as np
-
-    from csta_lib.data.eccv16 import h5_member
-    from csta_lib.errors import DataFormatError, first_line
-
     if not h5py.is_hdf5(path):
         raise DataFormatError(f"{path}: not an HDF5 or .npz predictions file")
     out: dict[str, Any] = {}
@@ -126,10 +124,6 @@ def _h5_predictions(path: Path) -> dict[str, Any]:
 
 def load_predictions(path: str | Path) -> dict[str, Any]:
     """``{video key: 1-D array of real numbers}`` from an .npz or HDF5 predictions file."""
-    import numpy as np
-
-    from csta_lib.errors import DataFormatError, MissingDataError
-
     path = Path(path)
     try:
         is_file = path.is_file()
@@ -146,20 +140,17 @@ def load_predictions(path: str | Path) -> dict[str, Any]:
 
 
 def evaluate_predictions(predictions: dict[str, Any], dataset: Any, protocol: str | None = None,
-                         splits: list[Any] | None = None, budget: float = 0.15,
+                         splits: list[Any] | None = None, budget: float = SUMMARY_BUDGET,
                          tvsum_annotations: Any = None) -> dict[str, Any]:
     """Per-video, per-split and overall results (JSON-able) of ``predictions`` on ``dataset``.
 
     With ``splits``, each split is the mean over its test videos and the overall number the mean
     over splits (book method page, method-metrics); without, the overall number is the mean over the videos.
     """
-    from csta_lib.errors import CstaInputError
-    from csta_lib.evaluation import DatasetEvaluator, aggregate_splits, mean_metrics
-
     unknown = [k for k in predictions if k not in dataset]
     if unknown:
         raise CstaInputError(f"predictions for videos not in {dataset.path}: {', '.join(sorted(unknown)[:5])}")
-    evaluator = DatasetEvaluator(dataset, tvsum_annotations=tvsum_annotations, protocol=protocol, budget=budget)
+    evaluator = dataset_evaluator(dataset, tvsum_annotations=tvsum_annotations, protocol=protocol, budget=budget)
     keys = [k for k in dataset.keys() if k in predictions]
     split_rows = []
     if splits:
@@ -209,12 +200,6 @@ def format_tables(result: dict[str, Any]) -> str:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from csta_lib.data import check_dataset, load_eccv16, load_splits, official_splits
-    from csta_lib.runs.surrogate import resolve_features
-    from csta_lib.errors import CstaInputError
-    from csta_lib.evaluation import check_protocol
-    from csta_lib.runs.io import check_outputs, write_json_atomic
-
     if args.protocol is not None:
         check_protocol(args.protocol)
     if not 0.0 <= args.budget <= 1.0:

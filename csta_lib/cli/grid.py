@@ -14,6 +14,12 @@ prints the runs (a table and totals, or with ``--json`` one JSON object per line
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from pathlib import Path
+
+from csta_lib.errors import CstaInputError, MissingDataError
+from csta_lib.runs import store
 
 DESCRIPTION = """\
 Expand a named experiment into its training runs (model variant x dataset x fold x seed, sized by the
@@ -68,7 +74,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def list_text() -> str:
     """Every (experiment, profile) with its size and cuts, and the rough CPU time of the quick profile."""
-    from csta_lib.runs import experiments
+    from csta_lib.runs import experiments  # here, not at the top: torch (start-up of --help)
 
     lines = []
     for profile in experiments.PROFILES:
@@ -84,7 +90,7 @@ def list_text() -> str:
 
 def plan_text(entries: list[dict], experiment: str, profile: str) -> str:
     """``--plan`` without ``--json``: one line per run, then the totals and the rough CPU time."""
-    from csta_lib.runs import experiments
+    from csta_lib.runs import experiments  # here, not at the top: torch (start-up of --help)
 
     columns = [("label", "row"), ("variant", "variant"), ("dataset", "dataset"), ("split", "split"),
                ("seed", "seed"), ("epochs", "epochs"), ("val_fraction", "val"), ("policies", "policies"),
@@ -117,12 +123,7 @@ def plan_text(entries: list[dict], experiment: str, profile: str) -> str:
 
 def main(args: argparse.Namespace) -> int:
     """Run ``csta grid``; the last stdout line is the JSON summary."""
-    import json
-    import sys
-    from pathlib import Path
-
-    from csta_lib.runs import grid, store
-    from csta_lib.errors import CstaInputError
+    from csta_lib.runs import experiments, grid  # here, not at the top: torch (start-up of --help)
 
     if args.list:
         print(list_text())
@@ -133,10 +134,6 @@ def main(args: argparse.Namespace) -> int:
         raise CstaInputError("--json goes with --plan (the grid's own summary is always JSON)")
     grid.check_options(args.engine, args.jobs, args.gpus_per_run, args.cpus_per_run)
     if args.plan:
-        from csta_lib.runs import experiments
-
-        from csta_lib.errors import MissingDataError
-
         experiments.check_profile(args.profile)
         try:
             entries = grid.plan_entries(args.experiment, args.profile, args.store)
@@ -154,7 +151,7 @@ def main(args: argparse.Namespace) -> int:
         return 0
     summary = grid.run_grid(
         args.experiment, args.profile, engine=args.engine, jobs=args.jobs, address=args.address,
-        gpus_per_run=args.gpus_per_run, store=args.store or store.default_store_dir(),
+        gpus_per_run=args.gpus_per_run, store=args.store or store.DEFAULT_STORE_DIR,
         progress=not args.no_progress, cpus_per_run=args.cpus_per_run, device=args.device,
     )
     print(json.dumps(summary))

@@ -7,6 +7,9 @@ import argparse
 import json
 from typing import Any
 
+from csta_lib.config import PRESETS, get_config, official_flags, official_model_name
+from csta_lib.errors import CstaInputError
+
 
 def register(subparsers: Any) -> None:
     """Add ``csta model list | info | macs``."""
@@ -42,25 +45,16 @@ def register(subparsers: Any) -> None:
     macs.set_defaults(func=cmd_macs)
 
 
-def _preset(name: str):
-    from csta_lib.config import get_config
-
-    return get_config(name)
-
-
 def cmd_list(args: argparse.Namespace) -> int:
-    from csta_lib.config import PRESETS
-
     print(json.dumps(list(PRESETS)) if args.json else "\n".join(PRESETS))
     return 0
 
 
 def model_info(name: str) -> dict[str, Any]:
     """The JSON of ``csta model info``."""
-    from csta_lib.config import official_flags, official_model_name
-    from csta_lib.model import build_model, count_parameters
+    from csta_lib.model import build_model, count_parameters  # here, not at the top: torch (start-up of --help)
 
-    config = _preset(name)
+    config = get_config(name)
     model = build_model(config)
     return {
         "preset": name,
@@ -88,12 +82,11 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_macs(args: argparse.Namespace) -> int:
-    from csta_lib.errors import CstaInputError
-    from csta_lib.macs import macs_summary
+    from csta_lib.macs import macs_summary  # here, not at the top: torch (start-up of --help)
 
     if args.steps < 1:
         raise CstaInputError(f"--steps must be >= 1, got {args.steps}")
-    summary = {"preset": args.preset, **macs_summary(_preset(args.preset), args.steps)}
+    summary = {"preset": args.preset, **macs_summary(get_config(args.preset), args.steps)}
     if args.json:
         print(json.dumps(summary, indent=1))
         return 0

@@ -3,25 +3,15 @@
 ``csta results table --store DIR [--experiment NAME --profile P] [--dataset D] [--preset P] [--variant V]
 [--splits LIST] [--seeds LIST] [--epochs E] [--select POLICIES] [--per-split] [--format markdown|text|csv]`` prints the mean ± std over splits
 and seeds (or one row per split) with the τ/ρ protocol, the selection policy and the data provenance in the
-header. ``--experiment NAME --profile P`` restricts the table to the runs of that experiment grid. Other
-commands reuse :func:`print_table` and :func:`add_table_arguments` for the records they select.
+header. ``--experiment NAME --profile P`` restricts the table to the runs of that experiment grid.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
-from typing import Any
 
-
-def add_table_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options that shape a results table (shared with other commands that print tables)."""
-    parser.add_argument("--select", default="test-max,val,last",
-                        help="selection policies to show, comma-separated (default test-max,val,last; test-max "
-                             "selects on the test split, as the official code)")
-    parser.add_argument("--per-split", action="store_true", help="one row per split (mean ± std over seeds)")
-    parser.add_argument("--format", dest="fmt", choices=["markdown", "text", "csv"], default="markdown",
-                        help="table format (default markdown)")
+from csta_lib.errors import CstaInputError
+from csta_lib.runs import store
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -46,52 +36,38 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="only the runs of this experiment (table1, table2, fig4, deviations): with --profile exactly "
                         "that grid's runs, else the stored runs of its variants with the most epochs")
     t.add_argument("--profile", default=None, help="profile of --experiment: smoke, quick or paper")
-    add_table_arguments(t)
+    t.add_argument("--select", default="test-max,val,last",
+                   help="selection policies to show, comma-separated (default test-max,val,last; test-max "
+                        "selects on the test split, as the official code)")
+    t.add_argument("--per-split", action="store_true", help="one row per split (mean ± std over seeds)")
+    t.add_argument("--format", dest="fmt", choices=["markdown", "text", "csv"], default="markdown",
+                   help="table format (default markdown)")
     t.set_defaults(func=table_command)
-    p.set_defaults(func=lambda args: _usage(p))
-
-
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
-    return 2
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
 def policies_of(text: str) -> list[str]:
-    """``"test-max,val"`` → a checked list of policies."""
-    from csta_lib.runs.store import POLICIES
-    from csta_lib.errors import CstaInputError
-
+    """``"test-max,val"`` → a checked list of selection policies (``--select`` of ``results`` and ``train``)."""
     policies = [p.strip() for p in text.split(",") if p.strip()]
-    unknown = [p for p in policies if p not in POLICIES]
+    unknown = [p for p in policies if p not in store.POLICIES]
     if unknown or not policies:
         raise CstaInputError(f"--select: unknown policy {unknown[0] if unknown else '(none)'!r}; "
-                             f"choose from {','.join(POLICIES)}")
+                             f"choose from {','.join(store.POLICIES)}")
     return policies
-
-
-def print_table(records: Sequence[dict[str, Any]], args: argparse.Namespace) -> int:
-    """Print the table of ``records`` as ``args`` (from :func:`add_table_arguments`) asks; used by the grid too."""
-    from csta_lib.runs import store
-
-    print(store.records_table(records, policies=policies_of(args.select), per_split=args.per_split, fmt=args.fmt))
-    return 0
 
 
 def table_command(args: argparse.Namespace) -> int:
     """Run ``csta results table``."""
-    from csta_lib.runs import store
+    # here, not at the top: torch (start-up of --help)
+    from csta_lib.runs import grid
     from csta_lib.runs.training import parse_int_list
 
-    store_dir = args.store or store.default_store_dir()
-    keys = None
     if args.profile and not args.experiment:
-        from csta_lib.errors import CstaInputError
-
         raise CstaInputError("--profile needs --experiment")
+    store_dir = args.store or store.DEFAULT_STORE_DIR
+    keys = None
     if args.experiment:  # the grid knows which content addresses make up an experiment at a profile
-        from csta_lib.runs import grid
-
-        keys = {r["key"] for r in grid.experiment_records(args.experiment, store_dir, args.profile)}
+        keys = {r["key"] for r in grid.stored_experiment_records(args.experiment, store_dir, args.profile)}
     records = store.load_records(
         store_dir,
         keys=keys,
@@ -102,4 +78,5 @@ def table_command(args: argparse.Namespace) -> int:
         seeds=parse_int_list(args.seeds, name="--seeds") if args.seeds else None,
         epochs=args.epochs,
     )
-    return print_table(records, args)
+    print(store.records_table(records, policies=policies_of(args.select), per_split=args.per_split, fmt=args.fmt))
+    return 0

@@ -13,6 +13,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
+from csta_lib.cli.results import policies_of
+from csta_lib.errors import CstaInputError
+from csta_lib.runs import store
+from csta_lib.runs.io import check_output_dir
+
 DESCRIPTION = """\
 Train CSTA as the official code does (Adam lr 1e-3, weight decay 1e-7 as L2, MSE against gtscore, one video
 per step, shuffled; a fresh model per split) and write one JSON record per run into the results store
@@ -35,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("train", help="train runs (preset x dataset x splits x seeds) into the results store",
                               description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     model = p.add_argument_group("model")
-    model.add_argument("--preset", default="paper", help="model preset (see `csta model presets`; default paper)")
+    model.add_argument("--preset", default="paper", help="model preset (see `csta model list`; default paper)")
     model.add_argument("--set", dest="overrides", action="append", default=[], metavar="SWITCH=VALUE",
                        help="change one ModelConfig switch of the preset, e.g. --set skip_norm=layernorm (repeatable)")
     model.add_argument("--cnn-weights", default="auto",
@@ -57,15 +62,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     seeds = runs.add_mutually_exclusive_group()
     seeds.add_argument("--seed", type=int, metavar="S", help="one seed")
     seeds.add_argument("--seeds", default=None, metavar="LIST", help="seeds: 0-4 or 0,3 (default 0)")
-    runs.add_argument("--epochs", type=int, default=100, help="epochs per run (default 100, as the paper)")
+    runs.add_argument("--epochs", type=int, default=None, help="epochs per run (default: the paper's 100)")
     runs.add_argument("--select", default="test-max,val,last",
                       help="selection policies, comma-separated from test-max,val,last (default: all three)")
     runs.add_argument("--val-fraction", type=float, default=None,
                       help="share of the training videos held out for the val policy (default 0.2 when val is "
                            "selected, else 0)")
-    runs.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3, the paper's)")
-    runs.add_argument("--weight-decay", type=float, default=1e-7,
-                      help="Adam weight decay, coupled L2 (default 1e-7, the paper's)")
+    runs.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: the paper's 1e-3)")
+    runs.add_argument("--weight-decay", type=float, default=None,
+                      help="Adam weight decay, coupled L2 (default: the paper's 1e-7)")
     runs.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
     runs.add_argument("--resume-every", type=int, default=5, metavar="N",
                       help="epochs between resume snapshots (model, optimizer, RNG states; default 5): an "
@@ -79,9 +84,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _parse_overrides(items: list[str]) -> tuple[tuple[str, object], ...]:
     """``["skip_norm=layernorm", "attention_dropout_rate=0.5"]`` → typed (switch, value) pairs."""
-    import yaml
-
-    from csta_lib.errors import CstaInputError
+    if not items:
+        return ()
+    import yaml  # here, not at the top: an optional extra ([book]) that only --set needs
 
     pairs = []
     for item in items:
@@ -95,21 +100,22 @@ def _parse_overrides(items: list[str]) -> tuple[tuple[str, object], ...]:
 
 def build_specs(args: argparse.Namespace) -> list:
     """The RunSpecs an invocation asks for (splits × seeds), validated before anything trains."""
+    # here, not at the top: torch (start-up of --help)
     from csta_lib.runs import training
-    from csta_lib.errors import CstaInputError
+    from csta_lib.runs.spec import RunSpec
+    from csta_lib.train import PAPER_EPOCHS, PAPER_LR, PAPER_WEIGHT_DECAY
 
-    policies = tuple(p.strip() for p in args.select.split(",") if p.strip())
-    unknown = [p for p in policies if p not in training.POLICIES]
-    if unknown or not policies:
-        raise CstaInputError(f"--select: unknown policy {unknown[0] if unknown else '(none)'!r}; "
-                             f"choose from {','.join(training.POLICIES)}")
-    if args.epochs <= 0:
-        raise CstaInputError(f"--epochs must be a positive integer, got {args.epochs}")
+    epochs = PAPER_EPOCHS if args.epochs is None else args.epochs
+    policies = tuple(policies_of(args.select))
+    if epochs <= 0:
+        raise CstaInputError(f"--epochs must be a positive integer, got {epochs}")
     seeds = [args.seed] if args.seed is not None else training.parse_int_list(args.seeds or "0", name="--seeds")
-    base = training.RunSpec(
+    base = RunSpec(
         preset=args.preset, dataset=args.dataset, data_path=args.data, splits_file=args.splits_file,
-        epochs=args.epochs, policies=policies, val_fraction=args.val_fraction, lr=args.lr,
-        weight_decay=args.weight_decay, device=args.device, resume_every=args.resume_every,
+        epochs=epochs, policies=policies, val_fraction=args.val_fraction,
+        lr=PAPER_LR if args.lr is None else args.lr,
+        weight_decay=PAPER_WEIGHT_DECAY if args.weight_decay is None else args.weight_decay,
+        device=args.device, resume_every=args.resume_every,
         cnn_weights=None if args.cnn_weights == "none" else args.cnn_weights, init_checkpoint=args.init_from,
         overrides=_parse_overrides(args.overrides), seed=seeds[0],
     )
@@ -130,10 +136,9 @@ def _number(value: object) -> str:
 
 def main(args: argparse.Namespace) -> int:
     """Run ``csta train``."""
-    from csta_lib.runs import store, training
-    from csta_lib.runs.io import check_output_dir
+    from csta_lib.runs import training  # here, not at the top: torch (start-up of --help)
 
-    store_dir = args.store or store.default_store_dir()
+    store_dir = args.store or store.DEFAULT_STORE_DIR
     check_output_dir(store_dir, "--store")  # creates nothing: folders appear with the first file a run writes
     specs = build_specs(args)
     for i, spec in enumerate(specs, 1):

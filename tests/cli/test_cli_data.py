@@ -105,6 +105,7 @@ def test_console_command_runs(tmp_path):
 
 
 def test_fetch_book_dry_run_on_an_empty_clone(capsys, tmp_path, monkeypatch):
+    import csta_lib.book.build  # noqa: F401 - before the patch: it finds the (real) notebooks from the root at import
     from csta_lib.runs import locator
 
     monkeypatch.setattr(locator, "PROJECT_ROOT", tmp_path / "clone")  # no data/, no ../shared/data

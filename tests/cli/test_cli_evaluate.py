@@ -10,6 +10,7 @@ import pytest
 
 from csta_lib import evaluation as ev
 from csta_lib.cli import main
+from csta_lib.runs import locator
 from csta_lib.runs.locator import find
 
 pytestmark = pytest.mark.skipif(find("eccv16.fields") is None, reason="eccv16 fields file not found")
@@ -21,7 +22,7 @@ def small_summe(tmp_path_factory):
     """An eccv16-layout h5 of three real SumMe videos (real fields, random 8-d features)."""
     import h5py
 
-    refs = ev.fields_references("summe", with_user_scores=False)
+    refs = locator.fields_references("summe", with_user_scores=False)
     path = tmp_path_factory.mktemp("data") / "small_summe.h5"
     rng = np.random.default_rng(0)
     with h5py.File(path, "w") as h5:
