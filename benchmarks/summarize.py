@@ -5,7 +5,7 @@ time from the sidecar, the end-to-end wall time and the real-time factor (video 
 time). With ``--official`` it also times the official custom-video pipeline's costs (the book's
 method page, method-kts) rebuilt from our parts: GoogLeNet (random weights, as the official path has without the
 ImageNet file) on **every** frame, L2-normalised features, KTS over **all** frames, then the model on
-every 15th frame. Issue 8's targets: ours < 5 s with mobilenet_v1_1024, >= 10x faster than official.
+every 15th frame. Targets: ours < 5 s with mobilenet_v1_1024 (issue 8), >= 12x faster than official (issue 15).
 
     python benchmarks/summarize.py              # ours, 1 run on the trailer
     python benchmarks/summarize.py --short      # ours on a 10-second clip (bikes), quick check
@@ -23,21 +23,24 @@ import tempfile
 import time
 from pathlib import Path
 
+import av
 import numpy as np
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from csta_lib.data import locate  # noqa: E402
+from csta_lib import kts  # noqa: E402
+from csta_lib.evaluation import generate_summary  # noqa: E402
+from csta_lib.model import build_model  # noqa: E402
+from csta_lib.runs.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from csta_lib.runs.encoders import GoogLeNetEncoder  # noqa: E402
+from csta_lib.runs.locator import locate  # noqa: E402
+from csta_lib.runs.video import sample_frames, score_steps, write_summary_video  # noqa: E402
 
 
 def make_checkpoint(path: Path) -> Path:
     """A clearly untrained `paper` CSTA checkpoint (speed does not depend on the weights)."""
-    import torch
-
-    from csta_lib.model import build_model
-    from csta_lib.runs.training import save_checkpoint
-
     torch.manual_seed(0)
     return save_checkpoint(path, build_model("paper").eval(),
                            {"encoder": "untrained", "surrogate": False, "imagenet_weights": None},
@@ -60,17 +63,10 @@ def time_ours(video: Path, checkpoint: Path, out_dir: Path, encoder: str) -> tup
 
 def official_style(video: Path, checkpoint: Path, out_dir: Path) -> dict[str, float]:
     """The official custom-video costs: GoogLeNet on every frame, KTS on every frame (in-process timings)."""
-    import av
-
-    from csta_lib import kts
-    from csta_lib.runs.encoders import GoogLeNetEncoder
-    from csta_lib.evaluation import generate_summary
-    from csta_lib.runs.video import score_steps, write_summary_video, sample_frames
-
     times: dict[str, float] = {}
     t = time.perf_counter()
     encoder = GoogLeNetEncoder(random_weights=True)
-    model, _ = __import__("csta_lib.runs.training", fromlist=["load_checkpoint"]).load_checkpoint(checkpoint)
+    model, _ = load_checkpoint(checkpoint)
     times["load"] = time.perf_counter() - t
     t = time.perf_counter()
     features = []

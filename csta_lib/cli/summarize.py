@@ -7,6 +7,9 @@ import json
 import sys
 from typing import Any
 
+from csta_lib.data.eccv16 import FRAME_STEP
+from csta_lib.evaluation import SUMMARY_BUDGET
+
 DESCRIPTION = """\
 Summarise a video: decode it with PyAV and sample every STRIDE-th frame, encode the samples
 (googlenet: torchvision GoogLeNet pool5 with local ImageNet weights; mobilenet_v1_1024: the real
@@ -48,12 +51,15 @@ def register(subparsers: Any) -> None:
                    help="CSTA checkpoint (csta-checkpoint/1, from `csta train` or an imported official one)")
     p.add_argument("--encoder", choices=("googlenet", "mobilenet_v1_1024"), default=None,
                    help="frame encoder (default: googlenet if its ImageNet weights are found, else mobilenet_v1_1024)")
-    p.add_argument("--budget", type=_budget, default=0.15, help="summary length as a fraction of the video, "
-                   "in (0, 1] (default 0.15, the paper's)")
+    p.add_argument("--budget", type=_budget, default=SUMMARY_BUDGET, help="summary length as a fraction of the "
+                   f"video, in (0, 1] (default {SUMMARY_BUDGET:g}, the paper's)")
     sampling = p.add_mutually_exclusive_group()
+    # default None, not FRAME_STEP: argparse would let an explicit "--stride 15" (the same int object) pass beside
+    # --sample-fps
     sampling.add_argument("--stride", type=int, default=None, help="sample every STRIDE-th decoded frame "
-                          "(default 15, the official sample rate: 2 fps at 30 fps; the stride is in frames whatever "
-                          "the frame rate, so on a variable-frame-rate video samples are denser where it is higher)")
+                          f"(default {FRAME_STEP}, the official sample rate: 2 fps at 30 fps; the stride is in frames "
+                          "whatever the frame rate, so on a variable-frame-rate video samples are denser where it is "
+                          "higher)")
     sampling.add_argument("--sample-fps", type=float, default=None, metavar="FPS",
                           help="instead of --stride, sample by time: one frame every round(fps / FPS) / fps seconds "
                           "(about FPS per second; exactly every round(fps / FPS)-th frame at a constant rate); "
@@ -78,7 +84,8 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from csta_lib.data.eccv16 import FRAME_STEP
+    # Imported when the command runs: the video pipeline needs PyAV (the [video] extra, reported by the caller
+    # when missing), which `csta --help` must not import.
     from csta_lib.runs.video import summarize
 
     show_progress = not args.quiet

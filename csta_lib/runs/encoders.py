@@ -16,7 +16,7 @@ Two encoders, chosen by name (:data:`ENCODERS`):
   the dequantised 1024-d average pool out. The default where the GoogLeNet weights are missing.
 
 Video frames are resized to 224x224 whole (no centre crop) so that nothing at the frame edges is lost;
-the classifier checks in the tests use the same path and classify the standard test photos correctly.
+the tests check both encoders' weights by classifying the standard test photos, resized the same way.
 """
 
 from __future__ import annotations
@@ -26,12 +26,14 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from functools import lru_cache
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
+from csta_lib.config import IMAGENET_MEAN, IMAGENET_STD
 from csta_lib.errors import ConfigError, CstaInputError
+from csta_lib.runs.locator import find, locate, missing_message, verify
 
 ENCODERS = ("googlenet", "mobilenet_v1_1024")
 FEATURE_DIM = 1024
@@ -45,8 +47,6 @@ COMPATIBLE_CHECKPOINT_FEATURES = {
     "mobilenet_v1_1024": frozenset({"mobilenet_v1_1024"}),
 }
 RANDOM_SEED = 0
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
@@ -109,6 +109,7 @@ def _native_stderr_silenced() -> Iterator[None]:
 
 def _tflite_interpreter(path: str, num_threads: int) -> Any:
     """A TFLite interpreter with its tensors allocated, created without its INFO line on stderr."""
+    # The optional [video] extra, needed by this encoder only: the googlenet encoder works without it.
     from ai_edge_litert.interpreter import Interpreter
 
     with _native_stderr_silenced():
@@ -128,8 +129,6 @@ class MobileNetV1Encoder:
     """The Coral 8-bit MobileNetV1 embedding extractor: (N, 224, 224, 3) uint8 -> (N, 1024) float32."""
 
     def __init__(self, num_threads: int | None = None) -> None:
-        from csta_lib.runs.locator import locate, verify
-
         path = locate("weights.coral.mobilenet_v1_embedding")
         verify("weights.coral.mobilenet_v1_embedding")
         self._interpreter = _tflite_interpreter(str(path), num_threads or _num_threads())
@@ -146,7 +145,7 @@ class MobileNetV1Encoder:
             self._batch = batch
 
     def encode_quantized(self, frames: np.ndarray) -> np.ndarray:
-        """The raw uint8 embedding (N, 1024), as the classifier head expects it."""
+        """The raw uint8 embedding (N, 1024), as the Coral classifier head expects it."""
         frames = _check_frames(frames)
         if len(frames) == 0:
             return np.zeros((0, FEATURE_DIM), np.uint8)
@@ -163,49 +162,12 @@ class MobileNetV1Encoder:
         return _dequantize(quantized, self._interpreter.get_output_details()[0])
 
 
-class MobileNetV1Classifier:
-    """Embedding + the Coral classifier head (1024 -> 1001 ImageNet classes, 0 = background).
-
-    Used to verify that the embedding weights are the real pretrained ones: a random or corrupted
-    network does not name the standard test photos correctly.
-    """
-
-    def __init__(self, encoder: MobileNetV1Encoder | None = None) -> None:
-        from csta_lib.runs.locator import locate
-
-        self.encoder = encoder or MobileNetV1Encoder()
-        self._head = _tflite_interpreter(str(locate("weights.coral.mobilenet_v1_head")), 1)
-        self.labels = imagenet_labels()
-
-    def classify(self, frames: np.ndarray) -> list[str]:
-        """Top-1 label of each frame."""
-        head_in = self._head.get_input_details()[0]
-        head_out = self._head.get_output_details()[0]
-        labels = []
-        for embedding in self.encoder.encode_quantized(frames):
-            self._head.set_tensor(head_in["index"], embedding.reshape(head_in["shape"]))
-            self._head.invoke()
-            labels.append(self.labels[int(np.argmax(self._head.get_tensor(head_out["index"])))])
-        return labels
-
-
-@lru_cache(maxsize=1)
-def imagenet_labels() -> tuple[str, ...]:
-    """The 1001 Coral ImageNet labels (index 0 = background); short names (before the first comma)."""
-    from csta_lib.runs.locator import locate
-
-    lines = locate("weights.coral.imagenet_labels").read_text().splitlines()
-    return tuple(line.split(",")[0].strip() for line in lines)
-
-
 # --------------------------------------------------------------------------------------------------
 # GoogLeNet (torchvision)
 
 
-def googlenet_weights_path() -> Any:
+def googlenet_weights_path() -> Path | None:
     """Path of the torchvision GoogLeNet ImageNet weights, or None when absent."""
-    from csta_lib.runs.locator import find
-
     return find("weights.torchvision.googlenet")
 
 
@@ -215,13 +177,13 @@ class GoogLeNetEncoder:
     def __init__(self, random_weights: bool = False, num_threads: int | None = None) -> None:
         path = googlenet_weights_path()
         if path is None and not random_weights:
-            from csta_lib.runs.locator import missing_message
-
             raise CstaInputError(
                 "the googlenet encoder needs torchvision's ImageNet GoogLeNet weights.\n"
                 + missing_message("weights.torchvision.googlenet")
                 + "\n  or use --encoder mobilenet_v1_1024 (real pretrained weights, available offline), or pass "
                 "--random-weights to run GoogLeNet with RANDOM weights (meaningless features, for testing only)")
+        # torch and torchvision for this encoder only: the mobilenet path leaves torch to the model's loading
+        # thread (csta_lib.runs.video), which imports it while the video decodes.
         import torch
 
         from csta_lib._torchvision import import_torchvision
@@ -230,8 +192,6 @@ class GoogLeNetEncoder:
         if num_threads:
             torch.set_num_threads(num_threads)
         if path is not None and not random_weights:
-            from csta_lib.runs.locator import verify
-
             verify("weights.torchvision.googlenet")
             model = tv.models.googlenet(weights=None, aux_logits=True, transform_input=True, init_weights=False)
             state = torch.load(path, map_location="cpu", weights_only=True)
@@ -247,33 +207,21 @@ class GoogLeNetEncoder:
             weights_name = None
         # Keep the 1024-d pool5 output: drop the auxiliary heads, the dropout and the classifier.
         model.aux_logits, model.aux1, model.aux2 = False, None, None
-        self.classifier = model.fc
         model.dropout, model.fc = torch.nn.Identity(), torch.nn.Identity()
         self._model = model.eval()
         self._mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
         self._std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
         self.info = EncoderInfo("googlenet", FEATURE_KIND["googlenet"], weights_name, weights_name is None)
 
-    def _pool5(self, frames: np.ndarray) -> Any:
-        import torch
-
-        x = torch.from_numpy(_check_frames(frames)).permute(0, 3, 1, 2).float().div_(255.0)
-        with torch.inference_mode():
-            return self._model((x - self._mean) / self._std)
-
     def encode(self, frames: np.ndarray) -> np.ndarray:
         if len(frames) == 0:
             return np.zeros((0, FEATURE_DIM), np.float32)
-        return self._pool5(frames).numpy().astype(np.float32, copy=False)
+        import torch  # already imported by __init__ (see there)
 
-    def classify(self, frames: np.ndarray) -> list[str]:
-        """Top-1 ImageNet label of each frame (torchvision's 1000 classes = Coral's 1..1000)."""
-        import torch
-
+        x = torch.from_numpy(_check_frames(frames)).permute(0, 3, 1, 2).float().div_(255.0)
         with torch.inference_mode():
-            logits = self.classifier(self._pool5(frames))
-        labels = imagenet_labels()
-        return [labels[int(i) + 1] for i in logits.argmax(dim=1)]
+            features = self._model((x - self._mean) / self._std)
+        return features.numpy().astype(np.float32, copy=False)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import pytest
 
 from csta_lib.cli import main
 from csta_lib.runs.locator import PROJECT_ROOT
-from csta_lib.runs.video import make_synthetic_video
+from video_support import make_synthetic_video
 
 SEGMENTS = [((230, 20, 20), 45), ((20, 200, 40), 60), ((20, 40, 220), 45)]
 

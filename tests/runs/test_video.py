@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -10,9 +11,11 @@ import av
 import numpy as np
 import pytest
 
-from csta_lib.runs import video as V
-from csta_lib.runs.locator import find
 from csta_lib.errors import CstaInputError
+from csta_lib.runs import video as V
+from csta_lib.runs.encoders import build_encoder
+from csta_lib.runs.locator import find
+from video_support import make_synthetic_video
 
 RED, GREEN, BLUE, YELLOW = (230, 20, 20), (20, 200, 40), (20, 40, 220), (240, 230, 30)
 
@@ -43,7 +46,7 @@ def count_frames(path: Path) -> tuple[int, float, float | None]:
 def cut_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """4 solid-colour segments, cuts at frames 60, 135, 195 (multiples of the stride 15); 25 fps, audio."""
     path = tmp_path_factory.mktemp("videos") / "cuts.mp4"
-    return V.make_synthetic_video(path, [(RED, 60), (GREEN, 75), (BLUE, 60), (YELLOW, 45)], audio_rate=16000)
+    return make_synthetic_video(path, [(RED, 60), (GREEN, 75), (BLUE, 60), (YELLOW, 45)], audio_rate=16000)
 
 
 # ---------------------------------------------------------------------------------------------- sampling
@@ -92,12 +95,10 @@ def test_stride_for_frame_rates() -> None:
 
 
 def test_shots_found_at_the_known_cuts(cut_video: Path) -> None:
-    from csta_lib.runs.encoders import build_encoder
-
     sampled = V.sample_frames(cut_video, stride=15)
     features = build_encoder("mobilenet_v1_1024").encode(sampled.frames)
     assert features.shape == (16, 1024)
-    shots = V.shots_from_features(features, 15, sampled.n_frames)
+    shots = V.shots_from_features(features, sampled.picks, sampled.n_frames, 15)
     # whole video covered by contiguous inclusive shots
     assert shots[0, 0] == 0 and shots[-1, 1] == 239
     np.testing.assert_array_equal(shots[1:, 0], shots[:-1, 1] + 1)
@@ -112,8 +113,7 @@ def test_shots_found_at_the_known_cuts(cut_video: Path) -> None:
 @pytest.mark.parametrize("seekable", [True, False])
 def test_written_duration_matches_selected_shots(cut_video: Path, tmp_path: Path, seekable: bool) -> None:
     sampled = V.sample_frames(cut_video, stride=15)
-    plan = sampled.cut_plan if seekable else V.CutPlan(sampled.frame_times, sampled.frame_pts, sampled.keyframes,
-                                                        seekable=False)
+    plan = sampled.cut_plan if seekable else dataclasses.replace(sampled.cut_plan, seekable=False)
     shots = np.array([[10, 39], [140, 160], [200, 239]])
     out = tmp_path / "summary.mp4"
     written = V.write_summary_video(cut_video, out, shots, plan)
@@ -239,7 +239,7 @@ def bad_inputs(tmp_path: Path) -> dict[str, Path]:
     audio = tmp_path / "audio.m4a"
     with av.open(str(audio), "w") as c:
         _write_silence(c)
-    one = V.make_synthetic_video(tmp_path / "one.mp4", [(RED, 1)])
+    one = make_synthetic_video(tmp_path / "one.mp4", [(RED, 1)])
     zero = tmp_path / "zero.mkv"  # a video stream without a single frame, beside some sound
     with av.open(str(zero), "w") as c:
         vs = c.add_stream("libx264", rate=25)
@@ -264,7 +264,7 @@ def test_bad_videos(bad_inputs: dict[str, Path], checkpoints: dict[str, Path], t
 
 def test_corrupt_stream_is_decoded_around(tmp_path: Path, checkpoints: dict[str, Path],
                                           capsys: pytest.CaptureFixture[str]) -> None:
-    good = V.make_synthetic_video(tmp_path / "good.mp4", [(RED, 100), (BLUE, 100)], gop=10)
+    good = make_synthetic_video(tmp_path / "good.mp4", [(RED, 100), (BLUE, 100)], gop=10)
     data = bytearray(good.read_bytes())
     middle = len(data) // 2
     data[middle:middle + 3000] = np.random.default_rng(0).integers(0, 256, 3000, dtype=np.uint8).tobytes()
@@ -324,12 +324,6 @@ def test_no_partial_output_when_a_late_stage_fails(cut_video: Path, checkpoints:
     assert list(tmp_path.iterdir()) == []  # the finished video was a temporary and went with the rest
 
 
-def test_load_image_matches_sampling_resize() -> None:
-    path = real_clip("test_images.parrot")
-    image = V.load_image(path)
-    assert image.shape == (224, 224, 3) and image.dtype == np.uint8
-
-
 def test_timeline_and_contact_sheet_render(summary_run: tuple[V.SummaryResult, Path]) -> None:
     result, _ = summary_run
     sheet = V.contact_sheet(result.thumbnails, result.sidecar)
@@ -355,7 +349,7 @@ def _expected_vfr_times() -> np.ndarray:
 @pytest.fixture(scope="module", params=["mkv", "mp4"])
 def vfr_video(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("vfr") / f"vfr.{request.param}"
-    return V.make_synthetic_video(path, VFR_SEGMENTS, fps=30, audio_rate=16000)
+    return make_synthetic_video(path, VFR_SEGMENTS, fps=30, audio_rate=16000)
 
 
 def written_durations(path: Path) -> tuple[np.ndarray, float, float]:
@@ -374,7 +368,7 @@ def test_vfr_timestamps_are_the_real_ones(vfr_video: Path) -> None:
     np.testing.assert_allclose(sampled.frame_times - sampled.frame_times[0], _expected_vfr_times(), atol=1e-3)
     assert sampled.duration_s == pytest.approx(VFR_DURATION, abs=1e-3)  # not n_frames / fps = 4.5 s
     np.testing.assert_array_equal(sampled.picks, np.arange(0, 135, 15))  # by stride: frames, whatever the times
-    constant = V.sample_frames(V.make_synthetic_video(vfr_video.with_name("cfr.mp4"), [(RED, 30)]))
+    constant = V.sample_frames(make_synthetic_video(vfr_video.with_name("cfr.mp4"), [(RED, 30)]))
     assert not constant.variable_frame_rate and constant.duration_s == pytest.approx(30 / 25)
 
 
