@@ -16,6 +16,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+from matplotlib import pyplot as plt
+from matplotlib.colors import LogNorm
+from matplotlib.ticker import FuncFormatter, NullFormatter
 
 #: (key in the model's attention dict, panel title, the uniform value's name) in the order drawn.
 SOFTMAX_PANELS = (
@@ -61,10 +64,6 @@ def attention_figure(attention: Mapping[str, Any], scores: Any, gtscore: Any, ti
     ``attention`` maps names to (T+1, D) arrays as returned by ``model(x, return_attention=True)``; maps the
     model does not compute are noted in their panel. ``scores``/``gtscore`` are (T,) arrays.
     """
-    import matplotlib.pyplot as plt
-    from matplotlib.colors import LogNorm
-    from matplotlib.ticker import FuncFormatter, NullFormatter
-
     scores, gtscore = _array(scores), _array(gtscore)
     n_steps = len(scores)
     rows = len(SOFTMAX_PANELS) + 1

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from csta_lib.book.paper import TABLE1
 from csta_lib.book.widgets import CONTROL_CLASS, STACK_CLASS
 
 LOCAL_SCHEMES = ("file:", "data:", "blob:", "about:", "chrome:", "devtools:", "chrome-extension:")
@@ -61,7 +62,7 @@ class CdpConnection:
     """A minimal Chrome DevTools protocol client over one websocket."""
 
     def __init__(self, ws_url: str, timeout: float = 30.0) -> None:
-        import websocket
+        import websocket  # websocket-client is the [dev] extra: only talking to a browser needs it
 
         self.ws = websocket.create_connection(ws_url, timeout=timeout, suppress_origin=True)
         self.next_id = 0
@@ -85,7 +86,7 @@ class CdpConnection:
 
     def pump(self, seconds: float) -> None:
         """Collect events for ``seconds``."""
-        import websocket
+        import websocket  # as in __init__
 
         deadline = time.monotonic() + seconds
         while (left := deadline - time.monotonic()) > 0:
@@ -336,8 +337,6 @@ class Browser:
 
 def paper_table1_csta() -> tuple[str, ...]:
     """The paper's Table 1 values for CSTA as printed (three decimals): SumMe τ, ρ, TVSum τ, ρ."""
-    from csta_lib.book.paper import TABLE1
-
     return tuple(f"{v:.3f}" for pair in TABLE1["CSTA"].values() if pair for v in pair)
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -47,8 +46,6 @@ GENERATED = Path("book") / "_generated"  # relative to the book root
 HIDE_TAG = "remove-cell"
 # Tag papermill puts on the cell it injects with the run's parameters.
 INJECTED_TAG = "injected-parameters"
-# Files of the book root that a staged copy (tests, other output roots) needs.
-BOOK_SOURCES = ("_config.yml", "_toc.yml", "book")
 
 EXPECTED_TIME = {
     "smoke": "a few minutes on a 2-core CPU the first time; later builds reuse the stored runs",
@@ -184,19 +181,6 @@ def build_site(book_root: Path = PROJECT_ROOT, quiet: bool = False) -> Path:
     if proc.returncode != 0 or not index.is_file():
         raise RuntimeError(f"jupyter-book build failed (exit {proc.returncode}); see the messages above")
     return index
-
-
-def stage_book(book_root: Path, source_root: Path = PROJECT_ROOT) -> Path:
-    """Copy the book's sources (config, toc, hand-written pages, vendored JS) to another root."""
-    book_root.mkdir(parents=True, exist_ok=True)
-    for name in BOOK_SOURCES:
-        src = source_root / name
-        if src.is_dir():
-            shutil.copytree(src, book_root / name, dirs_exist_ok=True,
-                            ignore=shutil.ignore_patterns("_generated", "__pycache__"))
-        else:
-            shutil.copy2(src, book_root / name)
-    return book_root
 
 
 def check_data(profile: str, notebooks: Sequence[Path], parameters: Mapping[str, Any], fetch: bool = True,

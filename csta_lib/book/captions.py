@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from csta_lib.data.eccv16 import REAL_LABEL, SURROGATE_LABEL
+
 DATASET_NAMES = {"summe": "SumMe", "tvsum": "TVSum"}
 
 
@@ -36,8 +38,6 @@ def int_ranges(values: Iterable[int]) -> str:
 
 def features_label(surrogate: bool | None) -> str:
     """How the features are named in captions."""
-    from csta_lib.data.eccv16 import REAL_LABEL, SURROGATE_LABEL
-
     if surrogate is None:
         return "no features"
     return SURROGATE_LABEL if surrogate else f"real {REAL_LABEL}"

@@ -6,19 +6,25 @@ its outputs into data frames and figures, so the notebooks stay a few lines per 
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
+import seaborn as sns
+import torch
 
-from csta_lib.data.eccv16 import FRAME_STEP
+from csta_lib.book.captions import dataset_name
+from csta_lib.data.eccv16 import check_dataset, n_steps
+from csta_lib.runs.locator import load_summe, load_tvsum
+from csta_lib.runs.surrogate import read_real_fields
 
 
 def _finish(fig: Any) -> Any:
     """Close ``fig`` in pyplot (so the inline backend does not show it a second time) and return it:
     returned as a cell's value, the notebook still displays it once."""
-    import matplotlib.pyplot as plt
-
     plt.close(fig)
     return fig
 
@@ -28,19 +34,13 @@ def video_statistics(dataset: str) -> Any:
 
     SumMe rows also give the mean fraction of frames each annotator selected; TVSum rows the category.
     """
-    import pandas as pd
-
-    from csta_lib.data.annotations import load_summe, load_tvsum
-
     rows = []
     if dataset == "summe":
-        from csta_lib.runs.surrogate import read_real_fields
-
         fields = read_real_fields("summe")
         for key, v in load_summe().items():
             rows.append({
                 "key": key, "name": v.name, "n_frames": v.n_frames, "fps": v.fps, "duration_s": v.duration,
-                "steps": int(np.ceil(v.n_frames / FRAME_STEP)), "annotators": v.user_scores.shape[0],
+                "steps": n_steps(v.n_frames), "annotators": v.user_scores.shape[0],
                 "shots": int(np.asarray(fields[key]["change_points"]).shape[0]),
                 "selected_fraction": float((v.user_scores > 0).mean()),
             })
@@ -48,20 +48,16 @@ def video_statistics(dataset: str) -> Any:
         for key, v in load_tvsum().items():
             rows.append({
                 "key": key, "name": v.title, "category": v.category, "n_frames": v.n_frames, "fps": v.fps,
-                "duration_s": v.duration, "steps": int(np.ceil(v.n_frames / FRAME_STEP)),
+                "duration_s": v.duration, "steps": n_steps(v.n_frames),
                 "annotators": v.user_scores.shape[0],
             })
     else:
-        from csta_lib.data.eccv16 import check_dataset
-
         check_dataset(dataset)
     return pd.DataFrame(rows)
 
 
 def statistics_summary(stats: Mapping[str, Any]) -> Any:
     """Per dataset: videos, annotators, mean/min/max duration and steps (the table under the figures)."""
-    import pandas as pd
-
     rows = []
     for dataset, frame in stats.items():
         rows.append({
@@ -75,9 +71,6 @@ def statistics_summary(stats: Mapping[str, Any]) -> Any:
 
 def length_figure(stats: Mapping[str, Any], caption: str) -> Any:
     """Histograms of video length in 15-frame steps, one panel per dataset."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
     fig, axes = plt.subplots(1, len(stats), figsize=(4.5 * len(stats), 3.2), squeeze=False)
     for ax, (dataset, frame) in zip(axes[0], stats.items()):
         sns.histplot(frame["steps"], bins=12, ax=ax, color="tab:blue")
@@ -90,10 +83,6 @@ def length_figure(stats: Mapping[str, Any], caption: str) -> Any:
 
 def agreement_figure(per_video: Mapping[str, Sequence[float]], caption: str, metric: str = "Kendall τ") -> Any:
     """Distribution over videos of the annotators' mutual agreement (the Human row, per video)."""
-    import matplotlib.pyplot as plt
-    import pandas as pd
-    import seaborn as sns
-
     frame = pd.DataFrame([(d, float(x)) for d, xs in per_video.items() for x in xs], columns=["dataset", metric])
     fig, ax = plt.subplots(figsize=(6, 3))
     sns.boxplot(data=frame, x=metric, y="dataset", hue="dataset", ax=ax, legend=False)
@@ -117,11 +106,6 @@ def bar_figure(frame: Any, x: str, y: str, hue: str | None, caption: str,
     is labelled ``value_label``; ``horizontal`` puts the bars' labels on the vertical axis (long row names);
     ``order`` fixes the order of the bars (default: as they come in ``frame``).
     """
-    import textwrap
-
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
     n_bars = frame[y if horizontal else x].nunique() if len(frame) else 1
     size = (9.0, 2.0 + 0.35 * n_bars * (frame[hue].nunique() if hue else 1)) if horizontal else (9.0, 4.2)
     fig, ax = plt.subplots(figsize=size)
@@ -155,9 +139,6 @@ def stage_shapes(model: Any, features: Any) -> Any:
 
     Forward hooks only observe; the table says which module ran and what it produced.
     """
-    import pandas as pd
-    import torch
-
     rows: list[dict[str, Any]] = [{"stage": "input features", "module": "-", "output shape": tuple(features.shape)}]
     handles = []
 
@@ -182,46 +163,8 @@ def stage_shapes(model: Any, features: Any) -> Any:
     return pd.DataFrame(rows)
 
 
-def attention_figure(attention: Mapping[str, Any], scores: Any, gtscore: Any, title: str) -> Any:
-    """Four panels for one video: attention logits, temporal and spatial softmax maps, scores vs ground truth.
-
-    The maps are (T', D) arrays (T' = T+1 with the CLS row); rows are time steps, columns feature dimensions.
-    """
-    import matplotlib.pyplot as plt
-
-    def arr(x: Any) -> np.ndarray:
-        return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
-
-    panels = [("attention_logits", "attention logits"), ("temporal_attention", "temporal softmax (over steps)"),
-              ("spatial_attention", "spatial softmax (over dims)")]
-    fig, grid = plt.subplots(2, 2, figsize=(10, 6.6))
-    axes = grid.ravel()
-    for ax, (key, name) in zip(axes, panels):
-        if key in attention:
-            image = ax.imshow(arr(attention[key]), aspect="auto", cmap="viridis", interpolation="nearest")
-            fig.colorbar(image, ax=ax, fraction=0.046)
-        else:
-            ax.text(0.5, 0.5, "not used by this model", ha="center", va="center")
-        ax.set_title(name, fontsize=9)
-        ax.set_xlabel("feature dimension")
-        ax.set_ylabel("step (row 0: CLS)" if key in attention else "")
-    ax = axes[3]
-    ax.plot(arr(gtscore), label="ground truth (gtscore)", color="black", lw=1)
-    ax.plot(arr(scores), label="predicted", color="tab:orange", lw=1)
-    ax.set_xlabel("step (every 15th frame)")
-    ax.set_title("scores", fontsize=9)
-    ax.legend(fontsize=7)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    return _finish(fig)
-
-
 def table3_frame(rows: Mapping[str, Mapping[str, Any]]) -> Any:
     """Table 3 from :func:`csta_lib.macs.table3_row` results (per dataset), in G MACs beside the paper."""
-    import pandas as pd
-
-    from csta_lib.book.captions import dataset_name
-
     return pd.DataFrame({
         dataset_name(d): {
             "SP this book, raw (G)": r["sp_raw_per_video_mean"] / 1e9,

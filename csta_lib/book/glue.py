@@ -5,11 +5,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from myst_nb import glue
+
 
 def glue_number(name: str, value: Any, digits: int = 3) -> float | int | str:
     """Glue a number (rounded to ``digits``) for ``{glue:text}`` in the prose; NaN is glued as "n/a"."""
-    from myst_nb import glue
-
     if isinstance(value, (int,)) and not isinstance(value, bool):
         out: Any = int(value)
     else:
@@ -21,8 +21,6 @@ def glue_number(name: str, value: Any, digits: int = 3) -> float | int | str:
 
 def glue_text(name: str, text: str) -> str:
     """Glue a string (a caption, a label) for ``{glue:text}``."""
-    from myst_nb import glue
-
     glue(name, str(text), display=False)
     return str(text)
 

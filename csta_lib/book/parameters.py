@@ -21,7 +21,12 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from csta_lib.data.eccv16 import DATASETS, check_dataset
 from csta_lib.errors import CstaInputError
+from csta_lib.runs.experiments import PROFILES
+from csta_lib.runs.locator import MIRROR_ENV
+from csta_lib.runs.store import POLICIES
+from csta_lib.runs.training import parse_int_list
 
 #: Parameters this module knows how to check; any other keyword is passed through unchanged.
 CHECKED = ("profile", "datasets", "seeds", "data_mirror", "n_videos", "policy", "budget")
@@ -58,7 +63,8 @@ def _yaml_value(text: str) -> Any:
     stripped = text.strip()
     if not (stripped.startswith("[") and stripped.endswith("]")):
         return text
-    import yaml  # papermill's own dependency, so always installed with the book
+    # lazily: pyyaml is the [book] extra, and `csta data fetch --book` reads parameters (book.preflight) without it
+    import yaml
 
     try:
         return yaml.safe_load(stripped)
@@ -79,8 +85,6 @@ def _items(name: str, value: Any, accepted: str) -> list[Any]:
 
 def check_datasets(value: Any) -> tuple[str, ...]:
     """``datasets`` as a tuple of known dataset names, in the order given, without repeats."""
-    from csta_lib.data.eccv16 import DATASETS, check_dataset
-
     accepted = (f"a list of {', '.join(DATASETS)} (e.g. -y 'datasets: [tvsum]'), one name (-p datasets tvsum) "
                 f"or a comma-separated string (summe,tvsum)")
     items = _items("datasets", value, accepted)
@@ -109,9 +113,7 @@ def check_seeds(value: Any) -> tuple[int, ...] | None:
     if isinstance(value, int):
         items: list[Any] = [value]
     elif isinstance(value, str) and not value.strip().startswith("["):
-        from csta_lib.runs.training import parse_int_list  # the command line's reader of "0-4" / "0,2,3"
-
-        try:
+        try:  # the command line's reader of "0-4" / "0,2,3"
             items = parse_int_list(value, name="parameter seeds")
         except CstaInputError:
             raise ParameterError(f"parameter seeds: cannot read {value!r}; accepted: {accepted}") from None
@@ -130,8 +132,6 @@ def check_seeds(value: Any) -> tuple[int, ...] | None:
 
 def check_profile(value: Any) -> str:
     """``profile`` if it is one of :data:`csta_lib.runs.experiments.PROFILES`."""
-    from csta_lib.runs.experiments import PROFILES
-
     if not isinstance(value, str) or value.strip() not in PROFILES:
         raise ParameterError(f"parameter profile: unknown profile {value!r}; accepted: {', '.join(PROFILES)}")
     return value.strip()
@@ -161,8 +161,6 @@ def check_n_videos(value: Any) -> int | None:
 
 def check_policy(value: Any) -> str:
     """``policy`` as one of the training's selection policies."""
-    from csta_lib.runs.store import POLICIES
-
     if not isinstance(value, str) or value.strip() not in POLICIES:
         raise ParameterError(f"parameter policy: unknown selection policy {value!r}; accepted: {', '.join(POLICIES)}")
     return value.strip()
@@ -204,8 +202,6 @@ def check_parameters(**params: Any) -> Parameters:
         else:
             checked[name] = value
     if checked.get("data_mirror"):
-        from csta_lib.runs.locator import MIRROR_ENV
-
         os.environ[MIRROR_ENV] = checked["data_mirror"]
     fields = {k: checked[k] for k in ("profile", "datasets", "seeds") if k in checked}
     others = {k: v for k, v in checked.items() if k not in fields}

@@ -455,15 +455,6 @@ def build_records(profile: str, store_dir: str | Path | None = None) -> dict[str
     return {name: grid.records_for(name, profile, store_dir) for name in EXPERIMENTS}
 
 
-def first_record(records: Sequence[Mapping[str, Any]], policy: str) -> Mapping[str, Any]:
-    """The first record that selected a checkpoint under ``policy`` (Table 1's val row comes from other runs
-    than its test-max and last rows); :class:`CstaInputError` if none did."""
-    for r in records:
-        if policy in r.get("selected", {}):
-            return r
-    raise CstaInputError(f"no run selected a checkpoint under policy {policy!r}")
-
-
 def run_sources(records: Sequence[Mapping[str, Any]]) -> Any:
     """Which runs each selection policy's numbers come from: per (policy, dataset), the kind of run, its
     validation hold-out, how many videos trained / validated / tested, the epochs and the number of runs."""

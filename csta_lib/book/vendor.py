@@ -30,6 +30,7 @@ import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass
+from fnmatch import fnmatch
 from pathlib import Path
 
 from csta_lib.runs.locator import PROJECT_ROOT
@@ -130,8 +131,6 @@ class VendorError(CstaInputError):
 
 def _matches(member: str, keep: tuple[str, ...]) -> bool:
     """Whether ``member`` (relative to the package root) is one of the files to keep."""
-    from fnmatch import fnmatch
-
     for pattern in keep:
         if pattern.endswith("/"):
             if member.startswith(pattern):

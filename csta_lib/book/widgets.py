@@ -13,6 +13,9 @@ import io
 from collections.abc import Sequence
 from typing import Any
 
+import ipywidgets as widgets
+from matplotlib import pyplot as plt
+
 # CSS class names the browser test looks for.
 STACK_CLASS = "csta-image-stack"
 CONTROL_CLASS = "csta-image-stack-control"
@@ -20,8 +23,6 @@ CONTROL_CLASS = "csta-image-stack-control"
 
 def figure_png(fig: Any, dpi: int = 80) -> bytes:
     """PNG bytes of a matplotlib figure (closed afterwards, so notebooks do not also display it)."""
-    import matplotlib.pyplot as plt
-
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
     plt.close(fig)
@@ -43,8 +44,6 @@ def image_stack(
     labels) or ``"dropdown"`` (a ``Dropdown`` of ``labels``). ``selected_index`` of the stack is ``jslink``-ed
     to the control's ``index``, so switching works in the static page without a kernel.
     """
-    import ipywidgets as widgets
-
     if not images:
         raise ValueError("image_stack needs at least one image")
     labels = list(labels) if labels is not None else [str(i) for i in range(len(images))]

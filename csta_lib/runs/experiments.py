@@ -13,7 +13,7 @@ epochs). All sizes live in :data:`PROFILE_SIZES`, the one place to change them:
     tests and ``make book PROFILE=smoke``.
 ``quick``
     the book's default on a 2-core CPU: fold 0 only, one seed, 3 epochs, SumMe only for the ablations and
-    Figure 4, so that the four experiments together train in about 10-15 minutes (:func:`estimate_seconds`).
+    Figure 4, so that the four experiments together train in about 10-15 minutes (:func:`estimate_profile_seconds`).
 ``paper``
     the paper's protocol: both datasets × 5 folds × 5 seeds × 100 epochs for every experiment (GPU work).
 
@@ -23,9 +23,8 @@ selection), as the official code; Table 1 adds separate ``HELD_OUT`` runs for it
 training videos held out, the epoch chosen on them), so that the validation hold-out never changes the
 training set of the official-protocol rows.
 
-:func:`expand` turns (experiment, profile) into the list of training run specifications
-(:class:`csta_lib.runs.spec.RunSpec`); :func:`plan` gives the same runs as :class:`RunPlan` objects, which also
-carry the experiment's row label. :func:`describe` prints what a profile cut compared with the paper.
+:func:`plan` turns (experiment, profile) into the list of runs (:class:`RunPlan`: the experiment's row label
+and, through :meth:`RunPlan.spec`, the training run specification :class:`csta_lib.runs.spec.RunSpec`). :func:`describe` prints what a profile cut compared with the paper.
 """
 
 from __future__ import annotations
@@ -347,23 +346,18 @@ class RunPlan:
 
     def spec(self) -> RunSpec:
         """The training run specification (:class:`csta_lib.runs.spec.RunSpec`) of this run."""
-        return to_run_spec(self)
-
-
-def to_run_spec(p: RunPlan) -> RunSpec:
-    """Translate a plan into the training engineer's :class:`~csta_lib.runs.spec.RunSpec`."""
-    return RunSpec(
-        preset=p.variant.preset,
-        overrides=p.variant.overrides,
-        dataset=p.dataset,
-        split=p.split,
-        seed=p.seed,
-        epochs=p.epochs,
-        data_path=str(p.data.features),
-        splits_file=None if p.data.splits_file is None else str(p.data.splits_file),
-        policies=p.selection.policies,
-        val_fraction=p.selection.val_fraction,
-    )
+        return RunSpec(
+            preset=self.variant.preset,
+            overrides=self.variant.overrides,
+            dataset=self.dataset,
+            split=self.split,
+            seed=self.seed,
+            epochs=self.epochs,
+            data_path=str(self.data.features),
+            splits_file=None if self.data.splits_file is None else str(self.data.splits_file),
+            policies=self.selection.policies,
+            val_fraction=self.selection.val_fraction,
+        )
 
 
 def plan(experiment: str, profile: str, data: Mapping[str, DataSource] | None = None,
@@ -388,12 +382,6 @@ def plan(experiment: str, profile: str, data: Mapping[str, DataSource] | None = 
         RunPlan(experiment, v, d, k, seed, s.epochs, data[d], sel)
         for v in exp.variants for sel in exp.selections for d in chosen for k in s.splits for seed in s.seeds
     ]
-
-
-def expand(experiment: str, profile: str, data: Mapping[str, DataSource] | None = None,
-           cache_dir: str | os.PathLike[str] | None = None) -> list[RunSpec]:
-    """The training run specifications of ``experiment`` at ``profile`` (see :func:`plan`)."""
-    return [p.spec() for p in plan(experiment, profile, data, cache_dir)]
 
 
 # -------------------------------------------------------------------------------------------------------------
@@ -438,11 +426,6 @@ def _distinct_runs(names: Iterable[str], profile: str) -> dict[tuple[Any, ...], 
 def unique_runs(names: Iterable[str], profile: str) -> int:
     """How many distinct runs the experiments need together (shared CSTA runs count once)."""
     return len(_distinct_runs(names, profile))
-
-
-def estimate_seconds(experiment: str, profile: str, step_seconds_at_293: float = STEP_SECONDS_AT_293) -> float:
-    """Rough CPU seconds to train every run of one experiment at ``profile`` from scratch."""
-    return estimate_profile_seconds([experiment], profile, step_seconds_at_293)
 
 
 def estimate_profile_seconds(names: Iterable[str], profile: str,

@@ -3,7 +3,8 @@
 The fixtures in ``tests/fixtures/official/`` (see its README) were made by running the official code
 (commit b070f7d) on seeded inputs with weights rebuilt from a formula. This module rebuilds the same
 weights and inputs, runs our code on them and returns small frozen records of the differences, for the
-tests (``tests/test_official_fixtures.py``) and the book's fidelity chapter alike:
+tests (``tests/runs/test_official_fixtures.py``) and the book's fidelity chapter alike
+(its tables and figure: :mod:`csta_lib.book.fidelity_tables`):
 
 * :func:`compare_forward`: each configuration's scores on ten lengths (the official code raises on the
   shortest ones; we record what our model returns there);
@@ -25,9 +26,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from torch import nn
 
-from csta_lib.runs.locator import PROJECT_ROOT
+from csta_lib import train
 from csta_lib.errors import DataFormatError, MissingDataError
+from csta_lib.evaluation import PAPER_PROTOCOL, generate_summary, knapsack, rank_correlation
+from csta_lib.kts import change_points
+from csta_lib.model import build_model, load_official_state_dict, official_key_names, sinusoidal_table
+from csta_lib.runs.locator import PROJECT_ROOT
 
 #: Where the official fixtures live in the project.
 DEFAULT_FIXTURES_DIR = PROJECT_ROOT / "tests" / "fixtures" / "official"
@@ -54,7 +61,6 @@ CORRELATION_TOLERANCE = 1e-9
 #: Seeds and lengths of the fixtures' training protocol (README of the fixtures).
 TRAINING_DATA_SEED = 7
 TRAINING_TORCH_SEED = 1000
-FORWARD_INPUT_SEED = 20261130
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -116,9 +122,7 @@ def fixture_tensor_values(key: str, shape: Sequence[int], scale: float, offset: 
 
 def official_state_dict(preset: str, fixtures_dir: str | Path | None = None) -> dict[str, Any]:
     """The fixture weights of a configuration as an official state_dict (official names and shapes)."""
-    import torch
 
-    from csta_lib.model import sinusoidal_table
 
     scale_offset = _check_preset(preset, fixtures_dir)["scale_offset"]
     entries = _json(fixtures_dir, "official_state_dict_keys.json")["presets"][preset]["state_dict"]
@@ -139,9 +143,7 @@ def official_state_dict(preset: str, fixtures_dir: str | Path | None = None) -> 
 
 def fixture_model(preset: str, fixtures_dir: str | Path | None = None) -> Any:
     """Our model of a configuration with the fixture weights (through ``load_official_state_dict``), eval mode."""
-    import torch
 
-    from csta_lib.model import build_model, load_official_state_dict
 
     with torch.device("meta"):  # skip the random init: every tensor is overwritten
         model = build_model(preset)
@@ -215,8 +217,6 @@ class ForwardComparison:
 
 def compare_forward(preset: str, fixtures_dir: str | Path | None = None) -> ForwardComparison:
     """Run our model with the fixture weights on every stored input, beside the official outputs."""
-    import torch
-
     info = _check_preset(preset, fixtures_dir)
     model = fixture_model(preset, fixtures_dir)
     official = forward_outputs(preset, fixtures_dir)
@@ -326,11 +326,7 @@ def _train_steps(dropout: bool, lengths: Sequence[int], fixtures_dir: str | Path
     ``nudge_seed`` moves every input value by one float32 ulp, up or down at random (seeded), to measure how
     far rounding alone moves our own training.
     """
-    import torch
-    from torch import nn
 
-    from csta_lib import train
-    from csta_lib.model import official_key_names
 
     model = fixture_model("paper", fixtures_dir).train()
     if not dropout:
@@ -441,8 +437,6 @@ def _case_matches(ours: Any, theirs: Any, exact: bool, tolerance: float) -> bool
 
 def compare_knapsack(fixtures_dir: str | Path | None = None) -> EvaluationComparison:
     """:func:`csta_lib.evaluation.knapsack` on the stored instances: the selected item indices."""
-    from csta_lib.evaluation import knapsack
-
     cases = _json(fixtures_dir, "eval_cases.json")["knapsack"]
     ours = tuple(tuple(int(i) for i in np.flatnonzero(knapsack(c["values"], c["weights"], c["capacity"])))
                  for c in cases)
@@ -457,8 +451,6 @@ def _summary_cases(fixtures_dir: str | Path | None) -> tuple[list[dict[str, Any]
 
 def compare_summaries(fixtures_dir: str | Path | None = None) -> EvaluationComparison:
     """:func:`csta_lib.evaluation.generate_summary` on the stored videos: the per-frame 0/1 summary."""
-    from csta_lib.evaluation import generate_summary
-
     cases, arrays = _summary_cases(fixtures_dir)
     ours, theirs = [], []
     for c in cases:
@@ -478,8 +470,6 @@ def compare_correlation(dataset: str, fixtures_dir: str | Path | None = None) ->
     against the 20 raw annotators, whose rows our ``casum_tvsum`` divides by their max and subsamples
     ``[::15]`` as the official ``get_gt`` does. Inputs are the official ones, so only τ/ρ is compared.
     """
-    from csta_lib.evaluation import PAPER_PROTOCOL, rank_correlation
-
     if dataset not in PAPER_PROTOCOL:
         raise MissingDataError(f"no τ/ρ fixture for dataset {dataset!r}; choose one of {', '.join(PAPER_PROTOCOL)}")
     cases, arrays = _summary_cases(fixtures_dir)
@@ -500,8 +490,6 @@ def compare_correlation(dataset: str, fixtures_dir: str | Path | None = None) ->
 
 def compare_kts(fixtures_dir: str | Path | None = None) -> EvaluationComparison:
     """:func:`csta_lib.kts.change_points` on the stored sequences: the change points."""
-    from csta_lib.kts import change_points
-
     cases = _json(fixtures_dir, "eval_cases.json")["kts"]
     arrays = _npz(fixtures_path(fixtures_dir) / "eval_arrays.npz")
     ours = tuple(tuple(int(v) for v in change_points(arrays[f"k{c['case']}_features"], c["max_change_points"],
@@ -514,97 +502,3 @@ def compare_evaluation(fixtures_dir: str | Path | None = None) -> tuple[Evaluati
     """Every evaluation comparison: knapsack, summaries, SumMe τ/ρ, TVSum τ/ρ, KTS."""
     return (compare_knapsack(fixtures_dir), compare_summaries(fixtures_dir), compare_correlation("summe", fixtures_dir),
             compare_correlation("tvsum", fixtures_dir), compare_kts(fixtures_dir))
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# presentation (the book's fidelity chapter): plain rows and one figure
-
-
-def scientific(value: float | None, digits: int = 1) -> str:
-    """``3.1e-07`` style text for tiny differences (``"–"`` for None, ``"NaN"`` for NaN)."""
-    if value is None:
-        return "–"
-    return "NaN" if math.isnan(value) else f"{value:.{digits}e}"
-
-
-def configuration_label(preset: str) -> str:
-    """Which row of the paper a configuration is, from the book's experiment labels (Table 1/2, Figure 4).
-
-    The ``paper.<backbone>`` presets are no such row: the full CSTA on another CNN, one reading of the
-    paper's appendix on other CNNs; they are named with Figure 4's label of that CNN.
-    """
-    from csta_lib.config import get_config
-    from csta_lib.runs.experiments import EXPERIMENTS
-
-    rows = [f"{exp.title.split(':')[0]}: {v.label}" for exp in EXPERIMENTS.values() if exp.name != "deviations"
-            for v in exp.variants if v.preset == preset and not v.overrides]
-    if rows:
-        return "; ".join(rows)
-    backbone = get_config(preset).backbone
-    cnn = next((v.label for v in EXPERIMENTS["fig4"].variants if v.config.backbone == backbone), backbone)
-    return f"CSTA on {cnn} (appendix on other CNNs; not a Table 2 / Figure 4 row)"
-
-
-def forward_rows(results: Sequence[ForwardComparison]) -> list[dict[str, str]]:
-    """One row per configuration for the chapter's table (text cells, already formatted)."""
-    rows = []
-    for r in results:
-        failures = r.official_failures
-        lows = [f.score_min for f in failures]
-        highs = [f.score_max for f in failures]
-        ours = (f"finite scores in [{min(lows):.3f}, {max(highs):.3f}]" if all(f.finite for f in failures)
-                else "non-finite scores") if failures else "–"
-        rows.append({
-            "preset": r.preset,
-            "paper row": configuration_label(r.preset),
-            "official model": r.official_model_name,
-            "lengths compared": ", ".join(str(x.length) for x in r.compared),
-            "max |Δ|": scientific(r.max_abs_diff),
-            "max |Δ| / max(1, |official|)": scientific(r.max_rel_diff),
-            "official code fails at T =": ", ".join(str(f.length) for f in failures) or "–",
-            "we return there": ours,
-        })
-    return rows
-
-
-def evaluation_rows(results: Sequence[EvaluationComparison]) -> list[dict[str, str]]:
-    """One row per evaluation function for the chapter's table."""
-    return [{
-        "csta_lib": r.function,
-        "official": r.official,
-        "cases": str(r.n_cases),
-        "criterion": "exactly equal" if r.exact else f"|Δ| ≤ {r.tolerance:g}, NaN where official NaN",
-        "agree": f"{r.n_matching} / {r.n_cases}",
-        "max |Δ|": "0 (identical)" if r.exact and r.n_matching == r.n_cases else scientific(r.max_abs_diff),
-        "official NaN cases": str(r.n_nan) if not r.exact else "–",
-    } for r in results]
-
-
-def training_figure(results: Sequence[TrainingComparison]) -> Any:
-    """Loss per step: official, official with the input moved one ulp, ours; one panel per dropout setting,
-    with the relative differences to the official loss below."""
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(2, len(results), figsize=(5.5 * len(results), 6), sharex=True,
-                             gridspec_kw={"height_ratios": [3, 2]}, squeeze=False)
-    for column, r in enumerate(results):
-        steps = np.arange(len(r.official_losses))
-        top, bottom = axes[0, column], axes[1, column]
-        top.plot(steps, r.official_losses, "o-", color="black", label="official")
-        top.plot(steps, r.official_losses_one_ulp, "s--", color="tab:orange", mfc="none",
-                 label="official, input + 1 ulp")
-        top.plot(steps, r.our_losses, "x:", color="tab:blue", ms=9, label="csta_lib")
-        top.set_title(f"paper preset, {'with' if r.dropout else 'without'} dropout")
-        top.set_ylabel("MSE loss")
-        bottom.semilogy(steps, np.maximum(r.one_ulp_loss_rel_diffs, 1e-9), "s--", color="tab:orange", mfc="none",
-                        label="official + 1 ulp vs official")
-        bottom.semilogy(steps, np.maximum(r.loss_rel_diffs, 1e-9), "x:", color="tab:blue", ms=9,
-                        label="csta_lib vs official")
-        bottom.axhline(r.loss_tolerance, color="grey", lw=1, label="test tolerance")
-        bottom.set_xlabel("training step (one video each)")
-        bottom.set_ylabel("relative difference\n(0 drawn at 1e-9)")
-        top.legend(fontsize=8)
-        bottom.legend(fontsize=8)
-    fig.tight_layout()
-    plt.close(fig)
-    return fig

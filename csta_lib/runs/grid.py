@@ -159,6 +159,7 @@ def _num(value: Any) -> str:
 @dataclass
 class Outcome:
     """What came back from one run: its record (when it succeeded) or the error."""
+
     index: int
     record: Mapping[str, Any] | None = None
     error: str | None = None
@@ -167,6 +168,7 @@ class Outcome:
 @dataclass(frozen=True)
 class Job:
     """One run to compute: the plan, its training spec and its content address."""
+
     index: int
     plan: experiments.RunPlan
     spec: Any
@@ -229,6 +231,7 @@ def run_local(jobs_list: Sequence[Job], store_dir: str, *, jobs: int, threads: i
 @dataclass
 class _Worker:
     """A spawned worker process, its end of the pipe and the job it is running (None when idle)."""
+
     process: Any
     conn: Any
     job: Job | None = None
@@ -377,6 +380,7 @@ def check_cluster_resources(cpus_per_run: int, gpus_per_run: float) -> None:
 class ShippedFile:
     """A data file of the grid: the driver's path, its checksum and (in a list, so Ray does not fetch it
     eagerly) the object-store reference of its bytes."""
+
     path: str
     sha256: str
     size: int

@@ -351,13 +351,25 @@ def test_bad_parameter_fails_with_one_clear_error(tmp_path: Path) -> None:
 # the smoke build (slow: executes every notebook; results reused from a cache store on later runs)
 
 
+def stage_book(book_root: Path) -> Path:
+    """Copy the book's sources (config, toc, hand-written pages, vendored JS) to another root."""
+    for name in ("_config.yml", "_toc.yml", "book"):
+        src = PROJECT_ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, book_root / name, dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns("_generated", "__pycache__"))
+        else:
+            shutil.copy2(src, book_root / name)
+    return book_root
+
+
 @functools.cache
 def smoke_book() -> tuple[Path, build.BuildReport]:
     """Build the whole book at profile=smoke in a temporary copy of the book root (once per test session)."""
     root = Path(tempfile.mkdtemp(prefix="csta-book-smoke-"))
     atexit.register(shutil.rmtree, root, True)
     vendor.vendor()
-    build.stage_book(root)
+    stage_book(root)
     store = PROJECT_ROOT / ".cache" / "test-book-store"  # git-ignored; later test runs reuse trained runs
     report = build.build("smoke", book_root=root, parameters={"store_dir": str(store)}, log=lambda *a, **k: None)
     return root, report

@@ -58,13 +58,13 @@ def test_expand_gives_training_specs(cache):
     from csta_lib.runs.spec import RunSpec
 
     for name in experiments.EXPERIMENTS:
-        specs = experiments.expand(name, "smoke", cache_dir=cache)
+        specs = [p.spec() for p in experiments.plan(name, "smoke", cache_dir=cache)]
         s = experiments.size(name, "smoke")
         exp = experiments.EXPERIMENTS[name]
         assert len(specs) == len(exp.variants) * len(exp.selections) * len(s.datasets) * len(s.splits) * len(s.seeds)
         assert all(isinstance(spec, RunSpec) and spec.epochs == s.epochs for spec in specs)
         assert {spec.variant for spec in specs} == {v.name for v in exp.variants}
-    dev = experiments.expand("deviations", "smoke", cache_dir=cache)
+    dev = [p.spec() for p in experiments.plan("deviations", "smoke", cache_dir=cache)]
     assert [spec.overrides for spec in dev] == [(), (("skip_norm", "layernorm"),), (("cnn_resize", "bilinear"),)]
     paper = experiments.plan("table1", "paper", data={d: experiments.DataSource(d, cache / f"{d}.h5", None)
                                                       for d in ("summe", "tvsum")})

@@ -92,7 +92,7 @@ def test_shared_runs_are_reused_across_experiments(tmp_path, cache):
 
 
 def test_failed_run_is_reported_by_key_and_rerun_alone(tmp_path, cache):
-    specs = experiments.expand("table2", "smoke", cache_dir=cache)
+    specs = [p.spec() for p in experiments.plan("table2", "smoke", cache_dir=cache)]
     bad = fake_key(specs[2])
     (tmp_path / f".fail-{bad}").write_text("")
     out = grid.run_grid("table2", "smoke", store=tmp_path, progress=False, cache_dir=cache, **FAKE)
@@ -106,7 +106,7 @@ def test_failed_run_is_reported_by_key_and_rerun_alone(tmp_path, cache):
 
 def test_worker_process_dying_mid_run(tmp_path, cache):
     """--jobs 2: a worker killed mid-run is reported by its key, the others finish, a rerun computes only it."""
-    specs = experiments.expand("deviations", "smoke", cache_dir=cache)
+    specs = [p.spec() for p in experiments.plan("deviations", "smoke", cache_dir=cache)]
     victim = fake_key(specs[1])
     (tmp_path / f".kill-{victim}").write_text("")
     out = grid.run_grid("deviations", "smoke", jobs=2, store=tmp_path, progress=False, cache_dir=cache, **FAKE)
@@ -148,7 +148,7 @@ def test_records_for_returns_the_grid_records_with_labels(tmp_path, cache):
 
 def test_stored_experiment_records_without_profile_prefer_the_longest_runs(tmp_path, cache):
     grid.run_grid("deviations", "smoke", store=tmp_path, progress=False, cache_dir=cache, **FAKE)
-    spec = experiments.expand("deviations", "smoke", cache_dir=cache)[0]
+    spec = [p.spec() for p in experiments.plan("deviations", "smoke", cache_dir=cache)][0]
     fake_run(dataclasses.replace(spec, epochs=100), str(tmp_path))  # a longer run of the first row
     fake_run(dataclasses.replace(spec, preset="fig4.resnet18"), str(tmp_path))  # not a row of this experiment
     records = grid.stored_experiment_records("deviations", tmp_path)
@@ -285,7 +285,7 @@ def ray_cluster():
 
 
 def test_ray_grid_with_a_dying_worker(tmp_path, cache, ray_cluster):
-    specs = experiments.expand("deviations", "smoke", cache_dir=cache)
+    specs = [p.spec() for p in experiments.plan("deviations", "smoke", cache_dir=cache)]
     victim = fake_key(specs[0])
     (tmp_path / f".kill-{victim}").write_text("")
     out = grid.run_grid("deviations", "smoke", engine="ray", store=tmp_path, progress=False, cache_dir=cache,
@@ -304,7 +304,7 @@ def test_ray_grid_with_a_dying_worker(tmp_path, cache, ray_cluster):
 def test_ray_task_sends_files_back_when_the_store_is_not_shared(tmp_path, cache, ray_cluster):
     """A task whose node cannot see the store trains into scratch and the driver writes the files."""
     data = experiments.prepare_data("table1", "smoke", cache)
-    spec = experiments.expand("table1", "smoke", data)[0]
+    spec = [p.spec() for p in experiments.plan("table1", "smoke", data)][0]
     shipped = grid.ship_file(data["summe"].features)
     moved = grid.ShippedFile(str(tmp_path / "elsewhere" / Path(shipped.path).name), shipped.sha256, shipped.size, shipped.ref)
     result = grid.ray_task_body(fake_run, spec, str(tmp_path / "store"), ".no-marker", 1, moved, None)

@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 import torch
 
+from csta_lib.book import fidelity_tables
 from csta_lib.runs import fidelity
+from csta_lib.runs.experiments import EXPERIMENTS
 from csta_lib.config import PRESETS
 from csta_lib.errors import CstaInputError
 
@@ -114,9 +116,7 @@ def test_forward_comparison_tells_configurations_apart() -> None:
 
 
 def test_chapter_rows_name_each_configuration_by_preset_and_paper_row(forward_results) -> None:
-    from csta_lib.runs.experiments import EXPERIMENTS
-
-    rows = fidelity.forward_rows(list(forward_results.values()))
+    rows = fidelity_tables.forward_rows(list(forward_results.values()))
     assert [r["preset"] for r in rows] == list(fidelity.FIXTURE_PRESETS)
     labels = {r["preset"]: r["paper row"] for r in rows}
     for variant in EXPERIMENTS["table2"].variants:
