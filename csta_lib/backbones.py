@@ -36,7 +36,7 @@ from torch import nn
 
 from csta_lib._torchvision import import_torchvision
 from csta_lib.config import backbone_spec
-from csta_lib.errors import ConfigError, DataFormatError
+from csta_lib.errors import ConfigError, DataFormatError, MissingDataError
 
 
 def build_torchvision_model(name: str) -> nn.Module:
@@ -307,7 +307,12 @@ def load_weights_into(net: nn.Module, backbone: str, weights: str | os.PathLike[
     name and checks its sha256."""
     path = Path(weights)
     if not path.is_file():
-        raise DataFormatError(f"backbone weights {str(weights)!r} for {backbone}: no such file")
+        # Names such as "imagenet" are resolved where the project's files are known (the runs layer), not here.
+        raise MissingDataError(
+            f"backbone weights {str(weights)!r} for {backbone}: no such file. The model takes a weight file; for "
+            f"torchvision's ImageNet file or a data name use "
+            f"csta_lib.runs.locator.backbone_weights({backbone!r}, {str(weights)!r}), which finds it and checks its sha256"
+        )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is a format error for the user

@@ -74,8 +74,10 @@ def test_wrong_state_dict_is_rejected_listing_keys(tmp_path):
     net = build_torchvision_model("resnet18")
     with pytest.raises(DataFormatError, match="missing .*unknown|mis-shaped"):
         load_weights_into(net, "resnet18", bad)
-    with pytest.raises(DataFormatError, match="no such file"):
+    with pytest.raises(MissingDataError, match="no such file"):
         load_weights_into(net, "resnet18", tmp_path / "absent.pth")
+    with pytest.raises(MissingDataError, match=r"locator.backbone_weights\('resnet18', 'imagenet'\)"):
+        load_weights_into(net, "resnet18", "imagenet")  # a name, not a file: says where names are resolved
     with pytest.raises(DataFormatError, match="not a file"):
         locator.backbone_weights("resnet18", tmp_path / "absent.pth")
 
