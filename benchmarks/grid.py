@@ -34,8 +34,6 @@ def null_lookup(spec, store_dir):
 
 def null_run(spec, store_dir):
     """Write a minimal record immediately (measures the engine, not training)."""
-    import torch  # noqa: F401 - a real run imports torch in its worker too
-
     key, _ = null_lookup(spec, store_dir)
     record = {"format": store.RECORD_FORMAT, "key": key, "preset": spec.preset, "variant": spec.variant,
               "dataset": spec.dataset, "split": {"index": spec.split}, "seed": spec.seed, "n_epochs": spec.epochs,

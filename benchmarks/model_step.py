@@ -40,6 +40,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from csta_lib.config import get_config
+from csta_lib.macs import AsSpecified
+from csta_lib.model import CSTA, build_model
+from csta_lib.runs.io import write_json_atomic
+from csta_lib.train import make_optimizer
+
 VARIANTS = ("ours", "straightforward")
 
 
@@ -49,9 +59,6 @@ VARIANTS = ("ours", "straightforward")
 
 def straightforward_forward(model, features):
     """The reference forward written as the official code does it (book method page), on ``model``'s weights."""
-    import torch
-    from torch import nn
-
     cfg = model.config
     n_frame = features.shape[0]
     x = features.unsqueeze(0).expand(3, -1, -1).unsqueeze(0)
@@ -84,8 +91,6 @@ def straightforward_forward(model, features):
 
 def cpu_description() -> dict[str, Any]:
     """CPU model, vector extensions, clock and an fp32 peak estimate for the threads torch uses."""
-    import torch
-
     info: dict[str, Any] = {"model": platform.processor() or "unknown", "flags": [], "mhz": None}
     try:
         text = Path("/proc/cpuinfo").read_text()
@@ -114,13 +119,6 @@ def cpu_description() -> dict[str, Any]:
 
 def flop_counts(preset: str, steps: int) -> dict[str, float]:
     """FLOPs of the model as specified: forward, and forward + backward of the MSE loss (meta device)."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from csta_lib.config import get_config
-    from csta_lib.macs import AsSpecified
-    from csta_lib.model import CSTA
-
     with torch.device("meta"):
         model = AsSpecified(CSTA(get_config(preset)).train())
     features = torch.empty(steps, 1024, device="meta")
@@ -139,10 +137,6 @@ def flop_counts(preset: str, steps: int) -> dict[str, float]:
 
 def setup(variant: str, preset: str, steps: int, device: str) -> dict[str, Callable[[], None]]:
     """The two timed operations of one variant on its own model copy (same seed, same weights)."""
-    import torch
-
-    from csta_lib.model import build_model
-
     torch.manual_seed(0)
     model = build_model(preset).to(device)
     if variant == "straightforward":
@@ -150,8 +144,6 @@ def setup(variant: str, preset: str, steps: int, device: str) -> dict[str, Calla
         run = lambda x: straightforward_forward(model, x)  # noqa: E731
         optimiser = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-7)
     else:
-        from csta_lib.train import make_optimizer
-
         run = model
         optimiser = make_optimizer(model.parameters(), lr=1e-3, weight_decay=1e-7)
     features = torch.rand(steps, 1024, device=device)
@@ -202,8 +194,6 @@ def time_variants(variants: tuple[str, ...], preset: str, steps: int, repeats: i
 
 def peak_memory(variant: str, preset: str, steps: int, device: str) -> dict[str, Any]:
     """Peak memory of a process that runs one variant's forward and training step (twice each)."""
-    import torch
-
     for fn in setup(variant, preset, steps, device).values():
         fn()
         fn()
@@ -250,8 +240,6 @@ def main() -> None:
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.threads:
-        import torch
-
         torch.set_num_threads(args.threads)
     if args.worker:
         kind, _, names = args.worker.partition(":")
@@ -269,8 +257,6 @@ def main() -> None:
     variants = ("ours",) if args.no_straightforward else VARIANTS
     machine: dict[str, Any] = {"cpu": cpu_description(), "device": args.device}
     if args.device.startswith("cuda"):
-        import torch
-
         machine["gpu"] = torch.cuda.get_device_name(0)
     print(f"CPU: {machine['cpu']['model']} ({', '.join(machine['cpu']['flags']) or 'no AVX2/AVX-512'}), "
           f"{machine['cpu']['threads']} torch threads of {machine['cpu']['logical_cpus']} logical CPUs")
@@ -311,8 +297,6 @@ def main() -> None:
             print(f"{'':>5} {'speed-up':>16} forward x{up['forward_eval']:.2f} (best x{up['forward_eval_best']:.2f}), "
                   f"train step x{up['train_step']:.2f} (best x{up['train_step_best']:.2f}); target x1.5")
     if args.out:
-        from csta_lib.runs.io import write_json_atomic
-
         write_json_atomic(args.out, {"machine": machine, "preset": args.preset, "rows": rows})
         print(f"wrote {args.out}")
 

@@ -24,9 +24,23 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
+import torch
+
+from csta_lib.data import load_eccv16
+from csta_lib.model import build_model
+from csta_lib.runs import training
+from csta_lib.runs.locator import official_splits
+from csta_lib.runs.spec import RunSpec
+from csta_lib.runs.surrogate import resolve_features
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark script, for its baseline
+from model_step import straightforward_forward  # noqa: E402
 
 OFFICIAL_STEP_SECONDS = (0.6, 0.9)
 OFFICIAL_EPOCH_STEP_SECONDS = (12.0, 17.0)
@@ -36,16 +50,6 @@ N_TRAIN_OFFICIAL = 20
 def straightforward_step_seconds(preset: str, device_text: str, data, keys: list[str]) -> float:
     """Mean seconds per training step (forward, MSE backward, torch's default Adam) of the straightforward
     implementation over ``keys`` (after one warm-up step), on the device the run used."""
-    import sys
-
-    import numpy as np
-    import torch
-
-    from csta_lib.model import build_model
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from model_step import straightforward_forward
-
     device = "cuda" if device_text.startswith("cuda") else "cpu"
     torch.manual_seed(0)
     model = build_model(preset).to(device).train()
@@ -77,14 +81,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--no-baseline", action="store_true", help="skip timing the straightforward steps here")
     args = parser.parse_args()
-    import torch
-
     if args.threads:
         torch.set_num_threads(args.threads)
-
-    from csta_lib.runs import training
-    from csta_lib.data import load_eccv16, official_splits
-    from csta_lib.runs.surrogate import resolve_features
 
     data_path = resolve_features("summe")
     data = load_eccv16(data_path, "summe")
@@ -98,9 +96,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         splits_file = Path(tmp) / "SumMe_bench_splits.json"
         splits_file.write_text(json.dumps([{"train_keys": train_keys, "test_keys": list(split.test_keys)}]))
-        spec = training.RunSpec(preset=args.preset, dataset="summe", data_path=str(data_path),
-                             splits_file=str(splits_file), split=0, seed=0, epochs=epochs,
-                             policies=("test-max", "last"), device=args.device, cnn_weights=None)
+        spec = RunSpec(preset=args.preset, dataset="summe", data_path=str(data_path),
+                       splits_file=str(splits_file), split=0, seed=0, epochs=epochs,
+                       policies=("test-max", "last"), device=args.device, cnn_weights=None)
         start, cpu_start = time.perf_counter(), time.process_time()
         record = training.run(spec, Path(tmp) / "store", progress=False)
         wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start

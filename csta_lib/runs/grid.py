@@ -143,7 +143,7 @@ def run_device(gpus_per_run: float, device: str | None) -> str | None:
 def summary_line(record: Mapping[str, Any]) -> str:
     """A one-line result of a run: the test-max and val τ/ρ of its record."""
     parts = []
-    for policy in ("test-max", "val", "last"):
+    for policy in results_store.POLICIES:
         sel = record.get("selected", {}).get(policy)
         if sel:
             parts.append(f"{policy} ep {sel.get('epoch')}: tau {_num(sel.get('test_tau'))} rho {_num(sel.get('test_rho'))}")
