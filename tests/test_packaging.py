@@ -3,6 +3,7 @@ the torchvision shim agree with each other."""
 
 from __future__ import annotations
 
+import ast
 import importlib.metadata as metadata
 import re
 import subprocess
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import yaml
 
+from core_only import blocked_modules
 from csta_lib.cli import EXTRAS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,6 +84,17 @@ def test_make_installs_every_extra():
     line = re.search(r"^EXTRAS\s*:?=\s*(\S+)", (ROOT / "Makefile").read_text(), re.M)
     assert set(line.group(1).split(",")) == set(_extras())
     assert "-e '.[$(EXTRAS)]'" in (ROOT / "Makefile").read_text()
+
+
+def test_the_command_lines_table_of_extras_lists_every_optional_package_the_library_imports():
+    imported = set()
+    for path in (ROOT / "csta_lib").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {a.name.partition(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                imported.add(node.module.partition(".")[0])
+    assert imported & blocked_modules() == set(EXTRAS)
 
 
 def test_the_command_lines_table_of_extras_agrees_with_pyproject():

@@ -26,15 +26,15 @@ COMMAND_MODULES = ("data", "model", "evaluate", "train", "results", "grid", "sum
 
 EXIT_BAD_INPUT = 2
 
-#: Optional packages (top-level module name) -> the extra of pyproject.toml that installs them. `pip install
-#: csta-book` gives the method and the command line's core; a command that needs one of these says which extra
-#: to add (tests/test_packaging.py checks this table against pyproject.toml).
+#: The optional packages csta_lib imports (top-level module name) -> the extra of pyproject.toml that installs
+#: them. `pip install csta-book` gives the method and the command line's core; a command that needs one of these
+#: says which extra to add (tests/test_packaging.py checks this table against the imports and pyproject.toml).
 EXTRAS = {
-    "jupyter_book": "book", "papermill": "book", "myst_nb": "book", "matplotlib": "book", "seaborn": "book",
-    "pandas": "book", "ipywidgets": "book", "yaml": "book",
+    "papermill": "book", "myst_nb": "book", "matplotlib": "book", "seaborn": "book", "pandas": "book",
+    "ipywidgets": "book", "yaml": "book", "sphinx": "book",
     "av": "video", "ai_edge_litert": "video",
     "ray": "ray",
-    "pytest": "dev", "importlinter": "dev", "websocket": "dev",
+    "websocket": "dev",
 }
 
 _ENVIRONMENT_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.ENAMETOOLONG, errno.ELOOP)
