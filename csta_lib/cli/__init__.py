@@ -41,7 +41,7 @@ _ENVIRONMENT_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.ENAMETOOLO
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The full argument parser with every available command group registered."""
+    """The full argument parser with every command group registered."""
     parser = argparse.ArgumentParser(
         prog="csta",
         description="CSTA (CVPR 2024) reference implementation: data, model, evaluation, training, "
