@@ -153,7 +153,7 @@ def test_protocol_levels_are_the_evaluation_librarys_on_the_runs_test_videos(tin
     sub = evaluation.DatasetEvaluator(references={k: full.references[k] for k in keys}, dataset_name="summe",
                                       protocol="csta_summe")
     rnd = evaluation.random_baseline(sub, n_draws=5, seed=3)
-    gt = evaluation.upper_bound("summe", evaluator=sub)
+    gt = evaluation.upper_bound(sub)
     assert levels["random"] == pytest.approx((rnd["tau"], rnd["rho"]))
     assert levels["gt"] == pytest.approx((gt["tau"], gt["rho"]))
     assert set(levels["gt_per_video"]) == set(keys) and levels["n_test_videos"] == 2
