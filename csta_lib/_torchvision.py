@@ -37,15 +37,7 @@ def _torchvision_ops_load() -> bool:
 @lru_cache(maxsize=1)
 def import_torchvision() -> types.ModuleType:
     """Import torchvision, stubbing its operator registrations only where they cannot load."""
-    stubbed = not _torchvision_ops_load()
-    if stubbed:
+    if not _torchvision_ops_load():
         for name in _STUBBED:
             sys.modules.setdefault(name, types.ModuleType(name))
-    tv = importlib.import_module("torchvision")
-    tv.__dict__.setdefault("_csta_stubbed_ops", stubbed)
-    return tv
-
-
-def operators_stubbed() -> bool:
-    """Whether :func:`import_torchvision` had to stub the operator registrations."""
-    return bool(getattr(import_torchvision(), "_csta_stubbed_ops", False))
+    return importlib.import_module("torchvision")
