@@ -7,10 +7,11 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
-from csta_lib.runs import store
+from csta_lib.runs import locator, store
 from csta_lib.runs.spec import RunSpec
 
 
@@ -129,3 +130,11 @@ def write_eccv16(path: Path, videos: dict[str, dict], attrs: dict | None = None)
                 group[name] = value
     return path
 
+
+
+def need(*names: str) -> Path:
+    """The path of the real data file ``names[0]``; skip the test unless every named file is in a data root."""
+    missing = [n for n in names if locator.find(n) is None]
+    if missing:
+        pytest.skip(f"real data file(s) {', '.join(missing)} not found in any data root (see `csta data check`)")
+    return locator.find(names[0])

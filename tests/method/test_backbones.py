@@ -18,16 +18,11 @@ from csta_lib.config import BACKBONES
 from csta_lib.runs import locator
 from csta_lib.errors import DataFormatError, MissingDataError
 from csta_lib.model import build_model
+from support import need
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-
-def locate_or_skip(name: str):
-    path = locator.find(name)
-    if path is None:
-        pytest.skip(f"data file {name!r} is not present in any data root")
-    return path
 
 
 @pytest.mark.parametrize("name", list(BACKBONES))
@@ -100,11 +95,11 @@ def imagenet_classifier(backbone: str, weights) -> torch.nn.Module:
 def test_converted_mobilenet_v2_classifies_the_test_photos():
     """End-to-end proof that backbone weights load: the converted ImageNet MobileNet-V2 gets the top-1s."""
     weights = "weights.converted.mobilenet_v2_coral"
-    locate_or_skip(weights)
-    labels = locate_or_skip("weights.coral.imagenet_labels").read_text().splitlines()
+    need(weights)
+    labels = need("weights.coral.imagenet_labels").read_text().splitlines()
     expected = {"test_images.cat": "Egyptian cat", "test_images.grace_hopper": "military uniform",
                 "test_images.parrot": "macaw", "test_images.hot_dog": "hotdog"}
-    photos = torch.stack([_photo(locate_or_skip(name)) for name in expected])
+    photos = torch.stack([_photo(need(name)) for name in expected])
     model = imagenet_classifier("mobilenet_v2", locator.backbone_weights("mobilenet_v2", weights))
     with torch.no_grad():
         top1 = model(photos).argmax(dim=1)
@@ -114,7 +109,7 @@ def test_converted_mobilenet_v2_classifies_the_test_photos():
 
 
 def test_converted_weights_load_into_a_csta_model():
-    weights = locator.backbone_weights("mobilenet_v2", locate_or_skip("weights.converted.mobilenet_v2_coral"))
+    weights = locator.backbone_weights("mobilenet_v2", need("weights.converted.mobilenet_v2_coral"))
     model = build_model("paper.mobilenet_v2", weights=weights)
     reference = imagenet_classifier("mobilenet_v2", weights)
     assert torch.equal(model.cnn.net.features[0][0].weight, reference.features[0][0].weight)

@@ -12,6 +12,7 @@ from ai_edge_litert.interpreter import Interpreter
 from csta_lib.errors import ConfigError, CstaInputError
 from csta_lib.runs import encoders as E
 from csta_lib.runs.locator import find
+from support import need
 from video_support import load_image
 
 TEST_IMAGES = {  # expected top-1 ImageNet label of each standard test photo
@@ -21,11 +22,6 @@ TEST_IMAGES = {  # expected top-1 ImageNet label of each standard test photo
     "test_images.hot_dog": "hotdog",
 }
 
-
-def _require(*names: str) -> None:
-    missing = [n for n in names if find(n) is None]
-    if missing:
-        pytest.skip(f"data files not in any data root: {', '.join(missing)}")
 
 
 def imagenet_labels() -> list[str]:
@@ -58,18 +54,18 @@ def googlenet_top1(encoder: E.GoogLeNetEncoder, frames: np.ndarray) -> list[str]
 
 @pytest.fixture(scope="module")
 def test_photos() -> np.ndarray:
-    _require(*TEST_IMAGES)
+    need(*TEST_IMAGES)
     return np.stack([load_image(find(name)) for name in TEST_IMAGES])
 
 
 @pytest.fixture(scope="module")
 def mobilenet() -> E.MobileNetV1Encoder:
-    _require("weights.coral.mobilenet_v1_embedding")
+    need("weights.coral.mobilenet_v1_embedding")
     return E.MobileNetV1Encoder()
 
 
 def test_mobilenet_weights_classify_test_images(mobilenet: E.MobileNetV1Encoder, test_photos: np.ndarray) -> None:
-    _require("weights.coral.mobilenet_v1_head", "weights.coral.imagenet_labels")
+    need("weights.coral.mobilenet_v1_head", "weights.coral.imagenet_labels")
     assert mobilenet_top1(mobilenet, test_photos) == list(TEST_IMAGES.values())
 
 
@@ -121,7 +117,7 @@ def test_googlenet_random_weights_are_loud_and_labelled(test_photos: np.ndarray,
 
 
 def test_googlenet_imagenet_weights_classify_test_images(test_photos: np.ndarray) -> None:
-    _require("weights.torchvision.googlenet", "weights.coral.imagenet_labels")
+    need("weights.torchvision.googlenet", "weights.coral.imagenet_labels")
     encoder = E.GoogLeNetEncoder()
     assert not encoder.info.random_weights
     assert googlenet_top1(encoder, test_photos) == list(TEST_IMAGES.values())
@@ -148,7 +144,7 @@ def test_feature_mismatch_rules() -> None:
 
 def test_tflite_prints_nothing(capfd: pytest.CaptureFixture[str]) -> None:
     """TFLite's C++ 'INFO: Created TensorFlow Lite XNNPACK delegate' line would precede any later error message."""
-    _require("weights.coral.mobilenet_v1_embedding")
+    need("weights.coral.mobilenet_v1_embedding")
     capfd.readouterr()
     encoder = E.MobileNetV1Encoder()
     encoder.encode(np.zeros((3, E.INPUT_SIZE, E.INPUT_SIZE, 3), np.uint8))

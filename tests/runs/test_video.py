@@ -14,17 +14,11 @@ import pytest
 from csta_lib.errors import CstaInputError
 from csta_lib.runs import video as V
 from csta_lib.runs.encoders import build_encoder
-from csta_lib.runs.locator import find
+from support import need
 from video_support import make_synthetic_video
 
 RED, GREEN, BLUE, YELLOW = (230, 20, 20), (20, 200, 40), (20, 40, 220), (240, 230, 30)
 
-
-def real_clip(name: str) -> Path:
-    path = find(name)
-    if path is None:
-        pytest.skip(f"data file {name} is not in any data root")
-    return path
 
 
 def count_frames(path: Path) -> tuple[int, float, float | None]:
@@ -69,7 +63,7 @@ def test_sampling_indices_and_colours(cut_video: Path) -> None:
 
 @pytest.mark.parametrize("name", ["videos.bikes", "videos.carphone", "videos.bigbuckbunny"])
 def test_sampling_real_clips(name: str) -> None:
-    path = real_clip(name)
+    path = need(name)
     info = V.probe_video(path)
     sampled = V.sample_frames(path, stride=15)
     assert sampled.n_frames == info.declared_frames  # these mp4s state their frame count
@@ -132,7 +126,7 @@ def test_written_duration_matches_selected_shots(cut_video: Path, tmp_path: Path
 
 
 def test_write_real_trailer_excerpt_with_audio(tmp_path: Path) -> None:
-    path = real_clip("videos.bigbuckbunny")  # 1280x720, 25 fps, 5.1 AAC
+    path = need("videos.bigbuckbunny")  # 1280x720, 25 fps, 5.1 AAC
     sampled = V.sample_frames(path, stride=15)
     shots = np.array([[5, 30], [90, 120]])
     out = tmp_path / "s.mp4"
@@ -190,7 +184,7 @@ def test_summarize_end_to_end(summary_run: tuple[V.SummaryResult, Path]) -> None
 
 def test_summarize_short_real_clip(checkpoints: dict[str, Path], tmp_path: Path) -> None:
     """carphone: 120 frames at 29.97 fps, 8 samples (fewer than the GoogLeNet trunk's 15 rows), no audio."""
-    path = real_clip("videos.carphone")
+    path = need("videos.carphone")
     # one static shot (KTS finds no cut): only a budget of the whole video can hold it
     with pytest.raises(CstaInputError, match="no shot fits the budget"):
         V.summarize(path, tmp_path / "s.mp4", checkpoints["mobilenet"])

@@ -16,13 +16,8 @@ from csta_lib.runs.surrogate import resolve_features
 from csta_lib.runs import surrogate
 from csta_lib.errors import ConfigError, CstaInputError, DataFormatError
 from csta_lib.evaluation import shot_scores
+from support import need
 
-
-def need(name: str) -> Path:
-    path = find(name)
-    if path is None:
-        pytest.skip(f"real data file {name!r} not found in any data root (see `csta data check`)")
-    return path
 
 
 @pytest.fixture(scope="module")

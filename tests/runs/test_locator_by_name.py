@@ -13,13 +13,8 @@ import pytest
 from csta_lib.data import eccv16
 from csta_lib.errors import MissingDataError
 from csta_lib.runs import locator, surrogate
+from support import need
 
-
-def need(name: str) -> Path:
-    path = locator.find(name)
-    if path is None:
-        pytest.skip(f"real data file {name!r} not found in any data root (see `csta data check`)")
-    return path
 
 
 @pytest.mark.parametrize("dataset", ["summe", "tvsum"])

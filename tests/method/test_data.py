@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import h5py
 import numpy as np
@@ -12,14 +11,8 @@ import pytest
 from csta_lib.data import annotations, eccv16, splits
 from csta_lib.runs.locator import find
 from csta_lib.errors import ConfigError, DataFormatError, MissingDataError
-from support import tiny_video, write_eccv16
+from support import need, tiny_video, write_eccv16
 
-
-def need(name: str) -> Path:
-    path = find(name)
-    if path is None:
-        pytest.skip(f"real data file {name!r} not found in any data root (see `csta data check`)")
-    return path
 
 
 # --------------------------------------------------------------------------------------------
