@@ -103,11 +103,6 @@ PACKAGES: tuple[NpmPackage, ...] = (
     ),
 )
 
-# Paths (relative to the vendor dir) that _config.yml refers to.
-REQUIRE_JS = "requirejs/require.js"
-EMBED_AMD_JS = "html-manager/dist/embed-amd.js"
-MATHJAX_JS = "mathjax/es5/tex-mml-chtml.js"
-
 MIT_TEXT = """Permission is hereby granted, free of charge, to any person obtaining a copy of this software and
 associated documentation files (the "Software"), to deal in the Software without restriction, including
 without limitation the rights to use, copy, modify, merge, publish, distribute, sublicense, and/or sell

@@ -40,11 +40,6 @@ from csta_lib.runs.locator import PROJECT_ROOT
 DEFAULT_FIXTURES_DIR = PROJECT_ROOT / "tests" / "fixtures" / "official"
 #: The official commit that produced them.
 OFFICIAL_COMMIT = "b070f7d"
-#: The configurations the fixtures cover, in the fixtures' order (project preset names).
-FIXTURE_PRESETS: tuple[str, ...] = (
-    "paper", "table2.attention", "table2.att_d", "table2.kv", "table2.pe", "table2.cls", "table2.baseline",
-    "paper.mobilenet_v2", "paper.efficientnet_b0", "paper.resnet18",
-)
 #: Files every comparison needs (forward outputs per preset are checked when read).
 REQUIRED_FILES: tuple[str, ...] = (
     "forward.json", "forward_inputs.npz", "official_state_dict_keys.json", "train_steps_dropout.json",

@@ -22,6 +22,12 @@ from csta_lib.runs.experiments import EXPERIMENTS
 from csta_lib.config import PRESETS
 from csta_lib.errors import CstaInputError
 
+#: The configurations the fixtures cover, in the fixtures' order (project preset names).
+FIXTURE_PRESETS: tuple[str, ...] = (
+    "paper", "table2.attention", "table2.att_d", "table2.kv", "table2.pe", "table2.cls", "table2.baseline",
+    "paper.mobilenet_v2", "paper.efficientnet_b0", "paper.resnet18",
+)
+
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 FIXTURES = fidelity.DEFAULT_FIXTURES_DIR
@@ -47,10 +53,10 @@ def training_tolerances() -> tuple[float, float]:
 
 def test_fixtures_cover_every_configuration_under_our_preset_names() -> None:
     forward = read_json("forward.json")
-    assert tuple(forward["presets"]) == fidelity.FIXTURE_PRESETS
-    assert set(fidelity.FIXTURE_PRESETS) <= set(PRESETS)
-    assert set(read_json("official_state_dict_keys.json")["presets"]) >= set(fidelity.FIXTURE_PRESETS)
-    for preset in fidelity.FIXTURE_PRESETS:
+    assert tuple(forward["presets"]) == FIXTURE_PRESETS
+    assert set(FIXTURE_PRESETS) <= set(PRESETS)
+    assert set(read_json("official_state_dict_keys.json")["presets"]) >= set(FIXTURE_PRESETS)
+    for preset in FIXTURE_PRESETS:
         assert (FIXTURES / f"forward_outputs_{preset}.npz").is_file()
 
 
@@ -90,7 +96,7 @@ def forward_results() -> dict[str, fidelity.ForwardComparison]:
     return {c.preset: c for c in fidelity.compare_all_forward()}
 
 
-@pytest.mark.parametrize("preset", fidelity.FIXTURE_PRESETS)
+@pytest.mark.parametrize("preset", FIXTURE_PRESETS)
 def test_forward_matches_the_official_outputs(preset: str, forward_results) -> None:
     result = forward_results[preset]
     official = fidelity.forward_outputs(preset)
@@ -117,7 +123,7 @@ def test_forward_comparison_tells_configurations_apart() -> None:
 
 def test_chapter_rows_name_each_configuration_by_preset_and_paper_row(forward_results) -> None:
     rows = fidelity_tables.forward_rows(list(forward_results.values()))
-    assert [r["preset"] for r in rows] == list(fidelity.FIXTURE_PRESETS)
+    assert [r["preset"] for r in rows] == list(FIXTURE_PRESETS)
     labels = {r["preset"]: r["paper row"] for r in rows}
     for variant in EXPERIMENTS["table2"].variants:
         assert variant.label in labels[variant.preset]
