@@ -28,6 +28,7 @@ The notebooks call::
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import math
 import multiprocessing as mp
 import os
@@ -545,6 +546,8 @@ def run_grid(
     experiments.check_experiment(experiment)
     experiments.check_profile(profile)
     check_options(engine, jobs, gpus_per_run, cpus_per_run)
+    if engine == "ray" and importlib.util.find_spec("ray") is None:
+        raise ModuleNotFoundError("No module named 'ray'", name="ray")  # now, not after the data is prepared
     store_dir = check_store(store)
     joins = engine == "ray" and bool(address or os.environ.get("RAY_ADDRESS"))
     if joins:
