@@ -91,7 +91,7 @@ def official_style(video: Path, checkpoint: Path, out_dir: Path) -> dict[str, fl
     t = time.perf_counter()
     picks = np.arange(0, n, 15)
     scores = score_steps(model, all_features[picks])
-    summary = generate_summary(scores, shots, n, picks, 0.15)
+    summary = generate_summary(scores, shots, n, picks)
     times["score+select"] = time.perf_counter() - t
     t = time.perf_counter()
     chosen = shots[summary[shots[:, 0]] == 1]

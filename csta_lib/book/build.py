@@ -41,7 +41,7 @@ from csta_lib.runs.fetch import status_rows
 from csta_lib.runs.io import write_bytes_atomic
 from csta_lib.runs.locator import MIRROR_ENV, PROJECT_ROOT
 
-NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
+NOTEBOOK_DIR = preflight.NOTEBOOK_DIR
 GENERATED = Path("book") / "_generated"  # relative to the book root
 HIDE_TAG = "remove-cell"
 # Tag papermill puts on the cell it injects with the run's parameters.
@@ -201,9 +201,10 @@ def check_data(profile: str, notebooks: Sequence[Path], parameters: Mapping[str,
         log(f"[book] note: {note}")
     overrides: dict[str, dict[str, Any]] = {}
     video_chapter = next((p.stem for p in notebooks if p.stem.startswith("08")), None)
-    if video_chapter and "video" not in parameters and locator.find(preflight.DEFAULT_VIDEO) is None:
+    default_video = preflight.notebook_defaults(video_chapter).get("video") if video_chapter else None
+    if default_video and "video" not in parameters and locator.find(default_video) is None:
         overrides[video_chapter] = {"video": preflight.FALLBACK_VIDEO}
-        log(f"[book] {video_chapter}: {preflight.DEFAULT_VIDEO} not found; summarizing the public clip "
+        log(f"[book] {video_chapter}: {default_video} not found; summarizing the public clip "
             f"{preflight.FALLBACK_VIDEO} instead")
     return overrides
 

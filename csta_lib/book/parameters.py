@@ -23,6 +23,7 @@ from typing import Any
 
 from csta_lib.data.eccv16 import DATASETS, check_dataset
 from csta_lib.errors import CstaInputError
+from csta_lib.evaluation import SUMMARY_BUDGET
 from csta_lib.runs.experiments import PROFILES
 from csta_lib.runs.locator import MIRROR_ENV
 from csta_lib.runs.store import POLICIES
@@ -167,13 +168,16 @@ def check_policy(value: Any) -> str:
 
 
 def check_budget(value: Any) -> float:
-    """``budget`` (the summary's share of the video) as a float in (0, 1]."""
+    """``budget`` (the summary's share of the video) as a float in (0, 1]; None is the paper's."""
+    if value is None:
+        return SUMMARY_BUDGET
     try:
         budget = float(value)
     except (TypeError, ValueError):
         budget = float("nan")
     if isinstance(value, bool) or not 0 < budget <= 1:
-        raise ParameterError(f"parameter budget: cannot read {value!r}; accepted: a fraction in (0, 1], e.g. 0.15")
+        raise ParameterError(f"parameter budget: cannot read {value!r}; accepted: a fraction in (0, 1], e.g. "
+                             f"{SUMMARY_BUDGET}, or None (the paper's)")
     return budget
 
 

