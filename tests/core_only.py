@@ -7,7 +7,7 @@ Every installed top-level package that the core dependencies of pyproject.toml d
 tools and all they pull in: jupyter_book, pandas, av, ray, pytest, ...) is hidden, exactly as if it were absent:
 ``import`` raises ``ModuleNotFoundError`` and ``importlib.util.find_spec`` finds nothing. The code runs with the
 repository root first on ``sys.path``, as ``python -c`` started there would. tests/test_core_install.py and
-tests/cli/test_cli_extras.py use it.
+tests/cli/test_cli_main.py use it.
 """
 
 from __future__ import annotations
