@@ -77,7 +77,8 @@ def summary_pairs(summary: Any, policy: str, label_of: Mapping[str, str] | None 
 
 def experiment_checkpoint(experiment: str, profile: str, store_dir: str | Path | None = None, dataset: str = "tvsum",
                           policy: str = "last", device: str | None = None) -> tuple[Path, dict[str, Any]]:
-    """The checkpoint (and record) of an experiment's first run on ``dataset`` (lowest split, then seed).
+    """The checkpoint (and record) of an experiment's first run on ``dataset`` (lowest split, then seed; of the
+    runs of that split and seed, one that selected ``policy``).
 
     The run comes from :func:`run_experiment`, so it is trained once and then found in the store: the
     video chapter summarises with the very model the Table 1 chapter evaluates. ``policy`` falls back to
@@ -86,7 +87,9 @@ def experiment_checkpoint(experiment: str, profile: str, store_dir: str | Path |
     records, _ = run_experiment(experiment, profile, store_dir, [dataset], None, device)
     if not records:
         raise CstaInputError(f"{experiment} at profile {profile!r} has no {dataset} run")
-    record = min(records, key=lambda r: (r["split"]["index"], r["seed"]))
+    # Table 1 trains two runs per split and seed (official selection, held-out validation): choose by what they
+    # are, never by their content keys, which depend on the data files' bytes.
+    record = min(records, key=lambda r: (r["split"]["index"], r["seed"], policy not in r.get("selected", {})))
     for name in (policy, *store.POLICIES):
         path = store.resolve_checkpoint(record, name)
         if path is not None:

@@ -274,3 +274,21 @@ def test_rescore_under_the_runs_own_protocol_gives_the_records_numbers(tmp_path)
         assert again[key]["rho"] == pytest.approx(metrics["rho"], abs=1e-9)
     otani = results.rescore(record_, "test-max", "otani")
     assert all(v["protocol"] == "otani" for v in otani.values())
+
+
+@pytest.mark.parametrize("order", [1, -1])
+def test_video_chapter_checkpoint_is_chosen_by_policy_not_by_key_order(monkeypatch, order):
+    """Split 0 / seed 0 has an official run (test-max, last) and a held-out run (val): the chapter takes the run
+    that selected the asked policy, whatever order (content keys) the store lists them in."""
+    official = {"key": "b", "split": {"index": 0}, "seed": 0, "_path": "/store/b/record.json",
+                "selected": {"test-max": {"checkpoint": "b/epoch_002.pt"}, "last": {"checkpoint": "b/epoch_003.pt"}}}
+    held_out = {"key": "a", "split": {"index": 0}, "seed": 0, "_path": "/store/a/record.json",
+                "selected": {"val": {"checkpoint": "a/epoch_001.pt"}}}
+    later = {"key": "c", "split": {"index": 1}, "seed": 0, "_path": "/store/c/record.json",
+             "selected": {"last": {"checkpoint": "c/epoch_003.pt"}}}
+    records = [held_out, official, later][::order]
+    monkeypatch.setattr(results, "run_experiment", lambda *args: (records, {}))
+    path, record = results.experiment_checkpoint("table1", "smoke", dataset="tvsum", policy="last")
+    assert record is official and str(path) == "/store/b/b/epoch_003.pt"
+    path, record = results.experiment_checkpoint("table1", "smoke", dataset="tvsum", policy="val")
+    assert record is held_out and str(path) == "/store/a/a/epoch_001.pt"
