@@ -57,6 +57,7 @@ __all__ = [
     "VideoReference",
     "F1_AGGREGATION",
     "aggregate_splits",
+    "check_budget",
     "check_protocol",
     "dataset_human_baseline",
     "f1_per_user",
@@ -234,6 +235,13 @@ def shot_scores(frame_level: np.ndarray, change_points: np.ndarray) -> np.ndarra
     ``frame_scores[s:e+1].mean()``; a mean, not a sum, so long shots are not favoured.
     """
     return np.array([frame_level[s : e + 1].mean() for s, e in change_points], dtype=np.float64)
+
+
+def check_budget(budget: Any) -> float:
+    """``budget`` (the summary's share of the video) as a float in (0, 1], or a :class:`CstaInputError`."""
+    if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not 0.0 < float(budget) <= 1.0:
+        raise CstaInputError(f"budget must be a fraction in (0, 1], got {budget!r}")
+    return float(budget)
 
 
 def generate_summary(

@@ -23,7 +23,7 @@ from typing import Any
 
 from csta_lib.data.eccv16 import DATASETS, check_dataset
 from csta_lib.errors import CstaInputError
-from csta_lib.evaluation import SUMMARY_BUDGET
+from csta_lib.evaluation import SUMMARY_BUDGET, check_budget as check_summary_budget
 from csta_lib.runs.experiments import PROFILES
 from csta_lib.runs.locator import MIRROR_ENV
 from csta_lib.runs.store import POLICIES
@@ -172,13 +172,10 @@ def check_budget(value: Any) -> float:
     if value is None:
         return SUMMARY_BUDGET
     try:
-        budget = float(value)
-    except (TypeError, ValueError):
-        budget = float("nan")
-    if isinstance(value, bool) or not 0 < budget <= 1:
+        return check_summary_budget(value if isinstance(value, bool) else float(value))  # "-p budget 0.2" may be text
+    except (TypeError, ValueError, CstaInputError):
         raise ParameterError(f"parameter budget: cannot read {value!r}; accepted: a fraction in (0, 1], e.g. "
-                             f"{SUMMARY_BUDGET}, or None (the paper's)")
-    return budget
+                             f"{SUMMARY_BUDGET}, or None (the paper's)") from None
 
 
 _CHECKERS = {"n_videos": check_n_videos, "policy": check_policy, "budget": check_budget,

@@ -74,7 +74,7 @@ from av.audio.fifo import AudioFifo
 from csta_lib import kts
 from csta_lib.data.eccv16 import FRAME_STEP, SURROGATE_LABEL
 from csta_lib.errors import CstaInputError
-from csta_lib.evaluation import SUMMARY_BUDGET, frame_scores, generate_summary, shot_scores
+from csta_lib.evaluation import SUMMARY_BUDGET, check_budget, frame_scores, generate_summary, shot_scores
 from csta_lib.runs.encoders import (INPUT_SIZE, EncoderInfo, FrameEncoder, build_encoder, encode_batches,
                                     feature_mismatch)
 from csta_lib.runs.io import atomic_path, check_outputs
@@ -451,13 +451,6 @@ def _no_shot_fits(budget: float, shots: np.ndarray, sampled: SampledVideo, weigh
         size = f"{budget:.0%} of {sampled.duration_s:.1f} s is {budget * sampled.duration_s:.2f} s, the shortest " \
                f"of the {len(shots)} shots lasts {float(durations.min()):.2f} s"
     return f"no shot fits the budget: {size}{zero}; raise --budget"
-
-
-def check_budget(budget: Any) -> float:
-    """``budget`` as a float in (0, 1], or a :class:`CstaInputError`."""
-    if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not (0.0 < float(budget) <= 1.0):
-        raise CstaInputError(f"budget must be a fraction in (0, 1], got {budget!r}")
-    return float(budget)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -411,3 +411,10 @@ def test_upper_bound_summe_uses_real_shots():
     bound = ev.upper_bound(evaluator)
     assert bound["protocol"] == "csta_summe" and bound["n_videos"] == 25
     assert 0.3 < bound["tau"] < 1 and 0.3 < bound["f1"] < 1
+
+
+def test_check_budget_accepts_fractions_in_0_1_only():
+    assert ev.check_budget(0.15) == 0.15 and ev.check_budget(1) == 1.0
+    for bad in (0, -0.1, 1.5, float("nan"), True, "0.15", None):
+        with pytest.raises(CstaInputError, match="budget must be a fraction in \\(0, 1\\]"):
+            ev.check_budget(bad)
