@@ -38,8 +38,8 @@ from csta_lib.evaluation import (
 
 __all__ = [
     "MIRROR_ENV", "PROJECT_ROOT", "DataEntry", "annotation_user_scores", "backbone_weights", "data_roots",
-    "dataset_evaluator", "direct_url", "entry", "fields_references", "fields_source", "find", "load_summe",
-    "load_tvsum", "locate", "manifest", "missing_message", "official_splits", "sha256_file", "verify",
+    "dataset_evaluator", "direct_url", "entry", "fields_references", "fields_source", "find", "load_annotations",
+    "load_summe", "load_tvsum", "locate", "manifest", "missing_message", "official_splits", "sha256_file", "verify",
     "video_steps",
 ]
 
@@ -181,15 +181,21 @@ def official_splits(dataset: str) -> list[Split]:
     return load_splits(locate(f"splits.csta.{dataset}"), dataset)
 
 
-def load_tvsum() -> dict[str, annotations.TVSumVideo]:
-    """The TVSum annotations (``tvsum.annotations``, ``ydata-tvsum50.mat``)."""
-    return annotations.load_tvsum(locate("tvsum.annotations"))
+def load_tvsum(path: str | os.PathLike[str] | None = None) -> dict[str, annotations.TVSumVideo]:
+    """The TVSum annotations: ``path`` or the project's ``tvsum.annotations`` (``ydata-tvsum50.mat``)."""
+    return annotations.load_tvsum(path if path is not None else locate("tvsum.annotations"))
 
 
-def load_summe() -> dict[str, annotations.SumMeVideo]:
-    """The SumMe annotations (the ``summe.gt`` folder), their order checked against ``summe.video_list`` when
-    present."""
-    return annotations.load_summe(locate("summe.gt"), video_list=find("summe.video_list"))
+def load_summe(gt_dir: str | os.PathLike[str] | None = None) -> dict[str, annotations.SumMeVideo]:
+    """The SumMe annotations: ``gt_dir`` or the project's ``summe.gt`` folder, their order checked against
+    ``summe.video_list`` when present."""
+    return annotations.load_summe(gt_dir if gt_dir is not None else locate("summe.gt"),
+                                  video_list=find("summe.video_list"))
+
+
+def load_annotations(dataset: str) -> dict[str, annotations.TVSumVideo | annotations.SumMeVideo]:
+    """The project's annotations of ``dataset`` (:func:`load_tvsum` or :func:`load_summe`), keyed ``video_k``."""
+    return load_tvsum() if check_dataset(dataset) == "tvsum" else load_summe()
 
 
 def annotation_user_scores(dataset: str) -> dict[str, np.ndarray]:
@@ -197,14 +203,12 @@ def annotation_user_scores(dataset: str) -> dict[str, np.ndarray]:
 
     TVSum: ``user_anno`` of ``ydata-tvsum50.mat`` (20 x n_frames, 1..5); SumMe: GT ``user_score`` transposed.
     """
-    videos = load_tvsum() if check_dataset(dataset) == "tvsum" else load_summe()
-    return {key: v.user_scores for key, v in videos.items()}
+    return {key: v.user_scores for key, v in load_annotations(dataset).items()}
 
 
 def video_steps(dataset: str) -> list[int]:
     """15-frame steps ⌈n_frames / 15⌉ of every video of ``dataset``, from the real annotation files."""
-    videos = load_tvsum() if check_dataset(dataset) == "tvsum" else load_summe()
-    return [n_steps(v.n_frames) for v in videos.values()]
+    return [n_steps(v.n_frames) for v in load_annotations(dataset).values()]
 
 
 def fields_source(dataset: str) -> tuple[Path, str]:

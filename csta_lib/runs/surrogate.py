@@ -41,12 +41,11 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from csta_lib.data.annotations import load_summe, load_tvsum
 from csta_lib.data.eccv16 import FRAME_STEP, SURROGATE_LABEL, check_dataset, video_sort_key
 from csta_lib.errors import CstaInputError, DataFormatError
 from csta_lib.evaluation import SUMMARY_BUDGET, knapsack, shot_scores
 from csta_lib.runs.io import atomic_path, check_outputs
-from csta_lib.runs.locator import PROJECT_ROOT, fields_source, find, locate
+from csta_lib.runs.locator import PROJECT_ROOT, fields_source, find, load_summe, load_tvsum, locate
 
 BUILDER_VERSION = "1"
 DEFAULT_SEED = 0
@@ -167,8 +166,7 @@ def summe_fields_from_real(path: str | os.PathLike[str] | None = None) -> dict[s
 def summe_fields_from_gt(gt_dir: str | os.PathLike[str] | None = None) -> dict[str, VideoFields]:
     """SumMe fields derived from the GT ``.mat`` files (shots: uniform 2 s, KTS is not derivable)."""
     out = {}
-    for key, v in load_summe(gt_dir if gt_dir is not None else locate("summe.gt"),
-                             video_list=find("summe.video_list")).items():
+    for key, v in load_summe(gt_dir).items():
         picks = sample_picks(v.n_frames)
         out[key] = _video_fields(key, v.gt_score[picks], v.user_summary, uniform_shots(v.n_frames, v.fps),
                                  v.n_frames, picks, v.name)
@@ -183,7 +181,7 @@ def tvsum_fields(annotations: str | os.PathLike[str] | None = None,
 
     Returns the fields and whether the real fields file was used.
     """
-    videos = load_tvsum(annotations if annotations is not None else locate("tvsum.annotations"))
+    videos = load_tvsum(annotations)
     if real_fields is False:
         real = None
     else:
