@@ -76,7 +76,7 @@ def _host_tag() -> str:
 
 def _temp_name(target: Path) -> str:
     """``.csta-<target hash>.<host>.<pid>.<random>.part``: about 50 bytes whatever the target's length."""
-    return f"{_TEMP_PREFIX}{_temp_key(target)}.{_host_tag()}.{os.getpid()}.{secrets.token_hex(4)}{_TEMP_SUFFIX}"
+    return f"{_TEMP_PREFIX}{_temp_key(target)}.{owner_tag()}.{secrets.token_hex(4)}{_TEMP_SUFFIX}"
 
 
 def _pid_alive(pid: int) -> bool:
@@ -101,6 +101,21 @@ def _mtime(path: Path, default: float) -> float:
         return default
 
 
+def owner_tag() -> str:
+    """``<host>.<pid>`` of this process: put into a scratch file's name so that a later process can tell
+    whether the writer is gone (:func:`owner_gone`)."""
+    return f"{_host_tag()}.{os.getpid()}"
+
+
+def owner_gone(tag: str, age_s: float) -> bool:
+    """Whether the writer named by ``tag`` (:func:`owner_tag`) is gone: on this host, its process is dead; on
+    another host (or an unreadable tag), its file is older than a day."""
+    host, _, pid = tag.partition(".")
+    if host == _host_tag() and pid.isdigit():
+        return not _pid_alive(int(pid)) or age_s > STALE_TEMP_AGE_S
+    return age_s > STALE_TEMP_AGE_S
+
+
 def _is_stale(temp: Path, now: float) -> bool:
     """A temporary is stale when its writer (same host) is dead, or it is older than a day."""
     parts = temp.name[len(_TEMP_PREFIX):-len(_TEMP_SUFFIX)].split(".")
@@ -108,9 +123,7 @@ def _is_stale(temp: Path, now: float) -> bool:
         age = now - temp.lstat().st_mtime
     except OSError:
         return False
-    if len(parts) == 4 and parts[1] == _host_tag() and parts[2].isdigit():
-        return not _pid_alive(int(parts[2])) or age > STALE_TEMP_AGE_S
-    return age > STALE_TEMP_AGE_S
+    return owner_gone(".".join(parts[1:3]) if len(parts) == 4 else "", age)
 
 
 def remove_stale_temporaries(target: PathLike) -> list[Path]:
