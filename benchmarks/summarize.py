@@ -34,9 +34,8 @@ from csta_lib import kts  # noqa: E402
 from csta_lib.evaluation import generate_summary  # noqa: E402
 from csta_lib.model import build_model  # noqa: E402
 from csta_lib.runs.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
-from csta_lib.runs.encoders import GoogLeNetEncoder  # noqa: E402
 from csta_lib.runs.locator import locate  # noqa: E402
-from csta_lib.runs.video import sample_frames, score_steps, write_summary_video  # noqa: E402
+from csta_lib.runs.video import GoogLeNetEncoder, sample_frames, score_steps, write_summary_video  # noqa: E402
 
 
 def make_checkpoint(path: Path) -> Path:

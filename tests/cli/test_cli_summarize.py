@@ -150,12 +150,12 @@ def _digest(path: Path) -> str:
 @pytest.fixture
 def no_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fail the test if any frame is decoded: output checks must come first."""
-    from csta_lib.runs import video
+    from csta_lib.runs.video import pipeline
 
     def forbidden(*args: object, **kwargs: object) -> None:
         raise AssertionError("decoding started before the outputs were checked")
 
-    monkeypatch.setattr(video, "sample_frames", forbidden)
+    monkeypatch.setattr(pipeline, "encode_video", forbidden)
 
 
 def test_outputs_never_overwrite_inputs(clip: Path, checkpoints: dict[str, Path], tmp_path: Path,
@@ -214,17 +214,17 @@ def test_long_output_names_work(clip: Path, checkpoints: dict[str, Path], tmp_pa
 def test_disk_full_while_writing(clip: Path, checkpoints: dict[str, Path], tmp_path: Path,
                                  capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     """The real writer, pointed at /dev/full: FFmpeg's ENOSPC becomes one message, nothing is left."""
-    from csta_lib.runs import video
+    from csta_lib.runs.video import pipeline
 
     if not os.path.exists("/dev/full"):
         pytest.skip("no /dev/full on this system")
-    real_writer = video.write_summary_video
+    real_writer = pipeline.write_summary_video
 
     def onto_full_disk(source: Path, target: Path, *args: object, **kwargs: object) -> object:
         Path(target).write_bytes(b"partial")  # what a writer leaves before the disk fills up
         return real_writer(source, "/dev/full", *args, **{**kwargs, "output_format": "mp4"})
 
-    monkeypatch.setattr(video, "write_summary_video", onto_full_disk)
+    monkeypatch.setattr(pipeline, "write_summary_video", onto_full_disk)
     out = tmp_path / "new" / "folder" / "s.mp4"
     code, err = _run([str(clip), "-o", str(out), "--checkpoint", str(checkpoints["mobilenet"]), "--budget", "0.35",
                       "--timeline", str(tmp_path / "t.png")], capsys)

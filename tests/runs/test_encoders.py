@@ -10,7 +10,7 @@ import torch
 from ai_edge_litert.interpreter import Interpreter
 
 from csta_lib.errors import ConfigError, CstaInputError
-from csta_lib.runs import encoders as E
+from csta_lib.runs.video import encoders as E
 from csta_lib.runs.locator import find
 from support import need
 from video_support import load_image

@@ -13,7 +13,8 @@ import pytest
 
 from csta_lib.errors import CstaInputError
 from csta_lib.runs import video as V
-from csta_lib.runs.encoders import build_encoder
+from csta_lib.runs.video import pipeline
+from csta_lib.runs.video import build_encoder
 from support import need
 from video_support import make_synthetic_video
 
@@ -311,7 +312,7 @@ def test_no_partial_output_when_a_late_stage_fails(cut_video: Path, checkpoints:
     def broken_sheet(*args: object, **kwargs: object) -> None:
         raise RuntimeError("contact sheet failed")
 
-    monkeypatch.setattr(V, "contact_sheet", broken_sheet)
+    monkeypatch.setattr(pipeline, "contact_sheet", broken_sheet)
     with pytest.raises(RuntimeError, match="contact sheet failed"):
         V.summarize(cut_video, tmp_path / "s.mp4", checkpoints["mobilenet"], contact_sheet_png=tmp_path / "c.png",
                     budget=0.3)

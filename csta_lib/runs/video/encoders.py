@@ -183,7 +183,7 @@ class GoogLeNetEncoder:
                 + "\n  or use --encoder mobilenet_v1_1024 (real pretrained weights, available offline), or pass "
                 "--random-weights to run GoogLeNet with RANDOM weights (meaningless features, for testing only)")
         # torch and torchvision for this encoder only: the mobilenet path leaves torch to the model's loading
-        # thread (csta_lib.runs.video), which imports it while the video decodes.
+        # thread (csta_lib.runs.video.pipeline), which imports it while the video decodes.
         import torch
 
         from csta_lib._torchvision import import_torchvision
