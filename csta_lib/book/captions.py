@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from csta_lib.data.eccv16 import REAL_LABEL, SURROGATE_LABEL
+from csta_lib.runs.record import f1_protocol_text
 
 DATASET_NAMES = {"summe": "SumMe", "tvsum": "TVSum"}
 
@@ -151,3 +152,14 @@ def protocol_caption(records: Sequence[Mapping[str, Any]], policy: str | None = 
 def data_caption(datasets: Mapping[str, bool]) -> str:
     """``{"summe": True}`` (dataset -> surrogate?) -> ``"SumMe: surrogate features"``."""
     return "; ".join(f"{dataset_name(d)}: {features_label(s)}" for d, s in sorted(datasets.items()))
+
+
+def f1_caption(records: Sequence[Mapping[str, Any]]) -> str:
+    """What an F1 shown from ``records`` was computed on, per dataset: the summary, its shots, the user summaries
+    and the aggregation over users (:func:`csta_lib.runs.record.f1_protocol_text`, from each run's data file
+    provenance), e.g. ``"F1: SumMe: 15% knapsack summary over the eccv16 KTS shots vs ...; TVSum: ..."``."""
+    by_dataset = {r["dataset"]: f1_protocol_text(r["dataset"], r.get("provenance", {}).get("data") or {})
+                  for r in records}
+    if not by_dataset:
+        return "F1: no runs"
+    return "F1: " + "; ".join(f"{dataset_name(d)}: {text}" for d, text in sorted(by_dataset.items()))

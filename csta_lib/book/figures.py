@@ -19,6 +19,7 @@ import torch
 from csta_lib.book.captions import dataset_name
 from csta_lib.data.eccv16 import check_dataset, n_steps
 from csta_lib.runs.locator import load_summe, load_tvsum
+from csta_lib.runs.statistics import spread
 from csta_lib.runs.surrogate import read_real_fields
 
 
@@ -93,6 +94,15 @@ def agreement_figure(per_video: Mapping[str, Sequence[float]], caption: str, met
     return _finish(fig)
 
 
+def _note(ax: Any, note: str | None, fontsize: float = 11, rotation: float = 0) -> None:
+    """Write ``note`` large across an axes (e.g. "surrogate features — pipeline check"), so a cropped or copied
+    figure still says what it shows."""
+    if note:
+        ax.text(0.5, 0.5, note, transform=ax.transAxes, ha="center", va="center", fontsize=fontsize,
+                color="tab:red", alpha=0.8, rotation=rotation, weight="bold", zorder=10,
+                bbox={"facecolor": "white", "alpha": 0.7, "edgecolor": "tab:red", "boxstyle": "round"})
+
+
 def bar_figure(frame: Any, x: str, y: str, hue: str | None, caption: str,
                marks: Mapping[str, float] | None = None, mark_label: str = "paper", *,
                levels: Mapping[str, float] | None = None, note: str | None = None, value_label: str = "Kendall τ",
@@ -125,10 +135,7 @@ def bar_figure(frame: Any, x: str, y: str, hue: str | None, caption: str,
     (ax.set_ylabel if horizontal else ax.set_xlabel)("")
     if marks or levels or hue:
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
-    if note:
-        ax.text(0.5, 0.5, note, transform=ax.transAxes, ha="center", va="center", fontsize=13, color="tab:red",
-                alpha=0.8, rotation=0 if horizontal else 12, weight="bold", zorder=10,
-                bbox={"facecolor": "white", "alpha": 0.7, "edgecolor": "tab:red", "boxstyle": "round"})
+    _note(ax, note, fontsize=13, rotation=0 if horizontal else 12)
     ax.set_title("\n".join(textwrap.wrap(caption, 120 if horizontal else 110)), fontsize=7, loc="left")
     fig.tight_layout()
     return _finish(fig)
@@ -175,3 +182,90 @@ def table3_frame(rows: Mapping[str, Mapping[str, Any]]) -> Any:
             "FE paper (G)": r["paper_fe"] / 1e9,
             "mean steps": r["mean_steps"],
         } for d, r in rows.items()}).T
+
+
+def runs_figure(points: Any, caption: str, order: Sequence[str] | None = None, note: str | None = None,
+                metrics: Mapping[str, str] | None = None) -> Any:
+    """Every run's value beside the table it is averaged in: a strip plot per (dataset, metric).
+
+    ``points`` has one row per run with columns ``row`` (the table's row label), ``dataset`` and one column per
+    metric (``metrics``: column → axis label, default τ and ρ). Each run is a dot; a black bar is the mean and a
+    line its 95 % t interval (:func:`csta_lib.runs.statistics.spread`; none with one run). ``order`` fixes the
+    rows (default: as they come).
+    """
+    metrics = dict(metrics or {"tau": "Kendall τ", "rho": "Spearman ρ"})
+    datasets = list(dict.fromkeys(points["dataset"]))
+    rows = list(order) if order is not None else list(dict.fromkeys(points["row"]))
+    rows = [r for r in rows if r in set(points["row"])]
+    fig, axes = plt.subplots(len(datasets) or 1, len(metrics), squeeze=False,
+                             figsize=(4.6 * len(metrics) + 1.6, 0.9 + 0.42 * max(len(rows), 1) * max(len(datasets), 1)))
+    rng = np.random.default_rng(0)  # jitter only: the same picture every build
+    for i, dataset in enumerate(datasets):
+        part = points[points["dataset"] == dataset]
+        for j, (metric, label) in enumerate(metrics.items()):
+            ax = axes[i][j]
+            for y, row in enumerate(rows):
+                values = part.loc[part["row"] == row, metric].to_numpy(dtype=float)
+                ax.scatter(values, y + rng.uniform(-0.12, 0.12, len(values)), s=18, color="tab:blue", alpha=0.7,
+                           zorder=3)
+                s = spread(values)
+                if s.mean is not None:
+                    ax.plot([s.mean, s.mean], [y - 0.28, y + 0.28], color="black", lw=2, zorder=4)
+                if s.has_interval:
+                    ax.plot([s.ci_low, s.ci_high], [y, y], color="black", lw=1, zorder=2)
+            ax.set_yticks(range(len(rows)), rows if j == 0 else [""] * len(rows), fontsize=9)
+            ax.set_ylim(len(rows) - 0.5, -0.5)
+            ax.set_xlabel(label, fontsize=9)
+            ax.set_title(f"{dataset_name(dataset)}: {label}", fontsize=9, loc="left")
+            ax.grid(axis="x", lw=0.4, alpha=0.5)
+    _note(axes[0][-1], note)
+    fig.suptitle("\n".join(textwrap.wrap(caption, 130)), fontsize=9, x=0.01, ha="left", y=1.0)
+    fig.tight_layout()
+    return _finish(fig)
+
+
+def learning_curves(records: Sequence[Mapping[str, Any]], caption: str, note: str | None = None) -> Any:
+    """Per dataset (one row of panels): the training loss, the test τ and the validation τ of every run, epoch by
+    epoch, from the records' ``epochs``; each run's selected epochs marked (★ test-max, ● val, ▲ last).
+
+    Official-protocol runs (no hold-out) are solid lines, held-out runs dashed; one colour per seed.
+    """
+    datasets = sorted({r["dataset"] for r in records})
+    panels = (("train_loss", "training loss (MSE)"), ("test_tau", "test τ"), ("val_tau", "validation τ"))
+    fig, axes = plt.subplots(len(datasets) or 1, len(panels), squeeze=False,
+                             figsize=(13.0, 3.0 * max(len(datasets), 1)))
+    marks = {"test-max": ("*", 120), "val": ("o", 45), "last": ("^", 45)}
+    for i, dataset in enumerate(datasets):
+        for r in (r for r in records if r["dataset"] == dataset):
+            history = r.get("epochs") or []
+            held_out = bool(r["split"].get("val_keys"))
+            colour = f"C{int(r['seed']) % 10}"
+            for j, (key, _) in enumerate(panels):
+                if not history or key not in history[0]:
+                    continue
+                epochs = [e["epoch"] for e in history]
+                axes[i][j].plot(epochs, [e[key] for e in history], ls="--" if held_out else "-", color=colour,
+                                lw=1.2, alpha=0.85,
+                                label=f"seed {r['seed']}, fold {r['split']['index']}"
+                                      f"{', held-out run' if held_out else ''}")
+                for policy, chosen in r.get("selected", {}).items():
+                    epoch = chosen.get("epoch")
+                    if key != "train_loss" and epoch and epoch <= len(history):
+                        marker, size = marks[policy]
+                        axes[i][j].scatter([epoch], [history[epoch - 1][key]], marker=marker, s=size,
+                                           color=colour, edgecolor="black", zorder=5)
+        for j, (_, label) in enumerate(panels):
+            ax = axes[i][j]
+            ax.set_title(f"{dataset_name(dataset)}: {label}", fontsize=9, loc="left")
+            ax.set_xlabel("epoch", fontsize=9)
+            ax.grid(lw=0.4, alpha=0.5)
+            if ax.lines:
+                ax.xaxis.get_major_locator().set_params(integer=True)
+        handles, labels = axes[i][1].get_legend_handles_labels()
+        if handles:
+            axes[i][-1].legend(handles, labels, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    _note(axes[0][1], note)
+    fig.suptitle("\n".join(textwrap.wrap(caption, 150)) + "\n★ test-max epoch, ● val epoch, ▲ last epoch",
+                 fontsize=9, x=0.01, ha="left", y=1.0)
+    fig.tight_layout()
+    return _finish(fig)

@@ -25,17 +25,20 @@ import numpy as np
 import pandas as pd
 import torch
 
-from csta_lib.book import captions
-from csta_lib.data.eccv16 import load_eccv16, video_sort_key
+from csta_lib.book import captions, paper
+from csta_lib.data.eccv16 import DATASETS, load_eccv16, video_sort_key
 from csta_lib.errors import CstaInputError
 from csta_lib.evaluation import DatasetEvaluator, dataset_human_baseline, random_baseline, upper_bound
-from csta_lib.runs import grid, store, training
+from csta_lib.runs import grid, statistics, store, training
 from csta_lib.runs.checkpoint import load_checkpoint
 from csta_lib.runs.experiments import EXPERIMENTS, HELD_OUT
 from csta_lib.runs.io import write_bytes_atomic
 from csta_lib.runs.locator import PROJECT_ROOT, annotation_user_scores, dataset_evaluator
+from csta_lib.runs.selection import select_epochs
 
 PAIR = tuple[float, float]
+#: The metrics of a run as the tables name them.
+METRIC_NAMES = {"tau": "τ", "rho": "ρ", "f1": "F1"}
 
 
 def run_experiment(
@@ -65,14 +68,22 @@ def run_experiment(
     return records, summary
 
 
-def summary_pairs(summary: Any, policy: str, label_of: Mapping[str, str] | None = None) -> dict[str, dict[str, PAIR]]:
-    """``{row label: {dataset: (τ, ρ)}}`` from a :func:`csta_lib.runs.store.summary_table` frame for one policy."""
-    out: dict[str, dict[str, PAIR]] = {}
-    part = summary[summary["policy"] == policy]
-    for _, row in part.iterrows():
+def summary_spreads(summary: Any, policy: str, label_of: Mapping[str, str] | None = None
+                    ) -> dict[str, dict[str, tuple[statistics.Spread, statistics.Spread]]]:
+    """``{row label: {dataset: (τ spread, ρ spread)}}`` from a :func:`csta_lib.runs.store.summary_table` frame for
+    one policy (mean, sd, n and 95 % t interval over runs: what a results table shows for this build)."""
+    out: dict[str, dict[str, tuple[statistics.Spread, statistics.Spread]]] = {}
+    for row in summary[summary["policy"] == policy].to_dict("records"):
         label = (label_of or {}).get(row["variant"], row["variant"])
-        out.setdefault(label, {})[row["dataset"]] = (float(row["tau"]), float(row["rho"]))
+        out.setdefault(label, {})[row["dataset"]] = (store.row_spread(row, "tau"), store.row_spread(row, "rho"))
     return out
+
+
+def summary_pairs(summary: Any, policy: str, label_of: Mapping[str, str] | None = None) -> dict[str, dict[str, PAIR]]:
+    """``{row label: {dataset: (τ, ρ)}}``: the means over runs of :func:`summary_spreads` (for glued numbers)."""
+    return {label: {d: tuple(float("nan") if s.mean is None else s.mean for s in pair)  # type: ignore[misc]
+                    for d, pair in by_dataset.items()}
+            for label, by_dataset in summary_spreads(summary, policy, label_of).items()}
 
 
 def experiment_checkpoint(experiment: str, profile: str, store_dir: str | Path | None = None, dataset: str = "tvsum",
@@ -104,45 +115,47 @@ def variant_labels(records: Sequence[Mapping[str, Any]]) -> dict[str, str]:
 
 def num3(value: float) -> str:
     """A number with three decimals for reading (``-0.000`` is written ``0.000``)."""
-    text = f"{float(value):.3f}"
-    return "0.000" if text == "-0.000" else text
+    return statistics.number_text(value)
 
 
-def pm(mean: float, std: float) -> str:
-    """``"0.123 ± 0.004"`` (the std omitted when undefined, e.g. one seed)."""
-    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
-        return "–"
-    if std is None or (isinstance(std, float) and math.isnan(std)):
-        return num3(mean)
-    return f"{num3(mean)} ± {std:.3f}"
+#: The words of every spread a results page shows (captions say them once per table).
+SPREAD_WORDS = ("mean ± sd over runs (folds × seeds), then the " + statistics.INTERVAL_METHOD
+                + "; with one run: n = 1, no interval")
+
+
+def runs_text(n_runs: int, n_splits: int, n_seeds: int) -> str:
+    """``"3 (1 fold × 3 seeds)"``: the number of runs behind a mean."""
+    return (f"{n_runs} ({n_splits} fold{'s' if n_splits != 1 else ''} × "
+            f"{n_seeds} seed{'s' if n_seeds != 1 else ''})")
 
 
 def summary_display(summary: Any, labels: Mapping[str, str] | None = None) -> Any:
-    """A :func:`csta_lib.runs.store.summary_table` frame for reading: ``mean ± std over seeds`` cells (std only when
-    there are several seeds), counts as integers, the selected epoch with one decimal."""
+    """A :func:`csta_lib.runs.store.summary_table` frame for reading, one row per (dataset, row, policy): the
+    runs (folds × seeds), per metric ``mean ± sd`` over runs and the 95 % t interval (``n = 1, no interval`` with
+    one run), and the mean selected epoch."""
     rows = []
-    for _, r in summary.iterrows():
-        rows.append({
-            "dataset": captions.dataset_name(r["dataset"]), "row": (labels or {}).get(r["variant"], r["variant"]),
-            "policy": r["policy"], "τ": pm(r["tau"], r["tau_std_seeds"]), "ρ": pm(r["rho"], r["rho_std_seeds"]),
-            "F1": pm(r["f1"], r["f1_std_seeds"]), "τ sd over folds": pm(r["tau_std_splits"], float("nan")),
-            "folds": str(int(r["n_splits"])), "seeds": str(int(r["n_seeds"])),
-            "mean selected epoch": f"{float(r['epoch_mean']):.1f}",
-        })
+    for r in summary.to_dict("records"):
+        row = {"dataset": captions.dataset_name(r["dataset"]), "row": (labels or {}).get(r["variant"], r["variant"]),
+               "policy": r["policy"], "runs (folds × seeds)": runs_text(r["n_runs"], r["n_splits"], r["n_seeds"])}
+        for metric, name in METRIC_NAMES.items():
+            s = store.row_spread(r, metric)
+            row[f"{name} mean ± sd"] = statistics.mean_sd_text(s)
+            row[f"{name} 95 % CI"] = statistics.interval_text(s)
+        row["mean selected epoch"] = f"{float(r['epoch_mean']):.1f}"
+        rows.append(row)
     return pd.DataFrame(rows).set_index(["dataset", "row", "policy"])
 
 
 def split_display(frame: Any, labels: Mapping[str, str] | None = None) -> Any:
-    """One row per (dataset, row, policy, fold): mean ± std over seeds, formatted for reading."""
-    table = store.split_table(frame)
-    table["row"] = table["variant"].map(lambda v: (labels or {}).get(v, v))
-    table["dataset"] = table["dataset"].map(captions.dataset_name)
-    out = table.rename(columns={"split": "fold"})
-    for m, name in (("tau", "τ"), ("rho", "ρ"), ("f1", "F1")):
-        out[name] = [pm(a, b) for a, b in zip(table[m], table[f"{m}_std_seeds"])]
-    out["seeds"] = [str(int(n)) for n in table["n_seeds"]]
-    out["mean selected epoch"] = [f"{float(e):.1f}" for e in table["epoch_mean"]]
-    return out.set_index(["dataset", "row", "policy", "fold"])[["τ", "ρ", "F1", "seeds", "mean selected epoch"]]
+    """One row per (dataset, row, policy, fold): :func:`summary_display` of that fold's runs (its seeds)."""
+    parts = []
+    for fold, part in frame.groupby("split", sort=True):
+        shown = summary_display(store.summary_table(part), labels).reset_index()
+        shown.insert(3, "fold", str(fold))
+        parts.append(shown)
+    if not parts:
+        return pd.DataFrame()
+    return pd.concat(parts).set_index(["dataset", "row", "policy", "fold"]).sort_index()
 
 
 # -------------------------------------------------------------------------------------------------------------
@@ -207,29 +220,64 @@ def data_warning(records: Sequence[Mapping[str, Any]], what: str) -> str:
             "shown beside the paper's values (not on surrogate features).")
 
 
-def pair_cell(pair: tuple[float, float] | None, index: int) -> str:
-    """τ (index 0) or ρ (index 1) of a pair, three decimals; "–" when absent or undefined."""
+def pair_cell(pair: tuple[Any, Any] | None, index: int) -> str:
+    """τ (index 0) or ρ (index 1) of a pair, three decimals; "–" when absent or undefined. A value that is a
+    :class:`~csta_lib.runs.statistics.Spread` (this build's runs) reads ``mean ± sd [95 % interval]``, or
+    ``mean (n = 1, no interval)`` with one run."""
     if pair is None:
         return "–"
     value = pair[index]
+    if isinstance(value, statistics.Spread):
+        return statistics.spread_text(value)
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     return num3(value)
 
 
-def pairs_table(rows: Sequence[tuple[str, str, Mapping[str, tuple[float, float] | None]]],
+def _runs_cell(pairs: Mapping[str, Any], datasets: Sequence[str]) -> str | None:
+    """The number of runs behind a row's spreads (``"3"``, or ``"SumMe 3, TVSum 1"`` when they differ); None for a
+    row without spreads (the paper's, a level)."""
+    counts = {d: pair[0].n for d in datasets if (pair := pairs.get(d)) is not None
+              and isinstance(pair[0], statistics.Spread)}
+    if not counts:
+        return None
+    if len(set(counts.values())) == 1:
+        return str(next(iter(counts.values())))
+    return ", ".join(f"{captions.dataset_name(d)} {n}" for d, n in counts.items())
+
+
+def pairs_table(rows: Sequence[tuple[str, str, Mapping[str, tuple[Any, Any] | None]]],
                 datasets: Sequence[str]) -> Any:
-    """One row per ``(label, source, {dataset: (τ, ρ)})``; columns ``SumMe τ``, ``SumMe ρ``, …, ``source``."""
+    """One row per ``(label, source, {dataset: (τ, ρ)})``; columns ``SumMe τ``, ``SumMe ρ``, …, ``source``.
+
+    Values are numbers (the paper's, a level) or :class:`~csta_lib.runs.statistics.Spread` s (this build's runs,
+    :func:`summary_spreads`); a table holding spreads gets a column ``runs (n)`` (– on rows without one).
+    """
     out = []
+    with_runs = False
     for label, source, pairs in rows:
         row: dict[str, str] = {"row": label}
         for d in datasets:
             for i, metric in enumerate(("τ", "ρ")):
                 row[f"{captions.dataset_name(d)} {metric}"] = pair_cell(pairs.get(d), i)
+        runs = _runs_cell(pairs, datasets)
+        with_runs = with_runs or runs is not None
+        row["runs (n)"] = runs or "–"
         row["source"] = source
         out.append(row)
-    columns = ["row", *(f"{captions.dataset_name(d)} {m}" for d in datasets for m in ("τ", "ρ")), "source"]
+    columns = ["row", *(f"{captions.dataset_name(d)} {m}" for d in datasets for m in ("τ", "ρ")),
+               *(["runs (n)"] if with_runs else []), "source"]
     return pd.DataFrame(out, columns=columns).set_index("row")
+
+
+def build_label(label: str, records: Sequence[Mapping[str, Any]]) -> str:
+    """A row label of this build's results that says, when they are not comparable with the paper, why:
+    ``"CSTA, test-max selection (surrogate features)"`` or ``"... (random CNN init)"``."""
+    if runs_on_surrogate(records) or not records:
+        return f"{label} ({captions.features_label(True)})"
+    if not comparable_with_paper(records):
+        return f"{label} (random CNN init)"
+    return label
 
 
 def split_or_merge(build_rows: Sequence[tuple[str, str, Mapping[str, Any]]],
@@ -508,9 +556,19 @@ def rescore(record: Mapping[str, Any], policy: str, protocol: str, device: str =
 ANNOTATIONS_SOURCE = "this book, from the annotations"
 
 
-def level_rows(levels: Mapping[str, Mapping[str, Any]], datasets: Sequence[str], where: str = "same test videos"
+def level_videos(levels: Mapping[str, Mapping[str, Any]], datasets: Sequence[str]) -> str:
+    """Which videos the levels were computed on: ``"the runs' test videos: SumMe 5 of fold 0, TVSum 10 of fold 0"``."""
+    parts = [f"{captions.dataset_name(d)} {levels[d]['n_test_videos']} of fold"
+             f"{'s' if len(levels[d]['folds']) > 1 else ''} {captions.int_ranges(levels[d]['folds'])}"
+             for d in datasets if d in levels]
+    return "the runs' test videos: " + ", ".join(parts)
+
+
+def level_rows(levels: Mapping[str, Mapping[str, Any]], datasets: Sequence[str], where: str | None = None
                ) -> list[tuple[str, str, dict[str, Any]]]:
-    """The Random and ground-truth-score rows (:func:`protocol_levels`) as table rows."""
+    """The Random and ground-truth-score rows (:func:`protocol_levels`) as table rows; the label says on which
+    videos they were computed (``where``, by default :func:`level_videos`)."""
+    where = where or level_videos(levels, datasets)
     return [(f"{name} (this protocol, {where})", ANNOTATIONS_SOURCE,
              {d: levels[d][key] for d in datasets if d in levels})
             for name, key in (("Random", "random"), ("ground-truth score", "gt"))]
@@ -550,17 +608,18 @@ def table1_tables(records: Sequence[Mapping[str, Any]], datasets: Sequence[str],
     """
     summary = store.summary_table(store.results_frame(records))
     sources = _policy_sources()
-    run_rows = [(f"CSTA, {policy} selection", sources[policy], summary_pairs(summary, policy).get("paper", {}))
+    run_rows = [(build_label(f"CSTA, {policy} selection", records), sources[policy],
+                 summary_spreads(summary, policy).get("paper", {}))
                 for policy in store.POLICIES if any(policy in r.get("selected", {}) for r in records)]
     annotation_rows = [("Human (recomputed, Otani's protocol, all videos)", ANNOTATIONS_SOURCE,
                         {d: human[d]["pair"] for d in datasets}),
-                       *level_rows(levels, datasets, "test videos of the runs")]
+                       *level_rows(levels, datasets)]
     human_text = ", ".join(f"{human[d]['n_videos']} {captions.dataset_name(d)}" for d in datasets)
     paper_caption = ("The paper's Table 1 as printed (real features, ImageNet-initialised GoogLeNet, test-max "
                      "selection, 5 folds), with rows this book computes from the annotations only: Human over "
                      f"{human_text} videos; {levels_text(levels, datasets)}. τ / ρ.")
     run_caption = (f"test-max and last rows: {captions.protocol_caption(records, 'test-max')}. val row: "
-                   f"{captions.protocol_caption(records, 'val')}. τ / ρ.")
+                   f"{captions.protocol_caption(records, 'val')}. τ / ρ of this build: {SPREAD_WORDS}.")
     comparable = comparable_with_paper(records)
     out = []
     for title, frame in split_or_merge(run_rows, [*paper_rows(paper_table, datasets), *annotation_rows], datasets,
@@ -647,3 +706,239 @@ def rescored_table(records: Sequence[Mapping[str, Any]], protocol: str = "otani"
             taus.setdefault(r.get("_label", r.get("variant")), []).extend(v["tau"] for v in scored.values())
     column = f"{captions.dataset_name(dataset)} τ, {protocol} protocol (mean over test videos)"
     return pd.DataFrame({"row": list(taus), column: [_fmt(float(np.mean(v))) for v in taus.values()]}).set_index("row")
+
+
+# -------------------------------------------------------------------------------------------------------------
+# judging a number: paired tests between rows, the selection's optimism, the distance to the paper
+
+#: How the paired-test tables read a difference, in words (captions say it once per table).
+PAIRED_WORDS = (f"difference over the runs both rows share (same fold and seed), mean ± sd over those pairs, "
+                f"{statistics.INTERVAL_METHOD}; reading: {statistics.READING_RULE}")
+
+
+def ablation_comparisons(variants: Sequence[str], policy: str = "test-max"
+                         ) -> list[tuple[tuple[str, str], tuple[str, str]]]:
+    """Table 2's paired tests: each row against the row before it and against the first (the baseline)."""
+    out = []
+    for i, variant in enumerate(variants[1:], start=1):
+        out.append(((variant, policy), (variants[i - 1], policy)))
+        if i > 1:
+            out.append(((variant, policy), (variants[0], policy)))
+    return out
+
+
+def reference_comparisons(variants: Sequence[str], reference: str, policy: str = "test-max"
+                          ) -> list[tuple[tuple[str, str], tuple[str, str]]]:
+    """Each row against one reference row (Figure 4: each CNN against GoogLeNet; the deviations: each switch
+    against the code as written)."""
+    return [((v, policy), (reference, policy)) for v in variants if v != reference]
+
+
+def policy_comparisons(variant: str) -> list[tuple[tuple[str, str], tuple[str, str]]]:
+    """Table 1's paired tests of the selection policies: test-max − val, test-max − last, val − last."""
+    return [((variant, "test-max"), (variant, "val")), ((variant, "test-max"), (variant, "last")),
+            ((variant, "val"), (variant, "last"))]
+
+
+def _side_name(variant: str, policy: str, other: tuple[str, str], labels: Mapping[str, str]) -> str:
+    """How a paired table names one side: the row label, the policy when the rows are one variant's policies."""
+    if variant == other[0]:
+        return f"{policy} selection"
+    label = labels.get(variant, variant)
+    return label if policy == other[1] else f"{label}, {policy}"
+
+
+def paired_display(table: Any, labels: Mapping[str, str] | None = None) -> Any:
+    """A :func:`csta_lib.runs.store.paired_table` for reading: one row per (dataset, coefficient, row, compared
+    with): the pairs, the mean difference ± sd, its 95 % interval and the reading."""
+    labels = labels or {}
+    rows = []
+    for r in table.to_dict("records"):
+        a, b = (r["variant_a"], r["policy_a"]), (r["variant_b"], r["policy_b"])
+        diff = statistics.Spread(None if math.isnan(r["mean"]) else r["mean"],
+                                 None if math.isnan(r["sd"]) else r["sd"], int(r["n"]),
+                                 None if math.isnan(r["ci_low"]) else r["ci_low"],
+                                 None if math.isnan(r["ci_high"]) else r["ci_high"])
+        rows.append({"dataset": captions.dataset_name(r["dataset"]), "coefficient": METRIC_NAMES[r["metric"]],
+                     "row": _side_name(*a, b, labels), "compared with": _side_name(*b, a, labels),
+                     "pairs (n)": str(int(r["n"])), "difference mean ± sd": statistics.mean_sd_text(diff),
+                     "95 % CI": statistics.interval_text(diff), "reading": r["reading"]})
+    if not rows:
+        return pd.DataFrame()
+    return pd.DataFrame(rows).set_index(["dataset", "coefficient", "row", "compared with"])
+
+
+def paired_tables(records: Sequence[Mapping[str, Any]],
+                  comparisons: Sequence[tuple[tuple[str, str], tuple[str, str]]]) -> Any:
+    """:func:`paired_display` of ``comparisons`` between the rows of ``records`` (τ and ρ), rows labelled with the
+    experiment's labels (and, when not comparable with the paper, :func:`build_label`'s note)."""
+    labels = {v: build_label(label, records) for v, label in variant_labels(records).items()}
+    frame = store.results_frame(records)
+    return paired_display(store.paired_table(frame, comparisons), labels)
+
+
+def selection_optimism(records: Sequence[Mapping[str, Any]]) -> Any:
+    """How much higher the test-max-selected score is than the val-selected one, per held-out run.
+
+    A held-out run selects its ``val`` epoch on the validation videos, but its record holds every epoch's test
+    τ and ρ, so the epoch the official test-max rule would pick *in the same run* is known
+    (:func:`csta_lib.runs.selection.select_epochs`). The difference of the test scores at the two epochs is the
+    optimism of selecting on the test videos, with the training set held fixed. One row per run: dataset, fold,
+    seed, both epochs, and per coefficient the test score at each epoch and their difference.
+    """
+    rows = []
+    for r in records:
+        chosen = r.get("selected", {}).get("val")
+        history = r.get("epochs") or []
+        if not chosen or not history or not chosen.get("epoch"):
+            continue
+        test_max = select_epochs(history, ["test-max"])["test-max"] or len(history)
+        row: dict[str, Any] = {"dataset": r["dataset"], "fold": r["split"]["index"], "seed": r["seed"],
+                               "val epoch": int(chosen["epoch"]), "test-max epoch": test_max}
+        for metric in ("tau", "rho"):
+            at_test_max = _float(history[test_max - 1].get(f"test_{metric}"))
+            at_val = _float(history[int(chosen["epoch"]) - 1].get(f"test_{metric}"))
+            row[f"{metric} at test-max"], row[f"{metric} at val"] = at_test_max, at_val
+            row[f"{metric} optimism"] = at_test_max - at_val
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def optimism_display(optimism: Any) -> Any:
+    """Per dataset and coefficient: the optimism of :func:`selection_optimism` over runs (paired: both epochs of
+    one run), its 95 % interval and the reading."""
+    rows = []
+    for dataset, part in optimism.groupby("dataset", sort=True) if len(optimism) else ():
+        for metric in ("tau", "rho"):
+            keys = list(zip(part["fold"], part["seed"], strict=True))
+            paired = statistics.paired_difference(dict(zip(keys, part[f"{metric} at test-max"], strict=True)),
+                                                  dict(zip(keys, part[f"{metric} at val"], strict=True)))
+            rows.append({"dataset": captions.dataset_name(dataset), "coefficient": METRIC_NAMES[metric],
+                         "runs (n)": str(paired.difference.n),
+                         "test-max − val, mean ± sd": statistics.mean_sd_text(paired.difference),
+                         "95 % CI": statistics.interval_text(paired.difference), "reading": paired.reading})
+    return pd.DataFrame(rows).set_index(["dataset", "coefficient"]) if rows else pd.DataFrame()
+
+
+def optimism_runs_display(optimism: Any) -> Any:
+    """:func:`selection_optimism`'s per-run rows, formatted for reading."""
+    if not len(optimism):
+        return pd.DataFrame()
+    out = optimism.assign(dataset=optimism["dataset"].map(captions.dataset_name))
+    for column in [c for c in out.columns if c.startswith(("tau", "rho"))]:
+        name = column.replace("tau", "τ").replace("rho", "ρ")
+        out[name] = [num3(v) for v in out.pop(column)]
+    return out.astype({"fold": str, "seed": str, "val epoch": str, "test-max epoch": str}).set_index(
+        ["dataset", "fold", "seed"])
+
+
+def comparison_reading(row: Mapping[str, Any]) -> str:
+    """The sentence of one :func:`paper_comparison` row."""
+    if row["surrogate"]:
+        return "surrogate features: not compared with the paper"
+    prefix = "" if row["comparable_with_paper"] else "random CNN init, not the paper's setting: "
+    if row["paper_inside_ci"] is None:
+        return prefix + f"n = {row['n']}, {statistics.NO_INTERVAL}: the paper's value cannot be placed"
+    where = "inside" if row["paper_inside_ci"] else "outside"
+    distance = row["paper_distance_sd"]
+    far = f" ({distance:+.1f} sd from this build's mean)" if distance is not None else ""
+    return prefix + f"the paper's value lies {where} this build's 95 % interval{far}"
+
+
+def paper_comparison(records: Sequence[Mapping[str, Any]], policy: str = "test-max") -> dict[str, Any]:
+    """Distance to the paper (``csta results compare`` and the Table 1 page): per dataset and coefficient, this
+    build's CSTA runs under ``policy`` (mean, sd, n, 95 % t interval) beside the paper's Table 1 value and the
+    public retrain (:data:`csta_lib.book.paper.PUBLIC_RETRAIN`), and whether each lies inside the interval.
+
+    On surrogate features nothing is compared (``paper_inside_ci`` and the distances are None); with a random CNN
+    init on real features the numbers are computed and the row says it is not the paper's setting. Returns
+    ``{"experiment", "policy", "interval", "paper_source", "public_retrain_source", "surrogate", "note", "rows"}``.
+    """
+    csta = EXPERIMENTS["table1"].variants[0].name
+    mine = [r for r in records if (r.get("variant") or r.get("preset")) == csta and policy in r.get("selected", {})]
+    frame = store.results_frame(mine, [policy])
+    rows = []
+    for dataset in DATASETS:
+        runs = [r for r in mine if r["dataset"] == dataset]
+        if not runs:
+            continue
+        surrogate, comparable = runs_on_surrogate(runs), comparable_with_paper(runs)
+        part = frame[frame["dataset"] == dataset]
+        for index, coefficient in enumerate(("tau", "rho")):
+            s = statistics.spread(part[coefficient])
+            value, retrain = paper.TABLE1["CSTA"][dataset][index], paper.PUBLIC_RETRAIN[dataset][index]
+            row = {"dataset": dataset, "coefficient": coefficient, "policy": policy,
+                   "protocol": ",".join(sorted(set(part["protocol"]))), "n_folds": int(part["split"].nunique()),
+                   "n_seeds": int(part["seed"].nunique()), **s.as_dict(), "paper": value, "public_retrain": retrain,
+                   "surrogate": surrogate, "comparable_with_paper": comparable,
+                   "paper_inside_ci": None if surrogate else s.contains(value),
+                   "public_retrain_inside_ci": None if surrogate else s.contains(retrain),
+                   "paper_minus_mean": None if surrogate or s.mean is None else value - s.mean,
+                   "paper_distance_sd": None if surrogate else statistics.distance_in_sd(s, value)}
+            row["reading"] = comparison_reading(row)
+            rows.append(row)
+    any_surrogate = any(r["surrogate"] for r in rows)
+    note = ("surrogate features: these runs compare nothing with the paper (paper_inside_ci is null); place the "
+            "real eccv16 feature files to compare" if any_surrogate else
+            "the interval is this build's uncertainty about its own mean; the paper's value is one result with a "
+            "spread of its own (not reported), so a value outside the interval differs by more than these runs' "
+            "noise, and a value inside it is not shown to be equal")
+    return {"experiment": "table1", "policy": policy, "interval": statistics.INTERVAL_METHOD,
+            "paper_source": "the paper's Table 1, CSTA row (test-max selection, 5 folds)",
+            "public_retrain_source": paper.PUBLIC_RETRAIN_SOURCE, "surrogate": any_surrogate, "note": note,
+            "rows": rows}
+
+
+def distance_tables(comparison: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """The Table 1 page's "Distance to the paper" tables, ``[(caption, frame), ...]``.
+
+    Rows comparable with the paper get one table with the paper's value, the retrain and whether they lie inside
+    the interval; rows that are not (surrogate features, random CNN init) get a table without any paper value,
+    and the paper's values and the retrain one of their own (a surrogate number never shares a table with the
+    paper's).
+    """
+    def spread_of(r: Mapping[str, Any]) -> statistics.Spread:
+        return statistics.Spread(r["mean"], r["std"], r["n"], r["ci_low"], r["ci_high"])
+
+    def base(r: Mapping[str, Any]) -> dict[str, str]:
+        return {"dataset": captions.dataset_name(r["dataset"]), "coefficient": METRIC_NAMES[r["coefficient"]],
+                "runs (folds × seeds)": runs_text(r["n"], r["n_folds"], r["n_seeds"]),
+                "mean ± sd": statistics.mean_sd_text(spread_of(r)), "95 % CI": statistics.interval_text(spread_of(r))}
+
+    index = ["dataset", "coefficient"]
+    real = [r for r in comparison["rows"] if r["comparable_with_paper"]]
+    other = [r for r in comparison["rows"] if not r["comparable_with_paper"]]
+    policy = comparison["policy"]
+    out = []
+    if real:
+        frame = pd.DataFrame([{**base(r), "paper": num3(r["paper"]), "public retrain": num3(r["public_retrain"]),
+                               "paper inside the CI?": "yes" if r["paper_inside_ci"] else
+                               "no" if r["paper_inside_ci"] is False else "no interval",
+                               "(paper − mean) / sd": "–" if r["paper_distance_sd"] is None
+                               else f"{r['paper_distance_sd']:+.1f}", "reading": r["reading"]} for r in real])
+        out.append((f"This build's CSTA ({policy} selection) beside the paper's Table 1 value and "
+                    f"{comparison['public_retrain_source']}. {comparison['interval']}. {comparison['note']}.",
+                    frame.set_index(index)))
+    if other:
+        frame = pd.DataFrame([{**base(r), "compared with the paper?": r["reading"]} for r in other])
+        title = check_table_title([{"provenance": {"surrogate": r["surrogate"]}} for r in other])
+        out.append((f"{title[0].upper() + title[1:]}. This build's CSTA ({policy} selection): "
+                    f"{comparison['interval']}; not compared with the paper.", frame.set_index(index)))
+        reference = pd.DataFrame([{"dataset": captions.dataset_name(r["dataset"]),
+                                   "coefficient": METRIC_NAMES[r["coefficient"]], "paper": num3(r["paper"]),
+                                   "public retrain": num3(r["public_retrain"])} for r in other])
+        out.append((f"The paper's Table 1 CSTA row (real features, ImageNet weights, test-max selection, 5 folds) "
+                    f"and {comparison['public_retrain_source']} (one retrain, no spread reported).",
+                    reference.set_index(index)))
+    return out
+
+
+def run_points(records: Sequence[Mapping[str, Any]], policies: Sequence[str] = ("test-max",),
+               by: str = "variant") -> Any:
+    """One row per (run, policy) for :func:`csta_lib.book.figures.runs_figure`: ``row`` is the experiment's row
+    label (``by="variant"``) or ``"<policy> selection"`` (``by="policy"``, Table 1's rows), with the run's
+    ``dataset``, ``split``, ``seed``, ``tau``, ``rho`` and ``f1``."""
+    frame = store.results_frame(records, policies)
+    labels = variant_labels(records)
+    row = frame["variant"].map(lambda v: labels.get(v, v)) if by == "variant" else frame["policy"] + " selection"
+    return frame.assign(row=row)[["row", "dataset", "split", "seed", "tau", "rho", "f1"]]

@@ -17,7 +17,7 @@ import scipy
 import torch
 
 from csta_lib import __version__
-from csta_lib.evaluation import mean_metrics
+from csta_lib.evaluation import F1_AGGREGATION, SUMMARY_BUDGET, mean_metrics
 from csta_lib.runs import store
 from csta_lib.runs.checkpoint import checkpoint_name
 from csta_lib.runs.selection import SELECTED_ON
@@ -44,6 +44,33 @@ def features_info(prep: PreparedRun) -> dict[str, Any]:
         "surrogate": bool(prep.data.is_surrogate),
         "imagenet_weights": prep.cnn_weights,
     }
+
+
+def f1_shots(data_provenance: Mapping[str, Any]) -> dict[str, str]:
+    """What an F1 was computed on, from a feature file's provenance (``Eccv16Dataset.provenance``, kept in every
+    record as ``provenance.data``): ``{"shots", "user_summaries"}`` in words.
+
+    The real eccv16 files and the SumMe surrogate carry the eccv16 KTS shots and user summaries; the TVSum
+    surrogate has uniform 2-second shots and user summaries derived from the raw annotations (each user's 15 %
+    knapsack over those shots), because the real TVSum KTS shots are not available.
+    """
+    sources = data_provenance.get("sources") or {}
+    if "uniform" in str(sources.get("change_points", "")):
+        shots = "uniform 2-second shots (the eccv16 KTS shots are not available)"
+    else:
+        shots = "the eccv16 KTS shots"
+    if "knapsack" in str(sources.get("user_summary", "")):
+        users = f"each user's {SUMMARY_BUDGET:.0%} knapsack over the same shots, derived from the raw annotations"
+    else:
+        users = "the eccv16 user summaries"
+    return {"shots": shots, "user_summaries": users}
+
+
+def f1_protocol_text(dataset: str, data_provenance: Mapping[str, Any]) -> str:
+    """The record's ``protocol.f1``: the summary, its shots, the user summaries and how users are aggregated."""
+    what = f1_shots(data_provenance)
+    return (f"{SUMMARY_BUDGET:.0%} knapsack summary over {what['shots']} vs {what['user_summaries']}; "
+            f"{F1_AGGREGATION[dataset]} over users")
 
 
 def epoch_entry(epoch: int, loss: float, seconds: float, eval_seconds: float,
@@ -86,8 +113,9 @@ def build_record(prep: PreparedRun, loop: Mapping[str, Any], record_file: Path, 
     (``index`` 0-based, ``source``, ``train_keys`` actually trained on, ``val_keys``, ``test_keys``,
     ``official_train_keys``), ``seed``, ``n_epochs``, ``config`` (ModelConfig dict), ``training`` (optimiser,
     loss, batching), ``selection`` (policies, ``val_fraction``, what was trained on, the rule, labels),
-    ``protocol`` (``rank``: the τ/ρ protocol; F1), ``provenance`` (``surrogate``, ``encoder``,
-    ``imagenet_weights``, ``cnn_init``, data file and sha256, the dataset's own provenance, splits file),
+    ``protocol`` (``rank``: the τ/ρ protocol; ``f1``: how F1 was computed, :func:`f1_protocol_text`;
+    ``f1_shots``: the summary's shots), ``provenance`` (``surrogate``, ``encoder``, ``imagenet_weights``,
+    ``cnn_init``, data file and sha256, the dataset's own provenance, splits file),
     ``epochs`` (per epoch: ``epoch``, ``train_loss``, ``test_tau``/``test_rho``/``test_f1``, ``val_*`` when there
     is a validation subset, ``seconds``, ``eval_seconds``), ``selected`` (per policy: ``epoch``, ``test_tau``,
     ``test_rho``, ``test_f1``, ``val_*``, ``checkpoint`` relative to the record's folder, ``selected_on``,
@@ -119,7 +147,8 @@ def build_record(prep: PreparedRun, loop: Mapping[str, Any], record_file: Path, 
             "rule": "last epoch where mean tau AND mean rho both improve strictly (test-max: on test; val: on val)",
             "labels": {p: store.POLICY_LABELS[p] for p in prep.policies},
         },
-        "protocol": {"rank": prep.protocol, "f1": "15% knapsack on KTS shots vs user summaries"},
+        "protocol": {"rank": prep.protocol, "f1": f1_protocol_text(data.dataset, data.provenance),
+                     "f1_shots": f1_shots(data.provenance)["shots"]},
         "provenance": {**loop["features"],
                        "cnn_init": f"weights {prep.cnn_weights}" if prep.cnn_weights else "random (no ImageNet weights)",
                        "data_file": str(data.path), "data_sha256": data.sha256,

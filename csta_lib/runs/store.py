@@ -18,9 +18,11 @@ file checksum, split keys, seed, epochs, selection and optimiser settings, train
 :func:`content_key`). A record that exists under its key is found instead of recomputed.
 
 Tables: :func:`results_frame` flattens records into one row per (run, selection policy);
-:func:`split_table` gives one row per split (mean over seeds); :func:`summary_table` gives the mean and standard
-deviations over splits and seeds; :func:`render_table` prints either as plain text or markdown with the
-protocol, selection policy and data provenance in its header.
+:func:`split_table` gives one row per split (mean over seeds); :func:`summary_table` gives per metric the mean, sd,
+n and 95 % t interval over runs (folds × seeds, :mod:`csta_lib.runs.statistics`), :func:`summary_rows` the same
+as JSON-ready rows; :func:`paired_table` the paired differences between rows over the runs they share;
+:func:`render_table` prints a summary or per-split table as plain text or markdown with the protocol, selection
+policy and data provenance in its header.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from csta_lib.errors import CstaInputError, DataFormatError
+from csta_lib.runs import statistics
 from csta_lib.runs.io import write_json_atomic
 from csta_lib.runs.locator import PROJECT_ROOT
 
@@ -313,6 +316,11 @@ def _nan_if_none(value: Any) -> float:
 
 
 GROUP = ["dataset", "variant", "policy"]
+#: The key that pairs runs of two rows (:func:`paired_table`): the same fold and seed (on the same dataset).
+PAIR_KEY = ["split", "seed"]
+#: What the tables' sd and interval are, in words (the note under every printed table).
+SPREAD_NOTE = (f"mean over runs (folds x seeds); sd: standard deviation over runs; 95% CI: the "
+               f"{statistics.INTERVAL_METHOD}; with one run: n = 1, no interval")
 
 
 def split_table(frame: pd.DataFrame) -> pd.DataFrame:
@@ -327,24 +335,25 @@ def split_table(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def summary_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """Mean ± std over splits and seeds, per (dataset, variant, policy).
+    """Per (dataset, variant, policy): the spread over runs of each metric (:func:`csta_lib.runs.statistics.spread`).
 
-    ``<m>`` is the mean over all runs; with a complete grid this is the mean over seeds of the paper's number
-    (the mean over splits, book method page, method-metrics). ``<m>_std_seeds`` is the std over seeds of that
-    per-seed mean over splits (run-to-run variability of the reported number; NaN with one seed).
-    ``<m>_std_splits`` is the std over splits of the per-split mean over seeds (fold-to-fold variability).
+    ``<m>`` is the mean over all runs (folds × seeds); with a complete grid this is the mean over seeds of the
+    paper's number (the mean over splits, book method page, method-metrics). ``<m>_sd`` is the standard deviation
+    over runs, ``<m>_n`` the number of runs with a defined value, ``<m>_ci_low`` / ``<m>_ci_high`` the 95 % t
+    interval of the mean (NaN with fewer than two runs). :func:`row_spread` gives them back as a ``Spread``.
     """
     import pandas as pd  # lazily, as in results_frame
 
     rows = []
     for group_key, part in frame.groupby(GROUP, sort=True):
         row = dict(zip(GROUP, group_key, strict=True))
-        per_seed = part.groupby("seed")[list(METRICS)].mean()
-        per_split = part.groupby("split")[list(METRICS)].mean()
         for metric in METRICS:
-            row[metric] = part[metric].mean()
-            row[f"{metric}_std_seeds"] = per_seed[metric].std(ddof=1) if len(per_seed) > 1 else float("nan")
-            row[f"{metric}_std_splits"] = per_split[metric].std(ddof=1) if len(per_split) > 1 else float("nan")
+            s = statistics.spread(part[metric])
+            row[metric] = _nan_if_none(s.mean)
+            row[f"{metric}_sd"] = _nan_if_none(s.sd)
+            row[f"{metric}_n"] = s.n
+            row[f"{metric}_ci_low"] = _nan_if_none(s.ci_low)
+            row[f"{metric}_ci_high"] = _nan_if_none(s.ci_high)
         row["n_splits"] = part["split"].nunique()
         row["n_seeds"] = part["seed"].nunique()
         row["n_runs"] = len(part)
@@ -353,6 +362,76 @@ def summary_table(frame: pd.DataFrame) -> pd.DataFrame:
         row["surrogate"] = bool(part["surrogate"].any())
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def row_spread(row: Mapping[str, Any], metric: str) -> statistics.Spread:
+    """The :class:`~csta_lib.runs.statistics.Spread` of ``metric`` in a :func:`summary_table` row."""
+
+    def value(name: str) -> float | None:
+        v = row[f"{metric}{name}"]
+        return None if v is None or math.isnan(float(v)) else float(v)
+
+    return statistics.Spread(value(""), value("_sd"), int(row[f"{metric}_n"]), value("_ci_low"), value("_ci_high"))
+
+
+def summary_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """The :func:`summary_table` as JSON-ready rows: ``dataset``, ``variant``, ``policy``, ``protocol``,
+    ``surrogate``, the counts, and per metric (``tau``, ``rho``, ``f1``) ``{"mean", "std", "n", "ci_low",
+    "ci_high"}`` (``ci_*`` None with fewer than two runs)."""
+    out = []
+    for row in summary_table(frame).to_dict("records") if not frame.empty else []:
+        entry: dict[str, Any] = {name: row[name] for name in GROUP}
+        entry.update(protocol=row["protocol"], surrogate=bool(row["surrogate"]), n_runs=int(row["n_runs"]),
+                     n_splits=int(row["n_splits"]), n_seeds=int(row["n_seeds"]),
+                     epoch_mean=_none_if_nan(row["epoch_mean"]))
+        for metric in METRICS:
+            entry[metric] = row_spread(row, metric).as_dict()
+        out.append(entry)
+    return out
+
+
+def _none_if_nan(value: Any) -> float | None:
+    return None if value is None or math.isnan(float(value)) else float(value)
+
+
+def run_values(frame: pd.DataFrame, dataset: str, variant: str, policy: str, metric: str) -> dict[tuple, float]:
+    """``{(split, seed): value}`` of one row (dataset, variant, policy) of a :func:`results_frame`: the values that
+    :func:`paired_table` pairs."""
+    part = frame[(frame["dataset"] == dataset) & (frame["variant"] == variant) & (frame["policy"] == policy)]
+    return {tuple(int(v) for v in key): float(value)
+            for key, value in zip(part[PAIR_KEY].itertuples(index=False, name=None), part[metric], strict=True)}
+
+
+def paired_table(frame: pd.DataFrame, comparisons: Sequence[tuple[tuple[str, str], tuple[str, str]]],
+                 metrics: Sequence[str] = ("tau", "rho")) -> pd.DataFrame:
+    """Paired differences ``a − b`` over the runs two rows share (same dataset, fold and seed).
+
+    ``comparisons`` are ``((variant_a, policy_a), (variant_b, policy_b))``; one output row per (dataset,
+    comparison, metric) where both rows have runs: ``n`` pairs, ``mean`` difference, ``sd``, ``ci_low`` /
+    ``ci_high`` (95 % t interval, NaN with fewer than two pairs), ``n_only_a`` / ``n_only_b`` (runs without a
+    partner), ``n_undefined`` (pairs with a NaN) and ``reading`` (:func:`csta_lib.runs.statistics.paired_reading`).
+    """
+    import pandas as pd  # lazily, as in results_frame
+
+    rows = []
+    for dataset in sorted(set(frame["dataset"])):
+        for (variant_a, policy_a), (variant_b, policy_b) in comparisons:
+            for metric in metrics:
+                a = run_values(frame, dataset, variant_a, policy_a, metric)
+                b = run_values(frame, dataset, variant_b, policy_b, metric)
+                if not a or not b:
+                    continue
+                paired = statistics.paired_difference(a, b)
+                d = paired.difference
+                rows.append({"dataset": dataset, "variant_a": variant_a, "policy_a": policy_a,
+                             "variant_b": variant_b, "policy_b": policy_b, "metric": metric, "n": d.n,
+                             "mean": _nan_if_none(d.mean), "sd": _nan_if_none(d.sd),
+                             "ci_low": _nan_if_none(d.ci_low), "ci_high": _nan_if_none(d.ci_high),
+                             "n_only_a": paired.n_only_a, "n_only_b": paired.n_only_b,
+                             "n_undefined": d.n_undefined, "reading": paired.reading})
+    columns = ["dataset", "variant_a", "policy_a", "variant_b", "policy_b", "metric", "n", "mean", "sd", "ci_low",
+               "ci_high", "n_only_a", "n_only_b", "n_undefined", "reading"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def table_header(frame: pd.DataFrame) -> str:
@@ -373,11 +452,17 @@ def _pm(mean: float, std: float) -> str:
     return _fmt(mean) if std is None or math.isnan(std) else f"{_fmt(mean)} ± {_fmt(std)}"
 
 
+def _runs_text(n_runs: int, n_splits: int, n_seeds: int) -> str:
+    """``"6 (2 folds x 3 seeds)"``."""
+    return f"{n_runs} ({n_splits} fold{'s' if n_splits != 1 else ''} x {n_seeds} seed{'s' if n_seeds != 1 else ''})"
+
+
 def render_table(frame: pd.DataFrame, *, per_split: bool = False, fmt: str = "markdown") -> str:
     """A printable table of a :func:`results_frame`: the summary (default) or one row per split.
 
     ``fmt`` is ``markdown`` (a pipe table), ``text`` (aligned columns) or ``csv``. The header lines state the
-    protocol, selection policy and whether features were surrogate.
+    protocol, selection policy and whether features were surrogate; the summary gives per metric the mean over
+    runs, the sd over runs and the 95 % t interval (:data:`SPREAD_NOTE`).
     """
     if fmt not in ("markdown", "text", "csv"):
         raise CstaInputError(f"unknown table format {fmt!r}; use markdown, text or csv")
@@ -394,15 +479,18 @@ def render_table(frame: pd.DataFrame, *, per_split: bool = False, fmt: str = "ma
         note = "per split: mean ± std over seeds"
     else:
         table = summary_table(frame)
-        columns = ["dataset", "variant", "policy", "splits", "seeds", "epoch_mean", "tau", "tau sd(splits)",
-                   "rho", "rho sd(splits)", "f1"]
-        body = [
-            [str(r.dataset), str(r.variant), str(r.policy), str(r.n_splits), str(r.n_seeds), _fmt(r.epoch_mean, 1),
-             _pm(r.tau, r.tau_std_seeds), _fmt(r.tau_std_splits), _pm(r.rho, r.rho_std_seeds),
-             _fmt(r.rho_std_splits), _pm(r.f1, r.f1_std_seeds)]
-            for r in table.itertuples()
-        ]
-        note = "mean over splits and seeds ± std over seeds (of the mean over splits); sd(splits): std over splits"
+        columns = ["dataset", "variant", "policy", "runs", "epoch_mean"]
+        for metric in METRICS:
+            columns += [metric, f"{metric} sd", f"{metric} 95% CI"]
+        body = []
+        for r in table.to_dict("records"):
+            cells = [str(r["dataset"]), str(r["variant"]), str(r["policy"]),
+                     _runs_text(r["n_runs"], r["n_splits"], r["n_seeds"]), _fmt(r["epoch_mean"], 1)]
+            for metric in METRICS:
+                s = row_spread(r, metric)
+                cells += [statistics.number_text(s.mean), statistics.number_text(s.sd), statistics.interval_text(s)]
+            body.append(cells)
+        note = SPREAD_NOTE
     if fmt == "csv":
         return table.to_csv(index=False)
     header = table_header(frame) + "\n" + note

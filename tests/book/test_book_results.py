@@ -129,10 +129,14 @@ def test_summary_display_formats_numbers_for_reading():
         r["epochs"] = []
     frame = results.summary_display(store.summary_table(store.results_frame(runs)), {"paper": "CSTA"})
     row = frame.loc[("SumMe", "CSTA", "test-max")]
-    assert row["mean selected epoch"] == "3.0" and row["seeds"] == "2" and row["folds"] == "1"
-    assert " ± " in row["τ"]
+    assert row["mean selected epoch"] == "3.0" and row["runs (folds × seeds)"] == "2 (1 fold × 2 seeds)"
+    # per-run τ 0.305 and 0.405: mean 0.355, sd 0.0707, interval 0.355 ± 12.706 * 0.0707 / sqrt(2)
+    assert row["τ mean ± sd"] == "0.355 ± 0.071" and row["τ 95 % CI"] == "[-0.280, 0.990]"
     one = results.summary_display(store.summary_table(store.results_frame(runs[:1])))
-    assert "±" not in one.iloc[0]["τ"] and one.iloc[0]["τ"] == "0.305"
+    assert "±" not in one.iloc[0]["τ mean ± sd"] and one.iloc[0]["τ mean ± sd"] == "0.305"
+    assert one.iloc[0]["τ 95 % CI"] == "n = 1, no interval"
+    per_fold = results.split_display(store.results_frame(runs), {"paper": "CSTA"})
+    assert per_fold.loc[("SumMe", "CSTA", "test-max", "0"), "τ 95 % CI"] == "[-0.280, 0.990]"
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -292,3 +296,146 @@ def test_video_chapter_checkpoint_is_chosen_by_policy_not_by_key_order(monkeypat
     assert record is official and str(path) == "/store/b/b/epoch_003.pt"
     path, record = results.experiment_checkpoint("table1", "smoke", dataset="tvsum", policy="val")
     assert record is held_out and str(path) == "/store/a/a/epoch_001.pt"
+
+
+# ------------------------------------------------------------------------------------------------------------
+# spread in the tables, paired tests, the selection's optimism, the distance to the paper
+
+
+def test_build_rows_carry_spread_runs_and_a_surrogate_label():
+    from csta_lib.runs import statistics, store
+
+    runs = [record(key=f"k{s}", seed=s, tau=t) for s, t in enumerate((0.3, 0.32, 0.34))]
+    summary = store.summary_table(store.results_frame(runs))
+    spreads = results.summary_spreads(summary, "test-max")["paper"]["summe"]
+    expected = statistics.spread([0.305, 0.325, 0.345])  # the per-video means of record()
+    assert (spreads[0].n, spreads[0].mean, spreads[0].sd, spreads[0].ci_low) == (
+        3, pytest.approx(expected.mean), pytest.approx(expected.sd), pytest.approx(expected.ci_low))
+    label = results.build_label("CSTA, test-max selection", runs)
+    assert label == "CSTA, test-max selection (surrogate features)"
+    assert results.build_label("x", [record(surrogate=False)]) == "x (random CNN init)"
+    assert results.build_label("x", [record(surrogate=False, weights="w.pth")]) == "x"
+    table = results.pairs_table([(label, "this build", {"summe": spreads}),
+                                 ("CSTA", "paper (as printed)", {"summe": (0.246, 0.274)})], ["summe"])
+    assert list(table.columns) == ["SumMe τ", "SumMe ρ", "runs (n)", "source"]
+    assert table.loc[label, "SumMe τ"] == "0.325 ± 0.020 [0.275, 0.375]" and table.loc[label, "runs (n)"] == "3"
+    assert table.loc["CSTA", "SumMe τ"] == "0.246" and table.loc["CSTA", "runs (n)"] == "–"
+    one = results.summary_spreads(store.summary_table(store.results_frame(runs[:1])), "test-max")["paper"]
+    assert results.pair_cell(one["summe"], 0) == "0.305 (n = 1, no interval)"
+    assert results.summary_pairs(summary, "test-max")["paper"]["summe"][0] == pytest.approx(0.325)
+
+
+def test_level_rows_say_which_videos():
+    levels = {"summe": {"random": (0.05, 0.06), "gt": (0.4, 0.45), "n_test_videos": 5, "folds": [0]},
+              "tvsum": {"random": (0.0, 0.0), "gt": (0.3, 0.4), "n_test_videos": 10, "folds": [0, 1]}}
+    (random_row, gt_row) = results.level_rows(levels, ["summe", "tvsum"])
+    assert random_row[0] == "Random (this protocol, the runs' test videos: SumMe 5 of fold 0, TVSum 10 of folds 0-1)"
+    assert gt_row[0].startswith("ground-truth score (this protocol, the runs' test videos")
+
+
+def test_paired_tables_compare_rows_on_shared_folds_and_seeds():
+    base = [record(key=f"b{s}", seed=s, variant="table2.baseline", label="GoogleNet (Baseline)", tau=0.2)
+            for s in range(3)]
+    att = [record(key=f"a{s}", seed=s, variant="table2.attention", label="(+) Attention Module", tau=t)
+           for s, t in enumerate((0.3, 0.32, 0.28))]
+    kv = [record(key=f"k{s}", seed=s, variant="table2.kv", label="(+) Key, Value Embedding", tau=t)
+          for s, t in enumerate((0.25, 0.35, 0.31))]
+    comparisons = results.ablation_comparisons(["table2.baseline", "table2.attention", "table2.kv"])
+    assert comparisons == [(("table2.attention", "test-max"), ("table2.baseline", "test-max")),
+                           (("table2.kv", "test-max"), ("table2.attention", "test-max")),
+                           (("table2.kv", "test-max"), ("table2.baseline", "test-max"))]
+    table = results.paired_tables([*base, *att, *kv], comparisons)
+    row = table.loc[("SumMe", "τ", "(+) Attention Module (surrogate features)",
+                     "GoogleNet (Baseline) (surrogate features)")]
+    assert row["pairs (n)"] == "3" and row["difference mean ± sd"] == "0.100 ± 0.020"
+    assert row["reading"] == "larger than seed noise (higher)"
+    previous = table.loc[("SumMe", "τ", "(+) Key, Value Embedding (surrogate features)",
+                          "(+) Attention Module (surrogate features)")]
+    # differences -0.05, 0.03, 0.03: mean 0.0033, sd sqrt((0.0533² + 2 · 0.0267²) / 2) = 0.046
+    assert previous["difference mean ± sd"] == "0.003 ± 0.046" and previous["reading"] == "within seed noise"
+    one = results.paired_tables([base[0], att[0]], comparisons[:1])
+    assert one.iloc[0]["95 % CI"] == "n = 1, no interval"
+    assert one.iloc[0]["reading"] == "n = 1, no interval: cannot be told from seed noise"
+    assert results.reference_comparisons(["g", "m"], "g") == [(("m", "test-max"), ("g", "test-max"))]
+    policies = results.paired_tables([record(key="o", policies=("test-max", "last"))],
+                                     results.policy_comparisons("paper"))
+    assert set(policies.index.get_level_values("row")) == {"test-max selection"}  # no val runs: one comparison
+    assert set(policies.index.get_level_values("compared with")) == {"last selection"}
+
+
+def test_selection_optimism_uses_the_test_max_epoch_of_the_same_run():
+    runs = []
+    for seed, taus in enumerate(([0.1, 0.3, 0.2], [0.2, 0.25, 0.4], [0.1, 0.35, 0.3])):
+        r = record(key=f"h{seed}", seed=seed, policies=("val",), n_train=16, n_val=4)
+        r["epochs"] = [{"epoch": e + 1, "train_loss": 0.1, "test_tau": t, "test_rho": t + 0.01,
+                        "val_tau": 0.1, "val_rho": 0.1} for e, t in enumerate(taus)]
+        r["selected"]["val"]["epoch"] = 1  # chosen on the validation videos
+        runs.append(r)
+    runs.append(record(key="official"))  # no val selection: not a held-out run
+    optimism = results.selection_optimism(runs)
+    assert list(optimism["test-max epoch"]) == [2, 3, 2]  # the official rule on each run's test scores
+    assert list(optimism["tau optimism"]) == pytest.approx([0.2, 0.2, 0.25])
+    summary = results.optimism_display(optimism)
+    row = summary.loc[("SumMe", "τ")]
+    assert row["runs (n)"] == "3" and row["test-max − val, mean ± sd"] == "0.217 ± 0.029"
+    assert row["reading"] == "larger than seed noise (higher)"
+    shown = results.optimism_runs_display(optimism)
+    assert shown.loc[("SumMe", "0", "0"), "τ optimism"] == "0.200"
+    assert results.optimism_display(results.selection_optimism([record()])).empty
+
+
+def test_paper_comparison_compares_nothing_on_surrogate_features():
+    runs = [record(key=f"s{s}", seed=s, tau=0.3 + 0.01 * s) for s in range(3)]
+    runs.append(record(key="held", policies=("val",), n_val=4))
+    comparison = results.paper_comparison(runs)
+    assert comparison["surrogate"] and "compare nothing" in comparison["note"]
+    (tau, rho) = comparison["rows"]
+    assert (tau["dataset"], tau["coefficient"], tau["n"], tau["policy"]) == ("summe", "tau", 3, "test-max")
+    assert tau["paper"] == 0.246 and tau["public_retrain"] == 0.227 and rho["paper"] == 0.274
+    assert tau["paper_inside_ci"] is None and tau["paper_distance_sd"] is None and tau["surrogate"] is True
+    assert tau["ci_low"] < tau["mean"] < tau["ci_high"]
+    tables = results.distance_tables(comparison)
+    assert len(tables) == 2
+    build_html, reference_html = (frame.style.set_caption(caption).to_html() for caption, frame in tables)
+    assert "0.246" not in build_html and "0.227" not in build_html and "not compared" in build_html
+    assert "0.246" in reference_html and "0.227" in reference_html and "0.315" not in reference_html
+
+
+def test_paper_comparison_on_real_features_says_whether_the_paper_is_inside():
+    runs = [record(key=f"r{s}", seed=s, surrogate=False, weights="g.pth", tau=t)
+            for s, t in enumerate((0.24, 0.245, 0.25))]  # per-run τ 0.245, 0.25, 0.255: [0.2376, 0.2624]
+    comparison = results.paper_comparison(runs)
+    tau = comparison["rows"][0]
+    assert not comparison["surrogate"] and tau["comparable_with_paper"]
+    assert tau["paper_inside_ci"] is True and tau["public_retrain_inside_ci"] is False
+    assert tau["paper_distance_sd"] == pytest.approx((0.246 - 0.25) / 0.005)
+    assert tau["reading"] == "the paper's value lies inside this build's 95 % interval (-0.8 sd from this build's mean)"
+    ((caption, frame),) = results.distance_tables(comparison)
+    assert frame.loc[("SumMe", "τ"), "paper inside the CI?"] == "yes" and "t interval" in caption
+    one = results.paper_comparison(runs[:1])["rows"][0]
+    assert one["paper_inside_ci"] is None and "cannot be placed" in one["reading"]
+
+
+def test_f1_caption_names_the_shots():
+    tvsum = record(dataset="tvsum")
+    tvsum["provenance"]["data"] = {"sources": {"change_points": "uniform 2-second shots (fps = ...)",
+                                               "user_summary": "each user's 15% knapsack over the uniform shots"}}
+    text = captions.f1_caption([record(), tvsum])
+    assert text.startswith("F1: SumMe: 15% knapsack summary over the eccv16 KTS shots vs the eccv16 user summaries")
+    assert "TVSum: 15% knapsack summary over uniform 2-second shots" in text and "mean over users" in text
+
+
+def test_runs_figure_and_learning_curves_draw_every_run():
+    runs = [record(key=f"k{s}", seed=s, tau=0.3 + 0.01 * s) for s in range(3)]
+    for r in runs:
+        r["epochs"] = [{"epoch": e, "train_loss": 0.1 / e, "test_tau": 0.1 * e, "test_rho": 0.1 * e}
+                       for e in (1, 2, 3)]
+    points = results.run_points(runs, ("test-max", "last"), by="policy")
+    assert set(points["row"]) == {"test-max selection", "last selection"} and len(points) == 6
+    fig = figures.runs_figure(points, "cap", note="surrogate features — pipeline check")
+    assert len(fig.axes) == 2  # one dataset x (τ, ρ)
+    assert sum(len(c.get_offsets()) for c in fig.axes[0].collections) == 6  # every run is a dot
+    assert "surrogate features — pipeline check" in [t.get_text() for t in fig.axes[1].texts]
+    curves = figures.learning_curves(runs, "cap")
+    assert len(curves.axes[0].lines) == 3 and len(curves.axes[1].lines) == 3  # loss and test τ of each run
+    assert not curves.axes[2].lines  # no validation curve without a hold-out

@@ -35,7 +35,7 @@ def test_smoke_grid_contract(tmp_path, capsys):
     args = ["grid", "--experiment", "table1", "--profile", "smoke", "--engine", "local", "--store", str(tmp_path)]
     assert main(args) == 0
     summary = last_json(capsys.readouterr().out)
-    assert (summary["runs"], summary["computed"], summary["reused"], summary["failed"]) == (4, 4, 0, 0)
+    assert (summary["runs"], summary["computed"], summary["reused"], summary["failed"]) == (8, 8, 0, 0)
     records = [store.read_record(p) for p in store.iter_record_files(tmp_path)]
     assert sorted(r["key"] for r in records) == sorted(summary["keys"])
     for r in records:
@@ -45,12 +45,12 @@ def test_smoke_grid_contract(tmp_path, capsys):
     # test-max and last from runs on all training videos; val from separate runs with a hold-out
     official = [r for r in records if set(r["selected"]) == {"test-max", "last"}]
     held_out = [r for r in records if set(r["selected"]) == {"val"}]
-    assert len(official) == len(held_out) == 2
+    assert len(official) == len(held_out) == 4  # 2 datasets x 2 seeds
     assert all(r["selection"]["val_fraction"] == 0 and not r["split"]["val_keys"] for r in official)
     assert all(r["selection"]["val_fraction"] == 0.2 and r["split"]["val_keys"] for r in held_out)
     assert main(args + ["--no-progress"]) == 0
     again = last_json(capsys.readouterr().out)
-    assert (again["computed"], again["reused"]) == (0, 4)
+    assert (again["computed"], again["reused"]) == (0, 8)
     # --plan --json: one object per line, the same runs, now all in the store; nothing is trained
     assert main(["grid", "--experiment", "table1", "--profile", "smoke", "--plan", "--json", "--store",
                  str(tmp_path)]) == 0
@@ -63,7 +63,7 @@ def test_smoke_grid_contract(tmp_path, capsys):
             assert p["val_fraction"] == 0
     assert main(["grid", "--experiment", "table1", "--profile", "smoke", "--plan", "--store", str(tmp_path)]) == 0
     text = capsys.readouterr().out
-    assert "4 run(s)" in text and "0 not in the store" in text and "test-max,last" in text
+    assert "8 run(s)" in text and "0 not in the store" in text and "test-max,last" in text
 
 
 @pytest.mark.parametrize(

@@ -133,7 +133,7 @@ def test_threads_and_device_per_run(tmp_path, cache):
     out = grid.run_grid("table1", "smoke", store=tmp_path, progress=False, cache_dir=cache, cpus_per_run=1, **FAKE)
     assert out["threads_per_run"] == 1
     records = [store.read_record(p) for p in record_files(tmp_path)]
-    assert len(records) == out["runs"] == 4  # official-protocol and held-out runs of both datasets
+    assert len(records) == out["runs"] == 8  # official-protocol and held-out runs of both datasets, 2 seeds
     assert {r["threads"] for r in records} == {1}
     assert {r["device"] for r in records} == {"cpu"}
     assert {r["dataset"] for r in records} == {"summe", "tvsum"}
@@ -164,15 +164,15 @@ def test_stored_experiment_records_without_profile_prefer_the_longest_runs(tmp_p
 def test_progress_output(tmp_path, cache, capsys):
     grid.run_grid("table1", "smoke", store=tmp_path, progress=True, cache_dir=cache, **FAKE)
     err = capsys.readouterr().err
-    assert err.count("done   ") == 4
+    assert err.count("done   ") == 8  # 2 datasets x 2 kinds of run x 2 seeds
     assert "Cut compared with the paper" in err
-    assert "4/4" in err  # the overall bar reached the total
+    assert "8/8" in err  # the overall bar reached the total
 
 
 def test_plan_entries_list_the_runs_without_running_them(tmp_path, cache):
     entries = grid.plan_entries("table1", "smoke", tmp_path / "store", cache)
     assert not (tmp_path / "store").exists()  # the store is only read
-    assert len(entries) == 4 and not any(e["in_store"] for e in entries)
+    assert len(entries) == 8 and not any(e["in_store"] for e in entries)
     for e in entries:
         assert {"preset", "dataset", "split", "seed", "epochs", "val_fraction", "policies", "key"} <= set(e)
         assert (e["val_fraction"] == 0) == ("test-max" in e["policies"])
@@ -186,9 +186,9 @@ def test_plan_entries_list_the_runs_without_running_them(tmp_path, cache):
 def test_grid_restricted_to_one_dataset(tmp_path, cache):
     """A chapter rerun with one dataset trains and shows only that dataset."""
     out = grid.run_grid("table1", "smoke", store=tmp_path, progress=False, cache_dir=cache, datasets=["tvsum"], **FAKE)
-    assert out["runs"] == 2 and set(out["data"]) == {"tvsum"}
+    assert out["runs"] == 4 and set(out["data"]) == {"tvsum"}  # 2 kinds of run x 2 seeds
     records = grid.records_for("table1", "smoke", tmp_path, cache, lookup_fn=fake_lookup, datasets=["tvsum"])
-    assert {r["dataset"] for r in records} == {"tvsum"} and len(records) == 2
+    assert {r["dataset"] for r in records} == {"tvsum"} and len(records) == 4
     assert "summe" not in experiments.describe("table1", "smoke", ["tvsum"]).lower()
     with pytest.raises(CstaInputError, match="unknown dataset 'youtube'"):
         experiments.plan("table1", "smoke", cache_dir=cache, datasets=["youtube"])

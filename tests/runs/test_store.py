@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
 
-from csta_lib.runs import store
+from csta_lib.runs import statistics, store
 from csta_lib.errors import CstaInputError, DataFormatError
 from support import make_record
 
@@ -55,8 +56,7 @@ def test_bad_store_and_bad_record(tmp_path):
         store.read_record(bad)
 
 
-def test_summary_table_mean_and_stds():
-    # split means over seeds: split0 -> 0.2, split1 -> 0.4; seed means over splits: seed0 -> 0.25, seed1 -> 0.35
+def test_summary_table_mean_sd_and_interval_over_runs():
     taus = {(0, 0): 0.1, (0, 1): 0.3, (1, 0): 0.4, (1, 1): 0.4}
     records = [make_record("summe", k, s, t, t + 0.1) for (k, s), t in taus.items()]
     frame = store.results_frame(records)
@@ -65,11 +65,14 @@ def test_summary_table_mean_and_stds():
     row = summary.loc["test-max"]
     assert row["tau"] == pytest.approx(0.3)
     assert row["rho"] == pytest.approx(0.4)
-    assert row["tau_std_splits"] == pytest.approx(math.sqrt(2) * 0.1)  # std of [0.2, 0.4]
-    assert row["tau_std_seeds"] == pytest.approx(math.sqrt(2) * 0.05)  # std of [0.25, 0.35]
+    sd = math.sqrt((0.2**2 + 0 + 0.1**2 + 0.1**2) / 3)  # the four runs' deviations from 0.3, n - 1 = 3
+    assert row["tau_sd"] == pytest.approx(sd) and row["tau_n"] == 4
+    half = 3.182446305284263 * sd / 2  # t(0.975, 3) * sd / sqrt(4)
+    assert (row["tau_ci_low"], row["tau_ci_high"]) == (pytest.approx(0.3 - half), pytest.approx(0.3 + half))
+    assert store.row_spread(row, "tau") == statistics.spread(list(taus.values()))
     assert (row["n_splits"], row["n_seeds"], row["n_runs"]) == (2, 2, 4)
     assert summary.loc["last", "tau"] == pytest.approx(0.2)
-    assert math.isnan(summary.loc["val", "f1"])  # a missing F1 stays NaN, it is not dropped
+    assert math.isnan(summary.loc["val", "f1"]) and summary.loc["val", "f1_n"] == 0  # missing F1: NaN, not dropped
 
     per_split = store.split_table(frame)
     tm = per_split[per_split.policy == "test-max"].set_index("split")
@@ -77,12 +80,45 @@ def test_summary_table_mean_and_stds():
     assert tm.loc[1, "tau_std_seeds"] == pytest.approx(0.0)
 
 
-def test_single_seed_has_no_seed_std_and_policies_filter():
+def test_one_run_has_no_interval_and_policies_filter():
     records = [make_record("tvsum", k, 0, 0.1 * (k + 1), 0.2, val=False) for k in range(3)]
     frame = store.results_frame(records, policies=["test-max", "val"])
     assert set(frame["policy"]) == {"test-max"}  # val absent from these records
     row = store.summary_table(frame).iloc[0]
-    assert math.isnan(row["tau_std_seeds"]) and row["tau_std_splits"] == pytest.approx(0.1)
+    assert row["tau_sd"] == pytest.approx(0.1) and row["tau_n"] == 3
+    one = store.summary_table(store.results_frame(records[:1])).iloc[0]
+    assert one["tau_n"] == 1 and math.isnan(one["tau_sd"]) and math.isnan(one["tau_ci_low"])
+
+
+def test_summary_rows_carry_mean_std_n_and_interval_per_coefficient():
+    records = [make_record("summe", 0, s, t, t + 0.1) for s, t in enumerate((0.1, 0.2, 0.3))]
+    records.append(make_record("tvsum", 0, 0, 0.2, 0.3))
+    rows = store.summary_rows(store.results_frame(records, ["test-max"]))
+    summe, tvsum = rows
+    assert (summe["dataset"], summe["policy"], summe["n_runs"], summe["surrogate"]) == ("summe", "test-max", 3, True)
+    for metric in ("tau", "rho", "f1"):
+        assert set(summe[metric]) == {"mean", "std", "n", "ci_low", "ci_high"}
+    assert summe["tau"]["std"] == pytest.approx(0.1) and summe["tau"]["ci_low"] < 0.2 < summe["tau"]["ci_high"]
+    assert tvsum["tau"] == {"mean": 0.2, "std": None, "n": 1, "ci_low": None, "ci_high": None}
+    assert json.loads(json.dumps(rows)) == rows  # JSON-ready: no NaN
+    assert store.summary_rows(store.results_frame([])) == []
+
+
+def test_paired_table_pairs_runs_of_the_same_fold_and_seed():
+    a = [make_record("summe", 0, s, t, 0.5, variant="A") for s, t in enumerate((0.50, 0.52, 0.48))]
+    b = [make_record("summe", 0, s, 0.40, 0.5, variant="B") for s in range(4)]  # seed 3: no partner in A
+    frame = store.results_frame([*a, *b], ["test-max", "last"])
+    table = store.paired_table(frame, [(("A", "test-max"), ("B", "test-max")), (("A", "test-max"), ("A", "last")),
+                                       (("A", "test-max"), ("C", "test-max"))])
+    tau = table[(table.metric == "tau") & (table.variant_b == "B")].iloc[0]
+    assert (tau["n"], tau["n_only_a"], tau["n_only_b"]) == (3, 0, 1)
+    assert tau["mean"] == pytest.approx(0.10) and tau["sd"] == pytest.approx(0.02)
+    assert tau["reading"] == "larger than seed noise (higher)"
+    rho = table[(table.metric == "rho") & (table.variant_b == "B")].iloc[0]
+    assert rho["mean"] == pytest.approx(0.0) and rho["reading"] == "within seed noise"
+    policies = table[(table.metric == "tau") & (table.policy_b == "last")].iloc[0]
+    assert policies["mean"] == pytest.approx(0.1)  # make_record's last is test-max - 0.1
+    assert "C" not in set(table.variant_b)  # no runs of C: no row
 
 
 def test_rendered_tables_carry_protocol_policy_and_provenance():
@@ -96,7 +132,13 @@ def test_rendered_tables_carry_protocol_policy_and_provenance():
     tvsum_lines = [line for line in text.splitlines() if line.startswith("tvsum:")]
     assert all("real features" in line for line in tvsum_lines)
     table_lines = [line for line in text.splitlines() if line.startswith("| summe")]
-    assert len(table_lines) == 3 and "0.205 ± 0.000" in table_lines[1]  # test-max sorts after last
+    assert len(table_lines) == 3  # last, test-max, val
+    cells = [c.strip() for c in table_lines[1].split("|")[1:-1]]  # test-max sorts after last
+    assert cells[3] == "4 (2 folds x 2 seeds)" and cells[5] == "0.205"  # mean of 0.20, 0.20, 0.21, 0.21
+    assert cells[6] == "0.006" and cells[7] == "[0.196, 0.214]"  # sd, 0.205 ± 3.182 * 0.00577 / 2
+    tvsum_cells = [c.strip() for c in next(x for x in text.splitlines() if x.startswith("| tvsum")).split("|")[1:-1]]
+    assert tvsum_cells[7] == "n = 1, no interval" and tvsum_cells[6] == "–"
+    assert "t interval" in text and "sd: standard deviation over runs" in text
     per_split = store.records_table(records, per_split=True, fmt="text", policies=["test-max"])
     assert "per split" in per_split and len([x for x in per_split.splitlines() if x.startswith("summe ")]) == 2
     csv = store.records_table(records, fmt="csv")
