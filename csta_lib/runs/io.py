@@ -2,7 +2,10 @@
 
 Also the checks every writing command makes *before* it starts working (:func:`check_outputs`):
 an output may not be one of the command's inputs, a directory, a path below a regular file, a
-name longer than the file system allows, or lie in a folder that cannot be written.
+name longer than the file system allows, or lie in a folder that cannot be written; private scratch
+folders (:func:`scratch_dir`) that killed processes leave behind are removed like their temporaries;
+:func:`sigterm_cleanup` lets that cleanup run when a process is terminated; :func:`read_regular_file`
+reads a file that must be a regular file of bounded size (never a FIFO, a device or an endless link).
 """
 
 from __future__ import annotations
@@ -14,8 +17,12 @@ import json
 import os
 import re
 import secrets
+import shutil
+import signal
 import socket
+import stat
 import tempfile
+import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -158,7 +165,7 @@ def _glob(folder: Path, pattern: str) -> list[Path]:
         return []
 
 
-def _disk_full(exc: BaseException) -> bool:
+def is_disk_full(exc: BaseException) -> bool:
     """Whether ``exc`` (or an error it was raised from) is a full disk or exceeded quota."""
     seen = 0
     while exc is not None and seen < 10:
@@ -204,9 +211,17 @@ def atomic_path(target: PathLike) -> Iterator[Path]:
     except BaseException as exc:
         tmp_path.unlink(missing_ok=True)
         # Writers that wrap I/O errors (torch.save, h5py) lose the errno: then look at the space left.
-        if _disk_full(exc) or (isinstance(exc, Exception) and _nearly_no_space(folder)):
+        if is_disk_full(exc) or (isinstance(exc, Exception) and _nearly_no_space(folder)):
             raise DiskFullError(f"disk full (or quota exceeded) while writing {target}; nothing was written") from exc
+        if _names_path(exc, tmp_path):  # the temporary's name means nothing to the user: name the target
+            raise type(exc)(exc.errno, exc.strerror, str(target)) from exc
         raise
+
+
+def _names_path(exc: BaseException, path: Path) -> bool:
+    """Whether ``exc`` is a plain :class:`OSError` (not one of ours) about ``path``."""
+    return (isinstance(exc, OSError) and not isinstance(exc, CstaInputError) and exc.errno is not None
+            and exc.filename is not None and os.fspath(exc.filename) == os.fspath(path))
 
 
 def write_bytes_atomic(target: PathLike, data: bytes) -> Path:
@@ -220,6 +235,98 @@ def write_json_atomic(target: PathLike, obj: Any, *, indent: int | None = 1) -> 
     """Serialise ``obj`` as JSON (NaN allowed, keys kept in order) and write it atomically."""
     text = json.dumps(obj, indent=indent, allow_nan=True)
     return write_bytes_atomic(target, (text + "\n").encode())
+
+
+def _scratch_pattern(label: str) -> str:
+    return f"{_TEMP_PREFIX}{label}.*{_TEMP_SUFFIX}"
+
+
+def remove_stale_scratch(folder: PathLike, label: str) -> list[Path]:
+    """Delete the scratch folders (:func:`scratch_dir`) of ``label`` in ``folder`` whose process is dead (or that
+    are older than a day), and the ``.csta-<label>-*`` folders of older versions after an hour; return them."""
+    folder, now = Path(folder), time.time()
+    if not os.path.isdir(folder):
+        return []
+    stale = [p for p in _glob(folder, _scratch_pattern(label)) if _is_stale(p, now)]
+    stale += [p for p in _glob(folder, f"{_TEMP_PREFIX}{glob_escape(label)}-*")
+              if now - _mtime(p, now) > LEGACY_TEMP_AGE_S]
+    removed = []
+    for path in stale:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+@contextlib.contextmanager
+def scratch_dir(folder: PathLike, label: str) -> Iterator[Path]:
+    """A private scratch folder ``.csta-<label>.<host>.<pid>.<random>.part`` in the existing ``folder`` (the same
+    file system as the results moved out of it, so those renames are atomic), always removed afterwards; the
+    stale ones of killed processes are removed first (:func:`remove_stale_scratch`)."""
+    remove_stale_scratch(folder, label)
+    path = Path(folder) / f"{_TEMP_PREFIX}{label}.{_host_tag()}.{os.getpid()}.{secrets.token_hex(4)}{_TEMP_SUFFIX}"
+    path.mkdir(mode=0o700)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def sigterm_cleanup() -> Iterator[None]:
+    """While the block runs, SIGTERM raises :class:`SystemExit` (code 143) in the main thread instead of ending the
+    process on the spot, so that every ``finally`` (scratch folders, :func:`atomic_path`'s temporaries) runs first.
+
+    Only where this is the main thread and SIGTERM has its default action (a host that handles SIGTERM itself
+    keeps its handler)."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        yield
+        return
+
+    def terminate(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def read_regular_file(path: PathLike, limit: int, what: str = "file") -> bytes:
+    """The bytes of ``path``, which must be a regular file (a link to one is fine) of at most ``limit`` bytes.
+
+    A FIFO, a device (``/dev/zero``), a socket or a folder is refused without reading (opening does not block), a
+    file that holds or grows beyond ``limit`` bytes is refused after reading at most ``limit + 1``, and a link loop
+    is named as one. Raises :class:`FileNotFoundError` when nothing is there, else :class:`CstaInputError`."""
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise CstaInputError(f"{path}: a symbolic link to nothing ({os.readlink(path)})") from None
+        raise
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise CstaInputError(f"{path}: a loop of symbolic links, not a {what}") from None
+        raise CstaInputError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    with os.fdopen(fd, "rb", buffering=0) as fh:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = ("a folder" if stat.S_ISDIR(mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(mode)
+                    else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
+            raise CstaInputError(f"{path}: {kind}, not a {what}; not read")
+        os.set_blocking(fd, True)
+        chunks, size = [], 0
+        while size <= limit:
+            block = fh.read(min(1 << 20, limit + 1 - size))
+            if not block:
+                break
+            chunks.append(block)
+            size += len(block)
+    if size > limit:
+        raise CstaInputError(f"{path}: more than {limit:,} bytes, far larger than any {what}; not read")
+    return b"".join(chunks)
 
 
 def ensure_writable_dir(path: PathLike) -> Path:

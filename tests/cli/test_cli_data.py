@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import urllib.error
 
 import pytest
 
@@ -55,9 +54,9 @@ def test_fetch_unknown_name_and_no_direct_url(capsys, tmp_path):
 
 def test_fetch_offline_fails_clearly(capsys, tmp_path, monkeypatch):
     def offline(*args, **kwargs):
-        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+        raise OSError("[Errno -3] Temporary failure in name resolution")
 
-    monkeypatch.setattr("urllib.request.urlopen", offline)
+    monkeypatch.setattr("socket.create_connection", offline)
     assert main(["data", "fetch", "weights.torchvision.googlenet", "--root", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "could not download 'weights.torchvision.googlenet'" in err and "name resolution" in err

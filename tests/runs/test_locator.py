@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import urllib.error
 from pathlib import Path
 
 import pytest
@@ -150,9 +149,9 @@ def test_fetch_with_wrong_checksum_writes_nothing(tmp_path):
 
 def test_fetch_without_network_fails_clearly(tmp_path, monkeypatch):
     def offline(*args, **kwargs):
-        raise urllib.error.URLError("Name or service not known")
+        raise OSError("Name or service not known")
 
-    monkeypatch.setattr("urllib.request.urlopen", offline)
+    monkeypatch.setattr("socket.create_connection", offline)
     root = tmp_path / "data"
     with pytest.raises(MissingDataError) as info:
         fetch.fetch_entry("weights.torchvision.resnet18", root=root)
