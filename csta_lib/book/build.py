@@ -10,9 +10,11 @@
 1. vendors the offline JavaScript if needed (``csta_lib.book.vendor``);
 2. writes the "Data files found" page into ``book/_generated/``;
 3. runs each ``notebooks/NN_*.ipynb`` with papermill (parameter ``profile`` and any ``-p NAME VALUE``)
-   into ``book/_generated/`` - the injected-parameters cell is tagged ``remove-cell`` so the page does
-   not show it; a notebook that raises is named loudly and fails the command (exit 1);
-4. runs ``jupyter-book build . -W --keep-going`` with notebook execution off, into ``_build/html``;
+   into ``book/_generated/``, its kernel rendering figures by :mod:`csta_lib.book.figure_policy` - the
+   injected-parameters cell is tagged ``remove-cell`` so the page does not show it; a notebook that raises is
+   named loudly and fails the command (exit 1);
+4. runs ``jupyter-book build . -W --keep-going`` with notebook execution off, into ``_build/html`` (the
+   profile in the environment, :data:`PROFILE_ENV`, for the build panel of every page);
 5. prints the total time and the file to open.
 
 Results come from the results store, so a second build reuses finished training runs.
@@ -46,10 +48,15 @@ GENERATED = Path("book") / "_generated"  # relative to the book root
 HIDE_TAG = "remove-cell"
 # Tag papermill puts on the cell it injects with the run's parameters.
 INJECTED_TAG = "injected-parameters"
+# Every notebook's kernel starts with the book's figure policy (PNG size and the smallest text recorded in it).
+KERNEL_ARGUMENTS = ("--IPKernelApp.exec_lines=['from csta_lib.book import figure_policy; figure_policy.install()']",)
+
+#: Set for the jupyter-book process: the profile the notebooks ran at (the build panel of every page shows it).
+PROFILE_ENV = "CSTA_BOOK_PROFILE"
 
 EXPECTED_TIME = {
     "smoke": "a few minutes on a 2-core CPU the first time; later builds reuse the stored runs",
-    "quick": "at most 20 minutes on a 2-core CPU",
+    "quick": "at most 15 minutes on a 2-core CPU",
     "paper": "GPU work: many hours (5 splits x 100 epochs x several seeds for every experiment)",
 }
 
@@ -133,6 +140,7 @@ def execute_notebook(
             cwd=str(cwd),
             progress_bar=False,
             log_output=False,
+            extra_arguments=list(KERNEL_ARGUMENTS),
         )
     except Exception as exc:  # papermill raises PapermillExecutionError, but a kernel can die too
         error = _error_summary(exc)
@@ -167,9 +175,11 @@ def jupyter_book_command(book_root: Path, builder: str = "html") -> list[str]:
     ]
 
 
-def build_site(book_root: Path = PROJECT_ROOT, quiet: bool = False) -> Path:
-    """Run jupyter-book on ``book_root``; return the site's ``index.html``. Raises on a failed build."""
-    proc = subprocess.run(jupyter_book_command(book_root), cwd=book_root, capture_output=True, text=True)
+def build_site(book_root: Path = PROJECT_ROOT, quiet: bool = False, profile: str | None = None) -> Path:
+    """Run jupyter-book on ``book_root``; return the site's ``index.html``. Raises on a failed build.
+    ``profile``: the profile the notebooks ran at, for the build panel (:data:`PROFILE_ENV`)."""
+    env = {**os.environ, **({PROFILE_ENV: profile} if profile else {})}
+    proc = subprocess.run(jupyter_book_command(book_root), cwd=book_root, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         sys.stdout.write(proc.stdout[-8000:])
         sys.stderr.write(proc.stderr[-8000:])
@@ -254,7 +264,7 @@ def build(
         log(f"[book]   {source.name}: {status} ({run.seconds:.1f} s)", flush=True)
     if not skip_site:
         log("[book] building the site: jupyter-book build . -W --keep-going", flush=True)
-        report.index = build_site(book_root)
+        report.index = build_site(book_root, profile=profile)
     report.seconds = time.perf_counter() - start
     return report
 
@@ -274,7 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "build the Jupyter Book into _build/html (jupyter-book build . -W --keep-going).",
     )
     parser.add_argument("--profile", default="quick", choices=PROFILES,
-                        help="experiment size: smoke (seconds), quick (<= 20 min on 2 CPU cores), "
+                        help="experiment size: smoke (seconds), quick (<= 15 min on 2 CPU cores), "
                         "paper (the paper's protocol; GPU work)")
     parser.add_argument("--notebook", action="append", default=[], metavar="NAME",
                         help="run only this notebook (name or prefix such as 04); repeatable; the "

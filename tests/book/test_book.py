@@ -32,12 +32,14 @@ EXPECTED_GLUE = {
     "02_model_and_cost": {"model_provenance", "n_steps", "params_paper_millions", "macs_factor",
                           "sp_paper_convention_summe", "sp_paper_convention_tvsum"},
     "03_evaluation_protocols": {"protocols_provenance", "human_tau_summe", "human_rho_tvsum",
-                                "random_tau_summe_csta_summe", "upper_tau_summe_csta_summe"},
+                                "random_tau_summe_csta_summe", "upper_tau_summe_csta_summe", "levels_videos"},
     "04_main_result": {"table1_provenance", "csta_tau_summe", "csta_rho_summe", "csta_tau_tvsum",
-                       "csta_rho_tvsum", "csta_val_tau_summe"},
-    "05_cnn_verification": {"fig4_provenance", "fig4_googlenet_tau_summe"},
+                       "csta_rho_tvsum", "csta_val_tau_summe", "table1_interval", "table1_reading_rule",
+                       "retrain_summe_tau", "retrain_tvsum_rho"},
+    "05_cnn_verification": {"fig4_provenance", "fig4_googlenet_tau_summe", "fig4_reading_rule"},
     "06_ablations": {"table2_provenance", "table2_full_tau_summe", "table2_baseline_tau_summe",
-                     "dev_coded_tau_summe", "dev_layernorm_tau_summe", "dev_bilinear_tau_summe"},
+                     "dev_coded_tau_summe", "dev_layernorm_tau_summe", "dev_bilinear_tau_summe",
+                     "table2_reading_rule"},
     "07_attention_maps": {"attention_provenance", "attention_n_videos"},
     "09_fidelity": {"fidelity_provenance", "fidelity_forward_max_rel", "fidelity_n_presets",
                     "fidelity_loss_rel_dropout", "fidelity_loss_rel_no_dropout", "fidelity_eval_agree"},
@@ -54,12 +56,14 @@ def read_nb(path: Path) -> dict:
 
 
 def referenced_keys(nb: dict) -> set[str]:
-    """Glue keys used by ``{glue...}`key``` roles in the markdown cells (``key:format`` allowed)."""
+    """Glue keys used by ``{glue...}`key``` roles in the markdown cells (``key:format`` allowed); a key of another
+    notebook (``other.ipynb::key``) is left out: that notebook glues it."""
     keys = set()
     for cell in nb["cells"]:
         if cell["cell_type"] == "markdown":
             for ref in GLUE_ROLE.findall("".join(cell["source"])):
-                keys.add(ref.split(":")[0].split("::")[-1])
+                if "::" not in ref:
+                    keys.add(ref.split(":")[0])
     return keys
 
 
@@ -284,12 +288,23 @@ def test_data_page_flags_missing_features_as_surrogate() -> None:
     assert "surrogate features" in page and "1 verified" in page and "1 missing" in page
 
 
-def test_pages_quote_the_builds_time_estimates() -> None:
-    """The reproduce page's profile table says what `python -m csta_lib.book.build` prints for each profile."""
-    page = (PROJECT_ROOT / "book" / "reproduce.md").read_text(encoding="utf-8")
-    for profile, text in build.EXPECTED_TIME.items():
-        row = next(line for line in page.splitlines() if line.startswith(f"| `{profile}` |"))
-        assert text in row, f"{profile}: the page does not quote the build's estimate {text!r}"
+def test_pages_quote_the_builds_time_estimates_and_sizes() -> None:
+    """The reproduce pages show one profile table, generated from the sizes the runs use and the estimate that
+    `python -m csta_lib.book.build` prints, so that no hand-typed table can disagree with them."""
+    from csta_lib.book.sphinx_pages import profiles_rows
+    from csta_lib.runs.experiments import PROFILE_SIZES, Size
+
+    pages = "".join((PROJECT_ROOT / "book" / name).read_text(encoding="utf-8")
+                    for name in ("reproduce.md", "reproduce_grid.md"))
+    assert pages.count("```{csta-profiles}") == 1 and "| profile |" not in pages
+    sizes = {"quick": {"table1": Size(("summe", "tvsum"), (0,), (0, 1, 2), 3),
+                       "table2": Size(("summe",), (0,), (0,), 3)}}
+    rows = profiles_rows(sizes, {"quick": "ten minutes"})
+    assert rows == [["quick", "table1", "summe + tvsum", "0", "0\u20132", "3", "ten minutes"],
+                    ["", "table2", "summe", "0", "0", "3", ""]]
+    generated = profiles_rows(PROFILE_SIZES, build.EXPECTED_TIME)
+    assert [r[0] for r in generated if r[0]] == list(PROFILE_SIZES)
+    assert {r[-1] for r in generated if r[-1]} == set(build.EXPECTED_TIME.values())
 
 
 def test_reproduce_page_shows_both_parameter_forms() -> None:

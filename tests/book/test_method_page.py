@@ -20,13 +20,17 @@ PAGES = ("method.md", "api.md")
 
 
 def _conf(config: dict) -> str:
-    """A Sphinx conf.py with the book's MyST settings and the extensions the two pages need."""
+    """A Sphinx conf.py with the book's MyST settings, bibliography and the extensions the two pages need."""
     parse = config.get("parse", {})
-    extensions = [e for e in config["sphinx"]["extra_extensions"] if e.startswith("sphinx.ext.")]
+    extensions = [e for e in config["sphinx"]["extra_extensions"]
+                  if e.startswith("sphinx.ext.") or e == "csta_lib.book.sphinx_pages"]
+    bibfiles = [str(PROJECT_ROOT / f) for f in config["bibtex_bibfiles"]]
     return "\n".join([
-        f"extensions = {['myst_parser', 'sphinx.ext.mathjax', *extensions]!r}",
+        f"extensions = {['myst_parser', 'sphinx.ext.mathjax', 'sphinxcontrib.bibtex', *extensions]!r}",
         f"myst_enable_extensions = {parse.get('myst_enable_extensions', [])!r}",
         f"myst_url_schemes = {parse.get('myst_url_schemes', ['http', 'https'])!r}",
+        f"bibtex_bibfiles = {bibfiles!r}",
+        *(f"{key} = {value!r}" for key, value in config["sphinx"]["config"].items() if key.startswith("bibtex_")),
         "root_doc = 'index'",
         "",
     ])
@@ -51,7 +55,8 @@ def test_method_and_api_pages_build_with_warnings_as_errors(tmp_path: Path) -> N
     for page in PAGES:
         (src / page).write_text((PROJECT_ROOT / "book" / page).read_text(encoding="utf-8"), encoding="utf-8")
     (src / "deviations.md").write_text("# Deviations and caveats\n\nstub\n", encoding="utf-8")
-    (src / "index.md").write_text("# Index\n\n```{toctree}\nmethod\napi\ndeviations\n```\n", encoding="utf-8")
+    (src / "index.md").write_text("# Index\n\n```{toctree}\nmethod\napi\ndeviations\n```\n\n"
+                                  "```{bibliography}\n```\n", encoding="utf-8")
     (src / "conf.py").write_text(_conf(config), encoding="utf-8")
     proc = subprocess.run(
         [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html", str(src), str(out)],
@@ -64,8 +69,13 @@ def test_method_and_api_pages_build_with_warnings_as_errors(tmp_path: Path) -> N
     assert _unlinked_python_refs(method) == [], "cited on the method page but not documented on the API page"
     for label in ("method-input", "method-cnn", "method-skip", "method-loss", "method-selection", "method-metrics"):
         assert f'id="{label}"' in method
+    assert method.count('class="reference internal" href="index.html#id') >= 5  # the citations link the bibliography
     api = (out / "api.html").read_text(encoding="utf-8")
     assert api.count("viewcode-link") >= 40  # every documented object links to its highlighted source
+    assert "ModelConfig(backbone=" not in api, "PRESETS shown as its repr"
+    presets = api[api.index('id="api-presets"'):].replace("<wbr>", "")
+    assert all(f"<code class=\"docutils literal notranslate\"><span class=\"pre\">{name}</span>" in presets
+               for name in ("paper", "table2.baseline", "fig4.resnet18")), "the presets table lists every preset"
     assert (out / "_modules" / "csta_lib" / "model.html").is_file()
 
 
