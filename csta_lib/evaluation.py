@@ -527,7 +527,8 @@ def references_from_dataset(dataset: Any,
     """:class:`VideoReference` of every video of an :class:`~csta_lib.data.eccv16.Eccv16Dataset`."""
     out = {}
     for key, v in dataset.items():
-        scores = None if user_scores is None else user_scores.get(key)
+        # the given scores, else those the file carries (a user dataset of importance scores stores them)
+        scores = getattr(v, "user_scores", None) if user_scores is None else user_scores.get(key)
         out[key] = VideoReference(key=key, n_frames=int(v.n_frames), picks=np.asarray(v.picks),
                                   change_points=np.asarray(v.change_points), user_summary=v.user_summary,
                                   user_scores=scores, gtscore=np.asarray(v.gtscore))
@@ -564,12 +565,14 @@ class DatasetEvaluator:
     """Evaluate step scores of many videos under one protocol; references are prepared once.
 
     ``DatasetEvaluator(dataset)`` takes an :class:`~csta_lib.data.eccv16.Eccv16Dataset`; the protocol
-    defaults to the paper's for the dataset (:data:`PAPER_PROTOCOL`). On TVSum, ``casum_tvsum`` and
+    defaults to the paper's for the dataset's annotation style (:data:`PAPER_PROTOCOL`; a benchmark's style is
+    itself, a user dataset's is ``summe`` or ``tvsum``: selected intervals or importance scores). On TVSum, ``casum_tvsum`` and
     ``otani`` use the raw user scores 1..5 (``tvsum_annotations``: the dict of
     :func:`csta_lib.data.annotations.load_tvsum`, required there; :func:`csta_lib.runs.locator.dataset_evaluator`
     passes the project's). On SumMe they use the
     binary ``user_summary`` of the dataset as each user's frame scores, unless
-    ``summe_annotations`` (:func:`~csta_lib.data.annotations.load_summe`) is given: the raw GT
+    ``summe_annotations`` (:func:`~csta_lib.data.annotations.load_summe`) is given (a user dataset's importance
+    scores come with its file, ``user_scores``): the raw GT
     ``user_score`` numbers each user's selected segments 1, 2, 3, ... in temporal order, so it is
     not an importance score (though it is what reproduces the paper's SumMe Human row, see
     :func:`human_baseline`). For ``otani`` the step scores are upsampled to frames as for the
@@ -583,25 +586,29 @@ class DatasetEvaluator:
     def __init__(self, dataset: Any = None, tvsum_annotations: Mapping[str, Any] | None = None,
                  protocol: str | None = None, budget: float = SUMMARY_BUDGET, *,
                  references: Mapping[str, VideoReference] | None = None, dataset_name: str | None = None,
-                 summe_annotations: Mapping[str, Any] | None = None) -> None:
+                 summe_annotations: Mapping[str, Any] | None = None, style: str | None = None) -> None:
         if references is None:
             if dataset is None:
                 raise CstaInputError("DatasetEvaluator needs a dataset or references")
             dataset_name = dataset.dataset
-        if dataset_name not in PAPER_PROTOCOL:
+            style = style or getattr(dataset, "style", None)
+        style = style or dataset_name
+        if style not in PAPER_PROTOCOL:
             raise CstaInputError(f"unknown dataset {dataset_name!r}; valid: {', '.join(PAPER_PROTOCOL)}")
         self.dataset = dataset_name
-        self.protocol = check_protocol(protocol or PAPER_PROTOCOL[dataset_name])
+        self.style = style
+        self.protocol = check_protocol(protocol or PAPER_PROTOCOL[style])
         self.budget = budget
-        self.f1_aggregation = F1_AGGREGATION[dataset_name]
+        self.f1_aggregation = F1_AGGREGATION[style]
         if references is None:
             scores = None
+            carried = any(getattr(v, "user_scores", None) is not None for _, v in dataset.items())
             if self.protocol in ("casum_tvsum", "otani"):
                 given = tvsum_annotations if dataset_name == "tvsum" else summe_annotations
                 if given is not None:
                     scores = {k: np.asarray(v.user_scores if hasattr(v, "user_scores") else v)
                               for k, v in given.items()}
-                elif dataset_name == "tvsum":  # the eccv16 file's binary summaries are not TVSum's scores
+                elif style == "tvsum" and not carried:  # the eccv16 file's binary summaries are not TVSum's scores
                     raise CstaInputError(f"TVSum under {self.protocol} needs the raw user scores: pass "
                                          "tvsum_annotations (the annotations of ydata-tvsum50.mat)")
             references = references_from_dataset(dataset, scores)

@@ -15,12 +15,17 @@ key                 shape               meaning
 ``picks``           (T,) int            frame index of each sample (0, 15, 30, …)
 ``gtsummary``       (T,) float          optional, unused by CSTA
 ``video_name``      scalar str          optional
+``user_scores``     (U, n_frames) float optional: raw per-frame annotator scores (user datasets
+                                        with importance scores, :mod:`csta_lib.runs.dataset_build`)
 ==================  ==================  ===============================================
 
 :func:`load_eccv16` checks all of that when the file is opened, loads every video into memory
 once (read-only arrays, cached per file so repeated loads are free) and records the file's
-sha256. A surrogate file (see :mod:`csta_lib.runs.surrogate`) says so in its attributes; a file
-without them is taken to be the real one.
+sha256. A surrogate file (see :mod:`csta_lib.runs.surrogate`) says so in its attributes; so does a
+*user dataset* built from someone's own videos (``csta data build``, :mod:`csta_lib.runs.dataset_build`),
+which also names itself (``dataset``: its own name, never ``summe``/``tvsum``) and its annotation ``style``
+(``summe``: selected intervals, ``tvsum``: importance scores; the style picks the evaluation protocol). A file
+without these attributes is taken to be the real one.
 """
 
 from __future__ import annotations
@@ -48,9 +53,13 @@ MEAN_STEPS = {"summe": 293.44, "tvsum": 470.20}
 #: ``--sample_rate`` and CA-SUM's ``[::15]``. The one home of this number.
 FRAME_STEP = 15
 REQUIRED_KEYS = ("features", "gtscore", "user_summary", "change_points", "n_frames", "picks")
-OPTIONAL_KEYS = ("n_frame_per_seg", "gtsummary", "video_name", "n_steps")
+OPTIONAL_KEYS = ("n_frame_per_seg", "gtsummary", "video_name", "n_steps", "user_scores")
 REAL_LABEL = "eccv16 GoogLeNet pool5 features"
 SURROGATE_LABEL = "surrogate features"
+#: The file attribute that marks a user dataset (``csta data build``); its ``dataset`` attribute is then its name.
+USER_DATASET_ATTR = "user_dataset"
+#: A user dataset's name: a file-system-safe word (it names the results store's folder of its runs).
+_USER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 # fullmatch with ASCII digits only: "$" would also accept a trailing newline ("video_1\n"), "\d" other scripts' digits.
 _VIDEO_KEY = re.compile(r"video_([0-9]+)")
@@ -65,6 +74,18 @@ def check_dataset(name: str) -> str:
     if normal not in DATASETS:
         raise ConfigError(f"unknown dataset {name!r}; expected one of: {', '.join(DATASETS)}")
     return normal
+
+
+def check_dataset_name(name: str) -> str:
+    """A benchmark name normalised as :func:`check_dataset` does, or a user dataset's name (checked: letters,
+    digits, ``_.-``, at most 64 characters); anything else raises :class:`ConfigError`."""
+    normal = str(name).strip().lower()
+    if normal in DATASETS:
+        return normal
+    if not _USER_NAME.fullmatch(str(name)):
+        raise ConfigError(f"dataset name {name!r} is neither {' nor '.join(DATASETS)} nor a user dataset name "
+                          "(letters, digits, '_', '.', '-'; at most 64 characters)")
+    return str(name)
 
 
 def n_steps(n_frames: int) -> int:
@@ -101,6 +122,7 @@ class VideoData:
     picks: np.ndarray  # (T,) int64
     video_name: str
     gtsummary: np.ndarray | None = None
+    user_scores: np.ndarray | None = None  # (U, n_frames) float32: raw annotator scores, when the file has them
 
     @property
     def n_steps(self) -> int:
@@ -110,7 +132,11 @@ class VideoData:
 
 @dataclass(frozen=True, eq=False)
 class Eccv16Dataset:
-    """All videos of one eccv16 file, in ``video_1 … video_N`` order."""
+    """All videos of one eccv16 file, in ``video_1 … video_N`` order.
+
+    ``dataset`` is ``summe``/``tvsum`` or a user dataset's own name; ``style`` the kind of annotation
+    (``summe`` or ``tvsum``), which decides the default evaluation protocol (for the benchmarks, the dataset).
+    """
 
     path: Path
     dataset: str
@@ -118,6 +144,11 @@ class Eccv16Dataset:
     is_surrogate: bool
     provenance: dict[str, Any] = field(default_factory=dict)
     sha256: str = ""
+    style: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.style:
+            object.__setattr__(self, "style", self.dataset)
 
     def __getitem__(self, key: str) -> VideoData:
         try:
@@ -144,6 +175,11 @@ class Eccv16Dataset:
 
     def items(self) -> list[tuple[str, VideoData]]:
         return list(self.videos.items())
+
+    @property
+    def is_user(self) -> bool:
+        """Whether this is a user dataset (``csta data build``): neither the paper's data nor a surrogate."""
+        return self.provenance.get("kind") == "user"
 
     @property
     def label(self) -> str:
@@ -312,6 +348,11 @@ def validate_video(path: Path, key: str, raw: dict[str, np.ndarray]) -> VideoDat
     gtsummary = None
     if "gtsummary" in raw:
         gtsummary = _numeric(raw["gtsummary"], path, key, "gtsummary").reshape(-1).astype(np.float32)
+    user_scores = None
+    if "user_scores" in raw:
+        user_scores = _numeric(raw["user_scores"], path, key, "user_scores")
+        if user_scores.ndim != 2 or user_scores.shape[1] != n_frames or user_scores.shape[0] < 1:
+            raise _shape_error(path, key, "user_scores", user_scores.shape, f"(n_users, n_frames={n_frames})")
 
     return VideoData(
         key=key,
@@ -324,6 +365,7 @@ def validate_video(path: Path, key: str, raw: dict[str, np.ndarray]) -> VideoDat
         picks=_readonly(picks),
         video_name=_text(raw["video_name"]) if "video_name" in raw else key,
         gtsummary=None if gtsummary is None else _readonly(gtsummary),
+        user_scores=None if user_scores is None else _readonly(user_scores.astype(np.float32, copy=False)),
     )
 
 
@@ -359,6 +401,8 @@ def _attr(value: Any) -> Any:
 
 
 def _guess_dataset(path: Path, attrs: dict[str, Any], n_videos: int) -> str:
+    if attrs.get(USER_DATASET_ATTR):
+        return _user_name(path, attrs)
     if attrs.get("dataset"):
         return check_dataset(attrs["dataset"])
     lowered = path.name.lower()
@@ -371,7 +415,46 @@ def _guess_dataset(path: Path, attrs: dict[str, Any], n_videos: int) -> str:
     raise DataFormatError(f"{path}: cannot tell whether this is SumMe or TVSum; pass dataset='summe' or 'tvsum'")
 
 
+def _user_name(path: Path, attrs: dict[str, Any]) -> str:
+    """The name a user dataset's attributes give it (never a benchmark's), and its annotation style, checked."""
+    name = str(attrs.get("dataset", ""))
+    try:
+        checked = check_dataset_name(name)
+    except ConfigError as exc:
+        raise DataFormatError(f"{path}: user dataset attribute 'dataset': {exc}") from None
+    if checked in DATASETS:
+        raise DataFormatError(f"{path}: a user dataset may not be called {name!r} (a benchmark's name)")
+    if attrs.get("style") not in DATASETS:
+        raise DataFormatError(f"{path}: user dataset attribute 'style' is {attrs.get('style')!r}, expected "
+                              f"{' or '.join(DATASETS)}")
+    return checked
+
+
+#: Attributes of a user dataset copied into its provenance (what made it: ``csta data build``).
+USER_PROVENANCE_ATTRS = ("style", "encoder", "feature_kind", "encoder_weights", "stride", "sampling", "budget",
+                         "shot_settings", "time_unit", "scale", "tool", "tool_version", "sources", "annotations",
+                         "note")
+
+
+def declared_dataset(path: str | os.PathLike[str]) -> str | None:
+    """The dataset an eccv16 file's attributes name (a benchmark or a user dataset), or None when they name none
+    or the file cannot be read (:func:`load_eccv16` then says why)."""
+    try:
+        with h5py.File(path, "r") as h5:
+            attrs = {k: _attr(v) for k, v in h5.attrs.items()}
+    except (OSError, ValueError):
+        return None
+    if attrs.get(USER_DATASET_ATTR):
+        return _user_name(Path(path), attrs)
+    return check_dataset(attrs["dataset"]) if attrs.get("dataset") else None
+
+
 def _provenance(path: Path, dataset: str, attrs: dict[str, Any], sha256: str) -> tuple[bool, dict[str, Any]]:
+    if attrs.get(USER_DATASET_ATTR):
+        prov = {"kind": "user", "label": str(attrs.get("label") or f"user dataset {dataset}"), "dataset": dataset,
+                "file": path.name, "sha256": sha256}
+        prov.update({name: attrs[name] for name in USER_PROVENANCE_ATTRS if name in attrs})
+        return False, prov
     is_surrogate = bool(attrs.get("surrogate", False))
     prov: dict[str, Any] = {
         "kind": "surrogate" if is_surrogate else "real",
@@ -395,9 +478,14 @@ def _load(path: Path, dataset: str | None) -> Eccv16Dataset:
         keys = sorted((k for k in h5.keys() if _VIDEO_KEY.fullmatch(k)), key=video_sort_key)
         if not keys:
             raise DataFormatError(f"{path}: no video_<k> groups found (keys: {', '.join(list(h5.keys())[:8])})")
-        ds_name = check_dataset(dataset) if dataset is not None else _guess_dataset(path, attrs, len(keys))
-        if attrs.get("dataset") and check_dataset(attrs["dataset"]) != ds_name:
-            raise DataFormatError(f"{path}: this file holds {attrs['dataset']}, not {ds_name}")
+        if attrs.get(USER_DATASET_ATTR):
+            ds_name = _guess_dataset(path, attrs, len(keys))
+            if dataset is not None and dataset != ds_name:
+                raise DataFormatError(f"{path}: this file holds the user dataset {ds_name}, not {dataset}")
+        else:
+            ds_name = check_dataset(dataset) if dataset is not None else _guess_dataset(path, attrs, len(keys))
+            if attrs.get("dataset") and check_dataset(attrs["dataset"]) != ds_name:
+                raise DataFormatError(f"{path}: this file holds {attrs['dataset']}, not {ds_name}")
         videos: dict[str, VideoData] = {}
         width = None
         for key in keys:
@@ -414,8 +502,9 @@ def _load(path: Path, dataset: str | None) -> Eccv16Dataset:
             videos[key] = video
     digest = sha256_file(path)
     is_surrogate, prov = _provenance(path, ds_name, attrs, digest)
+    style = str(attrs["style"]) if attrs.get(USER_DATASET_ATTR) else ds_name
     return Eccv16Dataset(path=path, dataset=ds_name, videos=videos, is_surrogate=is_surrogate,
-                         provenance=prov, sha256=digest)
+                         provenance=prov, sha256=digest, style=style)
 
 
 _CACHE: dict[tuple[str, str | None], tuple[tuple[int, int], Eccv16Dataset]] = {}
@@ -425,13 +514,13 @@ _CACHE_SIZE = 4  # a TVSum file is ~100 MB in memory: keep only the few most rec
 def load_eccv16(path: str | os.PathLike[str], dataset: str | None = None) -> Eccv16Dataset:
     """Open, validate and load an eccv16 h5 file (cached per file while it is unchanged).
 
-    ``dataset`` ("summe" | "tvsum") is taken from the file's attributes, its name or its number of
-    videos when not given. Raises :class:`MissingDataError` / :class:`DataFormatError` (both
+    ``dataset`` ("summe" | "tvsum", or a user dataset's name) is taken from the file's attributes, its name or
+    its number of videos when not given. Raises :class:`MissingDataError` / :class:`DataFormatError` (both
     :class:`~csta_lib.errors.CstaInputError`) naming the file, video and key at fault.
     """
     path = Path(os.path.realpath(Path(path).expanduser()))  # realpath: a symlink loop is reported below, not raised
     if dataset is not None:
-        dataset = check_dataset(dataset)
+        dataset = check_dataset_name(dataset)
     try:
         stat = path.stat()
     except FileNotFoundError:

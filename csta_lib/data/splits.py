@@ -9,6 +9,11 @@ Families (CSTA's own folds: the book's method page, section method-loss):
 Keys of the dataset a split belongs to become plain ``video_k``. Augmented / transfer files also
 name videos of other datasets (OVP, YouTube, the other benchmark); those keep a qualified
 ``<dataset>/video_k`` form so they can never be mistaken for a video of this dataset.
+
+A user dataset (``csta data build``) has its own name and its own number of videos: its split files are read
+with that name (``load_splits(path, "my_clips")``), their keys checked against the data file by
+:meth:`Split.validate`. :func:`seeded_folds` makes K folds of any dataset's keys and :func:`csta_split_text` writes
+them in CSTA's text format (``csta data split``).
 """
 
 from __future__ import annotations
@@ -21,8 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from csta_lib.data.eccv16 import DATASETS, N_VIDEOS, check_dataset, video_sort_key
-from csta_lib.errors import DataFormatError, MissingDataError, first_line
+import numpy as np
+
+from csta_lib.data.eccv16 import DATASETS, N_VIDEOS, check_dataset_name, video_sort_key
+from csta_lib.errors import ConfigError, DataFormatError, MissingDataError, first_line
 
 # Matched with fullmatch / \Z and ASCII digits: "$" would accept a trailing newline ("video_1\n"), "\d" any script's
 # digits. Keys are taken exactly as written: whitespace around a key is an error, not trimmed.
@@ -78,15 +85,17 @@ def _normalise_key(key: Any, dataset: str, path: Path, index: int) -> str:
 
 
 def _check_canonical(split: Split, path: Path) -> None:
-    """Plain keys must be video_1..video_N of the dataset, each listed once; train and test must not overlap."""
+    """Plain keys must be video_1..video_N of the dataset (a benchmark; a user dataset's keys are checked against
+    its file by :meth:`Split.validate`), each listed once; train and test must not overlap."""
     for part, keys in (("train", split.train_keys), ("test", split.test_keys)):
         seen: set[str] = set()
         for key in keys:
             if key in seen:
                 raise DataFormatError(f"{path}: split {split.index}: key {key} listed twice in its {part} keys")
             seen.add(key)
-    split.validate((f"video_{i}" for i in range(1, N_VIDEOS[split.dataset] + 1)),
-                   where=f"{split.dataset} (video_1 … video_{N_VIDEOS[split.dataset]})")
+    if split.dataset in N_VIDEOS:
+        split.validate((f"video_{i}" for i in range(1, N_VIDEOS[split.dataset] + 1)),
+                       where=f"{split.dataset} (video_1 … video_{N_VIDEOS[split.dataset]})")
     overlap = set(split.train_keys) & set(split.test_keys)
     if overlap:
         raise DataFormatError(f"{path}: split {split.index}: keys in both train and test: "
@@ -153,17 +162,17 @@ def _read_rows(path: Path) -> tuple[str, str | None, list[tuple[list[Any], list[
 def load_splits(path: str | os.PathLike[str], dataset: str | None = None) -> list[Split]:
     """Read a split file of any family into a list of :class:`Split`.
 
-    ``dataset`` defaults to what the file or its name says (``SumMe``/``TVSum``). Keys are checked
-    to be videos of that dataset (``video_1 … video_N``) and train/test to be disjoint; use
-    :meth:`Split.validate` to check them against the keys of a loaded h5 file.
+    ``dataset`` defaults to what the file or its name says (``SumMe``/``TVSum``); a user dataset's name must
+    be given. Keys are checked to be videos of that dataset (``video_1 … video_N`` of a benchmark) and
+    train/test to be disjoint; use :meth:`Split.validate` to check them against the keys of a loaded h5 file.
     """
     path = Path(path)
     if not path.is_file():
         raise MissingDataError(f"{path}: no such split file")
     family, named, rows = _read_rows(path)
     if dataset is not None:
-        dataset = check_dataset(dataset)
-        if named is not None and named != dataset:
+        dataset = check_dataset_name(dataset)
+        if named is not None and dataset in DATASETS and named != dataset:
             raise DataFormatError(f"{path}: the file's folds are for {named}, not {dataset}")
     else:
         dataset = named or _dataset_from_name(path.name)
@@ -180,3 +189,31 @@ def load_splits(path: str | os.PathLike[str], dataset: str | None = None) -> lis
         _check_canonical(split, path)
         splits.append(split)
     return splits
+
+
+# --------------------------------------------------------------------------------------------
+# making and writing folds
+
+
+def seeded_folds(dataset: str, keys: Iterable[str], n_folds: int, seed: int) -> list[Split]:
+    """``n_folds`` folds of ``keys``: the test sets are disjoint, cover every key and differ in size by at most one;
+    each fold trains on the other keys. Which key goes where is a seeded shuffle (``numpy.random.default_rng(seed)``),
+    so the same keys, folds and seed always give the same folds; keys inside a fold keep the video order."""
+    ordered = sorted(dict.fromkeys(keys), key=video_sort_key)
+    if isinstance(n_folds, bool) or not isinstance(n_folds, (int, np.integer)) or not 2 <= n_folds <= len(ordered):
+        raise ConfigError(f"{dataset}: cannot make {n_folds!r} folds of {len(ordered)} videos (folds: 2 to the "
+                          "number of videos, so that every fold has test and training videos)")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ConfigError(f"split seed must be a non-negative integer, got {seed!r}")
+    shuffled = [ordered[i] for i in np.random.default_rng(int(seed)).permutation(len(ordered))]
+    folds = []
+    for index in range(int(n_folds)):
+        test = set(shuffled[index::n_folds])
+        folds.append(Split(dataset=dataset, index=index, train_keys=tuple(k for k in ordered if k not in test),
+                           test_keys=tuple(k for k in ordered if k in test), source=f"seeded folds (seed {seed})"))
+    return folds
+
+
+def csta_split_text(dataset: str, splits: Iterable[Split]) -> str:
+    """The folds as CSTA's split file: one line per fold, ``Dataset/splitK/<train csv>/<test csv>``, K from 0."""
+    return "".join(f"{dataset}/split{s.index}/{','.join(s.train_keys)}/{','.join(s.test_keys)}\n" for s in splits)

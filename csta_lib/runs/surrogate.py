@@ -35,7 +35,6 @@ import json
 import math
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
@@ -43,7 +42,8 @@ import numpy as np
 
 from csta_lib.data.eccv16 import FRAME_STEP, SURROGATE_LABEL, check_dataset, video_sort_key
 from csta_lib.errors import CstaInputError, DataFormatError
-from csta_lib.evaluation import SUMMARY_BUDGET, knapsack, shot_scores
+from csta_lib.runs.eccv16_writer import (VideoFields, knapsack_user_summaries, scaled_mean_gtscore, video_fields,
+                                         write_eccv16)
 from csta_lib.runs.io import atomic_path, check_outputs
 from csta_lib.runs.locator import PROJECT_ROOT, fields_source, find, load_summe, load_tvsum, locate
 
@@ -57,20 +57,7 @@ NOISE = 0.5  # per-step noise relative to the shot prototype
 DEFAULT_CACHE_DIR = PROJECT_ROOT / ".cache" / "surrogate"
 _DATASET_ID = {"summe": 1, "tvsum": 2}
 FIELD_NAMES = ("gtscore", "user_summary", "change_points", "n_frame_per_seg", "n_frames", "picks", "video_name")
-
-
-@dataclass(frozen=True, eq=False)
-class VideoFields:
-    """Every eccv16 field of one video except ``features``."""
-
-    key: str
-    gtscore: np.ndarray  # (T,) float32
-    user_summary: np.ndarray  # (U, n_frames) uint8
-    change_points: np.ndarray  # (S, 2) int32, inclusive
-    n_frame_per_seg: np.ndarray  # (S,) int32
-    n_frames: int
-    picks: np.ndarray  # (T,) int32
-    video_name: str
+TVSUM_SCALE = (1.0, 5.0)  # TVSum's user_anno scores
 
 
 # --------------------------------------------------------------------------------------------
@@ -92,34 +79,7 @@ def uniform_shots(n_frames: int, fps: float, seconds: float = SHOT_SECONDS) -> n
 
 def tvsum_gtscore(user_scores: np.ndarray, picks: np.ndarray) -> np.ndarray:
     """eccv16 TVSum target: (mean over users of the 1..5 scores at ``picks`` − 1) / 4, float32."""
-    return ((user_scores[:, picks].mean(axis=0) - 1.0) / 4.0).astype(np.float32)
-
-
-def knapsack_user_summaries(user_scores: np.ndarray, change_points: np.ndarray, n_frames: int,
-                            budget: float = SUMMARY_BUDGET) -> np.ndarray:
-    """Each user's summary: the 0/1 knapsack of shots (value = the shot's mean score,
-    :func:`~csta_lib.evaluation.shot_scores`; weight = length) under ``floor(budget · n_frames)`` frames,
-    as a (U, n_frames) uint8 array.
-
-    The user scores are already per frame, so :func:`~csta_lib.evaluation.generate_summary` (which first
-    upsamples step scores to float32 frame scores) is not used: its float32 shot means would change about
-    one TVSum user summary in eleven, and with them the surrogate files' bytes.
-    """
-    lengths = (change_points[:, 1] - change_points[:, 0] + 1).astype(np.int64)
-    capacity = int(n_frames * budget)
-    summaries = np.zeros((user_scores.shape[0], n_frames), dtype=np.uint8)
-    for user, scores in enumerate(user_scores):
-        chosen = knapsack(shot_scores(scores, change_points), lengths, capacity)
-        summaries[user, np.repeat(chosen, lengths)] = 1
-    return summaries
-
-
-def _video_fields(key: str, gtscore, user_summary, change_points, n_frames: int, picks, name: str) -> VideoFields:
-    cps = np.asarray(change_points, dtype=np.int32)
-    return VideoFields(key=key, gtscore=np.asarray(gtscore, dtype=np.float32),
-                       user_summary=np.asarray(user_summary, dtype=np.uint8), change_points=cps,
-                       n_frame_per_seg=(cps[:, 1] - cps[:, 0] + 1).astype(np.int32), n_frames=int(n_frames),
-                       picks=np.asarray(picks, dtype=np.int32), video_name=name)
+    return scaled_mean_gtscore(user_scores, picks, *TVSUM_SCALE)
 
 
 # --------------------------------------------------------------------------------------------
@@ -156,7 +116,7 @@ def summe_fields_from_real(path: str | os.PathLike[str] | None = None) -> dict[s
     out = {}
     for key, f in read_real_fields("summe", path).items():
         try:
-            out[key] = _video_fields(key, f["gtscore"], f["user_summary"], f["change_points"],
+            out[key] = video_fields(key, f["gtscore"], f["user_summary"], f["change_points"],
                                      int(f["n_frames"]), f["picks"], str(f.get("video_name", key)))
         except KeyError as exc:
             raise DataFormatError(f"eccv16 fields file: summe/{key}: missing key {exc.args[0]!r}") from None
@@ -168,7 +128,7 @@ def summe_fields_from_gt(gt_dir: str | os.PathLike[str] | None = None) -> dict[s
     out = {}
     for key, v in load_summe(gt_dir).items():
         picks = sample_picks(v.n_frames)
-        out[key] = _video_fields(key, v.gt_score[picks], v.user_summary, uniform_shots(v.n_frames, v.fps),
+        out[key] = video_fields(key, v.gt_score[picks], v.user_summary, uniform_shots(v.n_frames, v.fps),
                                  v.n_frames, picks, v.name)
     return out
 
@@ -202,7 +162,7 @@ def tvsum_fields(annotations: str | os.PathLike[str] | None = None,
             gtscore, name = tvsum_gtscore(v.user_scores, picks), v.video_id
         shots = uniform_shots(v.n_frames, v.fps)
         summaries = knapsack_user_summaries(v.user_scores, shots, v.n_frames)
-        out[key] = _video_fields(key, gtscore, summaries, shots, v.n_frames, picks, name)
+        out[key] = video_fields(key, gtscore, summaries, shots, v.n_frames, picks, name)
     return out, real is not None
 
 
@@ -287,27 +247,15 @@ def _collect_fields(dataset: str, source: str, keys: Sequence[str] | None
 
 def _write_h5(path: Path, dataset: str, fields: dict[str, VideoFields], seed: int, signal: float,
               real: list[str], derived: list[str], sources: dict[str, str], dim: int) -> None:
-    with h5py.File(path, "w") as h5:
-        attrs = {
-            "surrogate": True, "dataset": dataset, "label": SURROGATE_LABEL, "seed": int(seed),
-            "signal": float(signal), "builder_version": BUILDER_VERSION, "real": json.dumps(real),
-            "derived": json.dumps(derived), "synthetic": json.dumps(["features"]), "sources": json.dumps(sources),
-            "note": "surrogate eccv16 file: annotation fields real or derived from real annotations, "
-                    "features synthetic (csta_lib.runs.surrogate); results on it are labelled 'surrogate features'",
-        }
-        for name, value in attrs.items():
-            h5.attrs[name] = value
-        for key, f in fields.items():
-            group = h5.create_group(key)
-            group["features"] = synthetic_features(f, video_sort_key(key)[0], dataset, seed, signal, dim)
-            group["gtscore"] = f.gtscore
-            group["user_summary"] = f.user_summary
-            group["change_points"] = f.change_points
-            group["n_frame_per_seg"] = f.n_frame_per_seg
-            group["n_frames"] = np.int32(f.n_frames)
-            group["n_steps"] = np.int32(len(f.picks))
-            group["picks"] = f.picks
-            group["video_name"] = f.video_name
+    attrs = {
+        "surrogate": True, "dataset": dataset, "label": SURROGATE_LABEL, "seed": int(seed),
+        "signal": float(signal), "builder_version": BUILDER_VERSION, "real": json.dumps(real),
+        "derived": json.dumps(derived), "synthetic": json.dumps(["features"]), "sources": json.dumps(sources),
+        "note": "surrogate eccv16 file: annotation fields real or derived from real annotations, "
+                "features synthetic (csta_lib.runs.surrogate); results on it are labelled 'surrogate features'",
+    }
+    write_eccv16(path, attrs, ((f, synthetic_features(f, video_sort_key(key)[0], dataset, seed, signal, dim))
+                               for key, f in fields.items()))
 
 
 #: Data files a surrogate may be built from (any of them found is an input the output must not replace).

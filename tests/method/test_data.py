@@ -310,8 +310,9 @@ def test_split_files_bad_input(tmp_path):
     with pytest.raises(DataFormatError, match="cannot tell the dataset"):
         splits.load_splits(unnamed)
     assert splits.load_splits(unnamed, dataset="tvsum")[0].dataset == "tvsum"
-    with pytest.raises(ConfigError, match="unknown dataset"):
-        splits.load_splits(unnamed, dataset="ovp")
+    with pytest.raises(ConfigError, match="neither summe nor tvsum nor a user dataset name"):
+        splits.load_splits(unnamed, dataset="not a name")
+    assert splits.load_splits(unnamed, dataset="ovp")[0].dataset == "ovp"  # a user dataset's own name
     with pytest.raises(MissingDataError):
         splits.load_splits(tmp_path / "absent.txt")
     malformed = tmp_path / "TVSum_splits.txt"
