@@ -139,7 +139,7 @@ def protocol_caption(records: Sequence[Mapping[str, Any]], policy: str | None = 
         parts.append(SELECTION_WORDS.get(policy, f"{policy} selection"))
     runs = f"{_count(len(splits), 'fold', splits)} × {_count(len(seeds), 'seed', seeds)}"
     if len(splits) == 1 and len(seeds) == 1:
-        runs += ": each number is one run (n = 1, no ±)"
+        runs += ": each number is one run (n = 1, no interval)"
     else:
         runs += f": mean over {len(splits) * len(seeds)} runs"
     parts.append(runs)

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 import numpy as np
 import pandas as pd
 import seaborn as sns
@@ -245,7 +246,7 @@ def learning_curves(records: Sequence[Mapping[str, Any]], caption: str, note: st
                     continue
                 epochs = [e["epoch"] for e in history]
                 axes[i][j].plot(epochs, [e[key] for e in history], ls="--" if held_out else "-", color=colour,
-                                lw=1.2, alpha=0.85,
+                                lw=1.2, alpha=0.85, marker=".", markersize=5,
                                 label=f"seed {r['seed']}, fold {r['split']['index']}"
                                       f"{', held-out run' if held_out else ''}")
                 for policy, chosen in r.get("selected", {}).items():
@@ -259,8 +260,7 @@ def learning_curves(records: Sequence[Mapping[str, Any]], caption: str, note: st
             ax.set_title(f"{dataset_name(dataset)}: {label}", fontsize=9, loc="left")
             ax.set_xlabel("epoch", fontsize=9)
             ax.grid(lw=0.4, alpha=0.5)
-            if ax.lines:
-                ax.xaxis.get_major_locator().set_params(integer=True)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         handles, labels = axes[i][1].get_legend_handles_labels()
         if handles:
             axes[i][-1].legend(handles, labels, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))

@@ -698,14 +698,18 @@ def per_video_by_row(long: Any, dataset: str = "summe") -> Any:
 
 def rescored_table(records: Sequence[Mapping[str, Any]], protocol: str = "otani", dataset: str = "summe",
                    policy: str = "test-max") -> Any:
-    """Per row: the mean τ over test videos of the rows' ``policy`` checkpoints re-scored under ``protocol``."""
+    """Per row: the rows' ``policy`` checkpoints re-scored under ``protocol``, each run's τ the mean over its test
+    videos, shown as the mean ± sd over runs with the 95 % t interval (:data:`SPREAD_WORDS`)."""
     taus: dict[str, list[float]] = {}
     for r in records:
         if r["dataset"] == dataset and policy in r.get("selected", {}):
             scored = rescore(r, policy, protocol)
-            taus.setdefault(r.get("_label", r.get("variant")), []).extend(v["tau"] for v in scored.values())
-    column = f"{captions.dataset_name(dataset)} τ, {protocol} protocol (mean over test videos)"
-    return pd.DataFrame({"row": list(taus), column: [_fmt(float(np.mean(v))) for v in taus.values()]}).set_index("row")
+            taus.setdefault(build_label(r.get("_label", r.get("variant")), records), []).append(
+                float(np.mean([v["tau"] for v in scored.values()])))
+    column = f"{captions.dataset_name(dataset)} τ, {protocol} protocol"
+    spreads = {label: statistics.spread(values) for label, values in taus.items()}
+    return pd.DataFrame({"row": list(spreads), column: [statistics.spread_text(v) for v in spreads.values()],
+                         "runs (n)": [str(v.n) for v in spreads.values()]}).set_index("row")
 
 
 # -------------------------------------------------------------------------------------------------------------
@@ -878,8 +882,8 @@ def paper_comparison(records: Sequence[Mapping[str, Any]], policy: str = "test-m
             row["reading"] = comparison_reading(row)
             rows.append(row)
     any_surrogate = any(r["surrogate"] for r in rows)
-    note = ("surrogate features: these runs compare nothing with the paper (paper_inside_ci is null); place the "
-            "real eccv16 feature files to compare" if any_surrogate else
+    note = ("surrogate features: these runs compare nothing with the paper; place the real eccv16 feature files "
+            "and the ImageNet weights to compare" if any_surrogate else
             "the interval is this build's uncertainty about its own mean; the paper's value is one result with a "
             "spread of its own (not reported), so a value outside the interval differs by more than these runs' "
             "noise, and a value inside it is not shown to be equal")
