@@ -6,9 +6,9 @@ DNS mapped to nothing; JavaScript exceptions, console errors, failed loads and e
 to anything but a local file are recorded. ``python -m csta_lib.book.browser _build/html`` checks a whole
 site and exits 1 when a page has a problem.
 
-The attention page's widgets are exercised too: :meth:`Browser.image_stack_state` reads which image an
-image stack (:func:`csta_lib.book.widgets.image_stack`) shows, and :meth:`Browser.press_slider_key`
-moves its slider with real key presses.
+Widgets are exercised too: :meth:`Browser.picture_state` reads what an element (e.g. the attention explorer's
+picture) shows, a digest of its visible images' pixels and its visible text, and :meth:`Browser.press_key` and
+:meth:`Browser.click` drive its controls with real key presses and mouse clicks.
 """
 
 from __future__ import annotations
@@ -24,14 +24,15 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from csta_lib.book.figure_policy import MIN_RENDERED_TEXT_PX, MIN_TEXT_KEY
 from csta_lib.book.paper import TABLE1
-from csta_lib.book.widgets import CONTROL_CLASS, STACK_CLASS
 
 LOCAL_SCHEMES = ("file:", "data:", "blob:", "about:", "chrome:", "devtools:", "chrome-extension:")
 
@@ -218,22 +219,25 @@ class Browser:
             self.cdp.pump(0.2)
         return None
 
-    def image_stack_state(self, index: int = 0) -> dict[str, Any] | None:
-        """The image shown by the ``index``-th image stack: its label and a digest of its pixels."""
+    def picture_state(self, selector: str) -> dict[str, Any] | None:
+        """What the first element matching ``selector`` shows: a digest of the pixels of its visible images (with
+        their CSS transforms, so a zoomed crop differs), their count, the widest one's natural width and the
+        element's visible text. None when nothing there is visible."""
         script = f"""(async () => {{
-          const stack = document.querySelectorAll('.{STACK_CLASS}')[{index}];
-          if (!stack) return null;
-          const imgs = [...stack.querySelectorAll('img')].filter(i => i.offsetParent !== null);
+          const root = document.querySelector({json.dumps(selector)});
+          if (!root) return null;
+          const imgs = [...root.querySelectorAll('img')].filter(i => i.offsetParent !== null);
           if (!imgs.length) return null;
-          const img = imgs[0];
-          if (!img.complete) await new Promise(r => img.addEventListener('load', r, {{once: true}}));
-          const c = document.createElement('canvas');
-          c.width = img.naturalWidth; c.height = img.naturalHeight;
-          c.getContext('2d').drawImage(img, 0, 0);
-          const label = [...stack.querySelectorAll('b')].filter(b => b.offsetParent !== null)
-                          .map(b => b.textContent).join(' ');
-          return {{label, pixels: c.toDataURL('image/png'), width: img.naturalWidth,
-                   controls: document.querySelectorAll('.{CONTROL_CLASS}').length}};
+          const parts = [];
+          for (const img of imgs) {{
+            if (!img.complete) await new Promise(r => img.addEventListener('load', r, {{once: true}}));
+            const c = document.createElement('canvas');
+            c.width = img.naturalWidth; c.height = img.naturalHeight;
+            c.getContext('2d').drawImage(img, 0, 0);
+            parts.push(c.toDataURL('image/png') + getComputedStyle(img).transform);
+          }}
+          return {{pixels: parts.join('|'), images: imgs.length, text: root.innerText,
+                   width: Math.max(...imgs.map(i => i.naturalWidth))}};
         }})()"""
         state = self.evaluate(script)
         if state:
@@ -241,7 +245,8 @@ class Browser:
         return state
 
     def tables(self) -> list[dict[str, Any]]:
-        """Every ``<table>`` of the page: its text and whether it fits the text column.
+        """Every ``<table>`` of the page: its text, caption and cells (``rows``: a list of cell texts per row) and
+        whether it fits the text column.
 
         A table *fits* when its rendered box is no wider than the article's content box, and *scrolls* when
         it or an ancestor inside the article is a horizontal scroll frame (``overflow-x: auto|scroll``) that
@@ -259,8 +264,10 @@ class Browser:
               }
             }
             const width = table.getBoundingClientRect().width;
-            return {index, text: table.innerText, width, scroll_width: table.scrollWidth, column: limit - 1,
-                    fits: width <= limit, scrolls: frame !== null};
+            const caption = table.caption ? table.caption.innerText : '';
+            const rows = [...table.rows].map(row => [...row.cells].map(cell => cell.innerText.trim()));
+            return {index, text: table.innerText, caption, rows, width, scroll_width: table.scrollWidth,
+                    column: limit - 1, fits: width <= limit, scrolls: frame !== null};
           });
         })()""") or []
 
@@ -283,23 +290,42 @@ class Browser:
           return parts.join('\\n');
         }})()""") or ""
 
-    def press_slider_key(self, key: str = "ArrowRight", index: int = 0) -> None:
-        """Focus the ``index``-th image-stack slider handle and press ``key`` (real key events)."""
+    def _centre(self, selector: str) -> dict[str, float]:
+        box = self.evaluate(f"""(() => {{
+          const el = document.querySelector({json.dumps(selector)});
+          if (!el) return null;
+          el.scrollIntoView({{block: 'center'}});
+          const r = el.getBoundingClientRect();
+          return {{x: r.left + r.width / 2, y: r.top + r.height / 2}};
+        }})()""")
+        if not box:
+            raise RuntimeError(f"nothing on the page matches {selector!r}")
+        return box
+
+    def press_key(self, selector: str, key: str = "ArrowRight") -> None:
+        """Focus the first element matching ``selector`` (a slider handle, a ``<select>``) and press ``key``
+        (real key events)."""
         focused = self.evaluate(f"""(() => {{
-          const ctrl = document.querySelectorAll('.{CONTROL_CLASS}')[{index}];
-          const handle = ctrl && ctrl.querySelector('.noUi-handle, [role=slider], input[type=range]');
-          if (!handle) return false;
-          handle.scrollIntoView({{block: 'center'}});
-          handle.focus();
-          return document.activeElement === handle;
+          const el = document.querySelector({json.dumps(selector)});
+          if (!el) return false;
+          el.scrollIntoView({{block: 'center'}});
+          el.focus();
+          return document.activeElement === el;
         }})()""")
         if not focused:
-            raise RuntimeError("no slider handle to focus")
+            raise RuntimeError(f"nothing focusable matches {selector!r}")
         codes = {"ArrowRight": 39, "ArrowLeft": 37, "ArrowUp": 38, "ArrowDown": 40}
         for kind in ("keyDown", "keyUp"):
             self.cdp.send("Input.dispatchKeyEvent", {
                 "type": kind, "key": key, "code": key, "windowsVirtualKeyCode": codes.get(key, 0),
                 "nativeVirtualKeyCode": codes.get(key, 0)})
+
+    def click(self, selector: str) -> None:
+        """Click the middle of the first element matching ``selector`` with the mouse (real input events)."""
+        at = self._centre(selector)
+        for kind in ("mousePressed", "mouseReleased"):
+            self.cdp.send("Input.dispatchMouseEvent", {"type": kind, "x": at["x"], "y": at["y"], "button": "left",
+                                                       "clickCount": 1})
 
     def screenshot(self, path: Path) -> Path:
         """Save a PNG of the whole page."""
@@ -348,27 +374,266 @@ def mixes_ours_and_paper(text: str, paper_values: tuple[str, ...] | None = None)
     return [v for v in values if re.search(rf"(?<![\d.]){re.escape(v)}(?!\d)", text)]
 
 
+#: How a table names this build's results in its ``source`` column (csta_lib.book.results).
+BUILD_SOURCE = "this build"
+_SPREAD_OVER = re.compile(r"\b(?:sd|std|standard deviations?)\s+over\s+(runs|folds|seeds|splits)\b", flags=re.I)
+
+
+def unlabelled_surrogate_rows(table: Mapping[str, Any]) -> list[str]:
+    """Rows of this build's results (a cell starting "this build") in a table whose caption says its numbers are
+    on surrogate features, whose own label (first cell) does not say "surrogate": a row copied on its own would
+    pass for a real result."""
+    if "surrogate" not in str(table.get("caption", "")).lower():
+        return []
+    return [row[0] for row in table.get("rows", [])[1:]
+            if row and any(cell.startswith(BUILD_SOURCE) for cell in row[1:]) and "surrogate" not in row[0].lower()]
+
+
+def f1_without_shots(table: Mapping[str, Any]) -> bool:
+    """Whether a table shows an F1 column without its caption saying on which shots the summaries were made (the
+    eccv16 KTS shots, or uniform 2-second shots on the TVSum surrogate): F1 depends on them."""
+    header = " ".join(" ".join(row) for row in table.get("rows", [])[:3])
+    return bool(re.search(r"\bF1\b", header)) and "shots" not in str(table.get("caption", "")).lower()
+
+
+def spread_definitions(text: str) -> list[str]:
+    """The different things a page says its sd is taken over ("runs", "folds", "seeds", "splits"), in order."""
+    return sorted({m.lower() for m in _SPREAD_OVER.findall(text)})
+
+
+# ---------------------------------------------------------------------------------------------------------
+# layout and reading checks: tables, words, cross-references, bare reprs, figure text (book/_css/csta.css and
+# csta_lib/book/figure_policy.py are what they hold the pages to)
+
+#: The window widths at which the reader checks read every page (a laptop, a desktop screen).
+READER_WIDTHS = (1280, 1920)
+#: Closest two neighbouring cells' texts may come (px) before their numbers read as one.
+MIN_CELL_GAP = 4.0
+
+_TABLE_LAYOUT_JS = r"""(() => {
+  const article = document.querySelector('.bd-article') || document.querySelector('main') || document.body;
+  const alnum = /[\p{L}\p{N}]/u;
+  const number = /^[(\[]?[-+\u2212]?\d[\d,]*(\.\d+)?(e[-+\u2212]?\d+)?%?[)\],;]*$/i;
+  const textBox = (cell) => {
+    const range = document.createRange(); range.selectNodeContents(cell);
+    const rects = [...range.getClientRects()].filter(r => r.width > 0);
+    if (!rects.length) return null;
+    return {left: Math.min(...rects.map(r => r.left)), right: Math.max(...rects.map(r => r.right)),
+            top: Math.min(...rects.map(r => r.top)), bottom: Math.max(...rects.map(r => r.bottom))};
+  };
+  return [...article.querySelectorAll('table')].map((table, index) => {
+    let frame = null;
+    for (let el = table; el && el !== article; el = el.parentElement) {
+      if (['auto', 'scroll'].includes(getComputedStyle(el).overflowX)) { frame = el; break; }
+    }
+    const box = table.getBoundingClientRect();
+    const out = {index, hidden: frame ? frame.scrollWidth - frame.clientWidth : 0,
+                 beyond_viewport: frame ? 0 : Math.max(0, box.right - document.documentElement.clientWidth),
+                 caption_clipped: false, broken: [], touching: []};
+    const caption = table.querySelector('caption');
+    if (caption && caption.innerText.trim()) {
+      const c = caption.getBoundingClientRect(), f = (frame || table).getBoundingClientRect();
+      out.caption_clipped = c.right > f.right + 1 || c.left < f.left - 1 || caption.scrollWidth > caption.clientWidth + 1;
+    }
+    for (const row of table.rows) {
+      const boxes = [...row.cells].map(textBox);
+      for (let i = 1; i < boxes.length; i++) {
+        const a = boxes[i - 1], b = boxes[i];
+        if (a && b && a.top < b.bottom && b.top < a.bottom && b.left - a.right < %(gap)s) {
+          out.touching.push(row.cells[i - 1].innerText.trim().slice(-20) + '|' + row.cells[i].innerText.trim().slice(0, 20));
+        }
+      }
+      for (const cell of row.cells) {
+        const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+        for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+          for (const m of node.textContent.matchAll(/\S+/g)) {
+            const range = document.createRange();
+            let lastTop = null;
+            for (let i = 0; i < m[0].length; i++) {
+              range.setStart(node, m.index + i); range.setEnd(node, m.index + i + 1);
+              const r = range.getClientRects()[0];
+              if (!r || r.width === 0) continue;
+              if (lastTop !== null && r.top > lastTop + 2) {
+                const w = m[0];
+                if (number.test(w) || (alnum.test(w[i - 1]) && alnum.test(w[i]))) {
+                  out.broken.push(w.slice(0, i) + '|' + w.slice(i));
+                }
+              }
+              lastTop = r.top;
+            }
+          }
+        }
+      }
+    }
+    return out;
+  });
+})()""".replace("%(gap)s", str(MIN_CELL_GAP))
+
+_CROSS_REFERENCE_JS = r"""(() => {
+  const titles = [...new Set([...document.querySelectorAll('.bd-sidebar-primary nav a, .bd-docs-nav a')]
+    .map(a => a.textContent.replace(/^\s*[\d.]+\s+/, '').trim()).filter(t => t.length >= 4))];
+  const escape = s => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const found = [];
+  const article = document.querySelector('.bd-article') || document.body;
+  const skip = 'a, pre, code, h1, h2, h3, h4, h5, h6, .sig, nav, script, style, .headerlink';
+  for (const em of article.querySelectorAll('em, i')) {
+    if (em.closest(skip)) continue;
+    const text = em.textContent.trim();
+    if (titles.some(t => t.toLowerCase() === text.toLowerCase())) found.push(text);
+  }
+  const patterns = titles.map(t => {
+    const name = escape(t).replace(/\s+/g, '\\s+');
+    const oneWord = !/\s/.test(t);
+    return new RegExp(oneWord ? `\\bthe\\s+${name}\\s+(chapter|page)\\b`
+                              : `\\b(see|in|on)\\s+(the\\s+)?${name}\\b|\\bthe\\s+${name}\\s+(chapter|page)\\b`, 'i');
+  });
+  const walker = document.createTreeWalker(article, NodeFilter.SHOW_TEXT);
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    const el = node.parentElement;
+    if (!el || el.closest(skip) || !el.checkVisibility()) continue;
+    for (const p of patterns) { const m = node.textContent.match(p); if (m) found.push(m[0]); }
+  }
+  return found;
+})()"""
+
+_BARE_REPR_JS = r"""(() => {
+  const found = [];
+  const quoted = /^(['"]).*\1$/s, address = / at 0x[0-9a-f]{4,}>/, figure = /^<Figure size /;
+  for (const out of document.querySelectorAll('.cell_output .output.text_plain, .cell_output .output.stream')) {
+    if (!out.checkVisibility()) continue;
+    const text = out.innerText.trim();
+    if (quoted.test(text) || address.test(text) || figure.test(text)) found.push(text.slice(0, 80));
+  }
+  for (const dt of document.querySelectorAll('dl.py.data > dt, dl.py.attribute > dt')) {
+    const value = dt.innerText.split(' = ').slice(1).join(' = ').trim();
+    if (value.length > %(limit)s || address.test(value) || value.includes("<class '")) {
+      found.push(`${dt.id || dt.innerText.slice(0, 40)} = ${value.slice(0, 60)}... (${value.length} characters)`);
+    }
+  }
+  return found;
+})()""".replace("%(limit)s", "120")
+
+_FIGURES_JS = r"""[...document.querySelectorAll('.bd-article img')].filter(i => i.checkVisibility() && i.naturalWidth > 0)
+  .map(i => ({src: i.currentSrc || i.src, natural: i.naturalWidth, rendered: i.getBoundingClientRect().width}))"""
+
+
+def set_width(browser: Browser, width: int, height: int = 1100) -> None:
+    """Give the page a window ``width`` CSS pixels wide (the layout is redone; reload to re-read a page)."""
+    browser.cdp.send("Emulation.setDeviceMetricsOverride",
+                     {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
+
+
+def png_text(data: bytes) -> dict[str, str]:
+    """The tEXt chunks of a PNG file (``{}`` for anything else)."""
+    if not data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return {}
+    chunks, pos = {}, 8
+    while pos + 8 <= len(data):
+        length = int.from_bytes(data[pos:pos + 4], "big")
+        kind, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + length]
+        if kind == b"tEXt" and b"\x00" in body:
+            key, _, value = body.partition(b"\x00")
+            chunks[key.decode("latin-1")] = value.decode("latin-1")
+        if kind == b"IEND":
+            break
+        pos += 12 + length
+    return chunks
+
+
+def image_bytes(src: str) -> bytes | None:
+    """The bytes behind an ``<img>`` source of the built site (a ``file:`` or ``data:`` URL); None otherwise."""
+    if src.startswith("data:") and ";base64," in src:
+        return base64.b64decode(src.split(";base64,", 1)[1])
+    if src.startswith("file://"):
+        path = Path(urllib.request.url2pathname(urllib.parse.urlparse(src).path))
+        return path.read_bytes() if path.is_file() else None
+    return None
+
+
+def figure_text_sizes(figures: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """For each figure whose PNG records its smallest text (:data:`csta_lib.book.figure_policy.MIN_TEXT_KEY`):
+    that text's height on the page in CSS pixels (the PNG's pixels scaled as the page scales the image)."""
+    sizes = []
+    for fig in figures:
+        data = image_bytes(fig["src"])
+        recorded = png_text(data).get(MIN_TEXT_KEY) if data else None
+        if recorded is not None and fig["natural"]:
+            sizes.append({"src": fig["src"].rsplit("/", 1)[-1][:60],
+                          "px": float(recorded) * fig["rendered"] / fig["natural"]})
+    return sizes
+
+
+def read_layout(browser: Browser) -> dict[str, Any]:
+    """What the loaded page looks like at the current width: each table's layout (hidden columns, clipped
+    caption, words broken mid-word, cells whose texts touch), cross-reference-looking text that is no link,
+    bare reprs, and the rendered size of each measurable figure's smallest text."""
+    return {"width": browser.evaluate("document.documentElement.clientWidth"),
+            "tables": browser.evaluate(_TABLE_LAYOUT_JS) or [],
+            "cross_references": browser.evaluate(_CROSS_REFERENCE_JS) or [],
+            "reprs": browser.evaluate(_BARE_REPR_JS) or [],
+            "figures": figure_text_sizes(browser.evaluate(_FIGURES_JS) or [])}
+
+
+def layout_problems(layout: Mapping[str, Any]) -> list[str]:
+    """What a reader trips over in a :func:`read_layout` reading, one line each (the width in brackets)."""
+    at = f"[{layout['width']} px]"
+    problems = []
+    for t in layout["tables"]:
+        name = f"table {t['index']}"
+        if t["hidden"] > 1:
+            problems.append(f"{at} {name} hides {t['hidden']:.0f} px of its columns behind a horizontal scroll")
+        if t["beyond_viewport"] > 1:
+            problems.append(f"{at} {name} runs {t['beyond_viewport']:.0f} px past the window's right edge")
+        if t["caption_clipped"]:
+            problems.append(f"{at} {name}'s caption is clipped")
+        if t["broken"]:
+            problems.append(f"{at} {name} breaks words mid-word: {sorted(set(t['broken']))[:6]}")
+        if t["touching"]:
+            problems.append(f"{at} {name} has neighbouring cells whose texts touch: {t['touching'][:4]}")
+    if layout["cross_references"]:
+        problems.append(f"{at} cross-references that are not links: {sorted(set(layout['cross_references']))}")
+    if layout["reprs"]:
+        problems.append(f"{at} bare repr output: {layout['reprs'][:4]}")
+    small = [f"{f['src']} ({f['px']:.1f} px)" for f in layout["figures"] if f["px"] < MIN_RENDERED_TEXT_PX]
+    if small:
+        problems.append(f"{at} figure text below {MIN_RENDERED_TEXT_PX:g} px: {small}")
+    return problems
+
+
 def read_page(browser: Browser, url: str) -> dict[str, Any]:
-    """Load ``url`` and read what a reader sees: its load report, tables, admonitions and prose."""
+    """Load ``url`` and read what a reader sees: its load report, tables, admonitions, prose and layout
+    (:func:`read_layout`)."""
     report = browser.load(url)
     return {"report": report, "tables": browser.tables(), "admonitions": browser.admonitions(),
-            "text": browser.visible_text()}
+            "text": browser.visible_text(), "layout": read_layout(browser)}
 
 
 def reader_problems(read: Mapping[str, Any]) -> list[str]:
     """What a reader would trip over on a page read by :func:`read_page`: a table holding our results beside the
-    paper's Table 1 values, a table wider than the column that scrolls in no frame of its own, raw ``**``."""
+    paper's Table 1 values, a surrogate row whose label does not say so (:func:`unlabelled_surrogate_rows`), an F1
+    without its shots (:func:`f1_without_shots`), a spread defined more than one way (:func:`spread_definitions`),
+    a table wider than the column that scrolls in no frame of its own, raw ``**``."""
     problems = []
     for table in read["tables"]:
         mixed = mixes_ours_and_paper(table["text"])
         if mixed:
             problems.append(f"table {table['index']} holds our results and the paper's {mixed}")
+        if f1_without_shots(table):
+            problems.append(f"table {table['index']} shows F1 but its caption does not say on which shots")
+        unlabelled = unlabelled_surrogate_rows(table)
+        if unlabelled:
+            problems.append(f"table {table['index']}: surrogate rows whose label does not say so: {unlabelled}")
         if not (table["fits"] or table["scrolls"]):
             problems.append(f"table {table['index']} is {table['width']:.0f} px wide in a {table['column']:.0f} px "
                             "column and scrolls in no frame of its own")
+    ways = spread_definitions(read["text"])  # the visible text holds the tables' captions too
+    if len(ways) > 1:
+        problems.append(f"the spread is defined {len(ways)} ways on one page: sd over {', '.join(ways)}")
     if "**" in read["text"]:
         line = next(line for line in read["text"].splitlines() if "**" in line)
         problems.append(f"raw Markdown '**' in the visible text: {line[:120]!r}")
+    if "layout" in read:
+        problems += layout_problems(read["layout"])
     return problems
 
 
@@ -379,17 +644,26 @@ def site_pages(site: Path) -> list[Path]:
                   if p.name not in skip and "_static" not in p.parts and "_sources" not in p.parts)
 
 
-def check_site(site: Path, browser: Browser | None = None) -> list[PageReport]:
-    """Load every page of ``site`` offline; one report per page (reader problems count as errors)."""
+def check_site(site: Path, browser: Browser | None = None,
+               widths: tuple[int, ...] = READER_WIDTHS) -> list[PageReport]:
+    """Load every page of ``site`` offline; one report per page (reader problems count as errors). Every page
+    is read at the first of ``widths``, and its layout again at each of the others."""
     own = browser is None
     browser = browser or Browser()
     try:
-        reports = []
-        for page in site_pages(site):
-            read = read_page(browser, page.resolve().as_uri())
-            read["report"].errors.extend(f"reader: {p}" for p in reader_problems(read))
-            reports.append(read["report"])
-        return reports
+        reports = {}
+        for width in widths:
+            set_width(browser, width)
+            for page in site_pages(site):
+                url = page.resolve().as_uri()
+                if page not in reports:
+                    read = read_page(browser, url)
+                    read["report"].errors.extend(f"reader: {p}" for p in reader_problems(read))
+                    reports[page] = read["report"]
+                else:
+                    browser.load(url)
+                    reports[page].errors.extend(f"reader: {p}" for p in layout_problems(read_layout(browser)))
+        return list(reports.values())
     finally:
         if own:
             browser.close()
@@ -399,8 +673,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m csta_lib.book.browser",
         description="Load every page of a built book in headless chromium with the network cut off; "
-        "report JavaScript errors, attempted remote requests and what a reader would trip over (tables "
-        "mixing our results with the paper's, tables wider than the column, raw Markdown).",
+        "report JavaScript errors, attempted remote requests and what a reader would trip over at 1280 and 1920 px "
+        "(tables mixing our results with the paper's, hidden columns, clipped captions, words broken mid-word, "
+        "cross-references that are no links, bare reprs, figure text too small to read, raw Markdown).",
     )
     parser.add_argument("site", type=Path, nargs="?", default=Path("_build/html"))
     args = parser.parse_args(argv)

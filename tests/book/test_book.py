@@ -232,50 +232,6 @@ def test_record_caption_names_features_weights_policy_and_seeds() -> None:
     assert captions.int_ranges([0, 1, 2, 5, 7, 8]) == "0-2, 5, 7-8"
 
 
-def test_image_stack_links_control_to_stack_in_the_browser() -> None:
-    import ipywidgets as widgets
-
-    from csta_lib.book.widgets import image_stack
-
-    box = image_stack([b"png0", b"png1", b"png2"], ["SumMe a (video_1)", "b", "c"], names=["Air_Force_One", "b", "c"])
-    slider, stack = box.children
-    assert isinstance(slider, widgets.SelectionSlider) and slider.options == ("Air_Force_One", "b", "c")
-    assert slider.value == "Air_Force_One"  # the slider shows the name, not an index
-    assert isinstance(stack, widgets.Stack) and len(stack.children) == 3
-    assert "SumMe a (video_1)" in stack.children[0].children[0].value
-    assert box.link.source == (slider, "index") and box.link.target == (stack, "selected_index")
-    dropdown = image_stack([b"png0", b"png1"], ["a", "b"], control="dropdown")
-    assert dropdown.link.source == (dropdown.children[0], "index")
-    with pytest.raises(ValueError):
-        image_stack([b"x"], ["a", "b"])
-    with pytest.raises(ValueError, match="distinct"):
-        image_stack([b"x", b"y"], ["a", "b"], names=["same", "same"])
-
-
-def test_attention_colour_scale_is_ratio_to_uniform_on_a_symmetric_log_range() -> None:
-    import numpy as np
-
-    from csta_lib.book.attention import attention_figure, ratio_to_uniform, symmetric_log_range
-
-    rng = np.random.default_rng(0)
-    logits = rng.normal(size=(6, 4))
-    temporal = np.exp(logits) / np.exp(logits).sum(axis=0)  # softmax over the 6 rows
-    ratio = ratio_to_uniform(temporal, axis=0)
-    np.testing.assert_allclose(ratio.mean(axis=0), 1.0)  # a uniform share is 1 on average per column
-    low, high = symmetric_log_range(ratio, quantile=1.0)
-    assert low == pytest.approx(1 / high) and high == pytest.approx(max(ratio.max(), 1 / ratio.min()))
-    spiky = np.ones(1000)
-    spiky[0] = 1e6  # one extreme entry does not stretch the scale
-    assert symmetric_log_range(spiky, quantile=0.99) == pytest.approx((1 / 1.5, 1.5))
-    assert symmetric_log_range(np.ones((3, 3))) == pytest.approx((1 / 1.5, 1.5))  # uniform maps stay pale
-    fig = attention_figure({"temporal_attention": temporal, "spatial_attention": temporal}, rng.random(5),
-                           rng.random(5), "title")
-    labels = [t.get_text() for t in fig.axes[2].get_xticklabels()]
-    assert labels[0] == "CLS" and "15th frame" in fig.axes[2].get_xlabel()
-    bars = [ax.get_ylabel() for ax in fig.axes[3:]]  # the colour bars say what the colour shows
-    assert bars == ["× uniform (1/(T+1)), log", "× uniform (1/D), log"]
-
-
 def test_data_page_flags_missing_features_as_surrogate() -> None:
     from csta_lib.book.datafiles import data_files_markdown
 

@@ -1,6 +1,6 @@
 """The built book in a real browser: Debian's chromium, headless, every page loaded from disk with the network
-cut off. Fails on JavaScript errors or attempted remote requests; checks that the attention-map widget works
-without a kernel (moving the slider changes the shown image) and saves a screenshot of that page; and reads
+cut off. Fails on JavaScript errors or attempted remote requests (the attention explorer's controls are driven in
+test_attention_browser.py); and reads
 every page as a reader would: no table mixes our surrogate results with the paper's values, every chapter
 computed on surrogate features warns so, no raw Markdown (``**``) shows, every table fits the column or scrolls
 in a frame of its own."""
@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 
 from csta_lib.book.browser import (Browser, find_chromium, mixes_ours_and_paper, paper_table1_csta, read_page,
-                                   reader_problems, site_pages)
-from csta_lib.runs.locator import PROJECT_ROOT
+                                   reader_problems, site_pages, spread_definitions, unlabelled_surrogate_rows)
 from test_book import smoke_book
 
 pytestmark = [
@@ -22,8 +21,6 @@ pytestmark = [
                        ".ci/run installs it)"),
 ]
 
-ARTIFACTS = PROJECT_ROOT / "test-artifacts"
-ATTENTION_PAGE = Path("book") / "_generated" / "07_attention_maps.html"
 # Results chapters computed on surrogate features in a build without the real feature files (the smoke build).
 SURROGATE_CHAPTERS = ("04_main_result", "05_cnn_verification", "06_ablations", "07_attention_maps")
 
@@ -65,14 +62,29 @@ def test_reader_checks_can_fail(browser: Browser, tmp_path: Path) -> None:
         "<div style='overflow-x:auto'><table style='width:1400px'><tr><td>wide, in a frame</td></tr></table></div>"
         "<p>**not rendered**</p>"
         "<div class='admonition warning'><p>computed on surrogate features</p></div>"
+        "<table><caption>This build: surrogate features, pipeline check; mean ± sd over runs</caption>"
+        "<tr><th>row</th><th>SumMe τ</th><th>source</th></tr>"
+        "<tr><th>CSTA, test-max selection</th><td>0.385</td><td>this build: all training videos</td></tr>"
+        "<tr><th>CSTA, val selection (surrogate features)</th><td>0.380</td><td>this build</td></tr>"
+        "<tr><th>Random (this protocol)</th><td>0.052</td><td>this book, from the annotations</td></tr></table>"
+        "<p>per fold: ± the std over seeds</p>"
+        "<table><caption>Per test video</caption><tr><th>video</th><th>test-max F1</th></tr></table>"
+        "<table><caption>F1 over the eccv16 KTS shots</caption><tr><th>video</th><th>F1</th></tr></table>"
         "</main></body></html>")
     read = read_page(browser, page.as_uri())
     problems = reader_problems(read)
+    assert any(p == "table 3: surrogate rows whose label does not say so: ['CSTA, test-max selection']"
+               for p in problems), problems
+    assert "the spread is defined 2 ways on one page: sd over runs, seeds" in problems
+    assert "table 4 shows F1 but its caption does not say on which shots" in problems
+    assert not any(p.startswith("table 5") for p in problems)
     assert any("paper's ['0.246']" in p for p in problems)
     assert any(p.startswith("table 1 is 1400 px") for p in problems)
     assert not any(p.startswith("table 2") for p in problems)  # wide, but scrolls in its own frame
     assert any("raw Markdown" in p for p in problems)
     assert read["admonitions"] == [{"kind": "warning", "text": "computed on surrogate features"}]
+    assert spread_definitions("mean ± sd over runs; the SD over runs") == ["runs"]
+    assert unlabelled_surrogate_rows({"caption": "real features", "rows": [["r"], ["CSTA", "this build"]]}) == []
     assert mixes_ours_and_paper("ours 0.2460") == [] and mixes_ours_and_paper("paper 0.246") == []
     assert paper_table1_csta() == ("0.246", "0.274", "0.194", "0.255")  # the contract's values
 
@@ -105,28 +117,3 @@ def test_every_page_loads_offline_without_errors(browser: Browser) -> None:
         if not report.ok:
             problems.append(f"{page.relative_to(html)}: {report.errors + report.remote_requests}")
     assert not problems, "\n".join(problems)
-
-
-@pytest.mark.slow
-def test_attention_widget_switches_images_without_a_kernel(browser: Browser) -> None:
-    root, _ = smoke_book()
-    page = root / "_build" / "html" / ATTENTION_PAGE
-    report = browser.load(page.resolve().as_uri())
-    assert report.ok, report
-    assert browser.wait_for("document.querySelectorAll('.csta-image-stack img').length > 0", timeout=15), \
-        "the attention-map widgets did not render"
-    before = browser.image_stack_state()
-    assert before and before["controls"] >= 1 and before["width"] > 100
-    browser.press_slider_key("ArrowRight")
-    after = None
-    for _ in range(25):
-        browser.cdp.pump(0.2)
-        after = browser.image_stack_state()
-        if after and after["pixels"] != before["pixels"]:
-            break
-    assert after and after["pixels"] != before["pixels"], "moving the slider did not change the image"
-    assert after["label"] != before["label"]
-    assert browser.report(page.as_uri()).ok, "interaction raised errors or remote requests"
-    browser.evaluate("window.scrollTo(0, 0)")
-    shot = browser.screenshot(ARTIFACTS / "attention_page.png")
-    assert shot.stat().st_size > 10_000
