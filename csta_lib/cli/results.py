@@ -18,11 +18,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from typing import Any
 
 from csta_lib.errors import CstaInputError
-from csta_lib.runs import store
+from csta_lib.runs import statistics, store
 
 #: The experiments ``csta results compare`` knows the paper's values of.
 COMPARABLE_EXPERIMENTS = ("table1",)
@@ -37,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "table", help="mean, sd and 95%% interval over runs (or per split) of stored runs",
         description="Aggregate stored run records into a table: per (dataset, model variant, selection policy) "
                     "the mean over runs (folds x seeds) of tau, rho and F1, the standard deviation over runs and "
-                    "the 95%% t interval of the mean (none with one run). The header names the tau/rho protocol, "
+                    "the 95% t interval of the mean (none with one run). The header names the tau/rho protocol, "
                     "the selection policy and whether the features were surrogate.")
     t.add_argument("--store", default=None, metavar="DIR", help="results store directory (default results/store)")
     t.add_argument("--dataset", choices=["summe", "tvsum"], help="only this dataset")
@@ -60,7 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.set_defaults(func=table_command)
     c = sub.add_parser(
         "compare", help="distance to the paper: stored mean and 95%% interval beside the paper's value",
-        description="Per dataset and coefficient: the stored runs' mean, sd and 95%% t interval under one "
+        description="Per dataset and coefficient: the stored runs' mean, sd and 95% t interval under one "
                     "selection policy (default test-max, the paper's), the paper's Table 1 value, a public retrain "
                     "of the official code (CSTA GitHub issue #4) and whether the paper's value lies inside the "
                     "interval. Runs on surrogate features compare nothing with the paper (paper_inside_ci null).")
@@ -128,11 +127,10 @@ def table_command(args: argparse.Namespace) -> int:
 
 
 def _cell(value: Any, digits: int = 3) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
+    """A comparison value for reading: a number with ``digits`` decimals, yes / no, or – when undefined."""
     if isinstance(value, bool):
         return "yes" if value else "no"
-    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+    return statistics.number_text(value, digits)
 
 
 def compare_text(comparison: dict[str, Any]) -> str:
@@ -145,7 +143,7 @@ def compare_text(comparison: dict[str, Any]) -> str:
              f"note: {comparison['note']}", "",
              "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for r in comparison["rows"]:
-        interval = "n = 1, no interval" if r["ci_low"] is None else f"[{_cell(r['ci_low'])}, {_cell(r['ci_high'])}]"
+        interval = statistics.interval_text(statistics.Spread(r["mean"], r["std"], r["n"], r["ci_low"], r["ci_high"]))
         if r["surrogate"]:
             paper_cells = ["not compared (surrogate)"] * 4
         else:
