@@ -32,6 +32,7 @@ import importlib.util
 import math
 import multiprocessing as mp
 import os
+import re
 import socket
 import sys
 import tempfile
@@ -48,10 +49,10 @@ import torch
 from tqdm import tqdm
 
 from csta_lib.data.eccv16 import load_eccv16
-from csta_lib.errors import CstaInputError
+from csta_lib.errors import CstaInputError, MissingDataError
 from csta_lib.runs import experiments, training
 from csta_lib.runs import store as results_store
-from csta_lib.runs.io import ensure_writable_dir, write_bytes_atomic
+from csta_lib.runs.io import ensure_writable_dir, owner_gone, owner_tag, write_bytes_atomic
 from csta_lib.runs.locator import sha256_file
 
 # Ray is the optional [ray] extra: only the ray engine's functions import it (``import ray`` in each).
@@ -61,10 +62,12 @@ CONNECT_TIMEOUT_S = 5.0
 DEFAULT_RAY_PORT = 6379
 DEFAULT_RAY_CLIENT_PORT = 10001
 
-#: ``run(spec, store_dir) -> record`` and ``lookup(spec, store_dir) -> (key, record or None)``: what a grid needs
-#: from training. Injectable (tests use a fake); must be importable module-level functions for worker processes.
+#: ``run(spec, store_dir) -> record``, ``lookup(spec, store_dir) -> (key, record or None)`` and ``check(spec) -> key``
+#: (everything a run reads found and loaded, nothing trained): what a grid needs from training. Injectable (tests
+#: use a fake); must be importable module-level functions for worker processes.
 RunFn = Callable[[Any, str], Mapping[str, Any]]
 LookupFn = Callable[[Any, str], tuple[str, Mapping[str, Any] | None]]
+CheckFn = Callable[[Any], str]
 
 
 # -------------------------------------------------------------------------------------------------------------
@@ -82,6 +85,14 @@ def train_lookup(spec: Any, store_dir: str) -> tuple[str, Mapping[str, Any] | No
     return prep.key, results_store.find_record(store_dir, prep.data.dataset, prep.spec.variant, prep.key)
 
 
+def train_check(spec: Any) -> str:
+    """The content address of ``spec`` once everything its training reads is found and loaded (data, splits,
+    weights and the annotations its evaluation needs): what a Ray node must manage before it gets runs."""
+    prep = training.prepare(spec)
+    training.make_scorer(prep)
+    return prep.key
+
+
 # -------------------------------------------------------------------------------------------------------------
 # small pieces
 
@@ -94,19 +105,60 @@ def machine_cores() -> int:
         return os.cpu_count() or 1
 
 
-def check_store(store: str | os.PathLike[str] | None) -> Path:
-    """The store directory (None: the project's ``results/store``), created if needed; :class:`CstaInputError`
-    if it cannot be a writable directory."""
+def open_store(store: str | os.PathLike[str] | None) -> Path:
+    """The store directory (None: the project's ``results/store``), created if it does not exist yet;
+    :class:`CstaInputError` if it is not a directory or cannot be created. An existing store may be read-only:
+    a grid with nothing left to compute only reads it (:func:`check_store_writable` when there is)."""
     path = Path(store) if store not in (None, "") else results_store.DEFAULT_STORE_DIR
     if path.exists() and not path.is_dir():
         raise CstaInputError(f"results store {path} exists and is not a directory")
+    if not path.is_dir():
+        check_store_writable(path)
+    return path
+
+
+def check_store_writable(path: Path, missing: int | None = None) -> None:
+    """Create ``path`` if needed and raise :class:`CstaInputError` unless records can be written into it
+    (``missing``: how many runs wait to be written, for the message)."""
+    why = "" if missing is None else f" and {missing} run(s) of the grid are not in it yet"
     try:
         ensure_writable_dir(path)
     except PermissionError as exc:
-        raise CstaInputError(f"results store is not usable: {exc}") from exc
+        raise CstaInputError(f"results store is not usable: {exc}{why}") from exc
     if not os.access(path, os.W_OK | os.X_OK):  # root ignores modes in ensure_writable_dir's test; be explicit
-        raise CstaInputError(f"results store {path} is not writable")
-    return path
+        raise CstaInputError(f"results store {path} is not writable{why}")
+
+
+MARKER_PREFIX, MARKER_SUFFIX = ".grid-", ".marker"
+
+
+def marker_name() -> str:
+    """``.grid-<host>.<pid>.<random>.marker``: a Ray driver's marker names the driver (:func:`io.owner_tag`), so
+    that a later grid can tell the marker of a killed driver (:func:`remove_stale_markers`)."""
+    return f"{MARKER_PREFIX}{owner_tag()}.{uuid.uuid4().hex[:12]}{MARKER_SUFFIX}"
+
+
+def remove_stale_markers(store_dir: Path) -> list[Path]:
+    """Delete the markers of Ray drivers that are gone (a SIGKILLed driver leaves its marker), as the atomic
+    writers do for their temporaries (:func:`csta_lib.runs.io.owner_gone`); markers of live drivers stay."""
+    removed, now = [], time.time()
+    try:
+        markers = list(store_dir.glob(f"{MARKER_PREFIX}*{MARKER_SUFFIX}"))
+    except OSError:
+        return removed
+    for path in markers:
+        parts = path.name[len(MARKER_PREFIX):-len(MARKER_SUFFIX)].split(".")
+        try:
+            age = now - path.lstat().st_mtime
+        except OSError:
+            continue
+        if owner_gone(".".join(parts[:2]) if len(parts) == 3 else "", age):  # older names carry no owner: age
+            try:
+                path.unlink()
+                removed.append(path)
+            except OSError:
+                pass  # gone already, or a read-only store: nothing to clean there
+    return removed
 
 
 def check_options(engine: str, jobs: int, gpus_per_run: float, cpus_per_run: int | None) -> None:
@@ -196,12 +248,45 @@ def execute(run_fn: RunFn, spec: Any, store_dir: str, threads: int) -> dict[str,
 # local engine
 
 
-def _worker_main(conn: Any, run_fn: RunFn, store_dir: str, threads: int) -> None:
+def local_gpu_count() -> int:
+    """CUDA devices this process sees (0 without CUDA)."""
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def local_gpu_slots(jobs: int, gpus_per_run: float, n_gpus: int) -> list[int]:
+    """The GPU (index among the visible ones) of each of ``jobs`` local worker slots: ``1 / gpus_per_run`` runs
+    share a GPU (``--jobs 4 --gpus-per-run 0.25``: four runs on GPU 0); :class:`CstaInputError` when this
+    machine has too few GPUs for that, so that nothing waits or oversubscribes a GPU silently."""
+    if gpus_per_run > 1:
+        raise CstaInputError(f"--gpus-per-run {gpus_per_run:g} with the local engine: a run trains on one GPU; use 1 "
+                             "(one run per GPU) or a fraction (0.25: four runs share a GPU)")
+    if n_gpus == 0:
+        raise CstaInputError("--gpus-per-run > 0 with the local engine, but CUDA is not available here")
+    per_gpu = max(1, int(1 / gpus_per_run + 1e-9))
+    needed = math.ceil(jobs / per_gpu)
+    if needed > n_gpus:
+        raise CstaInputError(f"--jobs {jobs} with --gpus-per-run {gpus_per_run:g} ({per_gpu} run(s) per GPU) needs "
+                             f"{needed} GPUs; this machine has {n_gpus}: lower --jobs or --gpus-per-run")
+    return [slot // per_gpu for slot in range(jobs)]
+
+
+def _visible_gpus() -> list[str]:
+    """The CUDA device names this process was given (``CUDA_VISIBLE_DEVICES``), else ``0 … n-1``."""
+    given = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if given:
+        return [g.strip() for g in given.split(",") if g.strip()]
+    return [str(i) for i in range(local_gpu_count())]
+
+
+def _worker_main(conn: Any, run_fn: RunFn, store_dir: str, threads: int, gpu: str | None = None) -> None:
     """Worker process body: run the specs it is sent, one at a time, until it is sent None.
 
-    Each result goes back as ("ok", record) or ("error", text); a worker that dies sends nothing, which the
-    driver notices on its process sentinel.
+    ``gpu`` (a CUDA device name) becomes the worker's only visible GPU before anything touches CUDA, so the
+    runs' ``cuda`` device is that GPU. Each result goes back as ("ok", record) or ("error", text); a worker that
+    dies sends nothing, which the driver notices on its process sentinel.
     """
+    if gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
     while True:
         try:
             spec = conn.recv()
@@ -216,9 +301,10 @@ def _worker_main(conn: Any, run_fn: RunFn, store_dir: str, threads: int) -> None
         conn.send(message)
 
 
-def run_local(jobs_list: Sequence[Job], store_dir: str, *, jobs: int, threads: int, run_fn: RunFn
-              ) -> Iterator[Outcome]:
-    """Yield the outcome of each job as it finishes: in this process (``jobs=1``) or in spawned workers."""
+def run_local(jobs_list: Sequence[Job], store_dir: str, *, jobs: int, threads: int, run_fn: RunFn,
+              gpus: Sequence[str] | None = None) -> Iterator[Outcome]:
+    """Yield the outcome of each job as it finishes: in this process (``jobs=1``) or in spawned workers
+    (``gpus``: the CUDA device of each worker slot, None on CPU)."""
     if jobs == 1:
         for job in jobs_list:
             try:
@@ -226,33 +312,36 @@ def run_local(jobs_list: Sequence[Job], store_dir: str, *, jobs: int, threads: i
             except Exception as exc:  # noqa: BLE001 - one failed run must not stop the grid
                 yield Outcome(job.index, error=f"{type(exc).__name__}: {exc}")
         return
-    yield from _run_processes(jobs_list, store_dir, jobs=jobs, threads=threads, run_fn=run_fn)
+    yield from _run_processes(jobs_list, store_dir, jobs=jobs, threads=threads, run_fn=run_fn, gpus=gpus)
 
 
 @dataclass
 class _Worker:
-    """A spawned worker process, its end of the pipe and the job it is running (None when idle)."""
+    """A spawned worker process, its end of the pipe, its slot (which fixes its GPU) and the job it is running
+    (None when idle)."""
 
     process: Any
     conn: Any
+    slot: int
     job: Job | None = None
 
 
-def _run_processes(jobs_list: Sequence[Job], store_dir: str, *, jobs: int, threads: int, run_fn: RunFn
-                   ) -> Iterator[Outcome]:
+def _run_processes(jobs_list: Sequence[Job], store_dir: str, *, jobs: int, threads: int, run_fn: RunFn,
+                   gpus: Sequence[str] | None = None) -> Iterator[Outcome]:
     """At most ``jobs`` spawned workers, each reused for several runs (start-up and imports paid once per
-    worker); a worker that dies fails only its current run and is replaced if runs are left."""
+    worker); a worker that dies fails only its current run and is replaced, on the same GPU, if runs are left."""
     ctx = mp.get_context("spawn")
     pending = list(jobs_list)
     workers: list[_Worker] = []
 
-    def start_worker() -> _Worker:
+    def start_worker(slot: int) -> _Worker:
         ours, theirs = ctx.Pipe(duplex=True)
-        proc = ctx.Process(target=_worker_main, args=(theirs, run_fn, store_dir, threads), daemon=True,
+        gpu = gpus[slot] if gpus else None
+        proc = ctx.Process(target=_worker_main, args=(theirs, run_fn, store_dir, threads, gpu), daemon=True,
                            name="csta-grid-worker")
         proc.start()
         theirs.close()
-        return _Worker(proc, ours)
+        return _Worker(proc, ours, slot)
 
     def assign(worker: _Worker) -> None:
         worker.job = pending.pop(0) if pending else None
@@ -262,8 +351,8 @@ def _run_processes(jobs_list: Sequence[Job], store_dir: str, *, jobs: int, threa
             pass  # the worker died between runs: its sentinel reports it on the next wait
 
     try:
-        for _ in range(min(jobs, len(pending))):
-            worker = start_worker()
+        for slot in range(min(jobs, len(pending))):
+            worker = start_worker(slot)
             workers.append(worker)
             assign(worker)
         while any(w.job is not None for w in workers):
@@ -286,7 +375,7 @@ def _run_processes(jobs_list: Sequence[Job], store_dir: str, *, jobs: int, threa
                     worker.conn.close()
                     workers.remove(worker)
                     if pending:
-                        replacement = start_worker()
+                        replacement = start_worker(worker.slot)
                         workers.append(replacement)
                         assign(replacement)
                     continue
@@ -351,7 +440,9 @@ def connect_ray(address: str | None, num_cpus: int) -> bool:
     if ray.is_initialized():
         return False
     address = address or os.environ.get("RAY_ADDRESS") or None
-    quiet = {"include_dashboard": False, "log_to_driver": True, "logging_level": "warning"}
+    # The workers' and raylets' own output stays in the cluster's session logs: on the driver it would bury the
+    # grid's lines (and a refusal's one line) under tracebacks the grid already reports by run.
+    quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": "warning"}
     if address:
         check_reachable(address)
         try:
@@ -366,15 +457,99 @@ def connect_ray(address: str | None, num_cpus: int) -> bool:
     return True
 
 
-def check_cluster_resources(cpus_per_run: int, gpus_per_run: float) -> None:
-    """Fail fast (instead of waiting forever) when no node could ever run a task of this size."""
-    import ray  # the optional [ray] extra (see the imports above)
+def node_name(node: Mapping[str, Any]) -> str:
+    """A Ray node as a user can find it: its address and the start of its node id."""
+    return f"{node.get('NodeManagerAddress', '?')} (node {str(node.get('NodeID', '?'))[:8]})"
 
-    total = ray.cluster_resources()
-    if total.get("CPU", 0) < cpus_per_run:
-        raise CstaInputError(f"the Ray cluster has {total.get('CPU', 0):g} CPUs; a run asks for {cpus_per_run}")
-    if gpus_per_run > 0 and total.get("GPU", 0) < gpus_per_run:
-        raise CstaInputError(f"--gpus-per-run {gpus_per_run:g} but the Ray cluster has {total.get('GPU', 0):g} GPUs")
+
+def _node_size(node: Mapping[str, Any]) -> str:
+    res = node.get("Resources", {})
+    gpus = res.get("GPU", 0)
+    return f"{res.get('CPU', 0):g} CPU" + (f" + {gpus:g} GPU" if gpus else "")
+
+
+def fitting_nodes(nodes: Sequence[Mapping[str, Any]], cpus_per_run: int, gpus_per_run: float
+                  ) -> list[Mapping[str, Any]]:
+    """The alive nodes (of ``ray.nodes()``) that can hold one run of ``cpus_per_run`` CPUs and ``gpus_per_run``
+    GPUs. :class:`CstaInputError` at once when none can: Ray would queue such tasks forever without a word (the
+    cluster's total is not enough: one task runs on one node)."""
+    alive = [n for n in nodes if n.get("Alive")]
+    fit = [n for n in alive if n.get("Resources", {}).get("CPU", 0) >= cpus_per_run
+           and n.get("Resources", {}).get("GPU", 0) >= gpus_per_run]
+    if not fit:
+        need = f"{cpus_per_run} CPU(s)" + (f" and {gpus_per_run:g} GPU" if gpus_per_run > 0 else "")
+        flags = f"--num-cpus {cpus_per_run}" + (f" --num-gpus {math.ceil(gpus_per_run)}" if gpus_per_run > 0 else "")
+        sizes = ", ".join(_node_size(n) for n in alive) or "nothing"
+        raise CstaInputError(
+            f"no node of the Ray cluster can hold one run ({need} per run: --cpus-per-run/--gpus-per-run); its "
+            f"{len(alive)} alive node(s) have {sizes}. Start nodes with at least {need} (`ray start {flags}`) or "
+            "ask for less per run")
+    return fit
+
+
+#: How long the nodes of a joined cluster get to show that they can run the grid (start a worker, import
+#: csta_lib and torch, load a run's data): generous, for busy nodes.
+PROBE_TIMEOUT_S = 180.0
+
+
+def _node_problem(exc: BaseException) -> str:
+    """One line saying why a node failed a probe, with what to do about the common causes."""
+    cause = getattr(exc, "cause", None) or exc
+    lines = [line for line in str(cause).splitlines() if line.strip()]
+    text = f"{type(cause).__name__}: {lines[0] if lines else ''}".strip().rstrip(".")
+    missing = re.search(r"No module named '[^']+'", str(cause))  # Ray wraps unpickling errors in its own text
+    if missing:
+        text = missing.group(0)
+    if missing or isinstance(cause, ImportError):
+        return (f"{text}; install this project with its [ray] extra (pip install '.[ray]') in the Python that runs "
+                "`ray start` there")
+    if isinstance(cause, MissingDataError) or "was not found" in text:
+        return f"{text}; put the data files on every node (its data/ folder or $CSTA_DATA_MIRROR; `csta data check`)"
+    return text
+
+
+def probe_task(check_fn: CheckFn, spec: Any, data: ShippedFile | None, splits: ShippedFile | None) -> str:
+    """On one node: the content key it computes for ``spec`` once everything the run reads is found there."""
+    return check_fn(_on_this_node(spec, data, splits))
+
+
+def check_nodes(nodes: Sequence[Mapping[str, Any]], probes: Sequence[tuple[Job, ShippedFile | None,
+                ShippedFile | None]], check_fn: CheckFn, timeout: float = PROBE_TIMEOUT_S) -> None:
+    """Ask every node to prepare one run of each dataset before any run is submitted; one
+    :class:`CstaInputError` naming each node that cannot (csta_lib or torch missing, data missing, another
+    content key than this machine's: other code, data or settings), instead of one failure per run."""
+    import ray  # the optional [ray] extra (see the imports above)
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    remote = ray.remote(probe_task)
+    refs = {}
+    for node in nodes:
+        pinned = NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
+        for job, data, splits in probes:
+            options = remote.options(num_cpus=0, max_retries=0, scheduling_strategy=pinned)
+            refs[options.remote(check_fn, job.spec, data, splits)] = (node, job)
+    ready, late = ray.wait(list(refs), num_returns=len(refs), timeout=timeout)
+    problems: dict[str, str] = {}
+    for ref, (node, job) in refs.items():
+        name = node_name(node)
+        if name in problems:
+            continue
+        if ref not in ready:
+            problems[name] = f"did not answer within {timeout:.0f} s"
+            continue
+        try:
+            key = ray.get(ref)
+        except ray.exceptions.RayError as exc:
+            problems[name] = _node_problem(exc)
+            continue
+        if key != job.key:
+            problems[name] = (f"computes the content key {key} for run {job.plan.label}, this machine {job.key} (its "
+                              "csta_lib, data files or settings differ from this machine's)")
+    for ref in late:
+        ray.cancel(ref, force=True)
+    if problems:
+        raise CstaInputError(f"{len(problems)} of {len(nodes)} Ray node(s) cannot run this grid: "
+                             + "; ".join(f"node {name}: {why}" for name, why in problems.items()))
 
 
 @dataclass(frozen=True)
@@ -432,9 +607,8 @@ def _store_files(store_dir: Path, record_path: Path) -> dict[str, bytes]:
     return files
 
 
-def ray_task_body(run_fn: RunFn, spec: Any, store_dir: str, marker: str, threads: int,
-                  data: ShippedFile | None, splits: ShippedFile | None) -> dict[str, Any]:
-    """What one Ray task does: find the data, train, and write (or send back) the record."""
+def _on_this_node(spec: Any, data: ShippedFile | None, splits: ShippedFile | None) -> Any:
+    """``spec`` reading this node's copies of the shipped data and split files."""
     changes = {}
     if data is not None:
         changes["data_path"] = materialise(data)
@@ -442,6 +616,18 @@ def ray_task_body(run_fn: RunFn, spec: Any, store_dir: str, marker: str, threads
         changes["splits_file"] = materialise(splits)
     if changes and dataclasses.is_dataclass(spec):
         spec = dataclasses.replace(spec, **changes)
+    return spec
+
+
+def ray_task_body(run_fn: RunFn, lookup_fn: LookupFn, spec: Any, key: str, store_dir: str, marker: str,
+                  threads: int, data: ShippedFile | None, splits: ShippedFile | None) -> dict[str, Any]:
+    """What one Ray task does: find the data, check that this node computes the run the driver asked for (its
+    content ``key``), train, and write (or send back) the record."""
+    spec = _on_this_node(spec, data, splits)
+    here, _ = _with_threads(threads, lambda: lookup_fn(spec, store_dir))
+    if here != key:  # other code, data or settings on this node: its record would not be the driver's run
+        raise CstaInputError(f"node {socket.gethostname()} computes the content key {here} for this run, the driver "
+                             f"{key}: its csta_lib, data files or settings differ from the driver's")
     if (Path(store_dir) / marker).is_file():  # this node sees the driver's store: write there directly
         return {"record": execute(run_fn, spec, store_dir, threads), "files": None, "host": socket.gethostname()}
     with tempfile.TemporaryDirectory(prefix="csta-grid-store-") as scratch:
@@ -463,22 +649,45 @@ def receive_files(store_dir: Path, files: Mapping[str, bytes]) -> None:
 
 
 def run_ray(jobs_list: Sequence[Job], store_dir: str, *, address: str | None, threads: int, gpus_per_run: float,
-            data: Mapping[str, experiments.DataSource], run_fn: RunFn, started_cpus: int) -> Iterator[Outcome]:
-    """Yield outcomes as Ray tasks finish (one task per job)."""
+            data: Mapping[str, experiments.DataSource], run_fn: RunFn, lookup_fn: LookupFn, check_fn: CheckFn,
+            started_cpus: int, say: Callable[[str], None] = lambda text: None) -> Iterator[Outcome]:
+    """Connect, check the cluster and submit one Ray task per job; return the outcomes as the tasks finish.
+
+    Everything that can refuse the grid happens here, before anything runs: no node big enough for a run
+    (:func:`fitting_nodes`), or, on a joined cluster, a node that cannot prepare one run of each dataset
+    (:func:`check_nodes`)."""
     import ray  # the optional [ray] extra (see the imports above)
 
     started = connect_ray(address, started_cpus)
-    marker = f".grid-{uuid.uuid4().hex}.marker"
-    marker_path = Path(store_dir) / marker
-    marker_path.write_text("csta grid: a task that sees this file writes its record into this store\n")
     try:
-        check_cluster_resources(threads, gpus_per_run)
+        nodes = fitting_nodes(ray.nodes(), threads, gpus_per_run)
         shipped = {d: (ship_file(src.features), ship_file(src.splits_file) if src.splits_file else None)
                    for d, src in data.items()}
-        remote = ray.remote(ray_task_body).options(num_cpus=threads, num_gpus=gpus_per_run, max_retries=0,
-                                                   retry_exceptions=False)
-        refs = {remote.remote(run_fn, job.spec, str(store_dir), marker, threads, *shipped[job.plan.dataset]): job
-                for job in jobs_list}
+        if not started:  # a joined cluster's nodes may lack what this machine has
+            firsts = {job.plan.dataset: job for job in reversed(jobs_list)}.values()
+            say(f"checking {len(nodes)} Ray node(s): each prepares one run of each dataset")
+            check_nodes(nodes, [(job, *shipped[job.plan.dataset]) for job in firsts], check_fn)
+        marker = marker_name()
+        marker_path = Path(store_dir) / marker
+        marker_path.write_text("csta grid: a task that sees this file writes its record into this store\n")
+    except BaseException:
+        if started:
+            ray.shutdown()
+        raise
+    remote = ray.remote(ray_task_body).options(num_cpus=threads, num_gpus=gpus_per_run, max_retries=0,
+                                               retry_exceptions=False)
+    refs = {remote.remote(run_fn, lookup_fn, job.spec, job.key, str(store_dir), marker, threads,
+                          *shipped[job.plan.dataset]): job
+            for job in jobs_list}
+    return _ray_outcomes(refs, Path(store_dir), marker_path, started)
+
+
+def _ray_outcomes(refs: dict[Any, Job], store_dir: Path, marker_path: Path, started: bool) -> Iterator[Outcome]:
+    """The outcome of each submitted task as it finishes; the marker goes (and a cluster we started stops) at
+    the end or when the caller stops listening."""
+    import ray  # the optional [ray] extra (see the imports above)
+
+    try:
         while refs:
             done, _ = ray.wait(list(refs), num_returns=1)
             for ref in done:
@@ -493,7 +702,7 @@ def run_ray(jobs_list: Sequence[Job], store_dir: str, *, address: str | None, th
                     yield Outcome(job.index, error=f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
                     continue
                 if result["files"]:
-                    receive_files(Path(store_dir), result["files"])
+                    receive_files(store_dir, result["files"])
                 yield Outcome(job.index, record=result["record"])
     finally:
         marker_path.unlink(missing_ok=True)
@@ -510,9 +719,10 @@ def _progress_bar(total: int, initial: int, desc: str, enabled: bool) -> Any:
                 dynamic_ncols=True)
 
 
-def _say(bar: Any, text: str, enabled: bool) -> None:
+def _say(text: str, enabled: bool) -> None:
+    """A progress line on standard error (above the bar, when there is one)."""
     if enabled:
-        bar.write(text, file=sys.stderr)
+        tqdm.write(text, file=sys.stderr)
 
 
 def run_grid(
@@ -530,6 +740,7 @@ def run_grid(
     cache_dir: str | os.PathLike[str] | None = None,
     run_fn: RunFn = train_run,
     lookup_fn: LookupFn = train_lookup,
+    check_fn: CheckFn = train_check,
     datasets: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Compute every missing run of ``experiment`` at ``profile`` into ``store``; return a summary.
@@ -540,21 +751,24 @@ def run_grid(
     protocol), ``wall_s`` and ``run_s`` (summed run times). A failed run does not stop the others; calling again
     computes only what is still missing. ``cpus_per_run`` (torch threads and Ray CPUs of each run) defaults to
     the machine's cores / ``jobs`` (1 per run on a joined Ray cluster); ``device`` defaults to ``cuda`` when
-    ``gpus_per_run > 0``, else CPU. ``run_fn``/``lookup_fn`` replace training (tests). ``datasets`` runs only
-    those of the profile's datasets.
+    ``gpus_per_run > 0``, else CPU. With the local engine, ``1 / gpus_per_run`` of the ``jobs`` workers share
+    each GPU. ``run_fn``/``lookup_fn``/``check_fn`` replace training (tests). ``datasets`` runs only those of the
+    profile's datasets. A store with every run in it is only read (it may be read-only).
     """
     experiments.check_experiment(experiment)
     experiments.check_profile(profile)
     check_options(engine, jobs, gpus_per_run, cpus_per_run)
     if engine == "ray" and importlib.util.find_spec("ray") is None:
         raise ModuleNotFoundError("No module named 'ray'", name="ray")  # now, not after the data is prepared
-    store_dir = check_store(store)
+    store_dir = open_store(store)
     joins = engine == "ray" and bool(address or os.environ.get("RAY_ADDRESS"))
     if joins:
         check_reachable(address or os.environ["RAY_ADDRESS"])  # seconds, before any data is prepared
     threads = cpus_per_run or default_cpus_per_run(engine, jobs, joins)
+    gpus = None
     if engine == "local" and gpus_per_run > 0:
-        _check_local_cuda()
+        visible = _visible_gpus()
+        gpus = [visible[i] for i in local_gpu_slots(jobs, gpus_per_run, len(visible))]
     start = time.perf_counter()
 
     # surrogates are built here, once per grid
@@ -568,7 +782,7 @@ def run_grid(
     seen: set[str] = set()
     reused = 0
     for i, (p, spec) in enumerate(zip(plans, specs, strict=True)):
-        key, record = lookup_fn(spec, str(store_dir))
+        key, record = _with_threads(threads, lambda spec=spec: lookup_fn(spec, str(store_dir)))  # as the run will
         keys.append(key)
         if record is not None or key in seen:
             reused += 1
@@ -576,19 +790,23 @@ def run_grid(
             todo.append(Job(i, p, spec, key))
         seen.add(key)
 
-    bar = _progress_bar(len(plans), reused, f"{experiment}/{profile}", progress)
-    _say(bar, experiments.describe(experiment, profile), progress)
-    _say(bar, f"{len(plans)} runs: {reused} found in {store_dir}, {len(todo)} to compute with engine {engine}"
-              f" ({threads} thread(s) per run)", progress)
+    if todo:
+        check_store_writable(store_dir, missing=len(todo))
+    remove_stale_markers(store_dir)  # of killed Ray drivers (a read-only store keeps its own)
+    _say(experiments.describe(experiment, profile), progress)
+    _say(f"{len(plans)} runs: {reused} found in {store_dir}, {len(todo)} to compute with engine {engine}"
+         f" ({threads} thread(s) per run)", progress)
     by_index = {job.index: job for job in todo}
     failed: list[dict[str, Any]] = []
     computed, run_seconds = 0, 0.0
     if todo:
         if engine == "local":
-            outcomes = run_local(todo, str(store_dir), jobs=jobs, threads=threads, run_fn=run_fn)
-        else:
+            outcomes = run_local(todo, str(store_dir), jobs=jobs, threads=threads, run_fn=run_fn, gpus=gpus)
+        else:  # connects and checks the cluster now: a refusal comes before any progress bar
             outcomes = run_ray(todo, str(store_dir), address=address, threads=threads, gpus_per_run=gpus_per_run,
-                               data=data, run_fn=run_fn, started_cpus=machine_cores())
+                               data=data, run_fn=run_fn, lookup_fn=lookup_fn, check_fn=check_fn,
+                               started_cpus=machine_cores(), say=lambda text: _say(text, progress))
+        bar = _progress_bar(len(plans), reused, f"{experiment}/{profile}", progress)
         try:
             for outcome in outcomes:
                 job = by_index[outcome.index]
@@ -596,16 +814,14 @@ def run_grid(
                     computed += 1
                     seconds = outcome.record.get("wall_time_s")
                     run_seconds += float(seconds) if isinstance(seconds, (int, float)) else 0.0
-                    _say(bar, f"done   {job.plan.label} [{job.key}] {summary_line(outcome.record)}", progress)
+                    _say(f"done   {job.plan.label} [{job.key}] {summary_line(outcome.record)}", progress)
                 else:
                     failed.append({"key": job.key, "run": job.plan.label, "error": outcome.error})
                     first = (outcome.error or "").splitlines()[0] if outcome.error else ""
-                    _say(bar, f"FAILED {job.plan.label} [{job.key}]: {first}", progress)
+                    _say(f"FAILED {job.plan.label} [{job.key}]: {first}", progress)
                 bar.update(1)
         finally:
             bar.close()
-    else:
-        bar.close()
     return {
         "experiment": experiment,
         "profile": profile,
@@ -624,11 +840,6 @@ def run_grid(
         "wall_s": round(time.perf_counter() - start, 3),
         "run_s": round(run_seconds, 3),
     }
-
-
-def _check_local_cuda() -> None:
-    if not torch.cuda.is_available():
-        raise CstaInputError("gpus_per_run > 0 with the local engine, but CUDA is not available here")
 
 
 def _data_summary(src: experiments.DataSource) -> dict[str, Any]:

@@ -9,12 +9,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from csta_lib.runs import experiments, grid, store
+from csta_lib.runs.io import owner_tag
 from csta_lib.errors import CstaInputError
 
 TESTS_DIR = Path(__file__).resolve().parent
@@ -24,11 +27,14 @@ TESTS_DIR = Path(__file__).resolve().parent
 # a fake trainer: importable functions (worker processes and Ray workers import this module by name)
 
 
+def fake_identity(spec) -> dict:
+    return {"variant": spec.variant, "dataset": spec.dataset, "split": spec.split, "seed": spec.seed,
+            "epochs": spec.epochs, "policies": list(spec.policies), "val_fraction": spec.resolved_val_fraction(),
+            "data": Path(spec.data_path).name if spec.data_path else None}
+
+
 def fake_key(spec) -> str:
-    return store.content_key({"variant": spec.variant, "dataset": spec.dataset, "split": spec.split,
-                              "seed": spec.seed, "epochs": spec.epochs, "policies": list(spec.policies),
-                              "val_fraction": spec.resolved_val_fraction(),
-                              "data": Path(spec.data_path).name if spec.data_path else None})
+    return store.content_key(fake_identity(spec))
 
 
 def fake_lookup(spec, store_dir):
@@ -37,17 +43,27 @@ def fake_lookup(spec, store_dir):
 
 
 def fake_run(spec, store_dir):
-    """Write a small record; die (os._exit) if a ``.kill-<key>`` file is in the store, fail if ``.fail-<key>``."""
+    """Write a small record; die (os._exit) if a ``.kill-<key>`` file is in the store, fail if ``.fail-<key>``;
+    with a ``.barrier`` file holding N, wait until N runs are running at once (or fail after a minute)."""
     key = fake_key(spec)
     if (Path(store_dir) / f".kill-{key}").exists():
         os._exit(7)  # a worker dying mid-run, without cleanup
     if (Path(store_dir) / f".fail-{key}").exists():
         raise RuntimeError(f"injected failure of {key}")
+    barrier = Path(store_dir) / ".barrier"
+    if barrier.exists():
+        (Path(store_dir) / f".arrived-{key}").touch()
+        deadline = time.monotonic() + 60
+        while len(list(Path(store_dir).glob(".arrived-*"))) < int(barrier.read_text()):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the runs did not run at the same time")
+            time.sleep(0.05)
     import torch
 
-    record = {"format": store.RECORD_FORMAT, "key": key, "preset": spec.preset, "variant": spec.variant,
-              "dataset": spec.dataset, "split": {"index": spec.split}, "seed": spec.seed, "n_epochs": spec.epochs,
-              "device": spec.device, "threads": torch.get_num_threads(), "pid": os.getpid(),
+    record = {"format": store.RECORD_FORMAT, "key": key, "identity": fake_identity(spec), "preset": spec.preset,
+              "variant": spec.variant, "dataset": spec.dataset, "split": {"index": spec.split}, "seed": spec.seed,
+              "n_epochs": spec.epochs, "device": spec.device, "threads": torch.get_num_threads(), "pid": os.getpid(),
+              "visible_gpus": os.environ.get("CUDA_VISIBLE_DEVICES"),
               "data_exists": bool(spec.data_path) and Path(spec.data_path).is_file(),
               "selected": {"test-max": {"epoch": 1, "test_tau": 0.1, "test_rho": 0.2}}, "wall_time_s": 0.01}
     path = store.record_path(store_dir, spec.dataset, spec.variant, key)
@@ -55,7 +71,11 @@ def fake_run(spec, store_dir):
     return {**record, "_path": str(path)}
 
 
-FAKE = {"run_fn": fake_run, "lookup_fn": fake_lookup}
+def fake_check(spec):
+    return fake_key(spec)
+
+
+FAKE = {"run_fn": fake_run, "lookup_fn": fake_lookup, "check_fn": fake_check}
 
 
 @pytest.fixture(scope="module")
@@ -261,7 +281,148 @@ def test_parse_address():
 
 
 # ------------------------------------------------------------------------------------------------------------
-# Ray
+# what a killed driver leaves, read-only stores
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_markers_of_killed_drivers_are_removed_by_the_next_grid(tmp_path, cache):
+    """A SIGKILLed Ray driver leaves its .grid-*.marker: the next grid removes it, and keeps a live driver's."""
+    store_dir = tmp_path / "store"
+    store_dir.mkdir()
+    host = owner_tag().split(".")[0]  # this host's tag
+    dead = store_dir / f"{grid.MARKER_PREFIX}{host}.{_dead_pid()}.0123456789ab{grid.MARKER_SUFFIX}"
+    live = store_dir / grid.marker_name()  # this process: alive
+    legacy_old = store_dir / ".grid-0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f.marker"  # today's names carry no owner
+    legacy_new = store_dir / ".grid-1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e1e.marker"
+    for marker in (dead, live, legacy_old, legacy_new):
+        marker.write_text("csta grid\n")
+    two_days_ago = time.time() - 2 * 86400
+    os.utime(legacy_old, (two_days_ago, two_days_ago))
+    grid.run_grid("deviations", "smoke", store=store_dir, progress=False, cache_dir=cache, **FAKE)
+    assert sorted(p.name for p in store_dir.glob(".grid-*.marker")) == sorted([live.name, legacy_new.name])
+
+
+def _deny_writes_under(monkeypatch, folder: Path) -> None:
+    """Make ``folder`` read-only for this process: modes for a normal user, and os.access for root (who
+    ignores modes)."""
+    for path in [folder, *folder.rglob("*")]:
+        if path.is_dir():
+            path.chmod(0o555)
+    real_access = os.access
+
+    def access(path, mode, *args, **kwargs):
+        inside = Path(os.path.abspath(path)).is_relative_to(folder.resolve())
+        return False if inside and mode & os.W_OK else real_access(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(os, "access", access)
+
+
+def test_complete_grid_on_a_read_only_store_succeeds(tmp_path, cache, monkeypatch):
+    """Nothing to compute: the store is only read. Something to compute: one line saying so (exit 2)."""
+    store_dir = tmp_path / "store"
+    first = grid.run_grid("deviations", "smoke", store=store_dir, progress=False, cache_dir=cache, **FAKE)
+    assert first["computed"] == 3
+    _deny_writes_under(monkeypatch, store_dir)
+    try:
+        again = grid.run_grid("deviations", "smoke", store=store_dir, progress=False, cache_dir=cache, **FAKE)
+        assert (again["computed"], again["reused"], again["failed"]) == (0, 3, 0)
+        with pytest.raises(CstaInputError, match=r"not writable and 6 run\(s\) of the grid are not in it yet"):
+            grid.run_grid("table2", "smoke", store=store_dir, progress=False, cache_dir=cache, **FAKE)
+    finally:
+        for path in [store_dir, *store_dir.rglob("*")]:
+            if path.is_dir():
+                path.chmod(0o755)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# GPUs: packing several runs on one (no GPU here: the device count is stubbed, the runs never touch CUDA)
+
+
+def test_local_gpu_slots():
+    assert grid.local_gpu_slots(4, 0.25, 1) == [0, 0, 0, 0]
+    assert grid.local_gpu_slots(4, 0.5, 2) == [0, 0, 1, 1]
+    assert grid.local_gpu_slots(3, 1, 4) == [0, 1, 2]
+    assert grid.local_gpu_slots(3, 0.3, 1) == [0, 0, 0]  # 1/0.3: three runs fit
+    with pytest.raises(CstaInputError, match=r"--jobs 3 with --gpus-per-run 0.5 \(2 run\(s\) per GPU\) needs 2 GPUs; "
+                                             "this machine has 1"):
+        grid.local_gpu_slots(3, 0.5, 1)
+    with pytest.raises(CstaInputError, match="a run trains on one GPU"):
+        grid.local_gpu_slots(1, 2, 4)
+    with pytest.raises(CstaInputError, match="CUDA is not available"):
+        grid.local_gpu_slots(1, 0.5, 0)
+
+
+def test_local_engine_packs_two_runs_on_one_gpu(tmp_path, cache, monkeypatch):
+    """--jobs 2 --gpus-per-run 0.5 on a one-GPU machine: two workers see GPU 0 and run at the same time."""
+    monkeypatch.setattr(grid, "local_gpu_count", lambda: 1)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    (tmp_path / ".barrier").write_text("2")
+    out = grid.run_grid("deviations", "smoke", jobs=2, gpus_per_run=0.5, cpus_per_run=1, store=tmp_path,
+                        progress=False, cache_dir=cache, **FAKE)
+    assert (out["computed"], out["failed"]) == (3, 0), out["failed_runs"]
+    records = [store.read_record(p) for p in record_files(tmp_path)]
+    assert {r["device"] for r in records} == {"cuda"} and {r["visible_gpus"] for r in records} == {"0"}
+    assert len({r["pid"] for r in records}) == 2
+    with pytest.raises(CstaInputError, match="needs 2 GPUs"):
+        grid.run_grid("deviations", "smoke", jobs=3, gpus_per_run=0.5, store=tmp_path, cache_dir=cache, **FAKE)
+
+
+def test_local_engine_gives_each_worker_its_own_gpu(tmp_path, cache, monkeypatch):
+    """Two GPUs given as CUDA_VISIBLE_DEVICES=3,5 and --gpus-per-run 1: one worker on each, by name."""
+    monkeypatch.setattr(grid, "local_gpu_count", lambda: 2)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
+    (tmp_path / ".barrier").write_text("2")
+    out = grid.run_grid("deviations", "smoke", jobs=2, gpus_per_run=1, cpus_per_run=1, store=tmp_path,
+                        progress=False, cache_dir=cache, **FAKE)
+    assert (out["computed"], out["failed"]) == (3, 0), out["failed_runs"]
+    by_pid = {}
+    for record in map(store.read_record, record_files(tmp_path)):
+        by_pid.setdefault(record["pid"], set()).add(record["visible_gpus"])
+    assert sorted(by_pid.values()) == [{"3"}, {"5"}]
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Ray: node sizes and what a node must manage (the real multi-node cluster is tests/runs/test_ray_cluster.py)
+
+
+def _node(node_id: str, cpus: float, gpus: float = 0, alive: bool = True) -> dict:
+    resources = {"CPU": cpus, **({"GPU": gpus} if gpus else {})}
+    return {"NodeID": node_id * 8, "Alive": alive, "NodeManagerAddress": "10.0.0.1", "Resources": resources}
+
+
+def test_fitting_nodes_checks_each_node_not_the_total():
+    nodes = [_node("a", 1), _node("b", 1), _node("c", 8, alive=False)]
+    with pytest.raises(CstaInputError, match=r"can hold one run \(2 CPU\(s\) per run.*2 alive node\(s\) have 1 CPU, "
+                                             r"1 CPU\. Start nodes with at least 2 CPU\(s\) \(`ray start --num-cpus 2`\)"):
+        grid.fitting_nodes(nodes, 2, 0)
+    assert [n["NodeID"] for n in grid.fitting_nodes(nodes, 1, 0)] == ["a" * 8, "b" * 8]
+    mixed = [_node("a", 4), _node("b", 1, gpus=1)]  # CPUs on one node, the GPU on the other: no run fits
+    with pytest.raises(CstaInputError, match=r"2 CPU\(s\) and 0.5 GPU.*4 CPU, 1 CPU \+ 1 GPU.*--num-gpus 1"):
+        grid.fitting_nodes(mixed, 2, 0.5)
+    assert grid.fitting_nodes([*mixed, _node("c", 2, gpus=1)], 2, 0.25)[0]["NodeID"] == "c" * 8
+
+
+def test_node_problems_are_one_line_with_what_to_do():
+    from csta_lib.errors import MissingDataError
+
+    text = grid._node_problem(MissingDataError("data file 'tvsum.annotations' (TVSum) was not found.\n  looked ..."))
+    assert text.startswith("MissingDataError: data file 'tvsum.annotations' (TVSum) was not found; put the data")
+    text = grid._node_problem(RuntimeError("System error: No module named 'csta_lib'\ntraceback: ..."))
+    assert text.startswith("No module named 'csta_lib'; install this project with its [ray] extra")
+    assert "\n" not in text
+
+
+def test_ray_task_refuses_a_run_whose_key_differs_on_its_node(tmp_path, cache):
+    """A node with other code, data or settings computes another key: its record would not be the driver's run."""
+    spec = experiments.plan("deviations", "smoke", cache_dir=cache)[0].spec()
+    with pytest.raises(CstaInputError, match="computes the content key .* the driver not-this-key"):
+        grid.ray_task_body(fake_run, fake_lookup, spec, "not-this-key", str(tmp_path), ".no-marker", 1, None, None)
+    assert not record_files(tmp_path)
 
 
 @pytest.fixture(scope="module")
@@ -272,7 +433,8 @@ def ray_cluster():
     before = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS_DIR), before]))
     try:
-        ray.init(num_cpus=grid.machine_cores(), include_dashboard=False, logging_level="warning")
+        # one GPU declared (none is here): tasks asking for a fraction of it are scheduled, the runs never use it
+        ray.init(num_cpus=grid.machine_cores(), num_gpus=1, include_dashboard=False, logging_level="warning")
     except Exception as exc:  # noqa: BLE001
         pytest.skip(f"Ray cannot start on this machine: {exc}")
     finally:
@@ -282,6 +444,27 @@ def ray_cluster():
             os.environ["PYTHONPATH"] = before
     yield ray
     ray.shutdown()
+
+
+def test_ray_packs_two_runs_on_one_gpu(tmp_path, cache, ray_cluster):
+    """--gpus-per-run 0.5: two tasks share the one GPU, at the same time; the runs' device is cuda."""
+    (tmp_path / ".barrier").write_text("2")
+    out = grid.run_grid("deviations", "smoke", engine="ray", gpus_per_run=0.5, cpus_per_run=1, store=tmp_path,
+                        progress=False, cache_dir=cache, **FAKE)
+    assert (out["computed"], out["failed"]) == (3, 0), out["failed_runs"]
+    records = [store.read_record(p) for p in record_files(tmp_path)]
+    assert {r["device"] for r in records} == {"cuda"} and {r["visible_gpus"] for r in records} == {"0"}
+
+
+def test_ray_refuses_at_once_when_no_node_is_big_enough(tmp_path, cache, ray_cluster, monkeypatch):
+    """Two 1-CPU nodes (2 CPUs in all) and --cpus-per-run 2: refused at once, not queued forever."""
+    monkeypatch.setattr(ray_cluster, "nodes", lambda: [_node("a", 1), _node("b", 1)])
+    monkeypatch.setattr(ray_cluster, "cluster_resources", lambda: {"CPU": 2.0})
+    start = time.monotonic()
+    with pytest.raises(CstaInputError, match=r"at least 2 CPU\(s\) \(`ray start --num-cpus 2`\)"):
+        grid.run_grid("deviations", "smoke", engine="ray", cpus_per_run=2, store=tmp_path, progress=False,
+                      cache_dir=cache, **FAKE)
+    assert time.monotonic() - start < 60 and not record_files(tmp_path)
 
 
 def test_ray_grid_with_a_dying_worker(tmp_path, cache, ray_cluster):
@@ -307,7 +490,8 @@ def test_ray_task_sends_files_back_when_the_store_is_not_shared(tmp_path, cache,
     spec = [p.spec() for p in experiments.plan("table1", "smoke", data)][0]
     shipped = grid.ship_file(data["summe"].features)
     moved = grid.ShippedFile(str(tmp_path / "elsewhere" / Path(shipped.path).name), shipped.sha256, shipped.size, shipped.ref)
-    result = grid.ray_task_body(fake_run, spec, str(tmp_path / "store"), ".no-marker", 1, moved, None)
+    result = grid.ray_task_body(fake_run, fake_lookup, spec, fake_key(spec), str(tmp_path / "store"), ".no-marker", 1,
+                                moved, None)
     assert result["record"]["data_exists"]  # the bytes came from the object store into a node-local file
     assert list(result["files"])[-1].endswith(".json")  # record last
     grid.receive_files(tmp_path / "store", result["files"])
