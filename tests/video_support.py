@@ -11,6 +11,8 @@ from typing import Any
 import av
 import numpy as np
 
+from csta_lib.runs.video import open_media
+
 VFR_TIME_BASE = Fraction(1, 90000)
 
 
@@ -75,6 +77,6 @@ def make_synthetic_video(path: str | Path, segments: Sequence[tuple[Any, ...]], 
 def load_image(path: str | Path, size: int = 224) -> np.ndarray:
     """A still image (JPEG, BMP, PNG, ...) as (size, size, 3) uint8 RGB, resized as the pipeline resizes video
     samples (whole frame, area interpolation)."""
-    with av.open(str(path)) as container:
+    with open_media(path) as container:
         frame = next(container.decode(video=0))
         return frame.to_ndarray(width=size, height=size, format="rgb24", interpolation="AREA")

@@ -257,3 +257,53 @@ def test_error_messages_are_one_line(clip: Path, checkpoints: dict[str, Path], t
         line = _one_line_error(proc.stderr)
         assert message in line and len(line) < 600, line
     assert not (tmp_path / "s.mp4").exists()
+
+
+# ---------------------------------------------------------------------------------------------- issue 22: names
+
+def _summarize_in(folder: Path, name: str, checkpoint: Path, **run: object) -> subprocess.CompletedProcess[str]:
+    """`csta summarize NAME` as a real process whose working directory is ``folder``."""
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "csta_lib.cli", "summarize", name, "-o", "summary.mp4", "--checkpoint",
+         str(checkpoint), "--encoder", "mobilenet_v1_1024", "--budget", "0.5", "--json", "--quiet"],
+        capture_output=True, text=True, env=env, cwd=folder, **run)
+
+
+def test_protocol_like_file_names_are_files(checkpoints: dict[str, Path], tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file literally named ``concat:normal.mp4`` is summarised, not ``normal.mp4`` (what FFmpeg's concat
+    protocol would read), and so is a summary written to such a name."""
+    make_synthetic_video(tmp_path / "normal.mp4", SEGMENTS)  # 150 frames
+    make_synthetic_video(tmp_path / "concat:normal.mp4", [((240, 230, 30), 30), ((20, 40, 220), 30)])  # 60
+    monkeypatch.chdir(tmp_path)
+    code = main(["summarize", "concat:normal.mp4", "-o", "concat:summary.mp4", "--checkpoint",
+                 str(checkpoints["mobilenet"]), "--budget", "0.5", "--json", "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert record["n_frames"] == 60 and record["input"] == "concat:normal.mp4"
+    with av.open(str(tmp_path / "concat:summary.mp4")) as written:  # an absolute name: FFmpeg reads it as a file
+        assert sum(1 for _ in written.decode(video=0)) == record["summary_n_frames"]
+
+
+def test_pipe_name_is_a_file_not_standard_input(checkpoints: dict[str, Path], tmp_path: Path) -> None:
+    """``pipe:0`` in the working directory is that file; FFmpeg's pipe protocol would wait on standard input
+    (kept open here, so the old behaviour hangs into the timeout)."""
+    clip = make_synthetic_video(tmp_path / "clip.mp4", [((20, 200, 40), 40), ((230, 20, 20), 40)])
+    clip.rename(tmp_path / "pipe:0")
+    proc = _summarize_in(tmp_path, "pipe:0", checkpoints["mobilenet"], stdin=subprocess.PIPE, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["n_frames"] == 80
+
+
+def test_inputs_that_are_not_plain_video_files(checkpoints: dict[str, Path], tmp_path: Path) -> None:
+    """A FIFO is refused at once (not waited on), and a script that names other files is not followed."""
+    make_synthetic_video(tmp_path / "normal.mp4", SEGMENTS)
+    (tmp_path / "list.mp4").write_text("ffconcat version 1.0\nfile normal.mp4\n")  # FFmpeg's concat demuxer
+    os.mkfifo(tmp_path / "fifo.mp4")
+    for name, message in (("fifo.mp4", "fifo.mp4 is not a regular file"),
+                          ("list.mp4", "list.mp4 is not a readable video file")):
+        proc = _summarize_in(tmp_path, name, checkpoints["mobilenet"], stdin=subprocess.DEVNULL, timeout=120)
+        assert proc.returncode == 2 and message in _one_line_error(proc.stderr), proc.stderr
+    assert not (tmp_path / "summary.mp4").exists()

@@ -14,7 +14,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
+import os
+import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -59,22 +63,62 @@ class VideoInfo:
         return round(self.duration_s * self.fps) if self.duration_s else None
 
 
-def open_media(path: Path, mode: str = "r", **options: Any) -> Any:
-    """``av.open`` of ``path`` (``options`` as PyAV takes them), the pipeline's one call of it."""
-    return av.open(str(path), mode, **options)
+#: FFmpeg options for every file we read: ``protocol_whitelist`` names no protocol at all, so a demuxer that
+#: follows references inside the file (an ``ffconcat`` script, a playlist) cannot open anything else.
+READ_OPTIONS = {"protocol_whitelist": "none"}
 
 
-def open_video(path: Path) -> Any:
-    """Open ``path`` for reading, turning every way it can fail into a :class:`VideoInputError`."""
+def _regular_file(path: Path) -> io.BufferedReader:
+    """``path`` opened for reading, refused unless it is a regular file (a FIFO or a device would hang or
+    never end). Opened non-blocking first, so that a FIFO without a writer is refused, not waited on."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise VideoInputError(f"{path} is not a regular file (a pipe, a device or a socket); "
+                                  "give the path of a video file")
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    file = os.fdopen(fd, "rb")
+    file.raw.name = str(path)  # FFmpeg's name for the input: in its messages, and its extension a format hint
+    return file
+
+
+@contextlib.contextmanager
+def open_media(path: str | Path, mode: str = "r", **options: Any) -> Iterator[Any]:
+    """``av.open`` of the file at ``path`` (``options`` as PyAV takes them): the pipeline's one call of it.
+
+    We open the file and give PyAV the file object, never the name: FFmpeg reads a name such as
+    ``concat:a.mp4`` or ``pipe:0`` as a protocol URL (another file, standard input), and a file of that
+    name must be read as itself. Files read must be regular files, and nothing they refer to is opened
+    (:data:`READ_OPTIONS`). The container and the file are closed when the block ends.
+    """
+    path = Path(path)
+    with (_regular_file(path) if mode == "r" else open(path, "wb")) as file:
+        if mode == "r":
+            options = {**options, "options": {**READ_OPTIONS, **options.get("options", {})}}
+        with av.open(file, mode, **options) as container:
+            yield container
+
+
+@contextlib.contextmanager
+def open_video(path: str | Path) -> Iterator[Any]:
+    """Open the video at ``path`` for reading (:func:`open_media`), turning every way it can fail into a
+    :class:`VideoInputError` that names the file."""
     path = Path(path)
     if not path.exists():
         raise VideoInputError(f"video file {path} does not exist")
     if path.is_dir():
         raise VideoInputError(f"{path} is a directory, not a video file")
-    try:
-        return open_media(path)
-    except av.error.FFmpegError as exc:
-        raise VideoInputError(f"{path} is not a readable video file: {exc}") from exc
+    with contextlib.ExitStack() as stack:
+        try:  # only errors of the opening itself are about the file; those of the block pass through
+            container = stack.enter_context(open_media(path))
+        except av.error.FFmpegError as exc:
+            raise VideoInputError(f"{path} is not a readable video file: {exc}") from exc
+        except OSError as exc:  # unreadable (permissions), vanished since the check, ...
+            raise VideoInputError(f"video file {path} cannot be opened: {exc.strerror or exc}") from exc
+        yield container
 
 
 def video_stream(container: Any, path: Path) -> Any:

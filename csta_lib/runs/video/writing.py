@@ -11,6 +11,7 @@ stay in step) and encoded to AAC (more than two channels downmixed to stereo).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -137,7 +138,8 @@ class _AudioCutter:
     """
 
     def __init__(self, source: Path, out: Any) -> None:
-        self._src = open_video(source)
+        self._closing = contextlib.ExitStack()  # a second reader of the source: its own demuxing position
+        self._src = self._closing.enter_context(open_video(source))
         self._in = self._src.streams.audio[0]
         ctx = self._in.codec_context
         self._rate = int(ctx.sample_rate)
@@ -227,10 +229,10 @@ class _AudioCutter:
     def finish(self) -> None:
         self._drain(final=True)
         self._out.mux(self._stream.encode(None))
-        self._src.close()
+        self.close()
 
     def close(self) -> None:
-        self._src.close()
+        self._closing.close()
 
 
 def _even(n: int) -> int:
@@ -310,7 +312,7 @@ def write_summary_video(source: str | Path, target: str | Path, shots: np.ndarra
             mux(vout.encode(None))
             if cutter is not None:
                 cutter.finish()
-    except av.error.OSError as exc:  # a full disk stays an OSError (ENOSPC): the atomic writer reports it
+    except OSError as exc:  # FFmpeg's or the file's; a full disk stays an OSError: the atomic writer reports it
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             raise
         raise VideoInputError(f"writing the summary of {source} failed: {exc}") from exc
