@@ -62,8 +62,8 @@ def data_files_markdown(rows: list[dict[str, Any]], profile: str) -> str:
             ":::{important}",
             "The GoogLeNet pool5 feature files (" + ", ".join(f"`{n}`" for n in features_missing) + ") are "
             "missing, so every result in this book that needs features was computed on **surrogate features** "
-            "(real annotations, synthetic features; see the Data chapter and *Deviations and caveats*). "
-            "*Reproduce this book* says where to put the real files.",
+            "(real annotations, synthetic features: {ref}`what they are <surrogate-features>`; "
+            "{ref}`deviations`). {ref}`reproduce` says where to put the real files.",
             ":::",
             "",
         ]
@@ -71,6 +71,6 @@ def data_files_markdown(rows: list[dict[str, Any]], profile: str) -> str:
     for r in rows:
         where = root_label(r["path"]) if r["path"] else "put it at `data/" + _cell(r["expected"]) + "`"
         lines.append(f"| `{r['name']}` | {STATUS_TEXT.get(r['status'], r['status'])} | {where} |")
-    lines += ["", "## Where each file is published", "", "| file | published at | licence |", "|---|---|---|"]
-    lines += [f"| `{r['name']}` | {_links(r['url'])} | {_cell(r['licence'])} |" for r in rows]
+    lines += ["", "## Where each file is published", "", "| file | licence | published at |", "|---|---|---|"]
+    lines += [f"| `{r['name']}` | {_cell(r['licence'])} | {_links(r['url'])} |" for r in rows]
     return "\n".join(lines) + "\n"

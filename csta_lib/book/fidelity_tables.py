@@ -14,7 +14,6 @@ from csta_lib.runs.experiments import EXPERIMENTS
 from csta_lib.runs.fidelity import EvaluationComparison, ForwardComparison, TrainingComparison
 
 
-
 def scientific(value: float | None, digits: int = 1) -> str:
     """``3.1e-07`` style text for tiny differences (``"–"`` for None, ``"NaN"`` for NaN)."""
     if value is None:
@@ -75,7 +74,9 @@ def evaluation_rows(results: Sequence[EvaluationComparison]) -> list[dict[str, s
 def training_figure(results: Sequence[TrainingComparison]) -> Any:
     """Loss per step: official, official with the input moved one ulp, ours; one panel per dropout setting,
     with the relative differences to the official loss below."""
-    fig, axes = plt.subplots(2, len(results), figsize=(5.5 * len(results), 6), sharex=True,
+    # 4.2 in a panel at the figure policy's 100 dpi: two panels fit the text column nearly unscaled, so the
+    # smallest text (the 9-pt legends) stays legible on the page (csta_lib.book.figure_policy)
+    fig, axes = plt.subplots(2, len(results), figsize=(4.2 * len(results), 5.6), sharex=True,
                              gridspec_kw={"height_ratios": [3, 2]}, squeeze=False)
     for column, r in enumerate(results):
         steps = np.arange(len(r.official_losses))
@@ -84,7 +85,7 @@ def training_figure(results: Sequence[TrainingComparison]) -> Any:
         top.plot(steps, r.official_losses_one_ulp, "s--", color="tab:orange", mfc="none",
                  label="official, input + 1 ulp")
         top.plot(steps, r.our_losses, "x:", color="tab:blue", ms=9, label="csta_lib")
-        top.set_title(f"paper preset, {'with' if r.dropout else 'without'} dropout")
+        top.set_title(f"paper preset, {'with' if r.dropout else 'without'} dropout", fontsize=11)
         top.set_ylabel("MSE loss")
         bottom.semilogy(steps, np.maximum(r.one_ulp_loss_rel_diffs, 1e-9), "s--", color="tab:orange", mfc="none",
                         label="official + 1 ulp vs official")
@@ -93,8 +94,8 @@ def training_figure(results: Sequence[TrainingComparison]) -> Any:
         bottom.axhline(r.loss_tolerance, color="grey", lw=1, label="test tolerance")
         bottom.set_xlabel("training step (one video each)")
         bottom.set_ylabel("relative difference\n(0 drawn at 1e-9)")
-        top.legend(fontsize=8)
-        bottom.legend(fontsize=8)
+        top.legend(fontsize=9)
+        bottom.legend(fontsize=9)
     fig.tight_layout()
     plt.close(fig)
     return fig

@@ -242,10 +242,10 @@ def library_versions(names: Sequence[str] = PANEL_DISTRIBUTIONS) -> dict[str, st
 def build_panel_html(author: str, commit: str, date: str, profile: str | None, versions: dict[str, str]) -> str:
     """The footer's author line and build panel (HTML)."""
     e = html.escape
-    profile_text = f", profile <code>{e(profile)}</code>" if profile else ""
+    profile_text = f", profile {e(profile)}" if profile else ""
     rows = "".join(f"<tr><td>{e(name)}</td><td>{e(version)}</td></tr>" for name, version in versions.items())
     return (f'<div class="{PANEL_CLASS}"><p class="csta-author-line">By {e(author)}. '
-            f"Built from commit <code>{e(commit)}</code> on {e(date)}{profile_text}.</p>"
+            f"Built from commit {e(commit)} on {e(date)}{profile_text}.</p>"
             f"<details><summary>Library versions of this build</summary><table>{rows}</table></details></div>")
 
 

@@ -7,12 +7,16 @@ in a frame of its own."""
 
 from __future__ import annotations
 
+import base64
+import re
 from pathlib import Path
 
 import pytest
 
-from csta_lib.book.browser import (Browser, find_chromium, mixes_ours_and_paper, paper_table1_csta, read_page,
-                                   reader_problems, site_pages, spread_definitions, unlabelled_surrogate_rows)
+from csta_lib.book.browser import (READER_WIDTHS, Browser, find_chromium, layout_problems, mixes_ours_and_paper,
+                                   paper_table1_csta, png_text, read_layout, read_page, reader_problems, set_width,
+                                   site_pages, spread_definitions, unlabelled_surrogate_rows)
+from csta_lib.book.figure_policy import MIN_TEXT_KEY
 from test_book import smoke_book
 
 pytestmark = [
@@ -89,11 +93,86 @@ def test_reader_checks_can_fail(browser: Browser, tmp_path: Path) -> None:
     assert paper_table1_csta() == ("0.246", "0.274", "0.194", "0.255")  # the contract's values
 
 
+def _small_text_png() -> str:
+    """A figure rendered by the book's figure policy, 6-pt text, as a base64 data URL (400 px wide or so)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from csta_lib.book.figure_policy import figure_png
+
+    fig, ax = plt.subplots(figsize=(4, 2))
+    ax.set_title("tiny", fontsize=6)
+    data = figure_png(fig)
+    plt.close(fig)
+    assert float(png_text(data)[MIN_TEXT_KEY]) == pytest.approx(6 * 100 / 72, abs=0.01)
+    return "data:image/png;base64," + base64.b64encode(data).decode()
+
+
+def test_layout_checks_can_fail(browser: Browser, tmp_path: Path) -> None:
+    """Hidden columns, a clipped caption, a word broken mid-word, touching cells, a cross-reference that is no
+    link, a bare repr and figure text too small to read are each caught; a tidy page gives nothing."""
+    page = tmp_path / "layout.html"
+    page.write_text(
+        "<html><body><nav class='bd-docs-nav'><a href='r.html'>Reproduce this book</a><a href='d.html'>1. Data</a>"
+        "</nav><main class='bd-article' style='width:500px'>"
+        "<div style='overflow-x:auto'><table style='width:900px'><caption style='white-space:nowrap'>a caption "
+        "much longer than the frame that holds its table, so that its end is out of sight</caption>"
+        "<tr><td>wide</td><td>licence</td></tr></table></div>"
+        "<table><tr><td style='width:40px;overflow-wrap:anywhere'>connection</td><td>plain</td></tr></table>"
+        "<table style='border-collapse:collapse'><tr><td style='padding:0'>efficientnet_b0</td>"
+        "<td style='padding:0'>3,371,008</td></tr></table>"
+        "<p>See <em>Reproduce this book</em> and the Data chapter; <a href='d.html'>the Data chapter</a> links.</p>"
+        "<div class='cell_output'><div class='output text_plain'><pre>'15'</pre></div></div>"
+        f"<img src='{_small_text_png()}' style='width:200px'>"
+        "</main></body></html>")
+    browser.load(page.as_uri(), settle=0.3)
+    problems = "\n".join(layout_problems(read_layout(browser)))
+    assert "table 0 hides" in problems and "table 0's caption is clipped" in problems
+    assert "table 1 breaks words mid-word: ['connect" in problems
+    assert "table 2 has neighbouring cells whose texts touch: ['efficientnet_b0|3,371,008']" in problems
+    assert "cross-references that are not links: ['Reproduce this book', 'the Data chapter']" in problems
+    assert "bare repr output: [\"'15'\"]" in problems
+    assert "figure text below 9 px" in problems
+    tidy = tmp_path / "tidy.html"
+    tidy.write_text("<html><body><main class='bd-article' style='width:500px'><table><caption>short</caption>"
+                    "<tr><td style='padding:0 8px'>efficientnet_b0</td><td style='padding:0 8px'>3,371,008</td></tr>"
+                    "</table><p>See <a href='r.html'><em>Reproduce this book</em></a>.</p></main></body></html>")
+    browser.load(tidy.as_uri(), settle=0.3)
+    assert layout_problems(read_layout(browser)) == []
+
+
 @pytest.mark.slow
 def test_every_page_reads_cleanly(smoke_pages: dict[str, dict]) -> None:
     """No table mixes our surrogate results with the paper's values; no raw '**'; every table fits or scrolls."""
     problems = [f"{name}: {problem}" for name, read in smoke_pages.items() for problem in reader_problems(read)]
     assert not problems, "\n".join(problems)
+
+
+@pytest.mark.slow
+def test_every_page_lays_out_cleanly_on_a_wide_screen(browser: Browser) -> None:
+    """The layout checks again at the widest reader width (the smoke pages above are read at 1280 px)."""
+    root, _ = smoke_book()
+    html = root / "_build" / "html"
+    set_width(browser, READER_WIDTHS[-1])
+    try:
+        problems = []
+        for page in site_pages(html):
+            browser.load(page.resolve().as_uri(), settle=0.5)
+            problems += [f"{page.relative_to(html)}: {p}" for p in layout_problems(read_layout(browser))]
+    finally:
+        set_width(browser, READER_WIDTHS[0])
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.slow
+def test_every_page_has_the_build_panel_and_author_line(smoke_pages: dict[str, dict]) -> None:
+    """Every page's foot says who wrote the book and which commit, date and profile it was built from."""
+    missing = [name for name, read in smoke_pages.items()
+               if not re.search(r"By the csta-book authors\. Built from commit [0-9a-f]{12}.* on \d{4}-\d\d-\d\d "
+                                r"\d\d:\d\d UTC, profile smoke\.", read["text"])]
+    assert not missing, f"pages without the build panel: {missing}"
 
 
 @pytest.mark.slow
