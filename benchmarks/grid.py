@@ -25,17 +25,23 @@ from pathlib import Path
 from csta_lib.runs import experiments, grid, store
 
 
+def null_identity(spec) -> dict:
+    """What defines a null run: the spec's fields only (no data loading)."""
+    return {"variant": spec.variant, "dataset": spec.dataset, "split": spec.split, "seed": spec.seed,
+            "epochs": spec.epochs}
+
+
 def null_lookup(spec, store_dir):
-    """Content key from the spec's fields only (no data loading): the null trainer's lookup."""
-    key = store.content_key({"variant": spec.variant, "dataset": spec.dataset, "split": spec.split,
-                             "seed": spec.seed, "epochs": spec.epochs})
+    """The null trainer's lookup: the content key of :func:`null_identity`."""
+    key = store.content_key(null_identity(spec))
     return key, store.find_record(store_dir, spec.dataset, spec.variant, key)
 
 
 def null_run(spec, store_dir):
     """Write a minimal record immediately (measures the engine, not training)."""
     key, _ = null_lookup(spec, store_dir)
-    record = {"format": store.RECORD_FORMAT, "key": key, "preset": spec.preset, "variant": spec.variant,
+    record = {"format": store.RECORD_FORMAT, "key": key, "identity": null_identity(spec), "preset": spec.preset,
+              "variant": spec.variant,
               "dataset": spec.dataset, "split": {"index": spec.split}, "seed": spec.seed, "n_epochs": spec.epochs,
               "selected": {}, "wall_time_s": 0.0}
     path = store.record_path(store_dir, spec.dataset, spec.variant, key)

@@ -86,9 +86,11 @@ def make_record(dataset: str, split: int, seed: int, tau: float, rho: float, *, 
     if val:
         selected["val"] = {"epoch": 5, "test_tau": tau - 0.05, "test_rho": rho - 0.05, "test_f1": None,
                            "checkpoint": "k/epoch_005.pt"}
+    identity = {"dataset": dataset, "split": split, "seed": seed, "epochs": 10, "variant": variant}
     return {
         "format": store.RECORD_FORMAT,
-        "key": f"{dataset}{split}{seed}{variant}",
+        "key": store.content_key(identity),
+        "identity": identity,
         "preset": variant.split("+")[0],
         "variant": variant,
         "dataset": dataset,

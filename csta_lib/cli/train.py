@@ -14,7 +14,8 @@ import argparse
 import dataclasses
 
 from csta_lib.cli.results import policies_of
-from csta_lib.errors import CstaInputError
+from csta_lib.config import PRESETS
+from csta_lib.errors import CstaInputError, first_line
 from csta_lib.runs import store
 from csta_lib.runs.io import check_output_dir
 
@@ -42,7 +43,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     model = p.add_argument_group("model")
     model.add_argument("--preset", default="paper", help="model preset (see `csta model list`; default paper)")
     model.add_argument("--set", dest="overrides", action="append", default=[], metavar="SWITCH=VALUE",
-                       help="change one ModelConfig switch of the preset, e.g. --set skip_norm=layernorm (repeatable)")
+                       help="change one ModelConfig switch of the preset, e.g. --set skip_norm=layernorm "
+                            "(repeatable; VALUE: a number, true/false, a word or none; a value equal to the "
+                            "preset's changes nothing and is dropped)")
     model.add_argument("--cnn-weights", default="auto",
                        help="CNN trunk init: auto (ImageNet file if found, else random init; default), imagenet "
                             "(required), none (random), or a weight file / data name")
@@ -82,20 +85,49 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=main)
 
 
-def _parse_overrides(items: list[str]) -> tuple[tuple[str, object], ...]:
-    """``["skip_norm=layernorm", "attention_dropout_rate=0.5"]`` → typed (switch, value) pairs."""
-    if not items:
-        return ()
+def _parse_value(item: str, text: str) -> object:
+    """The value of ``--set SWITCH=TEXT``: a number, true/false, a word or none (plain YAML scalars only)."""
+    if text in ("None", "none", ""):
+        return None
     import yaml  # here, not at the top: an optional extra ([book]) that only --set needs
 
-    pairs = []
+    try:
+        value = yaml.safe_load(text)  # safe_load: a tag such as !!python/object is refused, never run
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or first_line(exc)
+        raise CstaInputError(f"--set {item!r}: {text!r} is not a plain value ({problem}); give a number, "
+                             "true/false, a word or none") from None
+    if not isinstance(value, (str, int, float, bool, type(None))):
+        raise CstaInputError(f"--set {item!r}: {text!r} is a YAML {type(value).__name__}; give a number, true/false, "
+                             "a word or none")
+    return value
+
+
+def _parse_overrides(items: list[str], preset: str | None = None) -> tuple[tuple[str, object], ...]:
+    """``["skip_norm=layernorm", "attention_dropout_rate=0.5"]`` → typed (switch, value) pairs, normalised against
+    the preset: a repeated switch keeps its last value, a number given for a float switch becomes a float, and a
+    value equal to the preset's is dropped, so that the run's variant (and its key) are the preset's own."""
+    pairs: dict[str, object] = {}
     for item in items:
         name, sep, text = item.partition("=")
+        name = name.strip()
         if not sep or not name:
             raise CstaInputError(f"--set {item!r}: expected SWITCH=VALUE")
-        value = yaml.safe_load(text) if text not in ("None", "none", "") else None  # numbers, booleans, strings
-        pairs.append((name.strip(), value))
-    return tuple(pairs)
+        pairs[name] = _parse_value(item, text)
+    base = PRESETS.get(preset) if preset is not None else None
+    if base is None:  # an unknown preset: its error comes when the run is prepared
+        return tuple(pairs.items())
+    normalised = []
+    for name, value in pairs.items():
+        if not hasattr(base, name):
+            normalised.append((name, value))  # an unknown switch: the run's preparation names the known ones
+            continue
+        default = getattr(base, name)
+        if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if base.replace(**{name: value}) != base:  # validated: a bad value is one clear error here
+            normalised.append((name, value))
+    return tuple(normalised)
 
 
 def build_specs(args: argparse.Namespace) -> list:
@@ -117,7 +149,7 @@ def build_specs(args: argparse.Namespace) -> list:
         weight_decay=PAPER_WEIGHT_DECAY if args.weight_decay is None else args.weight_decay,
         device=args.device, resume_every=args.resume_every,
         cnn_weights=None if args.cnn_weights == "none" else args.cnn_weights, init_checkpoint=args.init_from,
-        overrides=_parse_overrides(args.overrides), seed=seeds[0],
+        overrides=_parse_overrides(args.overrides, args.preset), seed=seeds[0],
     )
     if args.split is not None:
         splits = [args.split]
@@ -145,7 +177,9 @@ def main(args: argparse.Namespace) -> int:
         record = training.run(spec, store_dir, progress=not args.no_progress, force=args.force)
         chosen = ", ".join(f"{p} epoch {s.get('epoch')} tau {_number(s.get('test_tau'))} "
                            f"rho {_number(s.get('test_rho'))}" for p, s in record["selected"].items())
-        label = "SURROGATE features" if record["provenance"]["surrogate"] else "real features"
+        provenance = record["provenance"]
+        label = ("SURROGATE features" if provenance["surrogate"] else
+                 f"user dataset, {provenance['encoder']} features" if provenance.get("user_dataset") else "real features")
         print(f"[{i}/{len(specs)}] {record['dataset']} {record['variant']} split {spec.split} seed {spec.seed} "
               f"({label}): {chosen}")
         print(record["_path"])

@@ -38,10 +38,17 @@ def device_description(device: str) -> str:
 
 
 def features_info(prep: PreparedRun) -> dict[str, Any]:
-    """What the model is trained on (written into each checkpoint and the record's provenance)."""
+    """What the model is trained on (written into each checkpoint and the record's provenance): the encoder of
+    a user dataset's features is the one its file records (``csta summarize`` then encodes a new video the same
+    way), and such a run says that it ran on a user dataset, which is neither the paper's data nor a surrogate."""
+    data = prep.data
+    if data.is_user:
+        return {"encoder": str(data.provenance.get("feature_kind") or data.provenance.get("encoder")),
+                "surrogate": False, "imagenet_weights": prep.cnn_weights, "user_dataset": True,
+                "dataset_sha256": data.sha256}
     return {
-        "encoder": "surrogate" if prep.data.is_surrogate else "eccv16_googlenet_pool5",
-        "surrogate": bool(prep.data.is_surrogate),
+        "encoder": "surrogate" if data.is_surrogate else "eccv16_googlenet_pool5",
+        "surrogate": bool(data.is_surrogate),
         "imagenet_weights": prep.cnn_weights,
     }
 
@@ -109,7 +116,8 @@ def selected_entry(policy: str, epoch: int | None, history: Sequence[Mapping[str
 def build_record(prep: PreparedRun, loop: Mapping[str, Any], record_file: Path, wall: float) -> dict[str, Any]:
     """The JSON run record.
 
-    Keys: ``format``, ``key`` (content address), ``preset``, ``variant``, ``overrides``, ``dataset``, ``split``
+    Keys: ``format``, ``key`` (content address), ``identity`` (what the key hashes: everything that determines
+    the run's results), ``preset``, ``variant``, ``overrides``, ``dataset``, ``split``
     (``index`` 0-based, ``source``, ``train_keys`` actually trained on, ``val_keys``, ``test_keys``,
     ``official_train_keys``), ``seed``, ``n_epochs``, ``config`` (ModelConfig dict), ``training`` (optimiser,
     loss, batching), ``selection`` (policies, ``val_fraction``, what was trained on, the rule, labels),
@@ -127,6 +135,7 @@ def build_record(prep: PreparedRun, loop: Mapping[str, Any], record_file: Path, 
     return {
         "format": store.RECORD_FORMAT,
         "key": prep.key,
+        "identity": prep.identity,  # what the key hashes: a reader checks that the key is its content address
         "preset": prep.preset,
         "variant": spec.variant,
         "overrides": [list(pair) for pair in spec.overrides],

@@ -8,8 +8,12 @@ Layout under a store directory ``DIR``::
                                                 (tensors and plain data only: loaded with weights_only=True)
     DIR/<dataset>/<variant>/.<key>.staged/      checkpoints of a forced rerun, moved into place when it finishes
 
-Records are checked when read (:func:`record_problem`): a missing entry or a wrong type is a
-:class:`DataFormatError` naming the file; ``csta train`` retrains such a run and replaces its record.
+Records are checked when read (:func:`read_record`, :func:`record_problem`): only a regular file of bounded size is
+read (never a FIFO, a device or a link loop); a missing entry, a wrong type, a metric out of its range (τ and ρ in
+[−1, 1], F1 in [0, 1], finite or undefined), a ``key`` that is not the content address of the record's ``identity``
+(or an identity that disagrees with the record), and in a store a file whose name or folders are not the record's
+key, dataset and variant (a copied record) are a :class:`DataFormatError` naming the file; ``csta train`` retrains
+such a run and replaces its record.
 
 ``variant`` is the preset name plus any config overrides (``paper+skip_norm=layernorm``).
 
@@ -30,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -37,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 from csta_lib.errors import CstaInputError, DataFormatError
 from csta_lib.runs import statistics
-from csta_lib.runs.io import write_json_atomic
+from csta_lib.runs.io import read_regular_file, write_json_atomic
 from csta_lib.runs.locator import PROJECT_ROOT
 
 if TYPE_CHECKING:  # pandas (the [book] extra) is imported by the table functions only: training needs none of it
@@ -97,17 +102,16 @@ def write_record(path: str | Path, record: Mapping[str, Any]) -> Path:
 
 
 def read_record(path: str | Path) -> dict[str, Any]:
-    """Read one record; raise :class:`DataFormatError` naming the file if it is not a run record."""
+    """Read one record; raise :class:`DataFormatError` naming the file if it is not a run record (or not a regular
+    file of at most :data:`MAX_RECORD_BYTES`: :func:`csta_lib.runs.io.read_regular_file`)."""
     path = Path(path)
     try:
-        if path.stat().st_size > MAX_RECORD_BYTES:
-            raise DataFormatError(f"{path}: {path.stat().st_size:,} bytes is far larger than any run record; not read")
-        record = json.loads(path.read_text())
+        record = json.loads(read_regular_file(path, MAX_RECORD_BYTES, "run record").decode("utf-8"))
     except FileNotFoundError:
         raise
+    except CstaInputError as exc:  # a FIFO, a device, a link loop, too large
+        raise DataFormatError(str(exc)) from None
     except (OSError, ValueError, RecursionError) as exc:
-        if isinstance(exc, DataFormatError):
-            raise
         raise DataFormatError(f"{path}: not a readable JSON run record ({type(exc).__name__}: "
                               f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
     if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT:
@@ -155,10 +159,60 @@ _OPTIONAL = {
 }
 _SPLIT_LISTS = ("train_keys", "val_keys", "test_keys")
 _SELECTED_NUMBERS = ("test_tau", "test_rho", "test_f1", "val_tau", "val_rho", "val_f1")
+#: The range of each metric a record holds (book method page, method-metrics): rank correlations and F1.
+METRIC_RANGES = {"tau": (-1.0, 1.0), "rho": (-1.0, 1.0), "f1": (0.0, 1.0)}
+#: Entries of a record that its ``identity`` (what the content key hashes) also states: (record path, identity path).
+_IDENTITY_AGREES = ((("dataset",), ("dataset",)), (("seed",), ("seed",)), (("n_epochs",), ("epochs",)),
+                    (("config",), ("config",)), (("split", "test_keys"), ("split", "test")),
+                    (("split", "official_train_keys"), ("split", "train")),
+                    (("provenance", "data_sha256"), ("data_sha256",)))
+
+
+def _metric_problem(where: str, entry: Mapping[str, Any]) -> str | None:
+    """A metric of ``entry`` (a selected policy or an epoch) that is not a number, or not in its range: ``where``
+    names the entry. Undefined values (None, NaN: a video without a defined correlation) are fine."""
+    for name in _SELECTED_NUMBERS:
+        if name not in entry:
+            continue
+        value = entry[name]
+        if not _is_number_or_none(value):
+            return f"'{where}.{name}' must be a number"
+        if value is None or math.isnan(value):
+            continue
+        low, high = METRIC_RANGES[name.rsplit("_", 1)[1]]
+        if not low <= value <= high:
+            return f"'{where}.{name}' is {value!r}, outside [{low:g}, {high:g}]"
+    return None
+
+
+def _nested(record: Mapping[str, Any], path: Sequence[str]) -> tuple[bool, Any]:
+    """``(present, value)`` of a nested entry such as ``("split", "test_keys")``."""
+    value: Any = record
+    for part in path:
+        if not isinstance(value, Mapping) or part not in value:
+            return False, None
+        value = value[part]
+    return True, value
+
+
+def _identity_problem(record: Mapping[str, Any]) -> str | None:
+    """Whether the record's ``key`` is the content address of its ``identity`` and the identity agrees with the
+    entries the record states beside it (a record edited or assembled by hand fails here)."""
+    identity = record.get("identity")
+    if not isinstance(identity, dict):
+        return "no 'identity' (what defines the run, hashed into its key): written by an older csta_lib or by hand"
+    if content_key(identity) != record["key"]:
+        return f"its key {record['key']!r} is not the content address of its identity ({content_key(identity)!r})"
+    for in_record, in_identity in _IDENTITY_AGREES:
+        (has_a, a), (has_b, b) = _nested(record, in_record), _nested(identity, in_identity)
+        if has_a and has_b and canonical_json(a) != canonical_json(b):
+            return f"'{'.'.join(in_record)}' disagrees with its identity's '{'.'.join(in_identity)}'"
+    return None
 
 
 def record_problem(record: Mapping[str, Any]) -> str | None:
-    """What is wrong with a parsed record's fields (a missing entry or a wrong type), or None if it is usable."""
+    """What is wrong with a parsed record (a missing entry, a wrong type, a metric out of range, a key that is not
+    the content address of its identity), or None if it is usable."""
     for name, (check, expected) in _REQUIRED.items():
         if name not in record:
             return f"no {name!r}"
@@ -170,28 +224,55 @@ def record_problem(record: Mapping[str, Any]) -> str | None:
     for name in _SPLIT_LISTS:
         if name in record["split"] and not _is_str_list(record["split"][name]):
             return f"'split.{name}' must be a list of strings"
+    n_epochs = record["n_epochs"]
     for policy, entry in record["selected"].items():
-        if "epoch" in entry and not (entry["epoch"] is None or (_is_int(entry["epoch"]) and entry["epoch"] >= 1)):
-            return f"'selected.{policy}.epoch' must be a positive integer"
-        bad = [m for m in _SELECTED_NUMBERS if m in entry and not _is_number_or_none(entry[m])]
-        if bad:
-            return f"'selected.{policy}.{bad[0]}' must be a number"
+        epoch = entry.get("epoch")
+        if "epoch" in entry and not (epoch is None or (_is_int(epoch) and 1 <= epoch <= n_epochs)):
+            return f"'selected.{policy}.epoch' must be an epoch from 1 to n_epochs ({n_epochs})"
+        problem = _metric_problem(f"selected.{policy}", entry)
+        if problem:
+            return problem
         if "checkpoint" in entry and not isinstance(entry["checkpoint"], str):
             return f"'selected.{policy}.checkpoint' must be a string"
+    for index, entry in enumerate(record.get("epochs", [])):
+        problem = _metric_problem(f"epochs[{index}]", entry)
+        if problem:
+            return problem
+    fraction = record.get("selection", {}).get("val_fraction")
+    if fraction is not None and not 0 <= fraction < 1:
+        return f"'selection.val_fraction' is {fraction!r}, outside [0, 1)"
+    return _identity_problem(record)
+
+
+def layout_problem(path: Path, record: Mapping[str, Any]) -> str | None:
+    """Whether a record file in a store sits where its content says (:func:`record_path`): its name is its key and
+    its folders are its dataset and variant. A copied or renamed record fails here."""
+    if path.stem != record["key"]:
+        return f"its key {record['key']!r} is not its file name's {path.stem!r}"
+    expected = (safe_name(record["dataset"]), safe_name(record["variant"]))
+    if (path.parent.parent.name, path.parent.name) != expected:
+        return f"it lies in {path.parent.parent.name}/{path.parent.name}/, not in {'/'.join(expected)}/"
     return None
+
+
+def read_stored_record(path: Path) -> dict[str, Any]:
+    """:func:`read_record` of a file in a store, also checked against its place (:func:`layout_problem`); the
+    record gets ``_path``."""
+    record = read_record(path)
+    problem = layout_problem(path, record)
+    if problem:
+        raise DataFormatError(f"{path}: misplaced csta run record ({problem}); delete it or retrain the run with "
+                              "--force")
+    record["_path"] = str(path)
+    return record
 
 
 def find_record(store_dir: str | Path, dataset: str, variant: str | None, key: str) -> dict[str, Any] | None:
     """The stored record with content address ``key`` (with ``_path``), or None if this run was never completed."""
     path = record_path(store_dir, dataset, variant, key)
-    if not path.is_file():
+    if not os.path.lexists(path):
         return None
-    record = read_record(path)
-    if record["key"] != key:
-        raise DataFormatError(f"{path}: damaged csta run record (its key {record['key']!r} is not the file's {key!r}); "
-                              "delete it or retrain the run with --force")
-    record["_path"] = str(path)
-    return record
+    return read_stored_record(path)
 
 
 def iter_record_files(store_dir: str | Path) -> list[Path]:
@@ -243,7 +324,7 @@ def load_records(
     }
     out = []
     for path in iter_record_files(store_dir):
-        record = read_record(path)
+        record = read_stored_record(path)
         fields = {
             "dataset": record.get("dataset"),
             "preset": record.get("preset"),
@@ -254,7 +335,6 @@ def load_records(
             "key": record.get("key"),
         }
         if all(_matches(fields[name], wanted[name]) for name in wanted):
-            record["_path"] = str(path)
             out.append(record)
     return out
 

@@ -474,3 +474,47 @@ def test_complex_kts_features_are_refused():
 
     with pytest.raises(CstaInputError, match="real numbers"):
         kts.linear_kernel(np.ones((4, 3), dtype=np.complex64))
+
+
+# ------------------------------------------------------------------ 7. --set values and the store's files (issue 22)
+
+
+@pytest.mark.parametrize("value", ['!!python/object/apply:os.system ["true"]', "!!python/object/apply:os.mkdir [MARKER]",
+                                   "[1, 2", "[1, 2]", "{a: 1}"])
+def test_set_with_a_yaml_tag_or_malformed_or_not_a_plain_value_is_one_line(files, tmp_path, capsys, monkeypatch,
+                                                                           value):
+    monkeypatch.chdir(tmp_path)
+    assert main(train_args(files, tmp_path / "store", "--set", f"skip_norm={value}")) == 2
+    line = one_clean_line(capsys.readouterr().err)
+    assert "--set" in line and "skip_norm" in line
+    assert tree(tmp_path) == []  # nothing ran (no MARKER folder), nothing was written
+
+
+def test_set_to_the_presets_own_value_is_the_preset_run(files, tmp_path, capsys, stand_in):
+    from csta_lib.config import PRESETS
+
+    paper = PRESETS["paper"]
+    assert main(train_args(files, tmp_path / "store")) == 0
+    plain = Path(capsys.readouterr().out.strip().splitlines()[-1])
+    same = ("--set", f"skip_norm={paper.skip_norm}", "--set", f"attention_dropout_rate={paper.attention_dropout_rate}",
+            "--set", f"cls_token={str(paper.cls_token).lower()}")
+    assert main(train_args(files, tmp_path / "store", *same)) == 0
+    assert Path(capsys.readouterr().out.strip().splitlines()[-1]) == plain  # the same run: found, not retrained
+    assert [p.name for p in (tmp_path / "store" / "summe").iterdir()] == ["paper"]
+    args = build_parser().parse_args(train_args(files, tmp_path / "store", "--set", "attention_dropout_rate=0",
+                                                "--set", "skip_norm=layernorm", "--set", "skip_norm=batchnorm"))
+    spec = cli_train.build_specs(args)[0]
+    assert spec.overrides == (("attention_dropout_rate", 0.0),) and spec.variant == "paper+attention_dropout_rate=0.0"
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero"])
+def test_results_table_with_a_fifo_or_an_endless_link_in_the_store_is_one_line(tmp_path, kind):
+    folder = tmp_path / "store" / "summe" / "paper"
+    folder.mkdir(parents=True)
+    path = folder / "0123456789abcdef0123.json"
+    os.mkfifo(path) if kind == "fifo" else path.symlink_to("/dev/zero")
+    done = subprocess.run([sys.executable, "-m", "csta_lib.cli", "results", "table", "--store", str(tmp_path / "store")],
+                          capture_output=True, text=True, timeout=120)  # before: waited forever / grew to GBs
+    assert done.returncode == 2
+    line = one_clean_line(done.stderr)
+    assert str(path) in line and ("FIFO" in line or "device" in line)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+from pathlib import Path
 
 import pytest
 
@@ -31,15 +33,16 @@ def test_write_find_and_filter_records(tmp_path):
     store.write_record(path, other)
     assert "+" in path.parent.name and "=" in path.parent.name  # readable, safe folder name
 
-    assert store.find_record(tmp_path, "summe", "paper", "summe01paper")["seed"] == 1
+    key01, key00 = make_record("summe", 0, 1, 0.2, 0.3)["key"], make_record("summe", 0, 0, 0.2, 0.3)["key"]
+    assert store.find_record(tmp_path, "summe", "paper", key01)["seed"] == 1
     assert store.find_record(tmp_path, "summe", "paper", "nope") is None
     assert len(store.load_records(tmp_path)) == 5
     assert len(store.load_records(tmp_path, dataset="summe")) == 4
     assert len(store.load_records(tmp_path, dataset="summe", seeds=[1], splits=[0, 1])) == 2
-    assert [r["key"] for r in store.load_records(tmp_path, keys={"summe00paper"})] == ["summe00paper"]
+    assert [r["key"] for r in store.load_records(tmp_path, keys={key00})] == [key00]
     assert len(store.load_records(tmp_path, variant="paper+skip_norm=layernorm")) == 1
     assert len(store.load_records(tmp_path, preset="paper")) == 5
-    loaded = store.load_records(tmp_path, keys=["summe00paper"])[0]
+    loaded = store.load_records(tmp_path, keys=[key00])[0]
     assert store.resolve_checkpoint(loaded, "val") == tmp_path / "summe" / "paper" / "k" / "epoch_005.pt"
 
 
@@ -54,6 +57,79 @@ def test_bad_store_and_bad_record(tmp_path):
     bad.write_text("not json")
     with pytest.raises(DataFormatError, match="not a readable JSON"):
         store.read_record(bad)
+
+
+def stored(folder: Path, record: dict) -> Path:
+    return store.write_record(store.record_path(folder, record["dataset"], record["variant"], record["key"]), record)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero", "link-loop", "dangling"])
+def test_only_regular_files_are_read_and_each_other_kind_is_named(tmp_path, kind):
+    folder = tmp_path / "summe" / "paper"
+    folder.mkdir(parents=True)
+    path = folder / "0123456789abcdef0123.json"
+    if kind == "fifo":
+        os.mkfifo(path)  # reading it would wait forever for a writer
+    elif kind == "dev-zero":
+        path.symlink_to("/dev/zero")  # reading it would never end (its size says 0)
+    elif kind == "link-loop":
+        path.symlink_to(path)
+    else:
+        path.symlink_to(folder / "gone.json")
+    expected = {"fifo": "a FIFO", "dev-zero": "a device", "link-loop": "a loop of symbolic links",
+                "dangling": "a symbolic link to nothing"}[kind]
+    with pytest.raises(DataFormatError, match=expected) as info:
+        store.load_records(tmp_path)
+    assert str(path) in str(info.value) and "No such file" not in str(info.value)
+
+
+def test_a_record_larger_than_any_run_record_is_not_read(tmp_path, monkeypatch):
+    monkeypatch.setattr(store, "MAX_RECORD_BYTES", 1000)
+    path = stored(tmp_path, {**make_record("summe", 0, 0, 0.2, 0.3), "padding": "x" * 2000})
+    with pytest.raises(DataFormatError, match="more than 1,000 bytes"):
+        store.read_record(path)
+
+
+@pytest.mark.parametrize("value", [42.0, 1e308, float("inf"), -1.5])
+def test_metrics_out_of_their_range_are_refused(tmp_path, value):
+    record = make_record("summe", 0, 0, 0.2, 0.3)
+    record["selected"]["test-max"]["test_tau"] = value
+    path = stored(tmp_path, record)
+    with pytest.raises(DataFormatError, match=r"'selected\.test-max\.test_tau' is .*, outside \[-1, 1\]"):
+        store.load_records(tmp_path)
+    record["selected"]["test-max"]["test_tau"] = float("nan")  # undefined is fine
+    stored(tmp_path, record)
+    assert math.isnan(store.read_record(path)["selected"]["test-max"]["test_tau"])
+    record["epochs"] = [{"epoch": 1, "test_f1": 1.5}]
+    stored(tmp_path, record)
+    with pytest.raises(DataFormatError, match=r"'epochs\[0\]\.test_f1' is 1\.5, outside \[0, 1\]"):
+        store.read_record(path)
+
+
+def test_a_key_must_be_the_content_address_and_the_file_its_key(tmp_path):
+    record = make_record("summe", 0, 0, 0.2, 0.3)
+    path = stored(tmp_path, record)
+    assert store.load_records(tmp_path)[0]["key"] == record["key"]
+    copy = path.with_name("0123456789abcdef0123.json")  # a copy under another name
+    copy.write_bytes(path.read_bytes())
+    with pytest.raises(DataFormatError, match="is not its file name"):
+        store.load_records(tmp_path)
+    copy.unlink()
+    elsewhere = tmp_path / "summe" / "paper+skip_norm=layernorm" / path.name  # a copy in another variant's folder
+    elsewhere.parent.mkdir()
+    elsewhere.write_bytes(path.read_bytes())
+    with pytest.raises(DataFormatError, match=r"not in summe/paper/"):
+        store.find_record(tmp_path, "summe", "paper+skip_norm=layernorm", record["key"])
+    elsewhere.unlink()
+    stored(tmp_path, {**record, "seed": 3})  # the content edited, the key kept
+    with pytest.raises(DataFormatError, match="'seed' disagrees with its identity"):
+        store.load_records(tmp_path)
+    stored(tmp_path, {**record, "identity": {**record["identity"], "seed": 3}, "seed": 3})  # identity edited too
+    with pytest.raises(DataFormatError, match="is not the content address of its identity"):
+        store.load_records(tmp_path)
+    stored(tmp_path, {k: v for k, v in record.items() if k != "identity"})
+    with pytest.raises(DataFormatError, match="no 'identity'"):
+        store.load_records(tmp_path)
 
 
 def test_summary_table_mean_sd_and_interval_over_runs():
