@@ -310,13 +310,14 @@ def read_regular_file(path: PathLike, limit: int, what: str = "file") -> bytes:
         if exc.errno == errno.ELOOP:
             raise CstaInputError(f"{path}: a loop of symbolic links, not a {what}") from None
         raise CstaInputError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        kind = ("a folder" if stat.S_ISDIR(mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(mode)
+                else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
+        raise CstaInputError(f"{path}: {kind}, not a {what}; not read")
+    os.set_blocking(fd, True)
     with os.fdopen(fd, "rb", buffering=0) as fh:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            kind = ("a folder" if stat.S_ISDIR(mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(mode)
-                    else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
-            raise CstaInputError(f"{path}: {kind}, not a {what}; not read")
-        os.set_blocking(fd, True)
         chunks, size = [], 0
         while size <= limit:
             block = fh.read(min(1 << 20, limit + 1 - size))

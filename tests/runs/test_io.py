@@ -1,15 +1,31 @@
-"""Atomic writes leave either the complete file or nothing."""
+"""Atomic writes leave either the complete file or nothing; scratch folders and temporaries are cleaned up (SIGTERM
+included); bounded reads of regular files only."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import stat
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from csta_lib.runs.io import atomic_path, ensure_writable_dir, write_bytes_atomic, write_json_atomic
+from csta_lib.errors import CstaInputError, DiskFullError
+from csta_lib.runs import io as io_module
+from csta_lib.runs.io import (
+    atomic_path,
+    check_outputs,
+    ensure_writable_dir,
+    read_regular_file,
+    remove_stale_temporaries,
+    scratch_dir,
+    write_bytes_atomic,
+    write_json_atomic,
+)
 
 
 def test_write_json_atomic_round_trip_and_plain_permissions(tmp_path):
@@ -43,8 +59,6 @@ def test_unwritable_directory_is_reported(tmp_path):
 
 # --- check_outputs: refusals before any work, creating nothing --------------------------------------
 
-from csta_lib.errors import CstaInputError, DiskFullError  # noqa: E402
-from csta_lib.runs.io import check_outputs, remove_stale_temporaries  # noqa: E402
 
 
 def _tree(root):
@@ -174,3 +188,58 @@ def test_output_folder_check_creates_nothing(tmp_path):
         check_output_dir(tmp_path / ("s" * 300) / "store", "--store")
     assert check_output_dir(tmp_path / "new" / "store") == tmp_path / "new" / "store"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
+
+
+def test_an_error_about_the_temporary_names_the_target(tmp_path):
+    target = tmp_path / "out" / "result.json"
+    with pytest.raises(PermissionError) as info, atomic_path(target) as tmp:
+        raise PermissionError(13, "Permission denied", str(tmp))  # what a writer reports about its file
+    assert str(target) in str(info.value) and ".part" not in str(info.value)
+    assert list(tmp_path.rglob("*")) == []
+
+
+def test_read_regular_file_refuses_what_is_not_a_bounded_regular_file(tmp_path):
+    good = tmp_path / "a.json"
+    good.write_bytes(b"x" * 100)
+    link = tmp_path / "link.json"
+    link.symlink_to(good)
+    assert read_regular_file(good, 100) == read_regular_file(link, 100) == b"x" * 100  # a link to a file is fine
+    with pytest.raises(CstaInputError, match="more than 99 bytes"):
+        read_regular_file(good, 99)
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)
+    zero = tmp_path / "zero.json"
+    zero.symlink_to("/dev/zero")
+    loop = tmp_path / "loop.json"
+    loop.symlink_to(loop)
+    for path, what in ((fifo, "a FIFO"), (zero, "a device"), (tmp_path, "a folder"), (loop, "a loop of symbolic")):
+        with pytest.raises(CstaInputError, match=what) as info:
+            read_regular_file(path, 1000, "record")
+        assert str(path) in str(info.value)
+    with pytest.raises(FileNotFoundError):
+        read_regular_file(tmp_path / "missing.json", 10)
+
+
+def test_sigterm_while_writing_leaves_no_temporary(tmp_path):
+    code = ("import os, signal, sys, time\n"
+            "from csta_lib.runs.io import atomic_path, scratch_dir, sigterm_cleanup\n"
+            "with sigterm_cleanup(), scratch_dir(sys.argv[1], 'test') as work, atomic_path(sys.argv[2]) as tmp:\n"
+            "    (work / 'big').write_bytes(b'w' * 1000); tmp.write_bytes(b'{')\n"
+            "    os.kill(os.getpid(), signal.SIGTERM); time.sleep(30)\n")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path), str(tmp_path / "new" / "r.json")], timeout=60)
+    assert done.returncode == 128 + signal.SIGTERM
+    assert list(tmp_path.iterdir()) == []  # neither the scratch folder nor the temporary is left
+
+
+def test_scratch_folders_of_dead_processes_are_removed_and_live_ones_kept(tmp_path):
+    with scratch_dir(tmp_path, "fetch") as live:
+        dead = tmp_path / f".csta-fetch.{io_module._host_tag()}.999999999.0000abcd.part"
+        (dead / "pip").mkdir(parents=True)
+        other_label = tmp_path / f".csta-other.{io_module._host_tag()}.999999999.0000abcd.part"
+        other_label.mkdir()
+        legacy = tmp_path / ".csta-fetch-k2j4h5"  # the mkdtemp name of older versions
+        legacy.mkdir()
+        os.utime(legacy, (time.time() - 2 * 3600,) * 2)
+        assert sorted(io_module.remove_stale_scratch(tmp_path, "fetch")) == sorted([dead, legacy])
+        assert live.is_dir() and other_label.is_dir()
+    assert not live.exists()
