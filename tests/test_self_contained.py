@@ -8,6 +8,7 @@ method page by its section labels (``method-<step>``), and every label cited exi
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -104,3 +105,49 @@ def test_the_scan_accepts_method_citations_and_skips_vendored_files(tmp_path: Pa
     (tmp_path / "book" / "_vendor" / "lib.js").write_text("// §1 of the licence\n", encoding="utf-8")
     (tmp_path / "book" / "font.woff").write_bytes(b"\xff\xfe\x00\xa7 1")
     assert find(FORBIDDEN, tmp_path) == []
+
+
+# Package registries' hosts (backslashes keep this file from matching itself): packages come through their
+# clients (pip, npm) and those clients' own configuration, never by an address written in the repository.
+REGISTRY_HOST = re.compile(
+    r"files\.pythonhosted\.org|(?<![\w.-])(test\.)?pypi\.(org|python\.org)|registry\.npmjs\.org|registry\.yarnpkg\.com"
+    r"|(?<![\w.-])npmjs\.(com|org)|(conda|repo)\.anaconda\.(org|com)|(?<![\w.-])anaconda\.org|(?<![\w.-])crates\.io"
+    r"|proxy\.golang\.org|rubygems\.org|repo1?\.maven(\.apache)?\.org|download\.pytorch\.org/whl|npmmirror\.com",
+    re.IGNORECASE,
+)
+
+
+def tracked_files() -> list[str]:
+    """The repository's tracked files (``git ls-files``; the whole tree but its ignored build folders without git)."""
+    try:
+        listed = subprocess.run(["git", "ls-files", "-z"], cwd=PROJECT_ROOT, capture_output=True, check=True,
+                                timeout=60).stdout.decode().split("\0")
+        return [name for name in listed if name]
+    except (OSError, subprocess.SubprocessError):
+        skipped = SKIPPED_DIRS | {".git", ".venv", "results", "data", ".cache"}
+        return [p.relative_to(PROJECT_ROOT).as_posix() for p in PROJECT_ROOT.rglob("*")
+                if p.is_file() and not skipped.intersection(p.relative_to(PROJECT_ROOT).parts)]
+
+
+def test_no_package_registry_host_is_written_in_the_repository() -> None:
+    hits = []
+    for name in tracked_files():
+        path = PROJECT_ROOT / name
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (UnicodeDecodeError, OSError):
+            continue  # binary, or deleted in the working tree
+        hits += [f"{name}:{n}: {m.group(0)}" for n, line in enumerate(text.splitlines(), 1)
+                 for m in REGISTRY_HOST.finditer(line)]
+    assert not hits, "registry hosts written in the repository (use the package's client):\n" + "\n".join(hits)
+
+
+def test_the_registry_check_sees_what_it_must() -> None:
+    def host(*parts: str) -> str:  # joined here, so that this file names no registry itself
+        return ".".join(parts)
+
+    for line in (f"https://{host('files', 'pythonhosted', 'org')}/packages/x.whl", f"https://{host('pypi', 'org')}/simple/",
+                 f"https://{host('registry', 'npmjs', 'org')}", f"--index-url https://{host('download', 'pytorch', 'org')}/whl/cpu"):
+        assert REGISTRY_HOST.search(line), line
+    for line in ("https://download.pytorch.org/models/resnet18-f37072fd.pth", "mypypi.org.example", "PyPI and npm"):
+        assert not REGISTRY_HOST.search(line), line

@@ -1,8 +1,8 @@
 """Vendor the book's JavaScript so the static site works with no network at all.
 
-``python -m csta_lib.book.vendor`` fetches three pinned npm packages (``npm pack`` when npm is
-installed, else the registry tarball over HTTPS), checks each tarball against its pinned sha512
-integrity, and extracts only the files a page needs, with the packages' licences, into
+``python -m csta_lib.book.vendor`` fetches three pinned npm packages through npm (``npm pack``, with
+npm's own registry settings and cache: no registry address is written in the project), checks each
+tarball against its pinned sha512 integrity, and extracts only the files a page needs, with the packages' licences, into
 ``book/_vendor/`` (git-ignored; the Makefile's ``vendor`` target rebuilds it):
 
 - ``requirejs/require.js``: the AMD loader the widget manager needs, loaded first;
@@ -28,7 +28,6 @@ import sys
 import tarfile
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass
 from fnmatch import fnmatch
 from pathlib import Path
@@ -38,7 +37,7 @@ from csta_lib.errors import CstaInputError
 
 VENDOR_DIR = PROJECT_ROOT / "book" / "_vendor"
 STAMP_NAME = "VENDOR.json"
-REGISTRY = "https://registry.npmjs.org"
+NPM_TIMEOUT_S = 600  # seconds for one `npm pack` (a few MB): a hung registry or proxy is given up
 
 
 @dataclass(frozen=True)
@@ -56,11 +55,6 @@ class NpmPackage:
     @property
     def spec(self) -> str:
         return f"{self.name}@{self.version}"
-
-    @property
-    def tarball_url(self) -> str:
-        base = self.name.rsplit("/", 1)[-1]
-        return f"{REGISTRY}/{self.name}/-/{base}-{self.version}.tgz"
 
 
 PACKAGES: tuple[NpmPackage, ...] = (
@@ -144,27 +138,23 @@ def check_integrity(data: bytes, integrity: str) -> None:
 
 
 def fetch_tarball(pkg: NpmPackage, workdir: Path) -> bytes:
-    """The package tarball: ``npm pack`` (uses npm's cache and config) or a direct registry download."""
+    """The package tarball, by ``npm pack`` (npm's cache and configuration), within :data:`NPM_TIMEOUT_S`."""
     npm = shutil.which("npm")
-    if npm:
-        proc = subprocess.run(
-            [npm, "pack", pkg.spec, "--json", "--silent"], cwd=workdir, capture_output=True, text=True
-        )
-        if proc.returncode == 0:
-            filename = json.loads(proc.stdout)[0]["filename"]
-            return (workdir / filename).read_bytes()
-        npm_error = proc.stderr.strip().splitlines()[-1:] or ["(no message)"]
+    if npm is None:
+        why = "npm is not installed"
     else:
-        npm_error = ["npm not installed"]
-    try:
-        with urllib.request.urlopen(pkg.tarball_url, timeout=60) as response:
-            return response.read()
-    except OSError as exc:
-        raise VendorError(
-            f"could not fetch {pkg.spec}: npm pack failed ({npm_error[0]}) and downloading "
-            f"{pkg.tarball_url} failed ({exc}). The book needs it to work offline; install npm "
-            "(apt-get install npm) or connect to the internet once, then rerun `make vendor`."
-        ) from exc
+        try:
+            proc = subprocess.run([npm, "pack", pkg.spec, "--json", "--silent"], cwd=workdir, capture_output=True,
+                                  text=True, timeout=NPM_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            why = f"npm pack took longer than {NPM_TIMEOUT_S} s"
+        else:
+            if proc.returncode == 0:
+                filename = json.loads(proc.stdout)[0]["filename"]
+                return (workdir / filename).read_bytes()
+            why = "npm pack failed: " + ((proc.stderr.strip().splitlines() or ["(no message)"])[-1])
+    raise VendorError(f"could not fetch {pkg.spec}: {why}. The book needs it to work offline; install npm "
+                      "(apt-get install npm) and connect to the internet once, then rerun `make vendor`.")
 
 
 def _licence_note(pkg: NpmPackage, header: str) -> str:

@@ -198,8 +198,15 @@ def test_extract_keeps_only_needed_files_and_licences(tmp_path: Path) -> None:
         vendor.extract(pkg, _tarball({"dist/a.js": b"a"}), tmp_path / "again")
 
 
+def test_packages_come_through_npm_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(vendor.shutil, "which", lambda name: None)
+    with pytest.raises(vendor.VendorError, match="npm is not installed"):
+        vendor.fetch_tarball(vendor.PACKAGES[0], tmp_path)  # no download by a registry's address instead
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_vendored_folder_is_complete_and_reused_without_fetching(monkeypatch: pytest.MonkeyPatch) -> None:
-    dest = vendor.vendor()  # fetches once on a fresh checkout (npm or the registry)
+    dest = vendor.vendor()  # fetches once on a fresh checkout (npm pack)
     # the scripts _config.yml loads (relative to the vendor folder)
     for rel in ("requirejs/require.js", "html-manager/dist/embed-amd.js", "mathjax/es5/tex-mml-chtml.js"):
         assert (dest / rel).is_file()
