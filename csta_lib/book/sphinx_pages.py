@@ -206,15 +206,21 @@ class CitationBlock(SphinxDirective):
 # the build panel
 
 
+GIT_TIMEOUT_S = 60.0  # seconds for one git call of the build panel (a stuck lock or network file system)
+
+
 def git_commit(root: Path = PROJECT_ROOT) -> str:
     """The checkout's commit (12 hex digits), "+ uncommitted changes" when tracked files differ; "unknown"
-    outside a git checkout."""
+    outside a git checkout or when git does not answer within :data:`GIT_TIMEOUT_S`."""
     def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True,
+                              timeout=GIT_TIMEOUT_S).stdout.strip()
 
     try:
         commit = git("rev-parse", "--short=12", "HEAD")
         dirty = git("status", "--porcelain", "--untracked-files=no")
+    except subprocess.TimeoutExpired:
+        return f"unknown (git did not answer within {GIT_TIMEOUT_S:g} s)"
     except (OSError, subprocess.CalledProcessError):
         return "unknown (not a git checkout)"
     return commit + (" + uncommitted changes" if dirty else "")

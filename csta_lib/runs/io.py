@@ -4,8 +4,9 @@ Also the checks every writing command makes *before* it starts working (:func:`c
 an output may not be one of the command's inputs, a directory, a path below a regular file, a
 name longer than the file system allows, or lie in a folder that cannot be written; private scratch
 folders (:func:`scratch_dir`) that killed processes leave behind are removed like their temporaries;
-:func:`sigterm_cleanup` lets that cleanup run when a process is terminated; :func:`read_regular_file`
-reads a file that must be a regular file of bounded size (never a FIFO, a device or an endless link).
+:func:`sigterm_cleanup` lets that cleanup run when a process is terminated; :func:`open_regular_file` and
+:func:`read_regular_file` open or read a file that must be a regular file (never a FIFO, a device or an endless
+link), the latter of bounded size.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import io
 import json
 import os
 import re
@@ -293,41 +295,45 @@ def sigterm_cleanup() -> Iterator[None]:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-def read_regular_file(path: PathLike, limit: int, what: str = "file") -> bytes:
-    """The bytes of ``path``, which must be a regular file (a link to one is fine) of at most ``limit`` bytes.
+def open_regular_file(path: PathLike, what: str = "file") -> io.BufferedReader:
+    """``path`` opened for reading in binary, refused unless it is a regular file (a link to one is fine).
 
-    A FIFO, a device (``/dev/zero``), a socket or a folder is refused without reading (opening does not block), a
-    file that holds or grows beyond ``limit`` bytes is refused after reading at most ``limit + 1``, and a link loop
-    is named as one. Raises :class:`FileNotFoundError` when nothing is there, else :class:`CstaInputError`."""
+    Opened non-blocking first and checked before anything is read, so a FIFO without a writer is refused, not
+    waited on; a device (``/dev/zero``), a socket or a folder is refused too, a dangling link or a link loop is named
+    as such. Raises :class:`FileNotFoundError` when nothing is there, else :class:`CstaInputError` naming ``path``
+    and ``what`` it should have been."""
     path = Path(path)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         if os.path.islink(path):
-            raise CstaInputError(f"{path}: a symbolic link to nothing ({os.readlink(path)})") from None
+            raise CstaInputError(f"{path}: a symbolic link to nothing ({os.readlink(path)}), not a {what}") from None
         raise
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise CstaInputError(f"{path}: a loop of symbolic links, not a {what}") from None
         raise CstaInputError(f"{path}: cannot be read ({exc.strerror or exc})") from None
-    mode = os.fstat(fd).st_mode
-    if not stat.S_ISREG(mode):
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = ("a folder" if stat.S_ISDIR(mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(mode)
+                    else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
+            raise CstaInputError(f"{path}: {kind}, not a {what}; not read")
+        os.set_blocking(fd, True)
+    except BaseException:
         os.close(fd)
-        kind = ("a folder" if stat.S_ISDIR(mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(mode)
-                else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
-        raise CstaInputError(f"{path}: {kind}, not a {what}; not read")
-    os.set_blocking(fd, True)
-    with os.fdopen(fd, "rb", buffering=0) as fh:
-        chunks, size = [], 0
-        while size <= limit:
-            block = fh.read(min(1 << 20, limit + 1 - size))
-            if not block:
-                break
-            chunks.append(block)
-            size += len(block)
-    if size > limit:
+        raise
+    return os.fdopen(fd, "rb")
+
+
+def read_regular_file(path: PathLike, limit: int, what: str = "file") -> bytes:
+    """The bytes of ``path``, a regular file (:func:`open_regular_file`) of at most ``limit`` bytes: one that holds
+    or grows beyond ``limit`` is refused after reading at most ``limit + 1``."""
+    with open_regular_file(path, what) as fh:
+        data = fh.read(limit + 1)
+    if len(data) > limit:
         raise CstaInputError(f"{path}: more than {limit:,} bytes, far larger than any {what}; not read")
-    return b"".join(chunks)
+    return data
 
 
 def ensure_writable_dir(path: PathLike) -> Path:

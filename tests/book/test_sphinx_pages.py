@@ -4,7 +4,9 @@ and the smoke build."""
 
 from __future__ import annotations
 
+import os
 import re
+import time
 
 from csta_lib.book import sphinx_pages
 from csta_lib.config import PRESETS, ModelConfig
@@ -46,3 +48,14 @@ def test_build_panel_says_author_commit_date_profile_and_versions() -> None:
 def test_build_date_honours_source_date_epoch(monkeypatch) -> None:
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "0")
     assert sphinx_pages.build_date() == "1970-01-01 00:00 UTC"
+
+
+def test_a_git_that_does_not_answer_is_given_up(tmp_path, monkeypatch) -> None:
+    fake = tmp_path / "git"
+    fake.write_text("#!/bin/sh\nexec sleep 30\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setattr(sphinx_pages, "GIT_TIMEOUT_S", 0.5)
+    start = time.monotonic()
+    assert sphinx_pages.git_commit() == "unknown (git did not answer within 0.5 s)"
+    assert time.monotonic() - start < 20
