@@ -387,51 +387,75 @@ def plan(experiment: str, profile: str, data: Mapping[str, DataSource] | None = 
 
 
 # -------------------------------------------------------------------------------------------------------------
-# cost estimate (CPU), used to size the quick profile and printed by the grid
+# what a run computes, and the fixed-rate CPU estimate that sizes the profiles (measured costs: runs.cost)
 
-#: Seconds per training step of the ``paper`` model at T steps on a 2-core CPU ≈ STEP_SECONDS_AT_293 · T / 293;
-#: an epoch also evaluates the test videos (forward only, about a third of a step each).
+#: An ASSUMED rate (not a measurement), for sizing the profiles the same way on every machine: seconds per
+#: training step of the ``paper`` model at T steps on a 2-core CPU ≈ STEP_SECONDS_AT_293 · T / 293; an evaluation
+#: pass costs about a third of a step. What a run costs on the machine at hand is measured by
+#: :mod:`csta_lib.runs.cost` (``csta grid --plan``).
 STEP_SECONDS_AT_293 = 0.6
 #: Videos per fold: a fifth of each dataset is tested, the rest trains (the official 5-fold splits).
 TEST_VIDEOS = {d: n // PAPER_FOLDS for d, n in N_VIDEOS.items()}
 TRAIN_VIDEOS = {d: n - TEST_VIDEOS[d] for d, n in N_VIDEOS.items()}
+#: Mean length (15-frame steps) of the smoke profile's tiny videos (SumMe 64-117, TVSum 167-221 steps).
+TINY_MEAN_STEPS = 130.0
+
+
+@dataclass(frozen=True)
+class RunWork:
+    """What one run computes: for ``epochs`` epochs, ``train_steps`` optimiser steps and ``evaluations`` forward
+    passes (test and validation videos), on videos of about ``mean_steps`` steps (the dataset's mean length)."""
+
+    dataset: str
+    mean_steps: float
+    train_steps: int
+    evaluations: int
+    epochs: int
+
+
+def run_work(dataset: str, s: Size, selection: Selection = OFFICIAL) -> RunWork:
+    """The work of one run of ``dataset`` at size ``s`` (a hold-out moves training videos to evaluation)."""
+    if s.data == "tiny":
+        n_train, n_test, steps = len(TINY_SPLITS[dataset][0]), len(TINY_SPLITS[dataset][1]), TINY_MEAN_STEPS
+    else:
+        n_train, n_test, steps = TRAIN_VIDEOS[dataset], TEST_VIDEOS[dataset], MEAN_STEPS[dataset]
+    n_val = max(1, round(selection.val_fraction * n_train)) if selection.val_fraction > 0 else 0
+    return RunWork(dataset, steps, n_train - n_val, n_test + n_val, s.epochs)
 
 
 def run_seconds(dataset: str, s: Size, step_seconds_at_293: float = STEP_SECONDS_AT_293,
                 selection: Selection = OFFICIAL) -> float:
-    """Rough CPU seconds of one run of ``dataset`` at size ``s`` (training steps plus per-epoch evaluation of the
-    test and validation videos; a hold-out moves training videos to evaluation)."""
-    if s.data == "tiny":
-        n_train, n_test, steps = len(TINY_SPLITS[dataset][0]), len(TINY_SPLITS[dataset][1]), 130.0
-    else:
-        n_train, n_test, steps = TRAIN_VIDEOS[dataset], TEST_VIDEOS[dataset], MEAN_STEPS[dataset]
-    n_val = max(1, round(selection.val_fraction * n_train)) if selection.val_fraction > 0 else 0
-    per_step = step_seconds_at_293 * steps / 293.0
-    return per_step * (n_train - n_val + (n_test + n_val) / 3.0) * s.epochs
+    """CPU seconds of one run of ``dataset`` at size ``s`` at the assumed rate :data:`STEP_SECONDS_AT_293`
+    (training steps plus per-epoch evaluation of the test and validation videos)."""
+    work = run_work(dataset, s, selection)
+    per_step = step_seconds_at_293 * work.mean_steps / 293.0
+    return per_step * (work.train_steps + work.evaluations / 3.0) * work.epochs
 
 
-def _distinct_runs(names: Iterable[str], profile: str) -> dict[tuple[Any, ...], tuple[str, Size, Selection]]:
-    """Distinct runs of several experiments (a run shared by two experiments, e.g. CSTA, counts once)."""
-    runs: dict[tuple[Any, ...], tuple[str, Size, Selection]] = {}
+def distinct_runs(names: Iterable[str], profile: str) -> list[tuple[ModelConfig, str, Size, Selection]]:
+    """The distinct runs of several experiments as (model, dataset, size, kind of run); a run shared by two
+    experiments (e.g. CSTA) counts once."""
+    runs: dict[tuple[Any, ...], tuple[ModelConfig, str, Size, Selection]] = {}
     for name in names:
         s, exp = size(name, profile), check_experiment(name)
         for v in exp.variants:
-            config = json.dumps(v.config.to_dict(), sort_keys=True)
+            config = v.config
+            identity = json.dumps(config.to_dict(), sort_keys=True)
             for sel in exp.selections:
                 for d in s.datasets:
                     for k in s.splits:
                         for seed in s.seeds:
-                            runs[(config, sel, d, k, seed, s.epochs, s.data)] = (d, s, sel)
-    return runs
+                            runs[(identity, sel, d, k, seed, s.epochs, s.data)] = (config, d, s, sel)
+    return list(runs.values())
 
 
 def unique_runs(names: Iterable[str], profile: str) -> int:
     """How many distinct runs the experiments need together (shared CSTA runs count once)."""
-    return len(_distinct_runs(names, profile))
+    return len(distinct_runs(names, profile))
 
 
 def estimate_profile_seconds(names: Iterable[str], profile: str,
                              step_seconds_at_293: float = STEP_SECONDS_AT_293) -> float:
-    """Rough CPU seconds to train the distinct runs of several experiments (what the book pays once)."""
-    return sum(run_seconds(d, s, step_seconds_at_293, sel) for d, s, sel in _distinct_runs(names, profile).values())
-
+    """CPU seconds to train the distinct runs of several experiments (what the book pays once) at the assumed
+    rate :data:`STEP_SECONDS_AT_293`."""
+    return sum(run_seconds(d, s, step_seconds_at_293, sel) for _, d, s, sel in distinct_runs(names, profile))
