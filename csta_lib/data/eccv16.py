@@ -375,6 +375,8 @@ def validate_video(path: Path, key: str, raw: dict[str, np.ndarray]) -> VideoDat
 
 def _open_h5(path: Path) -> h5py.File:
     if not path.is_file():
+        if path.exists():  # a FIFO, a device or a folder: never opened (it would block or never end)
+            raise DataFormatError(f"{path}: not a regular file (an eccv16 h5 dataset was expected)")
         raise MissingDataError(f"{path}: no such file (an eccv16 h5 dataset was expected)")
     if not h5py.is_hdf5(path):
         raise DataFormatError(f"{path}: not an HDF5 file (an eccv16 h5 dataset was expected)")
@@ -439,6 +441,8 @@ USER_PROVENANCE_ATTRS = ("style", "encoder", "feature_kind", "encoder_weights", 
 def declared_dataset(path: str | os.PathLike[str]) -> str | None:
     """The dataset an eccv16 file's attributes name (a benchmark or a user dataset), or None when they name none
     or the file cannot be read (:func:`load_eccv16` then says why)."""
+    if not Path(path).is_file():  # a FIFO would block HDF5's open, a device never end: load_eccv16 refuses them
+        return None
     try:
         with h5py.File(path, "r") as h5:
             attrs = {k: _attr(v) for k, v in h5.attrs.items()}

@@ -518,3 +518,17 @@ def test_results_table_with_a_fifo_or_an_endless_link_in_the_store_is_one_line(t
     assert done.returncode == 2
     line = one_clean_line(done.stderr)
     assert str(path) in line and ("FIFO" in line or "device" in line)
+
+
+@pytest.mark.parametrize("flag", ["--data", "--splits-file", "--init-from"])
+def test_a_fifo_or_an_endless_link_given_as_an_input_file_is_refused_at_once(files, tmp_path, flag):
+    fifo, zero = tmp_path / "eccv16_dataset_summe_fifo.h5", tmp_path / "eccv16_dataset_summe_zero.h5"
+    os.mkfifo(fifo)
+    zero.symlink_to("/dev/zero")
+    for path in (fifo, zero):
+        done = subprocess.run([sys.executable, "-m", "csta_lib.cli", *train_args(files, tmp_path / "store"), flag,
+                               str(path)], capture_output=True, text=True, timeout=120)  # the last flag wins; before:
+        # --data waited forever
+        assert done.returncode == 2, done.stderr
+        line = one_clean_line(done.stderr)
+        assert path.name in line or "/dev/zero" in line
