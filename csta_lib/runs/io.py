@@ -215,15 +215,28 @@ def atomic_path(target: PathLike) -> Iterator[Path]:
         # Writers that wrap I/O errors (torch.save, h5py) lose the errno: then look at the space left.
         if is_disk_full(exc) or (isinstance(exc, Exception) and _nearly_no_space(folder)):
             raise DiskFullError(f"disk full (or quota exceeded) while writing {target}; nothing was written") from exc
-        if _names_path(exc, tmp_path):  # the temporary's name means nothing to the user: name the target
-            raise type(exc)(exc.errno, exc.strerror, str(target)) from exc
+        renamed = _naming_target(exc, tmp_path, target)  # the temporary's name means nothing to the user
+        if renamed is not None:
+            raise renamed from exc
         raise
 
 
-def _names_path(exc: BaseException, path: Path) -> bool:
-    """Whether ``exc`` is a plain :class:`OSError` (not one of ours) about ``path``."""
-    return (isinstance(exc, OSError) and not isinstance(exc, CstaInputError) and exc.errno is not None
-            and exc.filename is not None and os.fspath(exc.filename) == os.fspath(path))
+def _naming_target(exc: BaseException, tmp_path: Path, target: Path) -> BaseException | None:
+    """``exc`` again, naming ``target`` where it names the temporary ``tmp_path`` (an :class:`OSError`'s file name,
+    or a library's message such as h5py's ``name = '…/.csta-….part'``); None when it does not name it."""
+    if not isinstance(exc, Exception) or isinstance(exc, CstaInputError):
+        return None
+    if isinstance(exc, OSError) and exc.errno is not None and exc.filename is not None:
+        if os.fspath(exc.filename) == os.fspath(tmp_path):
+            return type(exc)(exc.errno, exc.strerror, str(target))
+        return None
+    message = str(exc)
+    if str(tmp_path) not in message:
+        return None
+    try:
+        return type(exc)(message.replace(str(tmp_path), str(target)))
+    except Exception:  # noqa: BLE001 - an exception type that cannot be rebuilt from a message: keep the original
+        return None
 
 
 def write_bytes_atomic(target: PathLike, data: bytes) -> Path:

@@ -195,6 +195,9 @@ def test_an_error_about_the_temporary_names_the_target(tmp_path):
     with pytest.raises(PermissionError) as info, atomic_path(target) as tmp:
         raise PermissionError(13, "Permission denied", str(tmp))  # what a writer reports about its file
     assert str(target) in str(info.value) and ".part" not in str(info.value)
+    with pytest.raises(OSError) as info, atomic_path(target) as tmp:
+        raise OSError(f"Unable to create file (unable to open file: name = '{tmp}')")  # h5py's way
+    assert str(target) in str(info.value) and ".part" not in str(info.value)
     assert list(tmp_path.rglob("*")) == []
 
 
