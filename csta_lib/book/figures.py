@@ -95,6 +95,14 @@ def agreement_figure(per_video: Mapping[str, Sequence[float]], caption: str, met
     return _finish(fig)
 
 
+#: Width (inches) of the results figures and their smallest text (points): a figure drawn wider is scaled down to
+#: the text column and its text with it (the book's reader check asks for 9 px on the page; figure_policy).
+FIGURE_WIDTH = 9.0
+TEXT_PT = 9.5
+#: Characters per line of a caption written into a figure of :data:`FIGURE_WIDTH` at :data:`TEXT_PT`.
+CAPTION_CHARS = 115
+
+
 def _note(ax: Any, note: str | None, fontsize: float = 11, rotation: float = 0) -> None:
     """Write ``note`` large across an axes (e.g. "surrogate features — pipeline check"), so a cropped or copied
     figure still says what it shows."""
@@ -118,7 +126,8 @@ def bar_figure(frame: Any, x: str, y: str, hue: str | None, caption: str,
     ``order`` fixes the order of the bars (default: as they come in ``frame``).
     """
     n_bars = frame[y if horizontal else x].nunique() if len(frame) else 1
-    size = (9.0, 2.0 + 0.35 * n_bars * (frame[hue].nunique() if hue else 1)) if horizontal else (9.0, 4.2)
+    size = ((FIGURE_WIDTH, 2.0 + 0.35 * n_bars * (frame[hue].nunique() if hue else 1)) if horizontal
+            else (FIGURE_WIDTH, 4.2))
     fig, ax = plt.subplots(figsize=size)
     sns.barplot(data=frame, x=x, y=y, hue=hue, ax=ax, errorbar=None, orient="h" if horizontal else "v",
                 order=list(order) if order is not None else None)
@@ -134,10 +143,11 @@ def bar_figure(frame: Any, x: str, y: str, hue: str | None, caption: str,
         (ax.set_xlim if horizontal else ax.set_ylim)(low, max(high, 1.08 * max(drawn)))
     (ax.set_xlabel if horizontal else ax.set_ylabel)(value_label)
     (ax.set_ylabel if horizontal else ax.set_xlabel)("")
-    if marks or levels or hue:
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    if marks or levels or hue:  # below the axes: the figure keeps its width, and so its text size on the page
+        ax.legend(fontsize=TEXT_PT, loc="upper left", bbox_to_anchor=(0.0, -0.14 if horizontal else -0.13), ncol=2,
+                  borderaxespad=0, frameon=False)
     _note(ax, note, fontsize=13, rotation=0 if horizontal else 12)
-    ax.set_title("\n".join(textwrap.wrap(caption, 120 if horizontal else 110)), fontsize=7, loc="left")
+    fig.suptitle("\n".join(textwrap.wrap(caption, CAPTION_CHARS)), fontsize=TEXT_PT, x=0.01, ha="left", y=1.0)
     fig.tight_layout()
     return _finish(fig)
 
@@ -199,7 +209,7 @@ def runs_figure(points: Any, caption: str, order: Sequence[str] | None = None, n
     rows = list(order) if order is not None else list(dict.fromkeys(points["row"]))
     rows = [r for r in rows if r in set(points["row"])]
     fig, axes = plt.subplots(len(datasets) or 1, len(metrics), squeeze=False,
-                             figsize=(4.6 * len(metrics) + 1.6, 0.9 + 0.42 * max(len(rows), 1) * max(len(datasets), 1)))
+                             figsize=(FIGURE_WIDTH, 0.9 + 0.42 * max(len(rows), 1) * max(len(datasets), 1)))
     rng = np.random.default_rng(0)  # jitter only: the same picture every build
     for i, dataset in enumerate(datasets):
         part = points[points["dataset"] == dataset]
@@ -214,13 +224,13 @@ def runs_figure(points: Any, caption: str, order: Sequence[str] | None = None, n
                     ax.plot([s.mean, s.mean], [y - 0.28, y + 0.28], color="black", lw=2, zorder=4)
                 if s.has_interval:
                     ax.plot([s.ci_low, s.ci_high], [y, y], color="black", lw=1, zorder=2)
-            ax.set_yticks(range(len(rows)), rows if j == 0 else [""] * len(rows), fontsize=9)
+            ax.set_yticks(range(len(rows)), rows if j == 0 else [""] * len(rows), fontsize=TEXT_PT)
             ax.set_ylim(len(rows) - 0.5, -0.5)
-            ax.set_xlabel(label, fontsize=9)
-            ax.set_title(f"{dataset_name(dataset)}: {label}", fontsize=9, loc="left")
+            ax.set_xlabel(label, fontsize=TEXT_PT)
+            ax.set_title(f"{dataset_name(dataset)}: {label}", fontsize=TEXT_PT, loc="left")
             ax.grid(axis="x", lw=0.4, alpha=0.5)
     _note(axes[0][-1], note)
-    fig.suptitle("\n".join(textwrap.wrap(caption, 130)), fontsize=9, x=0.01, ha="left", y=1.0)
+    fig.suptitle("\n".join(textwrap.wrap(caption, CAPTION_CHARS)), fontsize=TEXT_PT, x=0.01, ha="left", y=1.0)
     fig.tight_layout()
     return _finish(fig)
 
@@ -234,7 +244,7 @@ def learning_curves(records: Sequence[Mapping[str, Any]], caption: str, note: st
     datasets = sorted({r["dataset"] for r in records})
     panels = (("train_loss", "training loss (MSE)"), ("test_tau", "test τ"), ("val_tau", "validation τ"))
     fig, axes = plt.subplots(len(datasets) or 1, len(panels), squeeze=False,
-                             figsize=(13.0, 3.0 * max(len(datasets), 1)))
+                             figsize=(FIGURE_WIDTH, 2.8 * max(len(datasets), 1) + 0.6))
     marks = {"test-max": ("*", 120), "val": ("o", 45), "last": ("^", 45)}
     for i, dataset in enumerate(datasets):
         for r in (r for r in records if r["dataset"] == dataset):
@@ -257,15 +267,16 @@ def learning_curves(records: Sequence[Mapping[str, Any]], caption: str, note: st
                                            color=colour, edgecolor="black", zorder=5)
         for j, (_, label) in enumerate(panels):
             ax = axes[i][j]
-            ax.set_title(f"{dataset_name(dataset)}: {label}", fontsize=9, loc="left")
-            ax.set_xlabel("epoch", fontsize=9)
+            ax.set_title(f"{dataset_name(dataset)}: {label}", fontsize=TEXT_PT, loc="left")
+            ax.set_xlabel("epoch", fontsize=TEXT_PT)
             ax.grid(lw=0.4, alpha=0.5)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        handles, labels = axes[i][1].get_legend_handles_labels()
-        if handles:
-            axes[i][-1].legend(handles, labels, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    runs = {label: handle for ax in axes[:, 1] for handle, label in zip(*ax.get_legend_handles_labels())}
     _note(axes[0][1], note)
-    fig.suptitle("\n".join(textwrap.wrap(caption, 150)) + "\n★ test-max epoch, ● val epoch, ▲ last epoch",
-                 fontsize=9, x=0.01, ha="left", y=1.0)
+    fig.suptitle("\n".join(textwrap.wrap(caption, CAPTION_CHARS)) + "\n★ test-max epoch, ● val epoch, ▲ last epoch",
+                 fontsize=TEXT_PT, x=0.01, ha="left", y=1.0)
     fig.tight_layout()
+    if runs:  # below the panels: the figure keeps its width, and so its text size on the page
+        fig.legend(list(runs.values()), list(runs), fontsize=TEXT_PT, loc="upper center", ncol=3, frameon=False,
+                   bbox_to_anchor=(0.5, 0.0))
     return _finish(fig)

@@ -211,7 +211,7 @@ def data_warning(records: Sequence[Mapping[str, Any]], what: str) -> str:
                 "they say nothing about how well CSTA or any variant summarizes videos, differences between rows "
                 "mean nothing, and they are not comparable with the paper. The paper's values are shown in a "
                 "table of their own. Place the real eccv16 feature files (and the ImageNet weights) to reproduce "
-                "the paper; see the data chapter.")
+                "the paper: `csta data check` lists what is missing and where each file is published.")
     if not comparable_with_paper(records):
         return (f"This build ran on the real features but with a randomly initialised CNN (no ImageNet weights), so "
                 f"{what} are not comparable with the paper's; they are shown apart from the paper's values.")
@@ -406,27 +406,30 @@ def video_names(records: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, str
 
 def per_video_display(long: Any, levels: Mapping[str, Mapping[str, Any]] | None = None,
                       names: Mapping[str, Mapping[str, str]] | None = None) -> Any:
-    """Per test video: τ / ρ / F1 per selection policy (mean over seeds when there are several, with their
+    """Per test video and selection policy: τ / ρ / F1 (the mean over seeds when there are several, with their
     number in ``seeds``), beside the ground-truth score's τ under the same protocol (from ``levels``); ``names``
-    (:func:`video_names`) adds each video's name."""
+    (:func:`video_names`) adds each video's name. One row per (dataset, fold, video, policy), so that the table
+    stays narrow whatever the number of policies."""
     if long.empty:
         return pd.DataFrame()
     rows = []
-    for (dataset, fold, video), part in long.groupby(["dataset", "fold", "video"], sort=False):
-        row: dict[str, Any] = {"dataset": captions.dataset_name(dataset), "fold": str(fold), "video": video}
+    for (dataset, fold, video, policy), part in long.groupby(["dataset", "fold", "video", "policy"], sort=False):
+        row: dict[str, Any] = {"dataset": captions.dataset_name(dataset), "fold": str(fold), "video": video,
+                               "policy": policy}
         if names is not None:
             row["name"] = (names.get(dataset) or {}).get(video, "")
-        for policy, sub in part.groupby("policy", sort=False):
-            for m, name in (("tau", "τ"), ("rho", "ρ"), ("f1", "F1")):
-                row[f"{policy} {name}"] = _fmt(sub[m].mean())
+        for m, name in METRIC_NAMES.items():
+            row[name] = _fmt(part[m].mean())
         row["seeds"] = str(part["seed"].nunique())
         gt = ((levels or {}).get(dataset, {}).get("gt_per_video") or {}).get(video)
         if gt is not None:
             row["ground-truth score τ"] = _fmt(gt["tau"])
         rows.append(row)
     frame = pd.DataFrame(rows)
-    frame = frame.sort_values(["dataset", "video"], key=lambda c: c.map(video_sort_key) if c.name == "video" else c)
-    return frame.set_index(["dataset", "fold", "video"]).fillna("–")
+    order = {p: i for i, p in enumerate(store.POLICIES)}
+    frame = frame.sort_values(["dataset", "video", "policy"], key=lambda c: c.map(video_sort_key) if c.name == "video"
+                              else c.map(order) if c.name == "policy" else c)
+    return frame.set_index(["dataset", "fold", "video", "policy"]).fillna("–")
 
 
 def _fmt(value: Any) -> str:

@@ -185,18 +185,19 @@ def test_per_video_frame_and_display():
     assert set(long["policy"]) == {"test-max", "last", "val"}
     levels = {"summe": {"gt_per_video": {"video_1": {"tau": 0.5}, "video_2": {"tau": 0.6}}}}
     table = results.per_video_display(long, levels)
-    row = table.loc[("SumMe", "0", "video_2")]
-    assert row["test-max τ"] == "0.310" and row["val τ"] == "0.110" and row["ground-truth score τ"] == "0.600"
-    assert row["seeds"] == "1"
+    assert table.loc[("SumMe", "0", "video_2", "test-max"), "τ"] == "0.310"
+    row = table.loc[("SumMe", "0", "video_2", "val")]
+    assert row["τ"] == "0.110" and row["ground-truth score τ"] == "0.600" and row["seeds"] == "1"
+    assert list(table.index.get_level_values("policy")[:3]) == ["test-max", "val", "last"]
     named = results.per_video_display(long, levels, {"summe": {"video_2": "Base jumping"}})
-    assert named.loc[("SumMe", "0", "video_2"), "name"] == "Base jumping"
+    assert named.loc[("SumMe", "0", "video_2", "last"), "name"] == "Base jumping"
 
 
 def test_per_video_display_averages_seeds_and_says_how_many():
     runs = [record(key=f"s{seed}", seed=seed, tau=0.2 + 0.1 * seed) for seed in range(3)]
     table = results.per_video_display(results.per_video_frame(runs, ["test-max"]))
-    row = table.loc[("SumMe", "0", "video_1")]
-    assert row["seeds"] == "3" and row["test-max τ"] == "0.300"  # mean of 0.2, 0.3, 0.4
+    row = table.loc[("SumMe", "0", "video_1", "test-max")]
+    assert row["seeds"] == "3" and row["τ"] == "0.300"  # mean of 0.2, 0.3, 0.4
 
 
 def test_run_sources_name_the_run_behind_each_policy():
