@@ -2,6 +2,8 @@
 #   make book [PROFILE=smoke|quick|paper]   set up .venv, check/fetch the data the notebooks need, run them
 #                                            with papermill, build _build/html
 #   make test                                set up .venv, run the whole test suite
+#   make lab                                 set up .venv, start JupyterLab on notebooks/ (127.0.0.1 only), e.g.
+#                                            for the live attention explorer of chapter 7
 # Both create .venv on first use and (re)install the project with every extra it needs (EXTRAS, see
 # pyproject.toml: `pip install .` alone gives only the method and the command line's core) when pyproject.toml
 # changes.
@@ -12,17 +14,19 @@
 PYTHON  ?= python3
 PROFILE ?= quick
 BOOK_FLAGS ?=
+LAB_FLAGS ?=
 EXTRAS  := book,video,ray,dev
 VENV    := .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.csta-installed
 
-.PHONY: book test venv vendor clean help
+.PHONY: book test lab venv vendor clean help
 
 help:
 	@echo "make book [PROFILE=smoke|quick|paper]  - fetch/check the data, execute the notebooks, build _build/html"
 	@echo "          [BOOK_FLAGS=--no-fetch]        - never download data (a missing file stops the build with a table)"
 	@echo "make test                              - run the test suite"
+	@echo "make lab [LAB_FLAGS=--port=8899]       - JupyterLab on notebooks/, this machine only (no network needed)"
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
@@ -50,6 +54,10 @@ book: venv
 
 test: venv vendor
 	$(PY) -m pytest
+
+# JupyterLab serves its own files; listening on loopback only, with its usual token (printed in the URL).
+lab: venv
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir=notebooks --ServerApp.ip=127.0.0.1 $(LAB_FLAGS)
 
 clean:
 	rm -rf _build book/_generated

@@ -8,7 +8,8 @@ site and exits 1 when a page has a problem.
 
 Widgets are exercised too: :meth:`Browser.picture_state` reads what an element (e.g. the attention explorer's
 picture) shows, a digest of its visible images' pixels and its visible text, and :meth:`Browser.press_key` and
-:meth:`Browser.click` drive its controls with real key presses and mouse clicks.
+:meth:`Browser.click` drive its controls with real key presses and mouse clicks (:meth:`Browser.choose` picks an
+option of a ``<select>`` where the page keeps the arrow keys for itself).
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ from csta_lib.book.figure_policy import MIN_RENDERED_TEXT_PX, MIN_TEXT_KEY
 from csta_lib.book.paper import TABLE1
 
 LOCAL_SCHEMES = ("file:", "data:", "blob:", "about:", "chrome:", "devtools:", "chrome-extension:")
+#: What a :class:`Browser` with ``loopback=True`` may reach besides local files: servers on this machine.
+LOOPBACK_PREFIXES = ("http://127.0.0.1:", "ws://127.0.0.1:")
 
 
 def find_chromium() -> str | None:
@@ -121,10 +124,14 @@ class CdpConnection:
 class Browser:
     """Headless chromium with networking disabled, controlled over the DevTools protocol."""
 
-    def __init__(self, binary: str | None = None, width: int = 1280, height: int = 1600) -> None:
+    def __init__(self, binary: str | None = None, width: int = 1280, height: int = 1600,
+                 loopback: bool = False) -> None:
+        """``loopback``: pages may talk to servers on 127.0.0.1 (a local Jupyter server); everything else stays
+        unreachable (a proxy that goes nowhere, no DNS) and requests to it are still reported."""
         self.binary = binary or find_chromium()
         if not self.binary:
             raise FileNotFoundError("chromium not found (Debian: apt-get install chromium)")
+        self.loopback = loopback
         self.profile = Path(tempfile.mkdtemp(prefix="csta-chromium-"))
         args = [
             self.binary, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
@@ -132,9 +139,9 @@ class Browser:
             "--no-first-run", "--no-default-browser-check", "--disable-background-networking",
             "--disable-component-update", "--disable-sync", "--disable-extensions",
             "--disable-features=Translate,OptimizationHints,MediaRouter",
-            # belt and braces beside the offline emulation: no proxy, no DNS
-            "--proxy-server=127.0.0.1:9", "--proxy-bypass-list=<-loopback>",
-            "--host-resolver-rules=MAP * ~NOTFOUND",
+            # belt and braces beside the offline emulation: no proxy, no DNS (loopback: only 127.0.0.1 directly)
+            "--proxy-server=127.0.0.1:9", *([] if loopback else ["--proxy-bypass-list=<-loopback>"]),
+            "--host-resolver-rules=MAP * ~NOTFOUND" + (", EXCLUDE 127.0.0.1" if loopback else ""),
             "about:blank",
         ]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -143,8 +150,9 @@ class Browser:
             self.cdp = CdpConnection(self._page_ws_url())
             for domain in ("Page", "Runtime", "Log", "Network"):
                 self.cdp.send(f"{domain}.enable")
-            self.cdp.send("Network.emulateNetworkConditions", {
-                "offline": True, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
+            if not loopback:
+                self.cdp.send("Network.emulateNetworkConditions", {
+                    "offline": True, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
         except BaseException:
             self.close()
             raise
@@ -197,7 +205,7 @@ class Browser:
                 report.errors.append(f"log: {entry.get('text', '')} {entry.get('url', '')}".strip())
             elif method == "Network.requestWillBeSent":
                 request_url = params.get("request", {}).get("url", "")
-                if not request_url.startswith(LOCAL_SCHEMES):
+                if not request_url.startswith(LOCAL_SCHEMES + (LOOPBACK_PREFIXES if self.loopback else ())):
                     report.remote_requests.append(request_url)
         return report
 
@@ -319,6 +327,20 @@ class Browser:
             self.cdp.send("Input.dispatchKeyEvent", {
                 "type": kind, "key": key, "code": key, "windowsVirtualKeyCode": codes.get(key, 0),
                 "nativeVirtualKeyCode": codes.get(key, 0)})
+
+    def choose(self, selector: str, index: int) -> None:
+        """Choose option ``index`` of the first ``<select>`` matching ``selector`` and fire the ``change`` event a
+        user's choice fires (where the page's own shortcuts take the arrow keys, as JupyterLab's do)."""
+        done = self.evaluate(f"""(() => {{
+          const el = document.querySelector({json.dumps(selector)});
+          if (!el || !({int(index)} in el.options)) return false;
+          el.scrollIntoView({{block: 'center'}});
+          el.selectedIndex = {int(index)};
+          el.dispatchEvent(new Event('change', {{bubbles: true}}));
+          return true;
+        }})()""")
+        if not done:
+            raise RuntimeError(f"no <select> with an option {index} matches {selector!r}")
 
     def click(self, selector: str) -> None:
         """Click the middle of the first element matching ``selector`` with the mouse (real input events)."""
