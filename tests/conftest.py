@@ -59,3 +59,23 @@ def stand_in(monkeypatch):
 
     monkeypatch.setattr(training, "build_model", lambda config, weights=None: StandIn(config, weights))
 
+
+
+@pytest.fixture()
+def fake_measure(monkeypatch, tmp_path):
+    """The grid's per-step measurements without training (1 ms per step and video step, so longer videos cost
+    more), each call recorded in the returned list; the measurement cache in ``tmp_path``."""
+    import torch
+
+    from csta_lib.runs import cost
+
+    calls = []
+
+    def measure(config, length, device="cpu", steps=cost.CALIBRATION_STEPS):
+        calls.append((cost.config_digest(config), length, torch.get_num_threads()))
+        return cost.StepTime(0.001 * length, 0.0003 * length, 0.5, torch.get_num_threads(), "measured", 0.1,
+                             "2026-01-01T00:00:00Z")
+
+    monkeypatch.setattr(cost, "measure_step", measure)
+    monkeypatch.setattr(cost, "DEFAULT_CACHE_DIR", tmp_path / "grid-cost")
+    return calls

@@ -8,13 +8,17 @@
 Progress goes to standard error; the last line of standard output is a JSON summary with at least ``runs``,
 ``computed``, ``reused`` and ``failed``. The exit code is 0 when every run is stored, 1 when some run failed
 (rerunning the same command computes only the missing runs), 2 for bad input. ``--plan`` trains nothing: it
-prints the runs (a table and totals, or with ``--json`` one JSON object per line) and exits 0.
+prints the runs and what they cost (a table and totals, or with ``--json`` one JSON object per run and, last, a
+summary object with ``"summary": "plan"`` and the totals) and exits 0; the cost comes from per-step times measured
+on this machine (a few seconds, once per machine; ``--calibrate`` measures again, ``--no-calibrate`` never does
+and then says the times are assumed).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -31,7 +35,9 @@ Profiles: smoke (seconds, tiny surrogate data, for tests), quick (the book's def
 one seed, 2-3 epochs), paper (5 folds x 100 epochs x 5 seeds, both datasets: GPU or cluster work).
 `csta grid --list` prints what each profile runs and cuts; `--plan` lists the runs of one grid (preset,
 dataset, split, seed, epochs, validation hold-out, selection policies, whether already stored) and what they
-cost, without running anything.
+cost, without running anything: per-step times of each model measured on this machine (once, cached in
+.cache/grid-cost/), the CPU time, the wall time on N Ray nodes like this one, and on a GPU with k runs packed
+on it when GPU figures are recorded (else "not measured").
 
 Kinds of run: every experiment trains on all of a fold's training videos (the official protocol) and reports
 test-max and last selection from those runs; Table 1's val row comes from separate runs that hold out 20 % of
@@ -68,7 +74,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--list", action="store_true", help="print every experiment and profile with what it cuts, and exit")
     p.add_argument("--plan", action="store_true",
                    help="print the runs the grid would execute (and which are already in the store), run nothing")
-    p.add_argument("--json", action="store_true", help="with --plan: one JSON object per run, one per line")
+    p.add_argument("--json", action="store_true",
+                   help="with --plan: one JSON object per run, one per line, then a summary object (the totals)")
+    p.add_argument("--calibrate", action="store_true",
+                   help="with --plan: measure this machine's per-step times again (default: measure once, then reuse)")
+    p.add_argument("--no-calibrate", action="store_true",
+                   help="with --plan: never measure; models not measured here before get an assumed rate (said so)")
     p.set_defaults(func=main)
 
 
@@ -84,13 +95,14 @@ def list_text() -> str:
     names = list(experiments.EXPERIMENTS)
     seconds = experiments.estimate_profile_seconds(names, "quick")
     lines.append(f"quick profile, all experiments: {experiments.unique_runs(names, 'quick')} distinct runs, about "
-                 f"{seconds / 60:.0f} CPU minutes on a 2-core machine (estimate)")
+                 f"{seconds / 60:.0f} CPU minutes on a 2-core machine (at an assumed rate; `csta grid --plan` "
+                 "measures this machine)")
     return "\n".join(lines)
 
 
-def plan_text(entries: list[dict], experiment: str, profile: str) -> str:
-    """``--plan`` without ``--json``: one line per run, then the totals and the rough CPU time."""
-    from csta_lib.runs import experiments  # here, not at the top: torch (start-up of --help)
+def plan_text(entries: list[dict], summary: dict, experiment: str, profile: str) -> str:
+    """``--plan`` without ``--json``: one line per run, then the totals and what they cost."""
+    from csta_lib.runs import cost, experiments  # here, not at the top: torch (start-up of --help)
 
     columns = [("label", "row"), ("variant", "variant"), ("dataset", "dataset"), ("split", "split"),
                ("seed", "seed"), ("epochs", "epochs"), ("val_fraction", "val"), ("policies", "policies"),
@@ -112,12 +124,9 @@ def plan_text(entries: list[dict], experiment: str, profile: str) -> str:
     lines = [experiments.describe(experiment, profile), ""]
     lines.append("  ".join(title.ljust(w) for (_, title), w in zip(columns, widths)))
     lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in rows]
-    todo = [e for e in entries if not e.get("in_store")]
-    cpu = sum(e["estimated_cpu_s"] for e in todo)
-    cost = f"{cpu / 3600:.1f} CPU-hours" if cpu >= 3600 else f"{cpu / 60:.1f} CPU-minutes"
-    lines += ["", f"{len(entries)} run(s), {sum(e['epochs'] for e in entries)} epoch(s) in all; {len(todo)} not in "
-              f"the store yet: about {cost} on a 2-core machine to compute them (rough estimate; a GPU is much "
-              "faster)"]
+    lines += ["", f"{len(entries)} run(s), {sum(e['epochs'] for e in entries)} epoch(s) in all; "
+              f"{summary['to_compute']} not in the store yet: about {cost.duration(summary['estimated_cpu_s_total'])}"
+              " of CPU time to compute them", *cost.describe(summary)]
     return "\n".join(lines)
 
 
@@ -130,24 +139,35 @@ def main(args: argparse.Namespace) -> int:
         return 0
     if not args.experiment:
         raise CstaInputError("--experiment is required (table1, table2, fig4 or deviations; see --list)")
-    if args.json and not args.plan:
-        raise CstaInputError("--json goes with --plan (the grid's own summary is always JSON)")
+    for flag in ("json", "calibrate", "no_calibrate"):
+        if getattr(args, flag) and not args.plan:
+            raise CstaInputError(f"--{flag.replace('_', '-')} goes with --plan (the grid's own summary is always JSON)")
+    if args.calibrate and args.no_calibrate:
+        raise CstaInputError("--calibrate and --no-calibrate contradict each other; give one")
     grid.check_options(args.engine, args.jobs, args.gpus_per_run, args.cpus_per_run)
     if args.plan:
+        experiments.check_experiment(args.experiment)
         experiments.check_profile(args.profile)
+        joins = args.engine == "ray" and bool(args.address or os.environ.get("RAY_ADDRESS"))
+        threads = args.cpus_per_run or grid.default_cpus_per_run(args.engine, args.jobs, joins)
+        times = grid.plan_step_times(args.experiment, args.profile, threads, measure=not args.no_calibrate,
+                                     refresh=args.calibrate, say=lambda text: print(text, file=sys.stderr))
         try:
-            entries = grid.plan_entries(args.experiment, args.profile, args.store)
+            entries = grid.plan_entries(args.experiment, args.profile, args.store, threads=threads, times=times)
         except MissingDataError as exc:  # plan before fetching the data: the runs and their cost, no keys
             print(f"csta grid --plan: data not available ({str(exc).splitlines()[0]}); listing the runs without "
                   "their training-set sizes, content keys or store status", file=sys.stderr)
             placeholder = {d: experiments.DataSource(d, Path("(data not available)"), None)
                            for d in experiments.grid_datasets(args.experiment, args.profile)}
-            entries = grid.plan_entries(args.experiment, args.profile, args.store, with_keys=False, data=placeholder)
+            entries = grid.plan_entries(args.experiment, args.profile, args.store, with_keys=False, data=placeholder,
+                                        threads=threads, times=times)
+        summary = grid.plan_summary(entries, args.experiment, args.profile, threads, times)
         if args.json:
             for entry in entries:
                 print(json.dumps(entry))
+            print(json.dumps(summary))
         else:
-            print(plan_text(entries, args.experiment, args.profile))
+            print(plan_text(entries, summary, args.experiment, args.profile))
         return 0
     summary = grid.run_grid(
         args.experiment, args.profile, engine=args.engine, jobs=args.jobs, address=args.address,

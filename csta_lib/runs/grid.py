@@ -50,7 +50,7 @@ from tqdm import tqdm
 
 from csta_lib.data.eccv16 import load_eccv16
 from csta_lib.errors import CstaInputError, MissingDataError
-from csta_lib.runs import experiments, training
+from csta_lib.runs import cost, experiments, training
 from csta_lib.runs import store as results_store
 from csta_lib.runs.io import ensure_writable_dir, owner_gone, owner_tag, write_bytes_atomic
 from csta_lib.runs.locator import sha256_file
@@ -850,40 +850,89 @@ def _data_summary(src: experiments.DataSource) -> dict[str, Any]:
 
 def plan_entries(experiment: str, profile: str, store: str | os.PathLike[str] | None = None,
                  cache_dir: str | os.PathLike[str] | None = None, *, with_keys: bool = True,
-                 data: Mapping[str, experiments.DataSource] | None = None) -> list[dict[str, Any]]:
+                 data: Mapping[str, experiments.DataSource] | None = None, threads: int | None = None,
+                 times: Mapping[tuple[str, int], cost.StepTime] | None = None) -> list[dict[str, Any]]:
     """What a grid would run, one JSON-able dict per run, without training anything.
 
     Each entry: ``experiment``, ``label`` (the experiment's row), ``preset``, ``variant``, ``overrides``,
     ``dataset``, ``split`` (0-based), ``seed``, ``epochs``, ``val_fraction``, ``policies``, ``selection`` (the kind
-    of run), ``data`` (``tiny`` or ``full``), ``features`` (the feature file), ``estimated_cpu_s`` (a rough
-    2-core CPU estimate, :func:`csta_lib.runs.experiments.run_seconds`) and, with ``with_keys`` (reads each run's
-    data and split to compute its content address): ``n_train``, ``n_val``, ``n_test`` (videos),
-    ``surrogate`` (whether the features are surrogate), ``key`` and ``in_store`` (its record is already in
-    ``store``; the store is only read, never created). ``data`` (from :func:`csta_lib.runs.experiments.prepare_data`)
-    avoids resolving the data files again.
+    of run), ``data`` (``tiny`` or ``full``), ``features`` (the feature file), ``estimated_cpu_s`` (seconds of the
+    run on this machine's CPU with ``threads`` torch threads, :func:`csta_lib.runs.cost.run_seconds`), ``estimate``
+    (``measured`` when ``times``, from :func:`plan_step_times`, has a measurement for the run's model and length,
+    else ``assumed``: the fixed 2-core rate) and, with ``with_keys`` (reads each run's data and split to compute
+    its content address, with ``threads`` torch threads as the run will): ``n_train``, ``n_val``, ``n_test``
+    (videos), ``surrogate`` (whether the features are surrogate), ``key`` and ``in_store`` (its record is already
+    in ``store``; the store is only read, never created). ``data`` (from
+    :func:`csta_lib.runs.experiments.prepare_data`) avoids resolving the data files again.
     """
     experiments.check_experiment(experiment)
     size = experiments.size(experiment, profile)
     store_dir = Path(store) if store not in (None, "") else results_store.DEFAULT_STORE_DIR
     data = data if data is not None else experiments.prepare_data(experiment, profile, cache_dir)
+    threads = threads or torch.get_num_threads()
     entries = []
     for p in experiments.plan(experiment, profile, data):
+        work = experiments.run_work(p.dataset, size, p.selection)
+        length = round(work.mean_steps)
+        step = (times or {}).get((cost.config_digest(p.variant.config), length)) \
+            or cost.assumed_step_time(length, threads)
         entry: dict[str, Any] = {
             "experiment": experiment, "label": p.variant.label, "preset": p.variant.preset,
             "variant": p.variant.name, "overrides": [list(o) for o in p.variant.overrides], "dataset": p.dataset,
             "split": p.split, "seed": p.seed, "epochs": p.epochs, "val_fraction": p.selection.val_fraction,
             "policies": list(p.selection.policies), "selection": p.selection.name, "data": size.data,
             "features": str(p.data.features),
-            "estimated_cpu_s": round(experiments.run_seconds(p.dataset, size, selection=p.selection), 1),
+            "estimated_cpu_s": round(cost.run_seconds(work, step), 1), "estimate": step.source,
         }
         if with_keys:
-            prep = training.prepare(dataclasses.replace(p.spec(), device="cpu"))
+            prep = _with_threads(threads, lambda p=p: training.prepare(dataclasses.replace(p.spec(), device="cpu")))
             stored = store_dir.is_dir() and results_store.find_record(
                 store_dir, p.dataset, p.variant.name, prep.key) is not None
             entry.update(n_train=len(prep.train_keys), n_val=len(prep.val_keys), n_test=len(prep.test_keys),
                          surrogate=bool(prep.data.is_surrogate), key=prep.key, in_store=stored)
         entries.append(entry)
     return entries
+
+
+def plan_step_times(experiment: str, profile: str, threads: int, *, measure: bool = True, refresh: bool = False,
+                    cache_dir: str | os.PathLike[str] | None = None, say: Callable[[str], None] = lambda text: None
+                    ) -> dict[tuple[str, int], cost.StepTime]:
+    """The per-step time of every model of the grid at each of its datasets' mean lengths, with ``threads``
+    torch threads: measured once per machine (:func:`csta_lib.runs.cost.step_times`; ``measure=False`` uses only
+    what this machine measured before, ``refresh`` measures again)."""
+    size = experiments.size(experiment, profile)
+    exp = experiments.check_experiment(experiment)
+    lengths = {round(experiments.run_work(d, size).mean_steps) for d in size.datasets}
+    needs = [(v.config, n) for v in exp.variants for n in sorted(lengths)]
+    return _with_threads(threads, lambda: cost.step_times(needs, measure=measure, refresh=refresh,
+                                                          cache_dir=cache_dir, say=say))
+
+
+def plan_summary(entries: Sequence[Mapping[str, Any]], experiment: str, profile: str, threads: int,
+                 times: Mapping[tuple[str, int], cost.StepTime] | None = None,
+                 figures: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The last line of ``csta grid --plan --json``: how many runs, how many are stored, the total estimated
+    seconds of those to compute (``estimated_cpu_s_total``) and of all (``estimated_cpu_s_all``), and what they
+    cost in wall time (:func:`csta_lib.runs.cost.plan_summary`: this CPU, N Ray nodes, GPUs when measured;
+    ``times`` from :func:`plan_step_times`, ``figures`` the GPU figures, by default the recorded ones)."""
+    size = experiments.size(experiment, profile)
+    todo = [e for e in entries if not e.get("in_store")]
+    works = [experiments.run_work(e["dataset"], size, _selection(e)) for e in todo]
+    names = {cost.config_digest(v.config): v.name for v in experiments.check_experiment(experiment).variants}
+    steps = [{"variant": names.get(digest, digest), "mean_steps": length, **dataclasses.asdict(t)}
+             for (digest, length), t in (times or {}).items()]
+    summary = cost.plan_summary([e["estimated_cpu_s"] for e in todo], [e["estimate"] for e in todo], works,
+                                threads=threads, cores=machine_cores(), fingerprint=cost.machine_fingerprint(),
+                                figures=cost.gpu_figures() if figures is None else figures, steps=steps)
+    known = all("in_store" in e for e in entries)
+    return {"summary": "plan", "experiment": experiment, "profile": profile, "runs": len(entries),
+            "in_store": sum(bool(e.get("in_store")) for e in entries) if known else None, "to_compute": len(todo),
+            "estimated_cpu_s_total": round(sum(e["estimated_cpu_s"] for e in todo), 1),
+            "estimated_cpu_s_all": round(sum(e["estimated_cpu_s"] for e in entries), 1), **summary}
+
+
+def _selection(entry: Mapping[str, Any]) -> experiments.Selection:
+    return next(s for s in (experiments.OFFICIAL, experiments.HELD_OUT) if s.name == entry["selection"])
 
 
 def records_for(experiment: str, profile: str, store: str | os.PathLike[str] | None = None,

@@ -30,7 +30,7 @@ def test_list(capsys):
     assert "profile quick" in out and "deviations" in out and "distinct runs" in out
 
 
-def test_smoke_grid_contract(tmp_path, capsys):
+def test_smoke_grid_contract(tmp_path, capsys, fake_measure):
     """The contract: exit 0, last line JSON with runs/computed/reused/failed; the records are training records."""
     args = ["grid", "--experiment", "table1", "--profile", "smoke", "--engine", "local", "--store", str(tmp_path)]
     assert main(args) == 0
@@ -51,11 +51,15 @@ def test_smoke_grid_contract(tmp_path, capsys):
     assert main(args + ["--no-progress"]) == 0
     again = last_json(capsys.readouterr().out)
     assert (again["computed"], again["reused"]) == (0, 8)
-    # --plan --json: one object per line, the same runs, now all in the store; nothing is trained
+    # --plan --json: one object per run, the same runs, now all in the store, then the summary; nothing is trained
     assert main(["grid", "--experiment", "table1", "--profile", "smoke", "--plan", "--json", "--store",
                  str(tmp_path)]) == 0
-    planned = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    *planned, totals = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
     assert sorted(p["key"] for p in planned) == sorted(summary["keys"])
+    assert totals["summary"] == "plan" and (totals["runs"], totals["in_store"], totals["to_compute"]) == (8, 8, 0)
+    assert totals["estimated_cpu_s_total"] == 0
+    assert totals["estimated_cpu_s_all"] == pytest.approx(sum(p["estimated_cpu_s"] for p in planned), abs=0.5)
+    assert {p["estimate"] for p in planned} == {"measured"} and fake_measure
     assert all(p["in_store"] for p in planned)
     for p in planned:
         assert {"preset", "dataset", "split", "seed", "epochs", "val_fraction", "policies"} <= set(p)
@@ -94,7 +98,7 @@ def test_unreachable_address_exits_2_quickly(tmp_path, capsys):
     assert time.monotonic() - start < 30  # includes building the smoke data on a cold cache
 
 
-def test_plan_without_the_data_still_lists_the_runs(monkeypatch, capsys):
+def test_plan_without_the_data_still_lists_the_runs(monkeypatch, capsys, fake_measure):
     """A user can see what a profile costs before fetching any data: the runs, without content keys."""
     from csta_lib.runs import experiments
     from csta_lib.errors import MissingDataError
@@ -105,7 +109,34 @@ def test_plan_without_the_data_still_lists_the_runs(monkeypatch, capsys):
     monkeypatch.setattr(experiments, "prepare_data", no_data)
     assert main(["grid", "--experiment", "table1", "--profile", "paper", "--plan", "--json"]) == 0
     captured = capsys.readouterr()
-    planned = [json.loads(line) for line in captured.out.strip().splitlines()]
+    *planned, totals = [json.loads(line) for line in captured.out.strip().splitlines()]
     assert len(planned) == 100 and "data not available" in captured.err
     assert all(p["val_fraction"] == 0 for p in planned if "test-max" in p["policies"])
     assert "key" not in planned[0] and planned[0]["epochs"] == 100
+    # the contract: each run keeps estimated_cpu_s, the summary line gives the total
+    assert all(p["estimated_cpu_s"] > 0 for p in planned)
+    assert totals["estimated_cpu_s_total"] == pytest.approx(sum(p["estimated_cpu_s"] for p in planned), abs=1)
+    assert totals["in_store"] is None and totals["to_compute"] == 100
+
+
+def test_plan_cost_measures_once_then_reuses(capsys, fake_measure):
+    """The paper profile's cost from per-step times measured here: measured on the first plan (said on stderr),
+    reused by the next, measured again with --calibrate; --no-calibrate on a machine never measured says
+    'assumed'. The table says how the wall time falls with Ray nodes and that the GPU is not measured."""
+    plan = ["grid", "--experiment", "table1", "--profile", "paper", "--plan", "--cpus-per-run", "1"]
+    assert main([*plan, "--no-calibrate", "--json"]) == 0
+    assert {json.loads(line)["estimate"] for line in capsys.readouterr().out.splitlines()[:-1]} == {"assumed"}
+    assert not fake_measure
+    assert main(plan) == 0
+    captured = capsys.readouterr()
+    assert len(fake_measure) == 2 and "measuring per-step times on this machine" in captured.err
+    assert "cost per run measured on this machine" in captured.out
+    assert "wall time with N Ray nodes like this one: 1 -> " in captured.out and "16 -> " in captured.out
+    assert "GPU: not measured" in captured.out
+    assert "T = 293: 0.293 s; T = 470: 0.47 s" in captured.out
+    assert main(plan) == 0 and len(fake_measure) == 2
+    assert main([*plan, "--calibrate"]) == 0 and len(fake_measure) == 4
+    capsys.readouterr()
+    assert main([*plan, "--calibrate", "--no-calibrate"]) == 2
+    assert main(["grid", "--experiment", "table1", "--calibrate"]) == 2
+    assert "--calibrate goes with --plan" in capsys.readouterr().err
