@@ -26,7 +26,8 @@ from csta_lib.data.eccv16 import DATASETS
 from csta_lib.errors import CstaInputError
 from csta_lib.runs import experiments, locator
 from csta_lib.runs.experiments import check_profile
-from csta_lib.runs.fetch import Log, download_url, fetch_entry, fetchable, is_online, where_published
+from csta_lib.runs.fetch import download_url, fetch_entry, fetchable, where_published
+from csta_lib.runs.transfer import Log, is_online
 from csta_lib.runs.locator import PROJECT_ROOT, DataEntry
 
 NO_FETCH_ENV = "CSTA_NO_FETCH"  # "1": the book build never downloads

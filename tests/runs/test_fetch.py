@@ -27,7 +27,7 @@ import pytest
 from csta_lib.book import build, preflight
 from csta_lib.cli import main as csta_main
 from csta_lib.errors import CstaInputError, DataFormatError, MissingDataError
-from csta_lib.runs import fetch, locator
+from csta_lib.runs import fetch, locator, transfer
 from csta_lib.runs import io as runs_io
 
 PUBLISHER = "https://publisher.example"
@@ -276,10 +276,10 @@ def test_fetch_never_writes_into_a_mirror(tmp_path, monkeypatch):
 
 
 def test_online_probe_is_quick(publisher, closed_port):
-    assert fetch.is_online([f"http://127.0.0.1:{closed_port}/x"]) is False
+    assert transfer.is_online([f"http://127.0.0.1:{closed_port}/x"]) is False
     start = time.perf_counter()
-    assert fetch.is_online([fetch.download_url(locator.entry("splits.csta.summe"))]) is True
-    unresolvable = fetch.is_online(["https://no-such-host.invalid/x"], timeout=2.0)
+    assert transfer.is_online([fetch.download_url(locator.entry("splits.csta.summe"))]) is True
+    unresolvable = transfer.is_online(["https://no-such-host.invalid/x"], timeout=2.0)
     assert unresolvable is False and time.perf_counter() - start < 5
 
 
@@ -288,9 +288,9 @@ def test_online_probe_gives_up_on_a_hanging_lookup(monkeypatch):
         time.sleep(2)
         raise OSError("name resolution timed out")
 
-    monkeypatch.setattr(fetch.socket, "create_connection", hanging_lookup)
+    monkeypatch.setattr(transfer.socket, "create_connection", hanging_lookup)
     start = time.perf_counter()
-    assert fetch.is_online(["https://publisher.example/x"], timeout=0.3) is False
+    assert transfer.is_online(["https://publisher.example/x"], timeout=0.3) is False
     assert time.perf_counter() - start < 1.5
 
 
@@ -301,10 +301,10 @@ def test_online_probe_gives_up_on_a_hanging_lookup(monkeypatch):
 @pytest.fixture
 def quick_limits(monkeypatch):
     """Bounds of a few seconds instead of minutes: a transfer slower than 2 kB/s over 0.5 s is given up."""
-    monkeypatch.setenv(fetch.RATE_WINDOW_ENV, "0.5")
-    monkeypatch.setenv(fetch.MIN_RATE_ENV, "2000")
-    monkeypatch.setenv(fetch.TIMEOUT_ENV, "5")
-    monkeypatch.delenv(fetch.DEADLINE_ENV, raising=False)
+    monkeypatch.setenv(transfer.RATE_WINDOW_ENV, "0.5")
+    monkeypatch.setenv(transfer.MIN_RATE_ENV, "2000")
+    monkeypatch.setenv(transfer.TIMEOUT_ENV, "5")
+    monkeypatch.delenv(transfer.DEADLINE_ENV, raising=False)
 
 
 def endless(handler) -> None:
@@ -379,8 +379,8 @@ def test_a_server_sending_a_byte_now_and_then_is_given_up(publisher, tmp_path, q
 
 
 def test_a_total_deadline_per_file(publisher, tmp_path, quick_limits, monkeypatch):
-    monkeypatch.setenv(fetch.MIN_RATE_ENV, "1")  # fast enough for the rate rule, too slow for the deadline
-    monkeypatch.setenv(fetch.DEADLINE_ENV, "1")
+    monkeypatch.setenv(transfer.MIN_RATE_ENV, "1")  # fast enough for the rate rule, too slow for the deadline
+    monkeypatch.setenv(transfer.DEADLINE_ENV, "1")
     publisher.behaviours["/publisher.example/slow.txt"] = trickle(publisher, 0.05)
     e = replace(entry("splits/slow.txt", f"{PUBLISHER}/slow.txt", sha(b"x")), size=1000)
     start = time.monotonic()
@@ -586,7 +586,7 @@ def test_cli_fetch_against_hostile_servers_exits_2_and_leaves_nothing(publisher,
 def test_sigterm_during_a_fetch_into_a_new_root_leaves_nothing(publisher, tmp_path, quick_limits, monkeypatch):
     splits = "/raw.githubusercontent.com/thswodnjs3/CSTA/d59f00733a3334685d05bcc1888179082c08feae/splits/"
     publisher.behaviours[splits + "SumMe_splits.txt"] = trickle(publisher, 0.05)
-    monkeypatch.setenv(fetch.MIN_RATE_ENV, "1")  # the trickle is fast enough: only SIGTERM stops it
+    monkeypatch.setenv(transfer.MIN_RATE_ENV, "1")  # the trickle is fast enough: only SIGTERM stops it
     parent = tmp_path / "parent"
     parent.mkdir()
     process = subprocess.Popen([sys.executable, "-m", "csta_lib.cli", "data", "fetch", "splits.csta.summe",
