@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -256,13 +257,17 @@ class Browser:
         """Every ``<table>`` of the page: its text, caption and cells (``rows``: a list of cell texts per row) and
         whether it fits the text column.
 
-        A table *fits* when its rendered box is no wider than the article's content box, and *scrolls* when
+        A table *fits* when its rendered box is no wider than the article's content box and the right sidebar
+        beside it (over which the book's stylesheet lets a wide table run), and *scrolls* when
         it or an ancestor inside the article is a horizontal scroll frame (``overflow-x: auto|scroll``) that
         itself fits; a table that does neither hides columns or spills over the page.
         """
         return self.evaluate("""(() => {
           const article = document.querySelector('.bd-article') || document.querySelector('main') || document.body;
-          const limit = article.getBoundingClientRect().width + 1;
+          // a table may use the right sidebar's width too (book/_css/csta.css draws it over the sidebar)
+          const sidebar = document.querySelector('.bd-sidebar-secondary');
+          const margin = sidebar && sidebar.checkVisibility() ? sidebar.getBoundingClientRect().width : 0;
+          const limit = article.getBoundingClientRect().width + margin + 1;
           return [...article.querySelectorAll('table')].map((table, index) => {
             let frame = null;
             for (let el = table; el && el !== article; el = el.parentElement) {
@@ -363,10 +368,8 @@ class Browser:
     def close(self) -> None:
         cdp = getattr(self, "cdp", None)
         if cdp is not None:
-            try:
+            with contextlib.suppress(Exception):  # closing a connection whose browser may be gone
                 cdp.close()
-            except Exception:
-                pass
         if self.process.poll() is None:
             self.process.terminate()
             try:
@@ -403,12 +406,16 @@ _SPREAD_OVER = re.compile(r"\b(?:sd|std|standard deviations?)\s+over\s+(runs|fol
 
 def unlabelled_surrogate_rows(table: Mapping[str, Any]) -> list[str]:
     """Rows of this build's results (a cell starting "this build") in a table whose caption says its numbers are
-    on surrogate features, whose own label (first cell) does not say "surrogate": a row copied on its own would
-    pass for a real result."""
+    on surrogate features, whose own label (the row's other cells: its header cells, e.g. dataset and row label)
+    does not say "surrogate": a row copied on its own would pass for a real result."""
     if "surrogate" not in str(table.get("caption", "")).lower():
         return []
-    return [row[0] for row in table.get("rows", [])[1:]
-            if row and any(cell.startswith(BUILD_SOURCE) for cell in row[1:]) and "surrogate" not in row[0].lower()]
+    out = []
+    for row in table.get("rows", [])[1:]:
+        labels = [cell for cell in row if not cell.startswith(BUILD_SOURCE)]
+        if len(labels) < len(row) and not any("surrogate" in cell.lower() for cell in labels):
+            out.append(" | ".join(labels[:2]))
+    return out
 
 
 def f1_without_shots(table: Mapping[str, Any]) -> bool:
@@ -436,33 +443,43 @@ _TABLE_LAYOUT_JS = r"""(() => {
   const article = document.querySelector('.bd-article') || document.querySelector('main') || document.body;
   const alnum = /[\p{L}\p{N}]/u;
   const number = /^[(\[]?[-+\u2212]?\d[\d,]*(\.\d+)?(e[-+\u2212]?\d+)?%?[)\],;]*$/i;
-  const textBox = (cell) => {
-    const range = document.createRange(); range.selectNodeContents(cell);
-    const rects = [...range.getClientRects()].filter(r => r.width > 0);
+  const textBox = (cell) => {  // the extent of what the cell shows: its text and its typeset math
+    const rects = [...cell.querySelectorAll('mjx-container')].map(m => m.getBoundingClientRect());
+    const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      if (node.parentElement.closest('mjx-container') || !node.textContent.trim()) continue;
+      const range = document.createRange(); range.selectNodeContents(node);
+      rects.push(...range.getClientRects());
+    }
+    rects.splice(0, rects.length, ...rects.filter(r => r.width > 0));
     if (!rects.length) return null;
     return {left: Math.min(...rects.map(r => r.left)), right: Math.max(...rects.map(r => r.right)),
             top: Math.min(...rects.map(r => r.top)), bottom: Math.max(...rects.map(r => r.bottom))};
   };
   return [...article.querySelectorAll('table')].map((table, index) => {
-    let frame = null;
+    // every box between the table and the article that clips (a scroll frame, or overflow hidden/clip)
+    const frames = [];
     for (let el = table; el && el !== article; el = el.parentElement) {
-      if (['auto', 'scroll'].includes(getComputedStyle(el).overflowX)) { frame = el; break; }
+      if (getComputedStyle(el).overflowX !== 'visible') frames.push(el);
     }
     const box = table.getBoundingClientRect();
-    const out = {index, hidden: frame ? frame.scrollWidth - frame.clientWidth : 0,
-                 beyond_viewport: frame ? 0 : Math.max(0, box.right - document.documentElement.clientWidth),
+    const visibleRight = Math.min(document.documentElement.clientWidth,
+                                  ...frames.map(f => f.getBoundingClientRect().right));
+    const out = {index, hidden: Math.max(0, ...frames.map(f => f.scrollWidth - f.clientWidth)),
+                 beyond_viewport: frames.length ? 0 : Math.max(0, box.right - document.documentElement.clientWidth),
                  caption_clipped: false, broken: [], touching: []};
     const caption = table.querySelector('caption');
     if (caption && caption.innerText.trim()) {
-      const c = caption.getBoundingClientRect(), f = (frame || table).getBoundingClientRect();
-      out.caption_clipped = c.right > f.right + 1 || c.left < f.left - 1 || caption.scrollWidth > caption.clientWidth + 1;
+      const c = caption.getBoundingClientRect();
+      out.caption_clipped = c.right > visibleRight + 1 || caption.scrollWidth > caption.clientWidth + 1;
     }
     for (const row of table.rows) {
       const boxes = [...row.cells].map(textBox);
       for (let i = 1; i < boxes.length; i++) {
         const a = boxes[i - 1], b = boxes[i];
         if (a && b && a.top < b.bottom && b.top < a.bottom && b.left - a.right < %(gap)s) {
-          out.touching.push(row.cells[i - 1].innerText.trim().slice(-20) + '|' + row.cells[i].innerText.trim().slice(0, 20));
+          out.touching.push(row.cells[i - 1].innerText.trim().slice(-20) + '|'
+                            + row.cells[i].innerText.trim().slice(0, 20));
         }
       }
       for (const cell of row.cells) {
@@ -533,9 +550,10 @@ _BARE_REPR_JS = r"""(() => {
     }
   }
   return found;
-})()""".replace("%(limit)s", "120")
+})()""".replace("%(limit)s", "200")
 
-_FIGURES_JS = r"""[...document.querySelectorAll('.bd-article img')].filter(i => i.checkVisibility() && i.naturalWidth > 0)
+_FIGURES_JS = r"""[...document.querySelectorAll('.bd-article img')]
+  .filter(i => i.checkVisibility() && i.naturalWidth > 0)
   .map(i => ({src: i.currentSrc || i.src, natural: i.naturalWidth, rendered: i.getBoundingClientRect().width}))"""
 
 

@@ -235,8 +235,8 @@ def pair_cell(pair: tuple[Any, Any] | None, index: int) -> str:
 
 
 def _runs_cell(pairs: Mapping[str, Any], datasets: Sequence[str]) -> str | None:
-    """The number of runs behind a row's spreads (``"3"``, or ``"SumMe 3, TVSum 1"`` when they differ); None for a
-    row without spreads (the paper's, a level)."""
+    """The number of runs behind a row's spreads on ``datasets`` (``"3"``, or ``"SumMe 3, TVSum 1"`` when they
+    differ); None for a row without spreads (the paper's, a level)."""
     counts = {d: pair[0].n for d in datasets if (pair := pairs.get(d)) is not None
               and isinstance(pair[0], statistics.Spread)}
     if not counts:
@@ -246,28 +246,35 @@ def _runs_cell(pairs: Mapping[str, Any], datasets: Sequence[str]) -> str | None:
     return ", ".join(f"{captions.dataset_name(d)} {n}" for d, n in counts.items())
 
 
+def _has_spread(pairs: Mapping[str, Any]) -> bool:
+    return any(pair is not None and isinstance(pair[0], statistics.Spread) for pair in pairs.values())
+
+
 def pairs_table(rows: Sequence[tuple[str, str, Mapping[str, tuple[Any, Any] | None]]],
                 datasets: Sequence[str]) -> Any:
     """One row per ``(label, source, {dataset: (τ, ρ)})``; columns ``SumMe τ``, ``SumMe ρ``, …, ``source``.
 
     Values are numbers (the paper's, a level) or :class:`~csta_lib.runs.statistics.Spread` s (this build's runs,
-    :func:`summary_spreads`); a table holding spreads gets a column ``runs (n)`` (– on rows without one).
+    :func:`summary_spreads`). A table holding spreads has one row per (dataset, row) instead, with columns ``τ``,
+    ``ρ``, ``runs (n)`` (– on rows without spreads) and ``source``: a spread cell is long, and four of them side by
+    side do not fit the page.
     """
-    out = []
-    with_runs = False
+    if any(_has_spread(pairs) for _, _, pairs in rows):
+        out = [{"dataset": captions.dataset_name(d), "row": label, "τ": pair_cell(pairs.get(d), 0),
+                "ρ": pair_cell(pairs.get(d), 1), "runs (n)": _runs_cell(pairs, [d]) or "–", "source": source}
+               for d in datasets for label, source, pairs in rows if pairs.get(d) is not None]
+        return pd.DataFrame(out, columns=["dataset", "row", "τ", "ρ", "runs (n)", "source"]).set_index(
+            ["dataset", "row"])
+    wide = []
     for label, source, pairs in rows:
         row: dict[str, str] = {"row": label}
         for d in datasets:
             for i, metric in enumerate(("τ", "ρ")):
                 row[f"{captions.dataset_name(d)} {metric}"] = pair_cell(pairs.get(d), i)
-        runs = _runs_cell(pairs, datasets)
-        with_runs = with_runs or runs is not None
-        row["runs (n)"] = runs or "–"
         row["source"] = source
-        out.append(row)
-    columns = ["row", *(f"{captions.dataset_name(d)} {m}" for d in datasets for m in ("τ", "ρ")),
-               *(["runs (n)"] if with_runs else []), "source"]
-    return pd.DataFrame(out, columns=columns).set_index("row")
+        wide.append(row)
+    columns = ["row", *(f"{captions.dataset_name(d)} {m}" for d in datasets for m in ("τ", "ρ")), "source"]
+    return pd.DataFrame(wide, columns=columns).set_index("row")
 
 
 def build_label(label: str, records: Sequence[Mapping[str, Any]]) -> str:
@@ -336,7 +343,7 @@ def protocol_levels(records: Sequence[Mapping[str, Any]], n_draws: int = 100, se
         evaluator = _run_evaluator(mine[0])
         folds = {r["split"]["index"]: tuple(r["split"]["test_keys"]) for r in mine}
         rnd, gt, gt_videos = [], [], {}
-        for fold, keys in sorted(folds.items()):
+        for _, keys in sorted(folds.items()):
             sub = DatasetEvaluator(references={k: evaluator.references[k] for k in keys}, dataset_name=dataset,
                                    protocol=evaluator.protocol)
             rnd.append(random_baseline(sub, n_draws=n_draws, seed=seed))
@@ -400,7 +407,7 @@ def video_names(records: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, str
     for r in records:
         if r["dataset"] not in out:
             data = load_eccv16(r["provenance"]["data_file"], r["dataset"])
-            out[r["dataset"]] = {k: str(data[k].video_name) for k in data.keys()}
+            out[r["dataset"]] = {k: str(data[k].video_name) for k in data}
     return out
 
 

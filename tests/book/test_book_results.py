@@ -317,10 +317,13 @@ def test_build_rows_carry_spread_runs_and_a_surrogate_label():
     assert results.build_label("x", [record(surrogate=False)]) == "x (random CNN init)"
     assert results.build_label("x", [record(surrogate=False, weights="w.pth")]) == "x"
     table = results.pairs_table([(label, "this build", {"summe": spreads}),
-                                 ("CSTA", "paper (as printed)", {"summe": (0.246, 0.274)})], ["summe"])
-    assert list(table.columns) == ["SumMe τ", "SumMe ρ", "runs (n)", "source"]
-    assert table.loc[label, "SumMe τ"] == "0.325 ± 0.020 [0.275, 0.375]" and table.loc[label, "runs (n)"] == "3"
-    assert table.loc["CSTA", "SumMe τ"] == "0.246" and table.loc["CSTA", "runs (n)"] == "–"
+                                 ("CSTA", "paper (as printed)", {"summe": (0.246, 0.274), "tvsum": None})],
+                                ["summe", "tvsum"])
+    assert list(table.columns) == ["τ", "ρ", "runs (n)", "source"]  # one row per (dataset, row): spreads are long
+    assert table.loc[("SumMe", label), "τ"] == "0.325 ± 0.020 [0.275, 0.375]"
+    assert table.loc[("SumMe", label), "runs (n)"] == "3"
+    assert table.loc[("SumMe", "CSTA"), "τ"] == "0.246" and table.loc[("SumMe", "CSTA"), "runs (n)"] == "–"
+    assert "TVSum" not in set(table.index.get_level_values("dataset"))  # no value on TVSum: no row
     one = results.summary_spreads(store.summary_table(store.results_frame(runs[:1])), "test-max")["paper"]
     assert results.pair_cell(one["summe"], 0) == "0.305 (n = 1, no interval)"
     assert results.summary_pairs(summary, "test-max")["paper"]["summe"][0] == pytest.approx(0.325)

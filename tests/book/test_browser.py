@@ -77,7 +77,7 @@ def test_reader_checks_can_fail(browser: Browser, tmp_path: Path) -> None:
         "</main></body></html>")
     read = read_page(browser, page.as_uri())
     problems = reader_problems(read)
-    assert any(p == "table 3: surrogate rows whose label does not say so: ['CSTA, test-max selection']"
+    assert any(p == "table 3: surrogate rows whose label does not say so: ['CSTA, test-max selection | 0.385']"
                for p in problems), problems
     assert "the spread is defined 2 ways on one page: sd over runs, seeds" in problems
     assert "table 4 shows F1 but its caption does not say on which shots" in problems
@@ -89,6 +89,9 @@ def test_reader_checks_can_fail(browser: Browser, tmp_path: Path) -> None:
     assert read["admonitions"] == [{"kind": "warning", "text": "computed on surrogate features"}]
     assert spread_definitions("mean ± sd over runs; the SD over runs") == ["runs"]
     assert unlabelled_surrogate_rows({"caption": "real features", "rows": [["r"], ["CSTA", "this build"]]}) == []
+    grouped = {"caption": "surrogate features", "rows": [["dataset", "row"], ["SumMe", "CSTA (surrogate features)",
+                                                                           "0.3", "this build"]]}
+    assert unlabelled_surrogate_rows(grouped) == []  # the label is in the second header cell of a grouped row
     assert mixes_ours_and_paper("ours 0.2460") == [] and mixes_ours_and_paper("paper 0.246") == []
     assert paper_table1_csta() == ("0.246", "0.274", "0.194", "0.255")  # the contract's values
 
