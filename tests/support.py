@@ -3,6 +3,7 @@ fast stand-in for the CSTA model. Fixtures built from them live in ``conftest.py
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import h5py
@@ -140,3 +141,13 @@ def need(*names: str) -> Path:
     if missing:
         pytest.skip(f"real data file(s) {', '.join(missing)} not found in any data root (see `csta data check`)")
     return locator.find(names[0])
+
+
+def comparable_record(record: dict) -> str:
+    """A run record as JSON without what legitimately differs between two computations of the same key (timings,
+    host, creation time): two engines, machines or attempts that agree give equal strings."""
+    volatile = {"wall_time_s", "train_time_s", "created_utc", "_path", "host", "hostname"}
+    clean = {k: v for k, v in record.items() if k not in volatile}
+    clean["epochs"] = [{k: v for k, v in e.items() if k not in ("seconds", "eval_seconds")}
+                       for e in record.get("epochs", [])]
+    return json.dumps(clean, sort_keys=True)

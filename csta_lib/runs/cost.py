@@ -81,6 +81,19 @@ def assumed_step_time(length: float, threads: int) -> StepTime:
     return StepTime(step, step / 3.0, 0.0, threads, "assumed")
 
 
+def machine_cores() -> int:
+    """CPU cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def busy(load: float | None, cores: int | None = None) -> bool:
+    """Whether a load average means the machine was busy (step times measured then are too long)."""
+    return load is not None and load > 0.75 * (cores or machine_cores())
+
+
 def _cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -159,13 +172,19 @@ def step_times(needs: Iterable[tuple[ModelConfig, int]], *, device: str = "cpu",
                say: Callable[[str], None] = lambda text: None) -> dict[tuple[str, int], StepTime]:
     """The step time of each (model, length) in ``needs`` at the current torch thread count, keyed by
     ``(config_digest, length)``: from this machine's cache, else measured (and cached) when ``measure``, else
-    assumed. ``refresh`` measures again what is cached."""
+    assumed. ``refresh`` measures again what is cached; so does any call that finds the machine quiet where a
+    cached time was measured while it was busy."""
     threads = torch.get_num_threads()
     fingerprint = machine_fingerprint(device)
     path = _cache_file(Path(cache_dir) if cache_dir is not None else DEFAULT_CACHE_DIR, fingerprint)
     cached = _read_cache(path)
     wanted = {(config_digest(c), int(n)): (c, int(n)) for c, n in needs}
-    todo = [(c, n) for (digest, n), (c, _) in wanted.items() if refresh or _entry(c, n, threads) not in cached]
+    quiet = not busy(os.getloadavg()[0])
+
+    def outdated(entry: Mapping[str, Any] | None) -> bool:
+        return entry is None or refresh or (quiet and busy(entry.get("load")))
+
+    todo = [(c, n) for c, n in wanted.values() if outdated(cached.get(_entry(c, n, threads)))]
     if todo and measure:
         lengths = ", ".join(str(n) for n in sorted({n for _, n in todo}))
         say(f"measuring per-step times on this machine ({fingerprint['cpu']}, {fingerprint['device']}, {threads} "
@@ -292,8 +311,9 @@ def plan_summary(durations: Sequence[float], sources: Iterable[str], works: Sequ
     return {"cpu": cpu, "gpu": gpu}
 
 
-def describe(summary: Mapping[str, Any]) -> list[str]:
-    """The cost summary in words, a few lines (the plan's table and the book page)."""
+def describe(summary: Mapping[str, Any], totals: bool = True) -> list[str]:
+    """The cost summary in words, a few lines (the plan's table and the book page; ``totals=False`` leaves out
+    the CPU line of totals, for a page that shows them in a table)."""
     cpu, gpu = summary["cpu"], summary["gpu"]
     machine = cpu["machine"]
     how = {"measured": "measured on this machine", "assumed": "ASSUMED (not measured here: a fixed 2-core rate)",
@@ -308,11 +328,12 @@ def describe(summary: Mapping[str, Any]) -> list[str]:
         spans = "; ".join(f"T = {n:g}: {_span(v)}" for n, v in sorted(by_length.items()))
         lines.append(f"  seconds per training step ({cpu['estimate']}): {spans}")
     load = cpu["load_when_measured"]
-    if load is not None and load > 0.75 * cpu["cores"]:
+    if busy(load, cpu["cores"]):
         lines.append(f"  the machine was busy when measured (load average {load:g} on {cpu['cores']} cores): these "
-                     "times are too long; `csta grid --plan --calibrate` on a quiet machine measures again")
-    lines.append(f"  CPU: {duration(cpu['cpu_s'])} of runs; wall time with N Ray nodes like this one: {nodes} "
-                 f"({cpu['assumes']})")
+                     "times are too long; the next `csta grid --plan` on a quiet machine measures again")
+    if totals:
+        lines.append(f"  CPU: {duration(cpu['cpu_s'])} of runs; wall time with N Ray nodes like this one: {nodes} "
+                     f"({cpu['assumes']})")
     if gpu["measured"]:
         packed = ", ".join(f"{k} -> {duration(s)}" for k, s in gpu["wall_s_one_gpu_by_runs_per_gpu"].items())
         lines.append(f"  GPU ({gpu['device']}, measured {gpu.get('measured_utc') or '?'}): one GPU, by runs packed on "

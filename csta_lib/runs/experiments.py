@@ -25,7 +25,8 @@ training videos held out, the epoch chosen on them), so that the validation hold
 training set of the official-protocol rows.
 
 :func:`plan` turns (experiment, profile) into the list of runs (:class:`RunPlan`: the experiment's row label
-and, through :meth:`RunPlan.spec`, the training run specification :class:`csta_lib.runs.spec.RunSpec`). :func:`describe` prints what a profile cut compared with the paper.
+and, through :meth:`RunPlan.spec`, the training run specification :class:`csta_lib.runs.spec.RunSpec`).
+:func:`describe` prints what a profile cut compared with the paper.
 """
 
 from __future__ import annotations
@@ -205,10 +206,9 @@ PROFILE_NOTES = {
              "seeds), for tests; the numbers mean nothing",
     "quick": "the book's default on a 2-core CPU (fold 0, 3 epochs; Table 1 3 seeds on both datasets, the rest "
              "one seed on SumMe; the whole book in under 15 minutes)",
-    "paper": "the paper's protocol (5 folds x 100 epochs x 5 seeds, both datasets): GPU work, about 650 distinct "
-             "runs for all experiments (csta grid --plan counts them), on the order of 10-20 GPU-hours on one recent "
-             "GPU (estimate), a few hours "
-             "on a small Ray cluster (see book/reproduce_grid.md)",
+    "paper": "the paper's protocol (5 folds x 100 epochs x 5 seeds, both datasets): GPU or cluster work, about 650 "
+             "distinct runs for all experiments; `csta grid --plan` counts them and measures what they cost on this "
+             "machine, on N Ray nodes like it and (when measured) on a GPU",
 }
 
 

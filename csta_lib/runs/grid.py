@@ -4,20 +4,27 @@ Two engines execute the missing runs:
 
 ``local``
     ``jobs=1`` trains in this process; ``jobs=N`` runs N spawned worker processes, each training one run at a
-    time; a worker that dies fails only the run it was training and is replaced.
+    time; a worker that dies fails only the run it was training and is replaced. With ``gpus_per_run = 1/k``,
+    k workers share each GPU (each worker sees only its GPU through ``CUDA_VISIBLE_DEVICES``).
 ``ray``
     one Ray task per run (``num_cpus=cpus_per_run``, ``num_gpus=gpus_per_run``; 0.25 packs four runs on a GPU).
     ``address`` (or ``RAY_ADDRESS``) joins an existing cluster; otherwise a local cluster limited to this
-    machine's cores is started and shut down afterwards. The feature and split files go into the object store
-    once per grid; a task reads the driver's path when its node can see it and otherwise writes the bytes once
-    to a node-local cache. When the task's node sees the store directory (same machine or a shared file system)
-    the task writes its record there itself; otherwise it trains into a scratch store and sends the record and
-    its checkpoints back, and the driver writes them (atomically, record last).
+    machine's cores is started and shut down afterwards. Before submitting, the grid refuses at once when no
+    alive node can hold one run (:func:`fitting_nodes`) and, on a joined cluster, when a node cannot prepare one
+    run of each dataset (:func:`check_nodes`: csta_lib or its extras missing there, data missing, another
+    content key). The feature and split files go into the object store once per grid; a task reads the
+    driver's path when its node can see it and otherwise writes the bytes once to a node-local cache. When the
+    task's node sees the store directory (a marker file the driver writes, same machine or a shared file
+    system) the task writes its record there itself; otherwise it trains into a scratch store and sends the
+    record and its checkpoints back, and the driver writes them (atomically, record last). A marker left by a
+    killed driver is removed by the next grid (:func:`remove_stale_markers`).
 
 Records are the training records of :func:`csta_lib.runs.training.run`, content-addressed, written atomically: a killed
-run leaves no record (only its resume checkpoint), so the next grid call recomputes exactly the missing runs.
-Every run gets the same number of torch threads (``cpus_per_run``) in every engine, so on CPU the records of
-``local`` and ``ray`` are identical apart from timings and host names.
+run leaves no record (only its resume checkpoint), so the next grid call recomputes exactly the missing runs; a
+grid with nothing to compute only reads the store. Every run gets the same number of torch threads
+(``cpus_per_run``) in every engine (the content keys are computed with it too), so on CPU the records of
+``local`` and ``ray`` with the same ``cpus_per_run`` are identical apart from timings and host names. What a
+grid would run and cost: :func:`plan_entries`, :func:`plan_summary` (``csta grid --plan``; :mod:`runs.cost`).
 
 The notebooks call::
 
@@ -27,7 +34,9 @@ The notebooks call::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import importlib.util
 import math
 import multiprocessing as mp
@@ -52,6 +61,7 @@ from csta_lib.data.eccv16 import load_eccv16
 from csta_lib.errors import CstaInputError, MissingDataError
 from csta_lib.runs import cost, experiments, training
 from csta_lib.runs import store as results_store
+from csta_lib.runs.cost import machine_cores
 from csta_lib.runs.io import ensure_writable_dir, owner_gone, owner_tag, write_bytes_atomic
 from csta_lib.runs.locator import sha256_file
 
@@ -97,14 +107,6 @@ def train_check(spec: Any) -> str:
 # small pieces
 
 
-def machine_cores() -> int:
-    """CPU cores this process may use."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
 def open_store(store: str | os.PathLike[str] | None) -> Path:
     """The store directory (None: the project's ``results/store``), created if it does not exist yet;
     :class:`CstaInputError` if it is not a directory or cannot be created. An existing store may be read-only:
@@ -141,7 +143,8 @@ def marker_name() -> str:
 def remove_stale_markers(store_dir: Path) -> list[Path]:
     """Delete the markers of Ray drivers that are gone (a SIGKILLed driver leaves its marker), as the atomic
     writers do for their temporaries (:func:`csta_lib.runs.io.owner_gone`); markers of live drivers stay."""
-    removed, now = [], time.time()
+    removed: list[Path] = []
+    now = time.time()
     try:
         markers = list(store_dir.glob(f"{MARKER_PREFIX}*{MARKER_SUFFIX}"))
     except OSError:
@@ -199,7 +202,8 @@ def summary_line(record: Mapping[str, Any]) -> str:
     for policy in results_store.POLICIES:
         sel = record.get("selected", {}).get(policy)
         if sel:
-            parts.append(f"{policy} ep {sel.get('epoch')}: tau {_num(sel.get('test_tau'))} rho {_num(sel.get('test_rho'))}")
+            parts.append(f"{policy} ep {sel.get('epoch')}: tau {_num(sel.get('test_tau'))} "
+                         f"rho {_num(sel.get('test_rho'))}")
     seconds = record.get("wall_time_s")
     head = f"{seconds:.1f}s" if isinstance(seconds, (int, float)) else ""
     return " ".join([head, "; ".join(parts)]).strip()
@@ -294,6 +298,7 @@ def _worker_main(conn: Any, run_fn: RunFn, store_dir: str, threads: int, gpu: st
             return
         if spec is None:
             return
+        message: tuple[str, Any]
         try:
             message = ("ok", execute(run_fn, spec, store_dir, threads))
         except BaseException as exc:  # noqa: BLE001 - everything goes back to the driver
@@ -345,10 +350,8 @@ def _run_processes(jobs_list: Sequence[Job], store_dir: str, *, jobs: int, threa
 
     def assign(worker: _Worker) -> None:
         worker.job = pending.pop(0) if pending else None
-        try:
+        with contextlib.suppress(BrokenPipeError, OSError):  # the worker died between runs: its sentinel says so next
             worker.conn.send(worker.job.spec if worker.job else None)
-        except (BrokenPipeError, OSError):
-            pass  # the worker died between runs: its sentinel reports it on the next wait
 
     try:
         for slot in range(min(jobs, len(pending))):
@@ -362,6 +365,7 @@ def _run_processes(jobs_list: Sequence[Job], store_dir: str, *, jobs: int, threa
                 if worker.conn not in ready and worker.process.sentinel not in ready:
                     continue
                 job, message = worker.job, None
+                assert job is not None  # busy workers have a job
                 try:
                     if worker.conn.poll():
                         message = worker.conn.recv()
@@ -411,7 +415,8 @@ def parse_address(address: str) -> tuple[str, int] | None:
     try:
         return host, int(port)
     except ValueError:
-        raise CstaInputError(f"cannot read the Ray address {address!r}; expected HOST:PORT or ray://HOST:PORT") from None
+        raise CstaInputError(f"cannot read the Ray address {address!r}; expected HOST:PORT or "
+                             "ray://HOST:PORT") from None
 
 
 def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
@@ -442,7 +447,7 @@ def connect_ray(address: str | None, num_cpus: int) -> bool:
     address = address or os.environ.get("RAY_ADDRESS") or None
     # The workers' and raylets' own output stays in the cluster's session logs: on the driver it would bury the
     # grid's lines (and a refusal's one line) under tracebacks the grid already reports by run.
-    quiet = {"include_dashboard": False, "log_to_driver": False, "logging_level": "warning"}
+    quiet: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": "warning"}
     if address:
         check_reachable(address)
         try:
@@ -614,7 +619,7 @@ def _on_this_node(spec: Any, data: ShippedFile | None, splits: ShippedFile | Non
         changes["data_path"] = materialise(data)
     if splits is not None:
         changes["splits_file"] = materialise(splits)
-    if changes and dataclasses.is_dataclass(spec):
+    if changes and dataclasses.is_dataclass(spec) and not isinstance(spec, type):
         spec = dataclasses.replace(spec, **changes)
     return spec
 
@@ -782,7 +787,7 @@ def run_grid(
     seen: set[str] = set()
     reused = 0
     for i, (p, spec) in enumerate(zip(plans, specs, strict=True)):
-        key, record = _with_threads(threads, lambda spec=spec: lookup_fn(spec, str(store_dir)))  # as the run will
+        key, record = _with_threads(threads, functools.partial(lookup_fn, spec, str(store_dir)))  # as the run will
         keys.append(key)
         if record is not None or key in seen:
             reused += 1
@@ -885,7 +890,8 @@ def plan_entries(experiment: str, profile: str, store: str | os.PathLike[str] | 
             "estimated_cpu_s": round(cost.run_seconds(work, step), 1), "estimate": step.source,
         }
         if with_keys:
-            prep = _with_threads(threads, lambda p=p: training.prepare(dataclasses.replace(p.spec(), device="cpu")))
+            prep = _with_threads(threads, functools.partial(training.prepare,
+                                                            dataclasses.replace(p.spec(), device="cpu")))
             stored = store_dir.is_dir() and results_store.find_record(
                 store_dir, p.dataset, p.variant.name, prep.key) is not None
             entry.update(n_train=len(prep.train_keys), n_val=len(prep.val_keys), n_test=len(prep.test_keys),
@@ -931,6 +937,35 @@ def plan_summary(entries: Sequence[Mapping[str, Any]], experiment: str, profile:
             "estimated_cpu_s_all": round(sum(e["estimated_cpu_s"] for e in entries), 1), **summary}
 
 
+def profile_cost(names: Sequence[str], profile: str, threads: int, *, measure: bool = True,
+                 cache_dir: str | os.PathLike[str] | None = None, say: Callable[[str], None] = lambda text: None
+                 ) -> dict[str, dict[str, Any]]:
+    """What the whole grid of each experiment in ``names`` costs at ``profile`` with nothing stored yet, and of
+    all of them together (``"all"``: a run shared by two experiments counts once), on this machine with
+    ``threads`` torch threads per run: ``runs`` and :func:`csta_lib.runs.cost.plan_summary` of each (per-step
+    times measured once per machine, or assumed when ``measure`` is False and nothing was measured here)."""
+    groups = {name: experiments.distinct_runs([name], profile) for name in names}
+    groups["all"] = experiments.distinct_runs(names, profile)
+    works = {name: [experiments.run_work(d, s, sel) for _, d, s, sel in runs] for name, runs in groups.items()}
+    needs = {(config, round(w.mean_steps)) for config, w in
+             zip([r[0] for r in groups["all"]], works["all"], strict=True)}
+    ordered = sorted(needs, key=lambda need: (cost.config_digest(need[0]), need[1]))
+    times = _with_threads(threads, lambda: cost.step_times(ordered, measure=measure, cache_dir=cache_dir, say=say))
+    labels = {cost.config_digest(v.config): v.name for n in names for v in experiments.EXPERIMENTS[n].variants}
+    steps = [{"variant": labels.get(digest, digest), "mean_steps": length, **dataclasses.asdict(t)}
+             for (digest, length), t in times.items()]
+    fingerprint, figures, cores = cost.machine_fingerprint(), cost.gpu_figures(), machine_cores()
+    out = {}
+    for name, runs in groups.items():
+        chosen = [times[(cost.config_digest(config), round(w.mean_steps))]
+                  for (config, *_), w in zip(runs, works[name], strict=True)]
+        durations = [cost.run_seconds(w, t) for w, t in zip(works[name], chosen, strict=True)]
+        out[name] = {"runs": len(runs), **cost.plan_summary(
+            durations, [t.source for t in chosen], works[name], threads=threads, cores=cores,
+            fingerprint=fingerprint, figures=figures, steps=steps)}
+    return out
+
+
 def _selection(entry: Mapping[str, Any]) -> experiments.Selection:
     return next(s for s in (experiments.OFFICIAL, experiments.HELD_OUT) if s.name == entry["selection"])
 
@@ -974,8 +1009,8 @@ def stored_experiment_records(experiment: str, store: str | os.PathLike[str], pr
         return records_for(experiment, profile, store, cache_dir)
     exp = experiments.check_experiment(experiment)
     labels = {v.name: v.label for v in exp.variants}
-    records = results_store.load_records(store, variant=list(labels))
-    most: dict[tuple[str, str], int] = {}
+    records = results_store.load_records(Path(store), variant=list(labels))
+    most: dict[tuple[Any, Any], int] = {}
     for r in records:
         group = (r.get("variant"), r.get("dataset"))
         most[group] = max(most.get(group, 0), int(r.get("n_epochs") or 0))

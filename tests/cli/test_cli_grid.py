@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from csta_lib.runs import store
 from csta_lib.cli import main
+from csta_lib.runs import store
 
 
 def last_json(text: str) -> dict:
@@ -100,8 +100,8 @@ def test_unreachable_address_exits_2_quickly(tmp_path, capsys):
 
 def test_plan_without_the_data_still_lists_the_runs(monkeypatch, capsys, fake_measure):
     """A user can see what a profile costs before fetching any data: the runs, without content keys."""
-    from csta_lib.runs import experiments
     from csta_lib.errors import MissingDataError
+    from csta_lib.runs import experiments
 
     def no_data(*args, **kwargs):
         raise MissingDataError("eccv16.fields: not found (put it in data/eccv16/)")

@@ -3,6 +3,7 @@ Ray nodes and packed GPUs, and the plan's summary line."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -131,3 +132,20 @@ def test_plan_entries_and_summary_use_the_measured_times(fake_measure):
     assert {t["variant"] for t in summary["cpu"]["step_times"]} == {"paper"}
     unmeasured = grid.plan_entries("table1", "paper", with_keys=False, data=data, threads=1)
     assert {e["estimate"] for e in unmeasured} == {"assumed"}
+
+
+def test_times_measured_on_a_busy_machine_are_measured_again_when_it_is_quiet(fake_measure, monkeypatch):
+    monkeypatch.setattr(cost.os, "getloadavg", lambda: (50.0, 50.0, 50.0))
+    original = cost.measure_step
+
+    def busy_measure(config, length, device="cpu", steps=cost.CALIBRATION_STEPS):
+        return dataclasses.replace(original(config, length, device, steps), load=50.0)
+
+    monkeypatch.setattr(cost, "measure_step", busy_measure)
+    needs = [(get_config("paper"), 293)]
+    cost.step_times(needs)
+    cost.step_times(needs)  # still busy: the busy measurement stands
+    assert len(fake_measure) == 1
+    monkeypatch.setattr(cost.os, "getloadavg", lambda: (0.2, 0.2, 0.2))
+    cost.step_times(needs)
+    assert len(fake_measure) == 2

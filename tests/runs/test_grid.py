@@ -7,7 +7,6 @@ record atomically in a few milliseconds; the engine-equivalence test trains the 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import subprocess
 import sys
@@ -15,10 +14,11 @@ import time
 from pathlib import Path
 
 import pytest
+from support import comparable_record
 
+from csta_lib.errors import CstaInputError
 from csta_lib.runs import experiments, grid, store
 from csta_lib.runs.io import owner_tag
-from csta_lib.errors import CstaInputError
 
 TESTS_DIR = Path(__file__).resolve().parent
 
@@ -397,8 +397,9 @@ def _node(node_id: str, cpus: float, gpus: float = 0, alive: bool = True) -> dic
 
 def test_fitting_nodes_checks_each_node_not_the_total():
     nodes = [_node("a", 1), _node("b", 1), _node("c", 8, alive=False)]
-    with pytest.raises(CstaInputError, match=r"can hold one run \(2 CPU\(s\) per run.*2 alive node\(s\) have 1 CPU, "
-                                             r"1 CPU\. Start nodes with at least 2 CPU\(s\) \(`ray start --num-cpus 2`\)"):
+    refused = (r"can hold one run \(2 CPU\(s\) per run.*2 alive node\(s\) have 1 CPU, 1 CPU\. Start nodes with "
+               r"at least 2 CPU\(s\) \(`ray start --num-cpus 2`\)")
+    with pytest.raises(CstaInputError, match=refused):
         grid.fitting_nodes(nodes, 2, 0)
     assert [n["NodeID"] for n in grid.fitting_nodes(nodes, 1, 0)] == ["a" * 8, "b" * 8]
     mixed = [_node("a", 4), _node("b", 1, gpus=1)]  # CPUs on one node, the GPU on the other: no run fits
@@ -429,9 +430,9 @@ def test_ray_task_refuses_a_run_whose_key_differs_on_its_node(tmp_path, cache):
 def ray_cluster():
     """One local Ray cluster for the module, limited to this machine's cores (a few seconds to start)."""
     ray = pytest.importorskip("ray")
-    # Ray workers (started by ray.init, inheriting this environment) must import this module by name.
+    # Ray workers (started by ray.init, inheriting this environment) must import this module (and support) by name.
     before = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS_DIR), before]))
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS_DIR), str(TESTS_DIR.parent), before]))
     try:
         # one GPU declared (none is here): tasks asking for a fraction of it are scheduled, the runs never use it
         ray.init(num_cpus=grid.machine_cores(), num_gpus=1, include_dashboard=False, logging_level="warning")
@@ -489,7 +490,8 @@ def test_ray_task_sends_files_back_when_the_store_is_not_shared(tmp_path, cache,
     data = experiments.prepare_data("table1", "smoke", cache)
     spec = [p.spec() for p in experiments.plan("table1", "smoke", data)][0]
     shipped = grid.ship_file(data["summe"].features)
-    moved = grid.ShippedFile(str(tmp_path / "elsewhere" / Path(shipped.path).name), shipped.sha256, shipped.size, shipped.ref)
+    moved = grid.ShippedFile(str(tmp_path / "elsewhere" / Path(shipped.path).name), shipped.sha256, shipped.size,
+                             shipped.ref)
     result = grid.ray_task_body(fake_run, fake_lookup, spec, fake_key(spec), str(tmp_path / "store"), ".no-marker", 1,
                                 moved, None)
     assert result["record"]["data_exists"]  # the bytes came from the object store into a node-local file
@@ -502,23 +504,14 @@ def test_ray_task_sends_files_back_when_the_store_is_not_shared(tmp_path, cache,
 # real training: local and Ray give identical records
 
 
-def _comparable(record: dict) -> str:
-    """A record without what legitimately differs between engines (timings, host, creation time)."""
-    volatile = {"wall_time_s", "train_time_s", "created_utc", "_path", "host", "hostname"}
-    clean = {k: v for k, v in record.items() if k not in volatile}
-    clean["epochs"] = [{k: v for k, v in e.items() if k not in ("seconds", "eval_seconds")}
-                       for e in record.get("epochs", [])]
-    return json.dumps(clean, sort_keys=True)
-
-
 def test_local_and_ray_smoke_grids_give_identical_records(tmp_path, cache, ray_cluster):
     local = grid.run_grid("table1", "smoke", store=tmp_path / "local", progress=False, cache_dir=cache)
     assert (local["computed"], local["failed"]) == (local["runs"], 0), local["failed_runs"]
     on_ray = grid.run_grid("table1", "smoke", engine="ray", store=tmp_path / "ray", progress=False, cache_dir=cache)
     assert (on_ray["computed"], on_ray["failed"]) == (on_ray["runs"], 0), on_ray["failed_runs"]
     assert on_ray["keys"] == local["keys"]
-    a = {r["key"]: _comparable(r) for r in map(store.read_record, record_files(tmp_path / "local"))}
-    b = {r["key"]: _comparable(r) for r in map(store.read_record, record_files(tmp_path / "ray"))}
+    a = {r["key"]: comparable_record(r) for r in map(store.read_record, record_files(tmp_path / "local"))}
+    b = {r["key"]: comparable_record(r) for r in map(store.read_record, record_files(tmp_path / "ray"))}
     assert a == b
     rerun = grid.run_grid("table1", "smoke", engine="ray", store=tmp_path / "ray", progress=False, cache_dir=cache)
     assert (rerun["computed"], rerun["reused"]) == (0, rerun["runs"])

@@ -18,6 +18,7 @@ Nothing is left running: every node is its own process session, killed (and its 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import comparable_record
 
 from csta_lib.runs import grid, store
 
@@ -106,10 +108,12 @@ class LoopbackCluster:
         self.nodes: list[subprocess.Popen] = []
 
     def env(self, **extra: str) -> dict[str, str]:
-        """This process's environment for Ray and csta: the cluster's token, nothing of another cluster."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_") and k != "CSTA_DATA_MIRROR"}
+        """This process's environment for Ray and csta: the cluster's token, nothing of another cluster, no thread
+        or data-mirror settings (--cpus-per-run and each node's own data decide); tests/ and tests/runs on the path."""
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith("RAY_") and k not in ("CSTA_DATA_MIRROR", "CSTA_NUM_THREADS")}
         env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=self.token, RAY_USAGE_STATS_ENABLED="0",
-                   PYTHONPATH=str(TESTS_DIR), CSTA_NUM_THREADS="1")
+                   PYTHONPATH=os.pathsep.join([str(TESTS_DIR), str(TESTS_DIR.parent)]))
         env.update(extra)
         return env
 
@@ -154,30 +158,20 @@ class LoopbackCluster:
     def stop(self) -> None:
         """Kill every node's session (its raylet, GCS, agents and workers), then anything left in it."""
         for proc in self.nodes:
-            with _suppress_gone():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGTERM)
         deadline = time.monotonic() + 10
         for proc in self.nodes:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
         sessions = {proc.pid for proc in self.nodes}
         for pid in _pids_in_sessions(sessions):
-            with _suppress_gone():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
         for proc in self.nodes:
-            with _suppress_gone():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=30)
-
-
-class _suppress_gone:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: Any, value: Any, tb: Any) -> bool:
-        return kind is not None and issubclass(kind, (ProcessLookupError, PermissionError))
 
 
 def _pids_in_sessions(sessions: set[int]) -> list[int]:
@@ -218,15 +212,6 @@ def python_without_csta_lib(folder: Path) -> Path:
 
 # ------------------------------------------------------------------------------------------------------------
 # the test
-
-
-def comparable(record: dict) -> str:
-    """A record without what legitimately differs between runs of the same key (timings, host, dates)."""
-    volatile = {"wall_time_s", "train_time_s", "created_utc", "_path", "host", "hostname"}
-    clean = {k: v for k, v in record.items() if k not in volatile}
-    clean["epochs"] = [{k: v for k, v in e.items() if k not in ("seconds", "eval_seconds")}
-                       for e in record.get("epochs", [])]
-    return json.dumps(clean, sort_keys=True)
 
 
 def stored(store_dir: Path) -> dict[str, dict]:
@@ -304,7 +289,7 @@ def test_two_node_cluster_under_faults():
         assert sorted(on_ray) == sorted(here) == sorted(set(summary["keys"]))
         for key in here:
             assert [e["test_tau"] for e in on_ray[key]["epochs"]] == [e["test_tau"] for e in here[key]["epochs"]]
-            assert comparable(on_ray[key]) == comparable(here[key]), key
+            assert comparable_record(on_ray[key]) == comparable_record(here[key]), key
 
         # (3) no node is big enough for --cpus-per-run 2: refused at once, with the node size needed
         start = time.monotonic()
