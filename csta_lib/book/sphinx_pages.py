@@ -7,7 +7,9 @@ Directives, so that a page cannot disagree with the code it describes:
   preset, the switches every preset shares in one sentence below;
 - ``{csta-profiles}``: what each build profile trains (:data:`csta_lib.runs.experiments.PROFILE_SIZES`) and how
   long the build takes (:data:`csta_lib.book.build.EXPECTED_TIME`);
-- ``{csta-citation}``: a BibTeX entry: ``book`` from ``CITATION.cff``, or a key of the book's bibliography.
+- ``{csta-citation}``: a BibTeX entry: ``book`` from ``CITATION.cff``, or a key of the book's bibliography;
+- ``{csta-paper-cost}``: what the ``paper`` profile costs, from per-step times measured on the machine that
+  builds the book (:func:`csta_lib.runs.grid.profile_cost`; measured once per machine, cached).
 
 Every page ends with the build panel (author, commit, build date, profile, library versions; a ``<details>``
 in the footer, :func:`build_panel_html`), and inside table cells the build adds break opportunities
@@ -37,6 +39,7 @@ from sphinx.util.docutils import SphinxDirective
 
 from csta_lib.book.build import EXPECTED_TIME, PROFILE_ENV
 from csta_lib.config import PRESETS, ModelConfig
+from csta_lib.runs import cost, grid
 from csta_lib.runs.experiments import EXPERIMENTS, PROFILE_SIZES, Size
 from csta_lib.runs.locator import PROJECT_ROOT
 
@@ -46,13 +49,15 @@ PANEL_DISTRIBUTIONS = ("csta-book", "torch", "torchvision", "numpy", "scipy", "h
                        "papermill", "jupyter-book", "sphinx", "myst-nb", "sphinxcontrib-bibtex")
 PANEL_CLASS = "csta-build-panel"
 NOWRAP_CLASS = "csta-nowrap"
+COMPACT_CLASS = "csta-compact"
 
 
 # ---------------------------------------------------------------------------------------------------------
 # tables as docutils nodes
 
 
-def table_node(header: Sequence[str], rows: Sequence[Sequence[str]], literal_columns: Sequence[int] = ()) -> nodes.table:
+def table_node(header: Sequence[str], rows: Sequence[Sequence[str]],
+               literal_columns: Sequence[int] = ()) -> nodes.table:
     """A docutils table; cells of ``literal_columns`` are set as code."""
     table = nodes.table()
     group = nodes.tgroup(cols=len(header))
@@ -101,6 +106,7 @@ class PresetsTable(SphinxDirective):
     def run(self) -> list[nodes.Node]:
         varying, rows, shared = presets_rows(PRESETS)
         table = table_node(["preset", *varying], rows, literal_columns=(0,))
+        table["classes"].append(COMPACT_CLASS)  # nine columns: set a little smaller than the prose
         note = nodes.paragraph("", "Every preset also has " + ", ".join(
             f"{name} = {switch_text(value)}" for name, value in shared.items()) + " (\u2013: None).")
         return [table, note]
@@ -138,6 +144,30 @@ class ProfilesTable(SphinxDirective):
         rows = profiles_rows(PROFILE_SIZES, EXPECTED_TIME)
         return [table_node(["profile", "experiments", "datasets", "folds", "seeds", "epochs",
                             "expected time of the whole build"], rows, literal_columns=(0,))]
+
+
+def paper_cost_rows(costs: dict[str, dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """(header, rows) of the paper profile's cost: per experiment (and all, shared runs once) the distinct runs,
+    their CPU time and the wall time on N Ray nodes like the building machine."""
+    header = ["experiment", "distinct runs", "CPU time of the runs",
+              *[f"wall, {n} node{'s' if n > 1 else ''}" for n in cost.NODE_COUNTS]]
+    rows = [[name, str(c["runs"]), cost.duration(c["cpu"]["cpu_s"]),
+             *[cost.duration(c["cpu"]["wall_s_by_ray_nodes"][str(n)]) for n in cost.NODE_COUNTS]]
+            for name, c in costs.items()]
+    return header, rows
+
+
+class PaperCost(SphinxDirective):
+    """``{csta-paper-cost}``: the paper profile's cost on the machine that builds the book (one run at a time per
+    machine, this machine's cores as its threads, as ``csta grid`` does by default)."""
+
+    def run(self) -> list[nodes.Node]:
+        threads = grid.default_cpus_per_run("local", 1, joins_cluster=False)
+        costs = grid.profile_cost(list(EXPERIMENTS), "paper", threads, say=print)
+        header, rows = paper_cost_rows(costs)
+        table = table_node(header, rows, literal_columns=(0,))
+        table["classes"].append(COMPACT_CLASS)
+        return [nodes.paragraph("", line.strip()) for line in cost.describe(costs["all"], totals=False)] + [table]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -229,8 +259,8 @@ def git_commit(root: Path = PROJECT_ROOT) -> str:
 def build_date() -> str:
     """The build's date and time in UTC (``SOURCE_DATE_EPOCH`` when set, for reproducible builds)."""
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
-    moment = (datetime.datetime.fromtimestamp(int(epoch), datetime.timezone.utc) if epoch and epoch.isdigit()
-              else datetime.datetime.now(datetime.timezone.utc))
+    moment = (datetime.datetime.fromtimestamp(int(epoch), datetime.UTC) if epoch and epoch.isdigit()
+              else datetime.datetime.now(datetime.UTC))
     return moment.strftime("%Y-%m-%d %H:%M UTC")
 
 
@@ -275,25 +305,29 @@ _TAG = re.compile(r"(<[^>]+>)")
 _NUMBER = re.compile(r"^[(\[]?[-+\u2212]?\d[\d,]*(\.\d+)?(e[-+\u2212]?\d+)?%?[)\],;]*$", re.I)
 _BREAK_AFTER = re.compile(r"([/_.,=])(?=[^\s])")
 LONG_TOKEN = 16  # shorter identifiers fit any column
+HEADER_TOKEN = 8
 
 
-def _wrap_token(token: str) -> str:
+def _wrap_token(token: str, long_token: int) -> str:
     if _NUMBER.match(token):
         return f'<span class="{NOWRAP_CLASS}">{token}</span>' if re.search(r"[-\u2212]", token[1:]) else token
-    if len(token) >= LONG_TOKEN and not any(c in token for c in "\\$"):  # not inside math (MathJax reads the text)
+    if len(token) >= long_token and not any(c in token for c in "\\$"):  # not inside math (MathJax reads the text)
         return _BREAK_AFTER.sub(r"\1<wbr>", token)
     return token
 
 
-def wrap_text(text: str) -> str:
-    """Break opportunities after ``/ _ . , =`` in long tokens of ``text``, numbers with a minus kept whole."""
-    return re.sub(r"\S+", lambda m: _wrap_token(m.group(0)), text)
+def wrap_text(text: str, long_token: int = LONG_TOKEN) -> str:
+    """Break opportunities after ``/ _ . , =`` in the tokens of ``text`` at least ``long_token`` characters long;
+    numbers with a minus kept whole."""
+    return re.sub(r"\S+", lambda m: _wrap_token(m.group(0), long_token), text)
 
 
 def wrap_table_cells(body: str) -> str:
-    """``body`` (a page's HTML) with :func:`wrap_text` applied to the text (not the tags) of every table cell."""
+    """``body`` (a page's HTML) with :func:`wrap_text` applied to the text (not the tags) of every table cell;
+    in header cells every identifier may break (a column is often only as wide as its header)."""
     def cell(match: re.Match[str]) -> str:
-        return "".join(part if part.startswith("<") else wrap_text(part) for part in _TAG.split(match.group(0)))
+        limit = HEADER_TOKEN if match.group(0).startswith("<th") else LONG_TOKEN
+        return "".join(part if part.startswith("<") else wrap_text(part, limit) for part in _TAG.split(match.group(0)))
 
     return _CELL.sub(cell, body)
 
@@ -307,6 +341,7 @@ def setup(app: Sphinx) -> dict[str, Any]:
     app.add_directive("csta-presets", PresetsTable)
     app.add_directive("csta-profiles", ProfilesTable)
     app.add_directive("csta-citation", CitationBlock)
+    app.add_directive("csta-paper-cost", PaperCost)
     app.connect("config-inited", _add_build_panel, priority=800)
     app.connect("html-page-context", _wrap_tables)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}

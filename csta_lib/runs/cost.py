@@ -330,7 +330,7 @@ def describe(summary: Mapping[str, Any], totals: bool = True) -> list[str]:
     load = cpu["load_when_measured"]
     if busy(load, cpu["cores"]):
         lines.append(f"  the machine was busy when measured (load average {load:g} on {cpu['cores']} cores): these "
-                     "times are too long; the next `csta grid --plan` on a quiet machine measures again")
+                     "times are too long, and the next plan on a quiet machine measures them again")
     if totals:
         lines.append(f"  CPU: {duration(cpu['cpu_s'])} of runs; wall time with N Ray nodes like this one: {nodes} "
                      f"({cpu['assumes']})")

@@ -59,3 +59,20 @@ def test_a_git_that_does_not_answer_is_given_up(tmp_path, monkeypatch) -> None:
     start = time.monotonic()
     assert sphinx_pages.git_commit() == "unknown (git did not answer within 0.5 s)"
     assert time.monotonic() - start < 20
+
+
+def test_paper_cost_table_shows_each_experiment_and_all_with_the_wall_time_by_nodes(fake_measure) -> None:
+    """{csta-paper-cost}: per experiment the distinct runs, CPU time and wall time on 1-16 nodes, from the same
+    measured step times as `csta grid --plan` (here stubbed: 1 ms per step and video step)."""
+    from csta_lib.runs import cost, grid
+    from csta_lib.runs.experiments import EXPERIMENTS
+
+    costs = grid.profile_cost(list(EXPERIMENTS), "paper", 1)
+    header, rows = sphinx_pages.paper_cost_rows(costs)
+    assert header[:3] == ["experiment", "distinct runs", "CPU time of the runs"] and header[-1] == "wall, 16 nodes"
+    assert [r[0] for r in rows] == [*EXPERIMENTS, "all"] and rows[0][1] == "100"
+    assert int(rows[-1][1]) < sum(int(r[1]) for r in rows[:-1])  # shared runs count once in "all"
+    assert {c["cpu"]["estimate"] for c in costs.values()} == {"measured"}
+    assert rows[0][2] == cost.duration(costs["table1"]["cpu"]["cpu_s"])
+    page = (sphinx_pages.PROJECT_ROOT / "book" / "reproduce_grid.md").read_text(encoding="utf-8")
+    assert page.count("```{csta-paper-cost}") == 1 and "GPU-hours" not in page
