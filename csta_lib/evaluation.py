@@ -174,9 +174,8 @@ def _check_picks(picks: Any, n_frames: int, n_steps: int) -> np.ndarray:
     p = np.asarray(picks)
     if p.ndim != 1 or p.size == 0:
         raise CstaInputError(f"picks must be a non-empty 1-D array, got shape {p.shape}")
-    if not np.issubdtype(p.dtype, np.integer):
-        if not np.all(np.isfinite(p)):
-            raise CstaInputError("picks contain NaN or infinite values")
+    if not np.issubdtype(p.dtype, np.integer) and not np.all(np.isfinite(p)):
+        raise CstaInputError("picks contain NaN or infinite values")
     p = p.astype(np.int64)  # the official code casts picks to int32 (truncation); values are whole
     if p.size != n_steps:
         raise CstaInputError(f"length mismatch: {n_steps} step scores but {p.size} picks")
@@ -212,9 +211,8 @@ def _check_shots(change_points: Any, n_frames: int) -> np.ndarray:
     cp = np.asarray(change_points)
     if cp.ndim != 2 or cp.shape[1] != 2 or cp.shape[0] == 0:
         raise CstaInputError(f"change_points must be a non-empty (n_shots, 2) array, got shape {cp.shape}")
-    if not np.issubdtype(cp.dtype, np.integer):
-        if not np.all(np.isfinite(cp)) or np.any(cp != np.round(cp)):
-            raise CstaInputError("change_points must be integer frame indices")
+    if not np.issubdtype(cp.dtype, np.integer) and (not np.all(np.isfinite(cp)) or np.any(cp != np.round(cp))):
+        raise CstaInputError("change_points must be integer frame indices")
     cp = cp.astype(np.int64)
     if np.any(cp[:, 1] < cp[:, 0]):
         raise CstaInputError("change_points contain a shot whose end is before its start")
@@ -551,14 +549,26 @@ def references_from_fields(path: Any, group: str = "/",
             raise DataFormatError(f"{path}: no group {group!r}")
         videos = h5[group]
         for key in sorted(videos, key=video_sort_key):
-            g = videos[key]
-            get = lambda name: np.asarray(g[name][()]) if name in g else None  # noqa: E731
-            out[key] = VideoReference(key=key, n_frames=int(get("n_frames")), picks=get("picks").astype(np.int64),
-                                      change_points=None if get("change_points") is None
-                                      else get("change_points").astype(np.int64),
-                                      user_summary=get("user_summary"), user_scores=scores.get(key),
-                                      gtscore=get("gtscore"))
+            g, where = videos[key], f"{path}: {key}" if group == "/" else f"{path}: {group}/{key}"
+            change_points = _field(g, "change_points")
+            out[key] = VideoReference(key=key, n_frames=int(_required_field(g, "n_frames", where)),
+                                      picks=_required_field(g, "picks", where).astype(np.int64),
+                                      change_points=None if change_points is None else change_points.astype(np.int64),
+                                      user_summary=_field(g, "user_summary"), user_scores=scores.get(key),
+                                      gtscore=_field(g, "gtscore"))
     return out
+
+
+def _field(group: Any, name: str) -> np.ndarray | None:
+    """The field ``name`` of an h5 group as an array, None when the group has none."""
+    return np.asarray(group[name][()]) if name in group else None
+
+
+def _required_field(group: Any, name: str, where: str) -> np.ndarray:
+    value = _field(group, name)
+    if value is None:
+        raise DataFormatError(f"{where}: no {name!r} field")
+    return value
 
 
 class DatasetEvaluator:
@@ -566,8 +576,8 @@ class DatasetEvaluator:
 
     ``DatasetEvaluator(dataset)`` takes an :class:`~csta_lib.data.eccv16.Eccv16Dataset`; the protocol
     defaults to the paper's for the dataset's annotation style (:data:`PAPER_PROTOCOL`; a benchmark's style is
-    itself, a user dataset's is ``summe`` or ``tvsum``: selected intervals or importance scores). On TVSum, ``casum_tvsum`` and
-    ``otani`` use the raw user scores 1..5 (``tvsum_annotations``: the dict of
+    itself, a user dataset's is ``summe`` or ``tvsum``: selected intervals or importance scores). On TVSum,
+    ``casum_tvsum`` and ``otani`` use the raw user scores 1..5 (``tvsum_annotations``: the dict of
     :func:`csta_lib.data.annotations.load_tvsum`, required there; :func:`csta_lib.runs.locator.dataset_evaluator`
     passes the project's). On SumMe they use the
     binary ``user_summary`` of the dataset as each user's frame scores, unless
@@ -775,7 +785,7 @@ def dataset_human_baseline(dataset: str, protocol: str = "otani", *,
     mean."""
     dataset = check_dataset(dataset)
     check_protocol(protocol)
-    per_video = {k: dict(zip(("tau", "rho"), human_baseline(u, protocol))) for k, u in user_scores.items()}
+    per_video = {k: dict(zip(("tau", "rho"), human_baseline(u, protocol), strict=True)) for k, u in user_scores.items()}
     for r in per_video.values():
         r["protocol"] = protocol
     out = mean_metrics({k: {**r, "f1": math.nan} for k, r in per_video.items()}, protocol)

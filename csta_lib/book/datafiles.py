@@ -25,7 +25,7 @@ def root_label(path: str | None) -> str:
     if len(roots) == 3:
         labels.append(f"`${MIRROR_ENV}`")
     labels.append("mirror")
-    for root, label in zip(roots, labels):
+    for root, label in zip(roots, labels, strict=True):
         if p.is_relative_to(root):
             return f"{label}: `{p.relative_to(root).as_posix()}`"
     return f"`{p.relative_to(PROJECT_ROOT) if p.is_relative_to(PROJECT_ROOT) else p.name}`"

@@ -11,11 +11,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import matplotlib.pyplot as plt
-from matplotlib.ticker import MaxNLocator
 import numpy as np
 import pandas as pd
 import seaborn as sns
 import torch
+from matplotlib.ticker import MaxNLocator
 
 from csta_lib.book.captions import dataset_name
 from csta_lib.data.eccv16 import check_dataset, n_steps
@@ -74,7 +74,7 @@ def statistics_summary(stats: Mapping[str, Any]) -> Any:
 def length_figure(stats: Mapping[str, Any], caption: str) -> Any:
     """Histograms of video length in 15-frame steps, one panel per dataset."""
     fig, axes = plt.subplots(1, len(stats), figsize=(4.5 * len(stats), 3.2), squeeze=False)
-    for ax, (dataset, frame) in zip(axes[0], stats.items()):
+    for ax, (dataset, frame) in zip(axes[0], stats.items(), strict=True):
         sns.histplot(frame["steps"], bins=12, ax=ax, color="tab:blue")
         ax.set_title(f"{dataset}: {len(frame)} videos")
         ax.set_xlabel("length (15-frame steps)")
@@ -271,7 +271,7 @@ def learning_curves(records: Sequence[Mapping[str, Any]], caption: str, note: st
             ax.set_xlabel("epoch", fontsize=TEXT_PT)
             ax.grid(lw=0.4, alpha=0.5)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    runs = {label: handle for ax in axes[:, 1] for handle, label in zip(*ax.get_legend_handles_labels())}
+    runs = {label: handle for ax in axes[:, 1] for handle, label in zip(*ax.get_legend_handles_labels(), strict=True)}
     _note(axes[0][1], note)
     fig.suptitle("\n".join(textwrap.wrap(caption, CAPTION_CHARS)) + "\n★ test-max epoch, ● val epoch, ▲ last epoch",
                  fontsize=TEXT_PT, x=0.01, ha="left", y=1.0)

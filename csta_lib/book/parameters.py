@@ -23,7 +23,8 @@ from typing import Any
 
 from csta_lib.data.eccv16 import DATASETS, check_dataset
 from csta_lib.errors import CstaInputError
-from csta_lib.evaluation import SUMMARY_BUDGET, check_budget as check_summary_budget
+from csta_lib.evaluation import SUMMARY_BUDGET
+from csta_lib.evaluation import check_budget as check_summary_budget
 from csta_lib.runs.experiments import PROFILES
 from csta_lib.runs.locator import MIRROR_ENV
 from csta_lib.runs.store import POLICIES

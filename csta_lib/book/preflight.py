@@ -27,8 +27,8 @@ from csta_lib.errors import CstaInputError
 from csta_lib.runs import experiments, locator
 from csta_lib.runs.experiments import check_profile
 from csta_lib.runs.fetch import download_url, fetch_entry, fetchable, where_published
-from csta_lib.runs.transfer import Log, is_online
 from csta_lib.runs.locator import PROJECT_ROOT, DataEntry
+from csta_lib.runs.transfer import Log, is_online
 
 NO_FETCH_ENV = "CSTA_NO_FETCH"  # "1": the book build never downloads
 
@@ -220,9 +220,9 @@ def missing_table(reqs: Sequence[Requirement], widths: Sequence[int] = (36, 34, 
         ))
     lines = []
     for i, (*wrapped, published) in enumerate([(*header[:3], [header[3]]), *rows]):
-        cells = [_wrap(text, w) for text, w in zip(wrapped, widths)] + [published]
+        cells = [_wrap(text, w) for text, w in zip(wrapped, widths, strict=True)] + [published]
         for k in range(max(len(c) for c in cells)):
-            parts = [(c[k] if k < len(c) else "").ljust(w) for c, w in zip(cells, widths)]
+            parts = [(c[k] if k < len(c) else "").ljust(w) for c, w in zip(cells, widths, strict=False)]  # not the URLs
             parts.append(("or " if k and k < len(published) else "") + published[k] if k < len(published) else "")
             lines.append("  ".join(parts).rstrip())
         if i == 0:

@@ -32,8 +32,8 @@ from dataclasses import dataclass
 from fnmatch import fnmatch
 from pathlib import Path
 
-from csta_lib.runs.locator import PROJECT_ROOT
 from csta_lib.errors import CstaInputError
+from csta_lib.runs.locator import PROJECT_ROOT
 
 VENDOR_DIR = PROJECT_ROOT / "book" / "_vendor"
 STAMP_NAME = "VENDOR.json"

@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import ipywidgets as widgets
-from matplotlib import pyplot as plt
 from ipywidgets.widgets.widget_string import HTMLStyle  # not exported at the top level
+from matplotlib import pyplot as plt
 from PIL import Image
 
 VIEWPORT_CLASS = "csta-zoom-viewport"
@@ -119,7 +119,7 @@ def row(cells: Sequence[Any], fractions: Sequence[float]) -> Any:
     if len(cells) != len(fractions) or abs(sum(fractions) - 1.0) > 1e-6:
         raise ValueError(f"row needs one fraction per cell, summing to 1 (got {list(fractions)})")
     boxes = [widgets.Box([cell], layout=shared_layout(width=f"{100 * f:.4f}%", flex="0 0 auto", margin="0"))
-             for cell, f in zip(cells, fractions)]
+             for cell, f in zip(cells, fractions, strict=True)]
     return widgets.HBox(boxes, layout=shared_layout(width="100%", margin="0", align_items="flex-start"))
 
 
@@ -165,5 +165,5 @@ def style_html(css: str) -> Any:
     return html(f"<style>{css}</style>", height="0px")
 
 
-__all__ = ["ImagePool", "VIEWPORT_CLASS", "explorer_css", "figure_png", "html", "image_png", "linked_stack", "png_image", "row",
-           "shared_layout", "style_html", "zoom_class", "zoom_viewports"]
+__all__ = ["ImagePool", "VIEWPORT_CLASS", "explorer_css", "figure_png", "html", "image_png", "linked_stack",
+           "png_image", "row", "shared_layout", "style_html", "zoom_class", "zoom_viewports"]

@@ -102,7 +102,7 @@ def _h5_predictions(path: Path) -> dict[str, Any]:
     out: dict[str, Any] = {}
     try:
         with h5py.File(path, "r") as h5:
-            for key in h5.keys():
+            for key in h5:
                 item = h5_member(h5, key, f"{path}: {key}")
                 if isinstance(item, h5py.Group):
                     if "scores" not in item:
@@ -151,7 +151,7 @@ def evaluate_predictions(predictions: dict[str, Any], dataset: Any, protocol: st
     if unknown:
         raise CstaInputError(f"predictions for videos not in {dataset.path}: {', '.join(sorted(unknown)[:5])}")
     evaluator = dataset_evaluator(dataset, tvsum_annotations=tvsum_annotations, protocol=protocol, budget=budget)
-    keys = [k for k in dataset.keys() if k in predictions]
+    keys = [k for k in dataset if k in predictions]
     split_rows = []
     if splits:
         wanted = [k for s in splits for k in s.test_keys]
@@ -159,7 +159,7 @@ def evaluate_predictions(predictions: dict[str, Any], dataset: Any, protocol: st
         if missing:
             raise CstaInputError(f"no predictions for test videos {', '.join(missing[:5])}"
                                  + (" ..." if len(missing) > 5 else ""))
-        keys = [k for k in dataset.keys() if k in set(wanted)]
+        keys = [k for k in dataset if k in set(wanted)]
     videos = evaluator.evaluate(predictions, keys)
     if splits:
         for s in splits:
@@ -220,6 +220,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.splits_file is not None:
         splits = load_splits(args.splits_file, dataset.dataset)
     elif args.split is not None:
+        if dataset.is_user:
+            raise CstaInputError(f"--split: the user dataset {dataset.dataset} has no official splits; pass its "
+                                 "--splits-file (`csta data split` makes one)")
         splits = official_splits(dataset.dataset)
     if splits is not None and args.split is not None:
         if not 0 <= args.split < len(splits):

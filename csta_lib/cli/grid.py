@@ -122,8 +122,8 @@ def plan_text(entries: list[dict], summary: dict, experiment: str, profile: str)
     rows = [[cell(e, k) for k, _ in columns] for e in entries]
     widths = [max(len(title), *(len(r[i]) for r in rows)) for i, (_, title) in enumerate(columns)]
     lines = [experiments.describe(experiment, profile), ""]
-    lines.append("  ".join(title.ljust(w) for (_, title), w in zip(columns, widths)))
-    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths)) for r in rows]
+    lines.append("  ".join(title.ljust(w) for (_, title), w in zip(columns, widths, strict=True)))
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in rows]
     lines += ["", f"{len(entries)} run(s), {sum(e['epochs'] for e in entries)} epoch(s) in all; "
               f"{summary['to_compute']} not in the store yet: about {cost.duration(summary['estimated_cpu_s_total'])}"
               " of CPU time to compute them", *cost.describe(summary)]

@@ -179,7 +179,8 @@ def main(args: argparse.Namespace) -> int:
                            f"rho {_number(s.get('test_rho'))}" for p, s in record["selected"].items())
         provenance = record["provenance"]
         label = ("SURROGATE features" if provenance["surrogate"] else
-                 f"user dataset, {provenance['encoder']} features" if provenance.get("user_dataset") else "real features")
+                 f"user dataset, {provenance['encoder']} features" if provenance.get("user_dataset")
+                 else "real features")
         print(f"[{i}/{len(specs)}] {record['dataset']} {record['variant']} split {spec.split} seed {spec.seed} "
               f"({label}): {chosen}")
         print(record["_path"])

@@ -479,7 +479,7 @@ def _provenance(path: Path, dataset: str, attrs: dict[str, Any], sha256: str) ->
 def _load(path: Path, dataset: str | None) -> Eccv16Dataset:
     with _open_h5(path) as h5:
         attrs = {k: _attr(v) for k, v in h5.attrs.items()}
-        keys = sorted((k for k in h5.keys() if _VIDEO_KEY.fullmatch(k)), key=video_sort_key)
+        keys = sorted((k for k in h5 if _VIDEO_KEY.fullmatch(k)), key=video_sort_key)
         if not keys:
             raise DataFormatError(f"{path}: no video_<k> groups found (keys: {', '.join(list(h5.keys())[:8])})")
         if attrs.get(USER_DATASET_ATTR):
@@ -496,7 +496,7 @@ def _load(path: Path, dataset: str | None) -> Eccv16Dataset:
             group = h5_member(h5, key, _where(path, key))
             if not hasattr(group, "keys"):
                 raise DataFormatError(f"{_where(path, key)}: expected a group of fields, found a dataset")
-            raw = {name: _read(group, path, key, name) for name in group.keys()
+            raw = {name: _read(group, path, key, name) for name in group
                    if name in REQUIRED_KEYS or name in OPTIONAL_KEYS}
             video = validate_video(path, key, raw)
             if width is None:

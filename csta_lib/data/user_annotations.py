@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import math
 import os
@@ -222,7 +223,7 @@ def _interval(path: Path, row: str, cells: dict[str, Any], style: str, unit: str
 def _check_overlaps(path: Path, video: str, annotator: str, intervals: list[Interval]) -> None:
     """Importance scores of one annotator may not overlap (which score would a frame have?)."""
     ordered = sorted(intervals, key=lambda i: (i.start, i.end))
-    for before, after in zip(ordered, ordered[1:]):
+    for before, after in itertools.pairwise(ordered):
         if after.start < before.end:
             raise AnnotationError(f"{path}: {after.row}: annotator {annotator!r} of {video} scores "
                                   f"[{after.start:g}, {after.end:g}), which overlaps [{before.start:g}, "

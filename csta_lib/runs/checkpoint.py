@@ -136,7 +136,8 @@ def check_checkpoint_config(path: str | Path, payload: Mapping[str, Any], config
                           f"model config ({details or 'different fields'})")
 
 
-def load_checkpoint(path: str | Path, map_location: str = "cpu", *, expected_config: Any = None) -> tuple[Any, dict[str, Any]]:
+def load_checkpoint(path: str | Path, map_location: str = "cpu", *,
+                    expected_config: Any = None) -> tuple[Any, dict[str, Any]]:
     """Rebuild the model of a checkpoint in eval mode: ``(model, checkpoint dict)``.
 
     With ``expected_config`` (a preset name or ``ModelConfig``), a checkpoint of another configuration raises

@@ -163,7 +163,7 @@ class _Archive:
                 self._zip = zipfile.ZipFile(source)
                 self._members: dict[str, Any] = {i.filename: i for i in self._zip.infolist() if not i.is_dir()}
             else:
-                self._tar = tarfile.open(source, "r:*")
+                self._tar = tarfile.open(source, "r:*")  # noqa: SIM115 - open until close(): members are read later
                 self._members = {}
                 for member in self._tar:  # lazily: a bomb is stopped before it has expanded far
                     transfer.check()

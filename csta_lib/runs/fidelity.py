@@ -268,12 +268,13 @@ class TrainingComparison:
 
     @property
     def loss_rel_diffs(self) -> tuple[float, ...]:
-        return tuple(abs(o - t) / abs(t) for o, t in zip(self.our_losses, self.official_losses))
+        return tuple(abs(o - t) / abs(t) for o, t in zip(self.our_losses, self.official_losses, strict=True))
 
     @property
     def one_ulp_loss_rel_diffs(self) -> tuple[float, ...]:
         """How far the official code moves itself when its input moves by one ulp."""
-        return tuple(abs(u - t) / abs(t) for u, t in zip(self.official_losses_one_ulp, self.official_losses))
+        return tuple(abs(u - t) / abs(t)
+                     for u, t in zip(self.official_losses_one_ulp, self.official_losses, strict=True))
 
     @property
     def compared_tensors(self) -> tuple[str, ...]:
@@ -374,7 +375,7 @@ def own_one_ulp_spread(result: TrainingComparison, n_nudges: int = 3,
     spread = []
     for seed in range(n_nudges):
         moved, _ = _train_steps(result.dropout, result.lengths, fixtures_dir, nudge_seed=seed)
-        spread.append(max(abs(m - b) / abs(b) for m, b in zip(moved, result.our_losses)))
+        spread.append(max(abs(m - b) / abs(b) for m, b in zip(moved, result.our_losses, strict=True)))
     return tuple(spread)
 
 
@@ -402,7 +403,8 @@ class EvaluationComparison:
 
     @property
     def matches(self) -> tuple[bool, ...]:
-        return tuple(_case_matches(o, t, self.exact, self.tolerance) for o, t in zip(self.ours, self.theirs))
+        return tuple(_case_matches(o, t, self.exact, self.tolerance)
+                     for o, t in zip(self.ours, self.theirs, strict=True))
 
     @property
     def n_matching(self) -> int:
@@ -413,7 +415,7 @@ class EvaluationComparison:
         """Largest |ours - official| over the finite values (0 for exact functions that agree)."""
         if self.exact:
             return 0.0 if all(self.matches) else math.inf
-        diffs = [abs(a - b) for o, t in zip(self.ours, self.theirs) for a, b in zip(o, t)
+        diffs = [abs(a - b) for o, t in zip(self.ours, self.theirs, strict=True) for a, b in zip(o, t, strict=True)
                  if not (math.isnan(a) or math.isnan(b))]
         return max(diffs, default=0.0)
 
@@ -424,10 +426,10 @@ class EvaluationComparison:
 
 
 def _case_matches(ours: Any, theirs: Any, exact: bool, tolerance: float) -> bool:
-    if exact:
+    if exact or len(ours) != len(theirs):  # a case of another length never matches (zip would hide it)
         return tuple(ours) == tuple(theirs)
-    both_nan = [math.isnan(a) and math.isnan(b) for a, b in zip(ours, theirs)]
-    return all(nan or abs(a - b) <= tolerance for nan, a, b in zip(both_nan, ours, theirs))
+    both_nan = [math.isnan(a) and math.isnan(b) for a, b in zip(ours, theirs, strict=True)]
+    return all(nan or abs(a - b) <= tolerance for nan, a, b in zip(both_nan, ours, theirs, strict=True))
 
 
 def compare_knapsack(fixtures_dir: str | Path | None = None) -> EvaluationComparison:

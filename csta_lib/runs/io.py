@@ -28,13 +28,13 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 from csta_lib.errors import CstaInputError, DiskFullError
 
-PathLike = Union[str, "os.PathLike[str]"]
+PathLike = str | os.PathLike[str]
 # Paths as given to check_outputs: a mapping path -> flag name (for the message), or plain paths.
-PathSpec = Union[Mapping[PathLike, str], Iterable[PathLike]]
+PathSpec = Mapping[PathLike, str] | Iterable[PathLike]
 
 DEFAULT_NAME_MAX = 255
 PATH_MAX = 4096  # Linux: bytes of a whole path, terminating NUL included

@@ -39,8 +39,8 @@ from csta_lib.evaluation import (
 __all__ = [
     "MIRROR_ENV", "PROJECT_ROOT", "DataEntry", "annotation_user_scores", "backbone_weights", "data_roots",
     "dataset_evaluator", "direct_url", "entry", "fields_references", "fields_source", "find", "load_annotations",
-    "load_summe", "load_tvsum", "locate", "manifest", "missing_message", "official_splits", "pip_command", "sha256_file",
-    "verify", "video_steps",
+    "load_summe", "load_tvsum", "locate", "manifest", "missing_message", "official_splits", "pip_command",
+    "sha256_file", "verify", "video_steps",
 ]
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -177,7 +177,8 @@ def direct_url(e: DataEntry) -> str | None:
     if e.download and not e.member and e.kind == "file":
         return e.download
     url = e.url.strip()
-    if e.download or e.package or e.kind != "file" or not url.startswith(("https://", "http://", "file://")) or " " in url:
+    direct = url.startswith(("https://", "http://", "file://")) and " " not in url
+    if e.download or e.package or e.kind != "file" or not direct:
         return None
     return url
 

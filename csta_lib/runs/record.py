@@ -61,6 +61,10 @@ def f1_shots(data_provenance: Mapping[str, Any]) -> dict[str, str]:
     surrogate has uniform 2-second shots and user summaries derived from the raw annotations (each user's 15 %
     knapsack over those shots), because the real TVSum KTS shots are not available.
     """
+    if data_provenance.get("kind") == "user":  # csta data build: KTS on the user's videos, their annotators
+        users = ("the annotators' selected intervals" if data_provenance.get("style") == "summe" else
+                 f"each annotator's {data_provenance.get('budget', SUMMARY_BUDGET):.0%} knapsack over the same shots")
+        return {"shots": "the KTS shots of the user dataset's videos", "user_summaries": users}
     sources = data_provenance.get("sources") or {}
     if "uniform" in str(sources.get("change_points", "")):
         shots = "uniform 2-second shots (the eccv16 KTS shots are not available)"
@@ -77,7 +81,7 @@ def f1_protocol_text(dataset: str, data_provenance: Mapping[str, Any]) -> str:
     """The record's ``protocol.f1``: the summary, its shots, the user summaries and how users are aggregated."""
     what = f1_shots(data_provenance)
     return (f"{SUMMARY_BUDGET:.0%} knapsack summary over {what['shots']} vs {what['user_summaries']}; "
-            f"{F1_AGGREGATION[dataset]} over users")
+            f"{F1_AGGREGATION[data_provenance.get('style', dataset)]} over users")
 
 
 def epoch_entry(epoch: int, loss: float, seconds: float, eval_seconds: float,
@@ -159,7 +163,8 @@ def build_record(prep: PreparedRun, loop: Mapping[str, Any], record_file: Path, 
         "protocol": {"rank": prep.protocol, "f1": f1_protocol_text(data.dataset, data.provenance),
                      "f1_shots": f1_shots(data.provenance)["shots"]},
         "provenance": {**loop["features"],
-                       "cnn_init": f"weights {prep.cnn_weights}" if prep.cnn_weights else "random (no ImageNet weights)",
+                       "cnn_init": (f"weights {prep.cnn_weights}" if prep.cnn_weights
+                                    else "random (no ImageNet weights)"),
                        "data_file": str(data.path), "data_sha256": data.sha256,
                        "data_label": data.label, "data": data.provenance,
                        "splits_file": spec.splits_file or "official CSTA splits"},

@@ -27,7 +27,8 @@ class RunSpec:
     given, replaces it and ``preset`` is then only the label (``None`` → ``custom``); ``overrides`` (pairs of
     ``ModelConfig`` field and value) change single switches of either. ``dataset`` may be None
     when ``data_path`` or ``splits_file`` tells it. ``data_path`` None uses the located real eccv16 file or the
-    cached surrogate (:func:`csta_lib.runs.surrogate.resolve_features`); ``splits_file`` None uses the official CSTA splits.
+    cached surrogate (:func:`csta_lib.runs.surrogate.resolve_features`); ``splits_file`` None uses the official CSTA
+    splits.
     ``split`` is 0-based. ``val_fraction`` None means 0.2 if the ``val`` policy is requested, else 0.
     ``device`` None means CUDA if available, else CPU. ``cnn_weights`` initialises the CNN trunk: ``"auto"``
     (torchvision's ImageNet file when the data locator finds it, as the official code; else random init, which

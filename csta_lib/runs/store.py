@@ -301,11 +301,13 @@ def load_records(
     seeds: Iterable[int] | None = None,
     epochs: int | Iterable[int] | None = None,
     keys: Iterable[str] | None = None,
+    data_sha256: str | Iterable[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Records in a store, optionally filtered (each filter: one value or a collection of allowed values).
 
     ``keys`` restricts to the given content addresses, which is how an experiment grid selects exactly its own
-    runs. Each returned record gets ``_path`` (its file) for resolving relative checkpoint paths.
+    runs; ``data_sha256`` to the runs on one data file (e.g. a user dataset built by ``csta data build``). Each
+    returned record gets ``_path`` (its file) for resolving relative checkpoint paths.
     """
 
     def as_filter(value: Any) -> Any:
@@ -321,6 +323,7 @@ def load_records(
         "seed": as_filter(seeds),
         "n_epochs": as_filter(epochs),
         "key": as_filter(keys),
+        "data_sha256": as_filter(data_sha256),
     }
     out = []
     for path in iter_record_files(store_dir):
@@ -333,6 +336,7 @@ def load_records(
             "seed": record.get("seed"),
             "n_epochs": record.get("n_epochs"),
             "key": record.get("key"),
+            "data_sha256": record.get("provenance", {}).get("data_sha256"),
         }
         if all(_matches(fields[name], wanted[name]) for name in wanted):
             out.append(record)
@@ -381,13 +385,14 @@ def results_frame(records: Sequence[Mapping[str, Any]], policies: Sequence[str] 
                     "f1": _nan_if_none(selected.get("test_f1")),
                     "protocol": record.get("protocol", {}).get("rank", "?"),
                     "surrogate": bool(record.get("provenance", {}).get("surrogate", False)),
+                    "user_dataset": bool(record.get("provenance", {}).get("user_dataset", False)),
                     "imagenet_weights": record.get("provenance", {}).get("imagenet_weights"),
                     "val_fraction": record.get("selection", {}).get("val_fraction"),
                     "key": record.get("key"),
                 }
             )
     columns = ["dataset", "variant", "preset", "policy", "split", "seed", "n_epochs", "epoch", "tau", "rho", "f1",
-               "protocol", "surrogate", "imagenet_weights", "val_fraction", "key"]
+               "protocol", "surrogate", "user_dataset", "imagenet_weights", "val_fraction", "key"]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -519,8 +524,11 @@ def table_header(frame: pd.DataFrame) -> str:
     lines = []
     for (dataset, policy), part in frame.groupby(["dataset", "policy"], sort=True):
         protocols = ",".join(sorted(set(part["protocol"])))
-        features = "SURROGATE features (synthetic, not the paper's data)" if part["surrogate"].any() else "real features"
-        lines.append(f"{dataset}: tau/rho protocol {protocols}; selection {POLICY_LABELS.get(policy, policy)}; {features}")
+        features = ("SURROGATE features (synthetic, not the paper's data)" if part["surrogate"].any() else
+                    "a user dataset (csta data build: your videos and annotations, not the paper's data)"
+                    if part["user_dataset"].any() else "real features")
+        lines.append(f"{dataset}: tau/rho protocol {protocols}; selection {POLICY_LABELS.get(policy, policy)}; "
+                     f"{features}")
     return "\n".join(lines)
 
 

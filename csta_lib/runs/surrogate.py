@@ -42,8 +42,13 @@ import numpy as np
 
 from csta_lib.data.eccv16 import FRAME_STEP, SURROGATE_LABEL, check_dataset, video_sort_key
 from csta_lib.errors import CstaInputError, DataFormatError
-from csta_lib.runs.eccv16_writer import (VideoFields, knapsack_user_summaries, scaled_mean_gtscore, video_fields,
-                                         write_eccv16)
+from csta_lib.runs.eccv16_writer import (
+    VideoFields,
+    knapsack_user_summaries,
+    scaled_mean_gtscore,
+    video_fields,
+    write_eccv16,
+)
 from csta_lib.runs.io import atomic_path, check_outputs
 from csta_lib.runs.locator import PROJECT_ROOT, fields_source, find, load_summe, load_tvsum, locate
 
@@ -102,7 +107,7 @@ def read_real_fields(dataset: str, path: str | os.PathLike[str] | None = None) -
         for key in sorted(videos.keys(), key=video_sort_key):
             group = videos[key]
             fields: dict[str, object] = {}
-            for name in group.keys():
+            for name in group:
                 if name == "features":
                     continue
                 value = group[name][()]
