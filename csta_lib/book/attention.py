@@ -170,6 +170,7 @@ class ExplorerVideo:
     gtscore: np.ndarray | None = None  # (T,) ground-truth importance; None for a video file
     frame_step: int = FRAME_STEP
     role: str = ""  # "test", "training", ... (which part of a run's split), or "" when no run is involved
+    encoder: Any = None  # the frame encoder's EncoderInfo for a video file (None: features from a file)
 
     @property
     def n_steps(self) -> int:
@@ -194,6 +195,7 @@ class ExplorerModel:
     name: str  # the model control's label (unique)
     description: str  # what it is and what it was trained on, one or two sentences
     model: Any  # a CSTA module in eval mode
+    features: Mapping[str, Any] | None = None  # the checkpoint's ``features`` block (what it was trained on)
 
     @property
     def used_maps(self) -> tuple[str, ...]:
@@ -201,7 +203,7 @@ class ExplorerModel:
 
 
 #: What a switch's value takes away from CSTA: (short name for the model control, words for its description).
-_MISSING = {
+_MISSING: dict[str, dict[Any, tuple[str, str]]] = {
     "softmax_axis": {"T": ("A_D", "the spatial softmax A_D"), "D": ("A_T", "the temporal softmax A_T"),
                      None: ("softmax", "both softmaxes")},
     "key_value_embedding": {None: ("K/V emb.", "the key and value embeddings"), "k": ("V emb.", "the value embedding"),
@@ -258,7 +260,7 @@ def model_from_checkpoint(path: str | Path, device: str = "cpu", name: str | Non
     label = name or model_label(payload.get("preset"), config)
     what = model_differences_text(config)
     provenance = provenance or checkpoint_description(payload, f"checkpoint {Path(path).name}")
-    return ExplorerModel(label, f"{what}; {provenance}" if what else provenance, model)
+    return ExplorerModel(label, f"{what}; {provenance}" if what else provenance, model, payload.get("features"))
 
 
 def check_presets(presets: Any, experiment: str = "table2") -> tuple[str, ...]:
@@ -309,7 +311,7 @@ def split_videos(record: Mapping[str, Any], n_videos: int | None = None, minimum
     names = [data[k].video_name or k for k in keys]
     return [ExplorerVideo.from_eccv16(data[k], record["dataset"], "test" if k in tests else "training",
                                       name if names.count(name) == 1 else f"{name} ({k})")
-            for k, name in zip(keys, names)]
+            for k, name in zip(keys, names, strict=True)]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -560,7 +562,7 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
     """(first, last) index of every run of True in ``mask``."""
     padded = np.concatenate([[False], np.asarray(mask, bool), [False]])
     edges = np.flatnonzero(np.diff(padded.astype(np.int8)))
-    return [(int(a), int(b) - 1) for a, b in zip(edges[::2], edges[1::2])]
+    return [(int(a), int(b) - 1) for a, b in zip(edges[::2], edges[1::2], strict=True)]
 
 
 #: Colours of the score plot (named in the legend under it).
@@ -653,7 +655,8 @@ class Controls:
 
         def buttons(labels: Sequence[str]) -> Any:
             return widgets.ToggleButtons(options=[(label, i) for i, label in enumerate(labels)], value=0,
-                                         style={"button_width": "auto"}, layout=book_widgets.shared_layout(margin="2px 0"))
+                                         style={"button_width": "auto"},
+                                         layout=book_widgets.shared_layout(margin="2px 0"))
 
         controls = cls(dropdown(video_names), dropdown(model_names), buttons([k.button for k in MAPS]),
                        buttons([z.label for z in ZOOMS]))
@@ -713,7 +716,8 @@ def picture(video: ExplorerVideo, model: ExplorerModel, view: AttentionView, sca
     header = book_widgets.html(f"<b>{html.escape(video.title)}</b><br>model: <b>{html.escape(model.name)}</b>"
                    f"<br><small>{html.escape(model.description)}</small>", "csta-picture-header")
     maps = book_widgets.linked_stack(
-        [map_row(kind, view, scale, controls, pool, layout) for kind, scale in zip(MAPS, scales)], controls.map)
+        [map_row(kind, view, scale, controls, pool, layout) for kind, scale in zip(MAPS, scales, strict=True)],
+        controls.map)
     scores = book_widgets.linked_stack(
         [pool.image(png) for png in scores_pngs(view, video, ZOOMS, layout)], controls.zoom)
     return widgets.VBox([header, maps, scores, book_widgets.html(legend_html(video, view), "csta-picture-legend")],
@@ -730,8 +734,9 @@ def video_scales(views: Sequence[AttentionView]) -> list[list[ColourScale]]:
 
 def explorer_box(controls: Controls, pictures: Any, extra: Sequence[Any] = ()) -> Any:
     """The explorer: its style, any ``extra`` widgets, the controls, then the pictures."""
-    box = widgets.VBox([book_widgets.style_html(book_widgets.explorer_css(RASTER_CLASS, [(z.start, z.stop) for z in ZOOMS])), *extra,
-                        controls.box(), pictures], layout=book_widgets.shared_layout(width="100%"))
+    css = book_widgets.explorer_css(RASTER_CLASS, [(z.start, z.stop) for z in ZOOMS])
+    box = widgets.VBox([book_widgets.style_html(css), *extra, controls.box(), pictures],
+                       layout=book_widgets.shared_layout(width="100%"))
     box.add_class(EXPLORER_CLASS)
     return box
 
@@ -753,7 +758,8 @@ def static_explorer(videos: Sequence[ExplorerVideo], models: Sequence[ExplorerMo
         views = [compute_view(m, video) for m in models]
         scales = video_scales(views)
         per_video.append(book_widgets.linked_stack(
-            [picture(video, m, view, s, controls, pool, layout) for m, view, s in zip(models, views, scales)],
+            [picture(video, m, view, s, controls, pool, layout)
+             for m, view, s in zip(models, views, scales, strict=True)],
             controls.model))
     pictures = book_widgets.linked_stack(per_video, controls.video)
     pictures.add_class(PICTURE_CLASS)
@@ -786,9 +792,10 @@ def live_wanted(live: Any, checkpoints: Any, source: Any) -> bool:
     raise CstaInputError(f"parameter live={live!r}: expected True, False or None")
 
 
-def videos_from_source(source: str | Path) -> list[ExplorerVideo]:
+def videos_from_source(source: str | Path, encoder: str | None = None) -> list[ExplorerVideo]:
     """The videos of ``source``: every video of an eccv16 ``.h5`` file, or one video file encoded by the
-    summarize pipeline's frame encoder (its KTS shots as change points; no ground truth)."""
+    summarize pipeline's frame encoder (``encoder``: its name, None for the default; KTS shots as change points;
+    no ground truth)."""
     path = Path(source)
     if not path.is_file():
         raise CstaInputError(f"video source {path} does not exist (an eccv16 .h5 file or a video file)")
@@ -796,23 +803,35 @@ def videos_from_source(source: str | Path) -> list[ExplorerVideo]:
         data = load_eccv16(path)
         names = [v.video_name or k for k, v in data.videos.items()]
         return [ExplorerVideo.from_eccv16(v, data.dataset, name=n if names.count(n) == 1 else f"{n} ({k})")
-                for (k, v), n in zip(data.videos.items(), names)]
-    return [video_file(path)]
+                for (k, v), n in zip(data.videos.items(), names, strict=True)]
+    return [video_file(path, encoder)]
 
 
-def video_file(path: str | Path) -> ExplorerVideo:
-    """One video file: sampled, encoded and cut into KTS shots as ``csta summarize`` does."""
+def video_file(path: str | Path, encoder: str | None = None) -> ExplorerVideo:
+    """One video file, sampled, encoded (``encoder``, None for the default) and cut into KTS shots as
+    ``csta summarize`` does (:func:`csta_lib.runs.video.encode_video`, :func:`csta_lib.runs.video.video_shots`)."""
     # the [video] extra (PyAV, the TFLite encoder), needed only for a video file
     from csta_lib.runs import video as runs_video
 
-    sampled = runs_video.sample_frames(path, size=runs_video.INPUT_SIZE)
-    encoder = runs_video.build_encoder(None)
-    features = runs_video.encode_batches(encoder, (sampled.frames[i:i + 32] for i in range(0, len(sampled.frames), 32)))
-    features = np.asarray(features, np.float32)
-    shots = runs_video.shots_from_features(features, sampled.picks, sampled.n_frames, sampled.stride)
-    name = Path(path).name
-    return ExplorerVideo(name, f"{name} ({len(features)} steps, {encoder.info.name} features, KTS shots)",
-                         features, shots, sampled.n_frames, sampled.picks, None, sampled.stride)
+    encoded = runs_video.encode_video(path, runs_video.build_encoder(encoder))
+    shots = runs_video.video_shots(encoded)
+    name, info = Path(path).name, encoded.encoder
+    return ExplorerVideo(name, f"{name} ({len(encoded.features)} steps, {info.name} features, KTS shots, "
+                               "no ground truth)",
+                         np.asarray(encoded.features, np.float32), shots, encoded.n_frames, encoded.picks, None,
+                         encoded.sampled.stride, encoder=info)
+
+
+def feature_warnings(videos: Sequence[ExplorerVideo], models: Sequence[ExplorerModel]) -> list[str]:
+    """Why a model's scores on an encoded video file mean little (features it was not trained on), per model."""
+    encoded = [v for v in videos if v.encoder is not None]
+    if not encoded:
+        return []
+    # the [video] extra, as in video_file (only reached when a video file was encoded)
+    from csta_lib.runs.video import feature_mismatch
+
+    return [f"{m.name}: {problem}" for m in models
+            if (problem := feature_mismatch(encoded[0].encoder, dict(m.features or {})))]
 
 
 class LiveExplorer:
@@ -824,8 +843,9 @@ class LiveExplorer:
     """
 
     def __init__(self, checkpoints: str | Sequence[str] = (), source: str | Path | None = None,
-                 device: str = "cpu", layout: Layout = LAYOUT, names: Sequence[str] | None = None) -> None:
-        self.device, self.layout, self.names = device, layout, list(names or [])
+                 device: str = "cpu", layout: Layout = LAYOUT, names: Sequence[str] | None = None,
+                 encoder: str | None = None) -> None:
+        self.device, self.layout, self.names, self.encoder = device, layout, list(names or []), encoder
         self.videos: list[ExplorerVideo] = []
         self.models: list[ExplorerModel] = []
         self.pool = book_widgets.ImagePool()
@@ -856,12 +876,12 @@ class LiveExplorer:
             if not paths:
                 raise CstaInputError("no checkpoint given (one or more paths, separated by commas)")
             names = self.names if len(self.names) == len(paths) else [None] * len(paths)
-            models = [model_from_checkpoint(p, self.device, n) for p, n in zip(paths, names)]
+            models = [model_from_checkpoint(p, self.device, n) for p, n in zip(paths, names, strict=True)]
             labels = [m.name for m in models]
             models = [m if labels.count(m.name) == 1 else ExplorerModel(f"{m.name} [{Path(p).name}]",
                                                                          m.description, m.model)
-                      for m, p in zip(models, paths)]
-            videos = videos_from_source(self.source_text.value)
+                      for m, p in zip(models, paths, strict=True)]
+            videos = videos_from_source(self.source_text.value, self.encoder)
         except (CstaInputError, OSError) as exc:
             self.status.value = f"<span style='color:#b00'>{html.escape(str(exc))}</span>"
             return
@@ -870,7 +890,9 @@ class LiveExplorer:
             self.controls.video.options = [(v.name, i) for i, v in enumerate(videos)]
             self.controls.model.options = [(m.name, i) for i, m in enumerate(models)]
             self.controls.video.value, self.controls.model.value = 0, 0
-        self.status.value = f"{len(videos)} video(s), {len(models)} model(s) loaded"
+        warnings = "".join(f"<br><span style='color:#b00'>warning: {html.escape(w)}</span>"
+                           for w in feature_warnings(videos, models))
+        self.status.value = f"{len(videos)} video(s), {len(models)} model(s) loaded{warnings}"
         self.show()
 
     def _changed(self, _change: Any) -> None:
@@ -884,13 +906,15 @@ class LiveExplorer:
             video = self.videos[key[0]]
             views = [compute_view(m, video) for m in self.models]  # all models: the shared colour scales
             scales = video_scales(views)
-            for j, (m, view, s) in enumerate(zip(self.models, views, scales)):
+            for j, (m, view, s) in enumerate(zip(self.models, views, scales, strict=True)):
                 self._pictures[(key[0], j)] = picture(video, m, view, s, self.controls, self.pool, self.layout)
         self.picture_box.children = [self._pictures[key]]
 
 
-__all__ = ["AttentionView", "CLIP_QUANTILE", "check_presets", "split_videos", "store_models", "ColourScale", "Controls", "EXPLORER_CLASS", "ExplorerModel",
+__all__ = ["AttentionView", "CLIP_QUANTILE", "check_presets", "split_videos", "store_models", "ColourScale", "Controls",
+           "EXPLORER_CLASS", "ExplorerModel",
            "ExplorerVideo", "LAYOUT", "Layout", "LiveExplorer", "MAPS", "MIN_RATIO_RANGE", "MapKind", "ROW_BINS",
-           "ZOOMS", "Zoom", "bin_rows", "live_wanted", "colour_scale", "colour_ticks", "compute_view", "differences_from_csta",
+           "ZOOMS", "Zoom", "bin_rows", "live_wanted", "colour_scale", "colour_ticks", "compute_view",
+           "differences_from_csta", "feature_warnings",
            "model_from_checkpoint", "model_label", "picture", "ratio_to_uniform", "static_explorer",
-           "symmetric_linear_range", "symmetric_log_range", "video_scales", "videos_from_source"]
+           "symmetric_linear_range", "symmetric_log_range", "video_file", "video_scales", "videos_from_source"]

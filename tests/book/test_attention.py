@@ -84,7 +84,7 @@ def test_colour_bar_labels_never_overlap(low_high: tuple[float, float], bar_px: 
     ticks = attention.colour_ticks(scale, bar_px, label_px)
     positions = [math.log(t / scale.low) / math.log(scale.high / scale.low) * bar_px for t in ticks]
     assert 1.0 in ticks and all(scale.low <= t <= scale.high for t in ticks)
-    assert all(b - a >= label_px - 1e-9 for a, b in zip(positions, positions[1:])), (ticks, positions)
+    assert all(b - a >= label_px - 1e-9 for a, b in zip(positions, positions[1:], strict=False)), (ticks, positions)
     if bar_px >= 200:
         assert len(ticks) >= 3  # room for more than the middle: the ends or nice values in between
 
@@ -261,7 +261,7 @@ def test_static_explorer_has_four_independent_controls_over_nested_stacks(explor
         name = next(n for n, c in controls.items() if c is link.source[0])
         assert link.source[1] == "index" and link.target[1] == "selected_index"
         by_control[name] = by_control.get(name, 0) + 1
-    n_v, n_m, n_k, n_z = len(videos), len(models), len(attention.MAPS), len(attention.ZOOMS)
+    n_v, n_m, n_k = len(videos), len(models), len(attention.MAPS)
     # video: the outer stack; model: one stack per video; map: one per (video, model); zoom: every map's raster
     # and every (video, model)'s score plot
     assert by_control == {"video": 1, "model": n_v, "map": n_v * n_m, "zoom": n_v * n_m * (n_k + 1)}
@@ -327,3 +327,27 @@ def test_live_explorer_computes_the_chosen_video_and_model_on_demand(tiny: dict[
     live.checkpoint_text.value = "/nonexistent.pt"
     live.load()
     assert "nonexistent" in live.status.value and live.models  # the error is shown, the old models stay
+
+
+def test_a_video_file_is_encoded_cut_into_shots_and_flagged_against_a_surrogate_model(tmp_path: Path,
+                                                                                        checkpoints) -> None:
+    """A user's video file goes through the summarize pipeline's sampling, encoder and KTS shots; a model trained
+    on surrogate features gets a warning in the live explorer's status line."""
+    from support import need
+    from video_support import make_synthetic_video
+
+    need("weights.coral.mobilenet_v1_embedding")
+    video = make_synthetic_video(tmp_path / "clip.mp4", [((200, 30, 30), 150), ((30, 200, 30), 150),
+                                                        ((30, 30, 200), 150)])
+    shown = attention.video_file(video, "mobilenet_v1_1024")
+    assert shown.n_steps == 30 and shown.features.shape == (30, 1024) and shown.gtscore is None
+    assert shown.change_points[0, 0] == 0 and shown.change_points[-1, 1] == 449 and len(shown.change_points) >= 2
+    assert "mobilenet_v1_1024 features" in shown.title and "no ground truth" in shown.title
+    model = attention.model_from_checkpoint(checkpoints["paper"])
+    view = attention.compute_view(model, shown)
+    assert view.gt_selected is None and "no ground truth" in attention.legend_html(shown, view)
+    assert len(attention.scores_pngs(view, shown)) == len(attention.ZOOMS)
+    warnings = attention.feature_warnings([shown], [model])
+    assert len(warnings) == 1 and "surrogate" in warnings[0]
+    live = attention.LiveExplorer(str(checkpoints["paper"]), video, encoder="mobilenet_v1_1024")
+    assert "warning" in live.status.value and live.picture_box.children

@@ -18,12 +18,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from test_attention_browser import PICTURE, changed, control
 
 from csta_lib.book import attention
 from csta_lib.book.browser import Browser, find_chromium
 from csta_lib.config import PRESETS
 from csta_lib.runs.locator import PROJECT_ROOT
-from test_attention_browser import PICTURE, changed, control
 
 JUPYTER_LAB = Path(sys.executable).with_name("jupyter-lab")
 NOTEBOOK = PROJECT_ROOT / "notebooks" / "07_attention_maps.ipynb"
@@ -64,13 +64,15 @@ def lab_server(tmp_path: Path) -> Iterator[str]:
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path / ".config"), "JUPYTER_RUNTIME_DIR": str(tmp_path / ".run"),
            "JUPYTER_DATA_DIR": str(tmp_path / ".data"), "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / ".workspaces"),
            "OMP_NUM_THREADS": "1"}
-    server = subprocess.Popen(
-        [str(JUPYTER_LAB), "--no-browser", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
-         "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={tmp_path}",
-         # window.jupyterapp, to run the cells; no package index behind the extension manager
-         "--LabApp.expose_app_in_browser=True", "--LabApp.extension_manager=readonly",
-         *(["--allow-root"] if os.geteuid() == 0 else [])],
-        stdout=subprocess.DEVNULL, stderr=open(tmp_path / "server.log", "w"), env=env, start_new_session=True)
+    log = tmp_path / "server.log"
+    with log.open("w") as log_file:  # the child keeps its own copy of the descriptor
+        server = subprocess.Popen(
+            [str(JUPYTER_LAB), "--no-browser", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
+             "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={tmp_path}",
+             # window.jupyterapp, to run the cells; no package index behind the extension manager
+             "--LabApp.expose_app_in_browser=True", "--LabApp.extension_manager=readonly",
+             *(["--allow-root"] if os.geteuid() == 0 else [])],
+            stdout=subprocess.DEVNULL, stderr=log_file, env=env, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -79,9 +81,9 @@ def lab_server(tmp_path: Path) -> Iterator[str]:
             try:
                 with opener.open(f"{base}/api/status?token={token}", timeout=2):
                     break
-            except OSError:
+            except OSError as exc:
                 if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("JupyterLab did not start: " + (tmp_path / "server.log").read_text()[-2000:])
+                    raise RuntimeError(f"JupyterLab did not start: {log.read_text()[-2000:]}") from exc
                 time.sleep(0.3)
         yield f"{base}/lab/tree/{{path}}?token={token}"
     finally:
