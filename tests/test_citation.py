@@ -71,9 +71,11 @@ def test_the_paper_is_cited_alike_in_citation_file_and_bibliography() -> None:
 
 def test_how_to_cite_blocks_come_from_the_files() -> None:
     book = software_bibtex(read_citation())
-    assert book.startswith("@software{cstabook,") and "version  = {0.1.0}" in book.replace("\n", "")
-    assert "author   = {{the csta-book authors}}" in book
+    assert book.startswith("@software{cstabook,") and "  version   = {0.1.0}," in book
+    assert "  author    = {{the csta-book authors}}," in book
     paper = bibliography_entry("son2024csta", BIBFILE)
-    assert paper.startswith("@inproceedings{son2024csta,") and "18847--18856" in paper
+    assert paper.startswith("@inproceedings{son2024csta,") and "  pages     = {18847--18856}," in paper
+    assert "  author    = {Son, Jaewon and Park, Jaehun and Kim, Kwangsu}," in paper
+    assert "Son_CSTA_CNN-based" in paper, "the URL is given as written, not escaped"
     with pytest.raises(KeyError, match="no entry 'nope'"):
         bibliography_entry("nope", BIBFILE)

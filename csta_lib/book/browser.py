@@ -358,6 +358,8 @@ class Browser:
         """Save a PNG of the whole page."""
         metrics = self.cdp.send("Page.getLayoutMetrics")
         size = metrics.get("cssContentSize") or metrics.get("contentSize")
+        if not size:
+            raise RuntimeError("the browser reported no page size (Page.getLayoutMetrics)")
         data = self.cdp.send("Page.captureScreenshot", {
             "format": "png", "captureBeyondViewport": True,
             "clip": {"x": 0, "y": 0, "width": size["width"], "height": min(size["height"], 6000), "scale": 1}})

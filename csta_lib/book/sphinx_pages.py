@@ -11,8 +11,8 @@ Directives, so that a page cannot disagree with the code it describes:
 - ``{csta-paper-cost}``: what the ``paper`` profile costs, from per-step times measured on the machine that
   builds the book (:func:`csta_lib.runs.grid.profile_cost`; measured once per machine, cached).
 
-Every page ends with the build panel (author, commit, build date, profile, library versions; a ``<details>``
-in the footer, :func:`build_panel_html`), and inside table cells the build adds break opportunities
+Every page ends with the build panel under the theme's author line (commit, build date, profile, library
+versions; a ``<details>`` in the footer, :func:`build_panel_html`), and inside table cells the build adds break opportunities
 (``<wbr>``) after the ``/ _ . , =`` of long identifiers, paths and addresses and keeps numbers in one piece
 (:func:`wrap_table_cells`), so that a narrow column never breaks a word in the middle.
 """
@@ -188,27 +188,34 @@ def cff_person(person: dict[str, Any]) -> str:
 
 def software_bibtex(cff: dict[str, Any], key: str = "cstabook") -> str:
     """The BibTeX entry (``@software``) of the repository, from its CITATION.cff."""
-    fields = {
+    return bibtex_text("software", key, {
         "author": " and ".join(cff_person(p) for p in cff["authors"]),
         "title": "{" + cff["title"] + "}",
         "version": cff.get("version"),
         "year": str(cff["date-released"])[:4] if cff.get("date-released") else None,
         "license": cff.get("license"),
         "url": cff.get("repository-code") or cff.get("url"),
-        "note": cff.get("abstract", "").split(".")[0] if cff.get("abstract") else None,
-    }
-    body = ",\n".join(f"  {name:<8} = {{{value}}}" for name, value in fields.items() if value)
-    return f"@software{{{key},\n{body}\n}}"
+    })
 
 
 def bibliography_entry(key: str, bibfile: Path) -> str:
-    """One entry of a ``.bib`` file, as BibTeX text (pybtex, which sphinxcontrib-bibtex uses, reads and writes it)."""
-    from pybtex.database import BibliographyData, parse_file  # the [book] extra (sphinxcontrib-bibtex needs it)
+    """One entry of a ``.bib`` file as BibTeX text to copy: its fields as written there, persons joined with
+    "and" (read with pybtex, which sphinxcontrib-bibtex uses; its own writer would escape the URLs)."""
+    from pybtex.database import parse_file  # the [book] extra (sphinxcontrib-bibtex needs it)
 
     data = parse_file(str(bibfile))
     if key not in data.entries:
         raise KeyError(f"{bibfile}: no entry {key!r}; entries: {', '.join(data.entries)}")
-    return BibliographyData({key: data.entries[key]}).to_string("bibtex").strip()
+    entry = data.entries[key]
+    fields = {role: " and ".join(str(person) for person in people) for role, people in entry.persons.items()}
+    fields.update(entry.fields)
+    return bibtex_text(entry.type, key, fields)
+
+
+def bibtex_text(kind: str, key: str, fields: dict[str, str | None]) -> str:
+    """``@kind{key, field = {value}, ...}``, one field a line, empty fields left out."""
+    body = ",\n".join(f"  {name:<9} = {{{value}}}" for name, value in fields.items() if value)
+    return f"@{kind}{{{key},\n{body}\n}}"
 
 
 class CitationBlock(SphinxDirective):
@@ -275,12 +282,13 @@ def library_versions(names: Sequence[str] = PANEL_DISTRIBUTIONS) -> dict[str, st
     return versions
 
 
-def build_panel_html(author: str, commit: str, date: str, profile: str | None, versions: dict[str, str]) -> str:
-    """The footer's author line and build panel (HTML)."""
+def build_panel_html(commit: str, date: str, profile: str | None, versions: dict[str, str]) -> str:
+    """The footer's build panel (HTML); the theme's footer line above it names the author (``author`` of
+    ``_config.yml``)."""
     e = html.escape
     profile_text = f", profile {e(profile)}" if profile else ""
     rows = "".join(f"<tr><td>{e(name)}</td><td>{e(version)}</td></tr>" for name, version in versions.items())
-    return (f'<div class="{PANEL_CLASS}"><p class="csta-author-line">By {e(author)}. '
+    return (f'<div class="{PANEL_CLASS}"><p class="csta-build-line">'
             f"Built from commit {e(commit)} on {e(date)}{profile_text}.</p>"
             f"<details><summary>Library versions of this build</summary><table>{rows}</table></details></div>")
 
@@ -291,7 +299,7 @@ def _add_build_panel(app: Sphinx, config: Any) -> None:
     if config.html_theme != "sphinx_book_theme":
         return
     options = dict(getattr(config, "html_theme_options", {}) or {})
-    panel = build_panel_html(config.author, git_commit(), build_date(), os.environ.get(PROFILE_ENV),
+    panel = build_panel_html(git_commit(), build_date(), os.environ.get(PROFILE_ENV),
                              library_versions())
     options["extra_footer"] = (options.get("extra_footer") or "") + panel
     config.html_theme_options = options
