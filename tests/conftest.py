@@ -41,6 +41,24 @@ def random_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Pa
             for name, info in features.items()}
 
 
+@pytest.fixture(scope="session")
+def preset_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Random-weight checkpoints of CSTA and two Table 2 rows (one without positional encoding, one without the
+    spatial softmax and the CLS token), labelled as trained on surrogate features: for the attention explorer's
+    tests (what its pictures show does not depend on training)."""
+    import torch
+
+    from csta_lib.model import build_model
+    from csta_lib.runs.checkpoint import save_checkpoint
+
+    folder = tmp_path_factory.mktemp("preset-ckpt")
+    torch.manual_seed(0)
+    features = {"encoder": "surrogate", "surrogate": True, "imagenet_weights": None}
+    return {p: save_checkpoint(folder / f"{p}.pt", build_model(p).eval(), features,
+                               {"note": "RANDOM weights, made by tests/conftest.py"}, preset=p)
+            for p in ("paper", "table2.kv", "table2.attention")}
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> dict[str, Path]:
     """Six SumMe-like videos (surrogate-labelled) and three folds of them."""

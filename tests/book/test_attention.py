@@ -25,18 +25,8 @@ PRESETS_SHOWN = ("paper", "table2.attention")  # CSTA (a CLS row) and a row with
 
 
 @pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Random-weight checkpoints of two presets (what the pictures show does not depend on training)."""
-    import torch
-
-    from csta_lib.model import build_model
-    from csta_lib.runs.checkpoint import save_checkpoint
-
-    folder = tmp_path_factory.mktemp("attention-ckpt")
-    torch.manual_seed(0)
-    features = {"encoder": "surrogate", "surrogate": True, "imagenet_weights": None}
-    return {p: save_checkpoint(folder / f"{p}.pt", build_model(p).eval(), features, {"note": "random"}, preset=p)
-            for p in PRESETS_SHOWN}
+def checkpoints(preset_checkpoints: dict[str, Path]) -> dict[str, Path]:
+    return {p: preset_checkpoints[p] for p in PRESETS_SHOWN}
 
 
 @pytest.fixture(scope="module")

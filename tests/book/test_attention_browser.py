@@ -86,16 +86,8 @@ def browser():
 
 
 def test_each_control_switches_the_picture_on_its_own(browser: Browser, tiny: dict[str, Path], tmp_path: Path,
-                                                      one_thread) -> None:
-    import torch
-
-    from csta_lib.model import build_model
-    from csta_lib.runs.checkpoint import save_checkpoint
-
-    torch.manual_seed(0)
-    features = {"encoder": "surrogate", "surrogate": True, "imagenet_weights": None}
-    paths = [save_checkpoint(tmp_path / f"{p}.pt", build_model(p).eval(), features, {}, preset=p)
-             for p in ("paper", "table2.kv")]
+                                                      preset_checkpoints: dict[str, Path], one_thread) -> None:
+    paths = [preset_checkpoints[p] for p in ("paper", "table2.kv")]
     videos = attention.videos_from_source(tiny["data"])[:2]
     models = [attention.model_from_checkpoint(p) for p in paths]
     page = standalone_page(attention.static_explorer(videos, models), tmp_path / "explorer.html")

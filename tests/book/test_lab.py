@@ -96,16 +96,9 @@ def lab_server(tmp_path: Path) -> Iterator[str]:
 
 
 def test_live_explorer_in_jupyterlab_redraws_when_a_control_changes(lab_server: str, tmp_path: Path,
-                                                                     tiny: dict[str, Path]) -> None:
-    import torch
-
-    from csta_lib.model import build_model
-    from csta_lib.runs.checkpoint import save_checkpoint
-
-    torch.manual_seed(0)
-    features = {"encoder": "surrogate", "surrogate": True, "imagenet_weights": None}
-    paths = [str(save_checkpoint(tmp_path / f"{p}.pt", build_model(p).eval(), features, {}, preset=p))
-             for p in ("paper", "table2.attention")]
+                                                                     tiny: dict[str, Path],
+                                                                     preset_checkpoints: dict[str, Path]) -> None:
+    paths = [str(preset_checkpoints[p]) for p in ("paper", "table2.attention")]
     with_parameters(NOTEBOOK, tmp_path / NOTEBOOK.name,
                     {"profile": "smoke", "checkpoints": paths, "source": str(tiny["data"]), "device": "cpu"})
     with Browser(loopback=True, width=1400, height=1800) as browser:
