@@ -239,6 +239,37 @@ class CitationBlock(SphinxDirective):
         return [block]
 
 
+def author_year_label(entry: Any) -> str:
+    """``Son et al., 2024``, ``Zhou and Xiang, 2018`` or ``Gygli, 2014``: how the text cites an entry (pybtex entry)."""
+    names = [" ".join(p.last_names) for p in entry.persons.get("author", [])] or ["Anonymous"]
+    who = names[0] if len(names) == 1 else f"{names[0]} and {names[1]}" if len(names) == 2 else f"{names[0]} et al."
+    return f"{who}, {entry.fields.get('year', 'n.d.')}".replace("{", "").replace("}", "")
+
+
+def register_bibliography_style() -> None:
+    """Register the pybtex style ``csta`` (``bibtex_default_style`` in ``_config.yml``): the bibliography sorted by
+    author and year, each entry labelled as the text cites it (:func:`author_year_label`), so that the list and
+    the author-year citations read alike."""
+    from pybtex.plugin import register_plugin  # the [book] extra (sphinxcontrib-bibtex needs it)
+    from pybtex.style.formatting.unsrt import Style as UnsrtStyle
+    from pybtex.style.labels import BaseLabelStyle
+    from pybtex.style.sorting.author_year_title import SortingStyle
+
+    class AuthorYearLabels(BaseLabelStyle):
+        def format_labels(self, sorted_entries):
+            seen: dict[str, int] = {}
+            for entry in sorted_entries:
+                label = author_year_label(entry)
+                seen[label] = seen.get(label, 0) + 1
+                yield label if seen[label] == 1 else f"{label}{chr(ord('a') + seen[label] - 1)}"
+
+    class CstaStyle(UnsrtStyle):
+        default_label_style = AuthorYearLabels
+        default_sorting_style = SortingStyle
+
+    register_plugin("pybtex.style.formatting", "csta", CstaStyle, force=True)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # the build panel
 
@@ -346,6 +377,7 @@ def _wrap_tables(app: Sphinx, pagename: str, templatename: str, context: dict, d
 
 
 def setup(app: Sphinx) -> dict[str, Any]:
+    register_bibliography_style()
     app.add_directive("csta-presets", PresetsTable)
     app.add_directive("csta-profiles", ProfilesTable)
     app.add_directive("csta-citation", CitationBlock)

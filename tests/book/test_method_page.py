@@ -30,7 +30,8 @@ def _conf(config: dict) -> str:
         f"myst_enable_extensions = {parse.get('myst_enable_extensions', [])!r}",
         f"myst_url_schemes = {parse.get('myst_url_schemes', ['http', 'https'])!r}",
         f"bibtex_bibfiles = {bibfiles!r}",
-        *(f"{key} = {value!r}" for key, value in config["sphinx"]["config"].items() if key.startswith("bibtex_")),
+        *(f"{key} = {value!r}" for key, value in config["sphinx"]["config"].items()
+          if key.startswith(("bibtex_", "autodoc_"))),
         "root_doc = 'index'",
         "",
     ])
