@@ -110,7 +110,7 @@ def experiment_checkpoint(experiment: str, profile: str, store_dir: str | Path |
 
 def variant_labels(records: Sequence[Mapping[str, Any]]) -> dict[str, str]:
     """``{variant name: the experiment's row label}`` from :func:`csta_lib.runs.grid.records_for` records."""
-    return {(r.get("variant") or r.get("preset")): r.get("_label", r.get("variant")) for r in records}
+    return {str(r.get("variant") or r.get("preset")): r.get("_label", r.get("variant")) for r in records}
 
 
 def num3(value: float) -> str:
@@ -864,8 +864,11 @@ def paper_comparison(records: Sequence[Mapping[str, Any]], policy: str = "test-m
     build's CSTA runs under ``policy`` (mean, sd, n, 95 % t interval) beside the paper's Table 1 value and the
     public retrain (:data:`csta_lib.book.paper.PUBLIC_RETRAIN`), and whether each lies inside the interval.
 
-    On surrogate features nothing is compared (``paper_inside_ci`` and the distances are None); with a random CNN
-    init on real features the numbers are computed and the row says it is not the paper's setting. Returns
+    ``paper_distance_sd`` is ``(paper − mean) / sd`` in units of the run-to-run sd (one fold, one seed); the
+    paper's value is a mean over 5 folds, whose own spread is smaller than one run's, so this measures how unusual
+    the paper's number would be as one of this build's runs. On surrogate features nothing is compared
+    (``paper_inside_ci`` and the distances are None); with a random CNN init on real features the numbers are
+    computed and the row says it is not the paper's setting. Returns
     ``{"experiment", "policy", "interval", "paper_source", "public_retrain_source", "surrogate", "note", "rows"}``.
     """
     csta = EXPERIMENTS["table1"].variants[0].name
@@ -880,7 +883,9 @@ def paper_comparison(records: Sequence[Mapping[str, Any]], policy: str = "test-m
         part = frame[frame["dataset"] == dataset]
         for index, coefficient in enumerate(("tau", "rho")):
             s = statistics.spread(part[coefficient])
-            value, retrain = paper.TABLE1["CSTA"][dataset][index], paper.PUBLIC_RETRAIN[dataset][index]
+            published = paper.TABLE1["CSTA"][dataset]
+            assert published is not None  # the paper reports CSTA on both datasets
+            value, retrain = published[index], paper.PUBLIC_RETRAIN[dataset][index]
             row = {"dataset": dataset, "coefficient": coefficient, "policy": policy,
                    "protocol": ",".join(sorted(set(part["protocol"]))), "n_folds": int(part["split"].nunique()),
                    "n_seeds": int(part["seed"].nunique()), **s.as_dict(), "paper": value, "public_retrain": retrain,
