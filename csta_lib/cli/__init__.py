@@ -31,7 +31,7 @@ EXIT_BAD_INPUT = 2
 #: says which extra to add (tests/test_packaging.py checks this table against the imports and pyproject.toml).
 EXTRAS = {
     "papermill": "book", "myst_nb": "book", "matplotlib": "book", "seaborn": "book", "pandas": "book",
-    "ipywidgets": "book", "yaml": "book", "sphinx": "book",
+    "ipywidgets": "book", "yaml": "book", "sphinx": "book", "docutils": "book", "pybtex": "book", "IPython": "book",
     "av": "video", "ai_edge_litert": "video",
     "ray": "ray",
     "websocket": "dev",
@@ -56,7 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def missing_extra(exc: BaseException) -> str | None:
     """What to install when ``exc`` says that an optional package is missing (None: it says something else)."""
-    module = exc.name.partition(".")[0] if isinstance(exc, ModuleNotFoundError) and exc.name else None
+    if not isinstance(exc, ModuleNotFoundError) or not exc.name:
+        return None
+    module = exc.name.partition(".")[0]
     extra = EXTRAS.get(module)
     return f"{module!r} is not installed: pip install 'csta-book[{extra}]'" if extra else None
 
