@@ -714,7 +714,7 @@ def picture(video: ExplorerVideo, model: ExplorerModel, view: AttentionView, sca
     shared by the pictures of one explorer (identical pictures stored once)."""
     pool = pool if pool is not None else book_widgets.ImagePool()
     header = book_widgets.html(f"<b>{html.escape(video.title)}</b><br>model: <b>{html.escape(model.name)}</b>"
-                   f"<br><small>{html.escape(model.description)}</small>", "csta-picture-header")
+                   f"<br><span style='color:#555'>{html.escape(model.description)}</span>", "csta-picture-header")
     maps = book_widgets.linked_stack(
         [map_row(kind, view, scale, controls, pool, layout) for kind, scale in zip(MAPS, scales, strict=True)],
         controls.map)
