@@ -554,6 +554,15 @@ _BARE_REPR_JS = r"""(() => {
   return found;
 })()""".replace("%(limit)s", "200")
 
+#: The anchor of the book's one specification of the surrogate features (csta_lib.book.surrogate_spec).
+SURROGATE_SPEC_ANCHOR = "surrogate-features"
+_SURROGATE_LINK_JS = r"""(() => {
+  const article = document.querySelector('.bd-article') || document.body;
+  if (document.getElementById('%(anchor)s')) return true;  // the specification itself
+  if (!/surrogate/i.test(article.innerText)) return true;
+  return [...article.querySelectorAll('a[href]')].some(a => a.getAttribute('href').endsWith('#%(anchor)s'));
+})()""".replace("%(anchor)s", SURROGATE_SPEC_ANCHOR)
+
 _FIGURES_JS = r"""[...document.querySelectorAll('.bd-article img')]
   .filter(i => i.checkVisibility() && i.naturalWidth > 0)
   .map(i => ({src: i.currentSrc || i.src, natural: i.naturalWidth, rendered: i.getBoundingClientRect().width}))"""
@@ -608,11 +617,13 @@ def figure_text_sizes(figures: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def read_layout(browser: Browser) -> dict[str, Any]:
     """What the loaded page looks like at the current width: each table's layout (hidden columns, clipped
     caption, words broken mid-word, cells whose texts touch), cross-reference-looking text that is no link,
-    bare reprs, and the rendered size of each measurable figure's smallest text."""
+    bare reprs, whether a page that mentions surrogate features links their one specification, and the rendered
+    size of each measurable figure's smallest text."""
     return {"width": browser.evaluate("document.documentElement.clientWidth"),
             "tables": browser.evaluate(_TABLE_LAYOUT_JS) or [],
             "cross_references": browser.evaluate(_CROSS_REFERENCE_JS) or [],
             "reprs": browser.evaluate(_BARE_REPR_JS) or [],
+            "links_surrogate_spec": bool(browser.evaluate(_SURROGATE_LINK_JS)),
             "figures": figure_text_sizes(browser.evaluate(_FIGURES_JS) or [])}
 
 
@@ -636,6 +647,9 @@ def layout_problems(layout: Mapping[str, Any]) -> list[str]:
         problems.append(f"{at} cross-references that are not links: {sorted(set(layout['cross_references']))}")
     if layout["reprs"]:
         problems.append(f"{at} bare repr output: {layout['reprs'][:4]}")
+    if not layout.get("links_surrogate_spec", True):
+        problems.append(f"{at} mentions surrogate features without a link to their specification "
+                        f"(#{SURROGATE_SPEC_ANCHOR})")
     small = [f"{f['src']} ({f['px']:.1f} px)" for f in layout["figures"] if f["px"] < MIN_RENDERED_TEXT_PX]
     if small:
         problems.append(f"{at} figure text below {MIN_RENDERED_TEXT_PX:g} px: {small}")

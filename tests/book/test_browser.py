@@ -128,6 +128,7 @@ def test_layout_checks_can_fail(browser: Browser, tmp_path: Path) -> None:
         "<td style='padding:0'>3,371,008</td></tr></table>"
         "<p>See <em>Reproduce this book</em> and the Data chapter; <a href='d.html'>the Data chapter</a> links.</p>"
         "<div class='cell_output'><div class='output text_plain'><pre>'15'</pre></div></div>"
+        "<p>Computed on surrogate features.</p>"
         f"<img src='{_small_text_png()}' style='width:200px'>"
         "</main></body></html>")
     browser.load(page.as_uri(), settle=0.3)
@@ -138,10 +139,12 @@ def test_layout_checks_can_fail(browser: Browser, tmp_path: Path) -> None:
     assert "cross-references that are not links: ['Reproduce this book', 'the Data chapter']" in problems
     assert "bare repr output: [\"'15'\"]" in problems
     assert "figure text below 9 px" in problems
+    assert "mentions surrogate features without a link to their specification" in problems
     tidy = tmp_path / "tidy.html"
     tidy.write_text("<html><body><main class='bd-article' style='width:500px'><table><caption>short</caption>"
                     "<tr><td style='padding:0 8px'>efficientnet_b0</td><td style='padding:0 8px'>3,371,008</td></tr>"
-                    "</table><p>See <a href='r.html'><em>Reproduce this book</em></a>.</p></main></body></html>")
+                    "</table><p>See <a href='r.html'><em>Reproduce this book</em></a>; on <a href="
+                    "'01_data.html#surrogate-features'>surrogate features</a>.</p></main></body></html>")
     browser.load(tidy.as_uri(), settle=0.3)
     assert layout_problems(read_layout(browser)) == []
 
