@@ -1,5 +1,6 @@
-"""Test videos and images for the video pipeline's tests (runs and cli): generated clips with known cuts, and still
-images resized exactly as the pipeline resizes video samples."""
+"""Test videos and images for the video pipeline's tests (runs and cli): generated clips with known cuts (and the
+fixtures that make them once per module), still images resized exactly as the pipeline resizes video samples, and
+readers of what a written summary holds."""
 
 from __future__ import annotations
 
@@ -80,3 +81,81 @@ def load_image(path: str | Path, size: int = 224) -> np.ndarray:
     with open_media(path) as container:
         frame = next(container.decode(video=0))
         return frame.to_ndarray(width=size, height=size, format="rgb24", interpolation="AREA")
+
+
+#: Three short clips of known cuts (``csta data build`` tests): name -> (segments, fps).
+OWN_CLIPS = {
+    "alpha.mp4": ([((200, 30, 30), 40), ((30, 30, 200), 35)], 25),  # 75 frames, 3.0 s
+    "beta.mkv": ([((30, 160, 30), 30), ((220, 220, 40), 30), ((240, 240, 240), 30)], 25),  # 90 frames, 3.6 s
+    "gamma.mp4": ([((120, 40, 160), 60)], 20),  # 60 frames, 3.0 s
+}
+
+
+def make_own_clips(folder: str | Path) -> dict[str, Path]:
+    """The :data:`OWN_CLIPS` written into ``folder`` (a user's folder of videos)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    return {name: make_synthetic_video(folder / name, segments, fps=fps)
+            for name, (segments, fps) in OWN_CLIPS.items()}
+
+
+def write_own_annotations(path: str | Path, style: str = "tvsum") -> Path:
+    """An annotation CSV for :data:`OWN_CLIPS`: two annotators per clip (seconds; TVSum scores 1..5, or SumMe
+    selections)."""
+    rows = ["video,annotator,start,end,score"]
+    if style == "tvsum":
+        rows += ["alpha.mp4,ann,0,1.6,1", "alpha.mp4,ann,1.6,3.0,5", "alpha.mp4,bob,0,3.0,3",
+                 "beta.mkv,ann,0,1.2,2", "beta.mkv,ann,1.2,2.4,4", "beta.mkv,ann,2.4,3.6,1",
+                 "beta.mkv,bob,0,2.4,5", "beta.mkv,bob,2.4,3.6,2",
+                 "gamma.mp4,ann,0,1.5,4", "gamma.mp4,ann,1.5,3.0,2", "gamma.mp4,bob,0,3.0,3"]
+    else:
+        rows += ["alpha.mp4,ann,1.6,2.2,1", "alpha.mp4,bob,0,0.4,1", "alpha.mp4,bob,2.0,2.4,1",
+                 "beta.mkv,ann,1.2,1.8,1", "beta.mkv,bob,0.2,0.6,1",
+                 "gamma.mp4,ann,0,0.4,1", "gamma.mp4,bob,2.5,3.0,1"]
+    Path(path).write_text("\n".join(rows) + "\n")
+    return Path(path)
+
+
+# ---------------------------------------------------------------------------------------------- shared clips
+
+RED, GREEN, BLUE, YELLOW = (230, 20, 20), (20, 200, 40), (20, 40, 220), (240, 230, 30)
+
+
+def count_frames(path: Path) -> tuple[int, float, float | None]:
+    """(decoded video frames, video stream duration s, audio stream duration s or None)."""
+    with av.open(str(path)) as c:
+        v = c.streams.video[0]
+        n = sum(1 for _ in c.decode(v))
+        vdur = float(v.duration * v.time_base) if v.duration else n / float(v.average_rate)
+    with av.open(str(path)) as c:
+        adur = None
+        if c.streams.audio:
+            a = c.streams.audio[0]
+            samples = sum(f.samples for f in c.decode(a))
+            adur = samples / a.codec_context.sample_rate
+    return n, vdur, adur
+
+
+# Frames 1/60 s ... 1/4 s apart (a phone in bright light, then in the dark), cuts at frames 30, 60, 90,
+# 105 (multiples of the stride 15, so the cuts are sample boundaries); declared 30 fps.
+VFR_SEGMENTS = [(RED, 30, 1 / 60), (GREEN, 30, 1 / 5), (BLUE, 30, 1 / 30), (YELLOW, 15, 1 / 4), (RED, 30, 1 / 20)]
+VFR_STARTS = np.concatenate([[0.0], np.cumsum([n * dt for _, n, dt in VFR_SEGMENTS])])  # cut times (s)
+VFR_DURATION = float(VFR_STARTS[-1])  # 0.5 + 6 + 1 + 3.75 + 1.5 = 12.75 s
+VFR_CUT_FRAMES = np.cumsum([n for _, n, _ in VFR_SEGMENTS])[:-1]
+
+
+def expected_vfr_times() -> np.ndarray:
+    """The presentation time of every frame of a :data:`VFR_SEGMENTS` clip, from its first frame."""
+    return np.concatenate([start + np.arange(n) * dt
+                           for start, (_, n, dt) in zip(VFR_STARTS[:-1], VFR_SEGMENTS, strict=True)])
+
+
+def written_durations(path: Path) -> tuple[np.ndarray, float, float]:
+    """(every frame's duration, video duration, audio duration) of a written file, from its own timestamps."""
+    with av.open(str(path)) as c:
+        frames = list(c.decode(video=0))
+        times = np.array([float(f.time) for f in frames])
+        last = float(frames[-1].duration * frames[-1].time_base)
+    _, _, adur = count_frames(path)
+    return np.append(np.diff(times), last), float(times[-1] + last - times[0]), adur
+

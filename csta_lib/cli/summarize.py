@@ -9,6 +9,7 @@ import json
 import sys
 from typing import Any
 
+from csta_lib.cli.options import add_shot_arguments, number, shot_settings
 from csta_lib.data.eccv16 import FRAME_STEP
 from csta_lib.evaluation import SUMMARY_BUDGET
 
@@ -34,14 +35,6 @@ folder is created."""
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 
 
-def _budget(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"budget must be a number in (0, 1], got {text!r}") from None
-    return value  # the range is checked by the library, with the same message everywhere
-
-
 def register(subparsers: Any) -> None:
     """Add ``summarize`` to the ``csta`` command."""
     p = subparsers.add_parser("summarize", help="summarise a video file into a summary video",
@@ -53,8 +46,9 @@ def register(subparsers: Any) -> None:
                    help="CSTA checkpoint (csta-checkpoint/1, from `csta train` or an imported official one)")
     p.add_argument("--encoder", choices=("googlenet", "mobilenet_v1_1024"), default=None,
                    help="frame encoder (default: googlenet if its ImageNet weights are found, else mobilenet_v1_1024)")
-    p.add_argument("--budget", type=_budget, default=SUMMARY_BUDGET, help="summary length as a fraction of the "
-                   f"video, in (0, 1] (default {SUMMARY_BUDGET:g}, the paper's)")
+    p.add_argument("--budget", type=number("a budget in (0, 1]"), default=SUMMARY_BUDGET,
+                   help=f"summary length as a fraction of the video, in (0, 1] (default {SUMMARY_BUDGET:g}, the "
+                   "paper's)")
     sampling = p.add_mutually_exclusive_group()
     # default None, not FRAME_STEP: argparse would let an explicit "--stride 15" (the same int object) pass beside
     # --sample-fps
@@ -66,6 +60,9 @@ def register(subparsers: Any) -> None:
                           help="instead of --stride, sample by time: one frame every round(fps / FPS) / fps seconds "
                           "(about FPS per second; exactly every round(fps / FPS)-th frame at a constant rate); "
                           "recommended for variable-frame-rate videos")
+    add_shot_arguments(p)
+    p.add_argument("--device", default="cpu", help="where the CSTA model scores the video: cpu (default), cuda or "
+                   "cuda:N (an error when CUDA is not available); decoding and the frame encoder stay on the CPU")
     p.add_argument("--allow-feature-mismatch", action="store_true",
                    help="run even if the checkpoint was trained on other features than the encoder's "
                    "(warns, and records it in the sidecar)")
@@ -95,13 +92,15 @@ def run(args: argparse.Namespace) -> int:
     atexit.unregister(gc.freeze)  # registered once, however often run() is called in one process
     atexit.register(gc.freeze)
     show_progress = not args.quiet
+    shots = shot_settings(args)  # before any work: bad settings are one line
     result = summarize(
         args.input, args.output, args.checkpoint,
         encoder=args.encoder, budget=args.budget, sample_fps=args.sample_fps,
         stride=FRAME_STEP if args.stride is None else args.stride,
         allow_feature_mismatch=args.allow_feature_mismatch, random_weights=args.random_weights,
         sidecar=args.sidecar, contact_sheet_png=args.contact_sheet, timeline_png=args.timeline,
-        keep_audio=not args.no_audio, preset=args.preset, progress=show_progress,
+        keep_audio=not args.no_audio, preset=args.preset, progress=show_progress, shot_settings=shots,
+        device=args.device,
     )
     record = result.sidecar
     if args.json:

@@ -307,3 +307,43 @@ def test_inputs_that_are_not_plain_video_files(checkpoints: dict[str, Path], tmp
         proc = _summarize_in(tmp_path, name, checkpoints["mobilenet"], stdin=subprocess.DEVNULL, timeout=120)
         assert proc.returncode == 2 and message in _one_line_error(proc.stderr), proc.stderr
     assert not (tmp_path / "summary.mp4").exists()
+
+
+# ---------------------------------------------------------------------------------------------- shots, device
+
+def test_shot_options_reach_the_sidecar(clip: Path, checkpoints: dict[str, Path], tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    args = [str(clip), "-o", str(tmp_path / "s.mp4"), "--checkpoint", str(checkpoints["mobilenet"]), "--budget",
+            "0.35"]
+    code, err = _run([*args, "--json", "--min-shot-seconds", "0.5", "--max-shot-seconds", "4", "--shot-penalty",
+                      "2"], capsys)
+    assert code == 0, err
+    sidecar = json.loads((tmp_path / "s.json").read_text())
+    assert sidecar["shot_settings"] == {"vmax": 2.0, "min_shot_seconds": 0.5, "max_shot_seconds": 4.0}
+    assert sidecar["device"] == "cpu"
+    for path in (tmp_path / "s.mp4", tmp_path / "s.json"):
+        path.unlink()
+    for extra, message in ((["--min-shot-seconds", "-1"], "min_shot_seconds"),
+                           (["--max-shot-seconds", "0.5"], "max_shot_seconds (0.5) must be at least"),
+                           (["--shot-penalty", "0"], "vmax")):
+        code, err = _run([*args, *extra], capsys)
+        assert code == 2 and message in _one_line_error(err), (extra, err)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(SystemExit):
+        _run([*args, "--min-shot-seconds", "one"], capsys)
+    assert "expected seconds >= 0, got 'one'" in capsys.readouterr().err
+
+
+def test_device_that_cannot_score_is_one_line_before_decoding(clip: Path, checkpoints: dict[str, Path],
+                                                             tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                             no_decoding: None) -> None:
+    import torch
+
+    cases = [("tpu9", "unknown device")]
+    if not torch.cuda.is_available():  # on a GPU machine cuda is a working device, tested by the device check
+        cases.append(("cuda", "CUDA is not available"))
+    for device, message in cases:
+        code, err = _run([str(clip), "-o", str(tmp_path / "s.mp4"), "--checkpoint", str(checkpoints["mobilenet"]),
+                          "--device", device], capsys)
+        assert code == 2 and message in _one_line_error(err), err
+    assert list(tmp_path.iterdir()) == []

@@ -17,32 +17,47 @@ One module per concern (each explains how it differs from the official custom-vi
 ``pipeline``    :func:`summarize` and its sidecar
 =============== ==========================================================================================
 
-Every public name is importable from here (``from csta_lib.runs.video import summarize``).
+Every public name is importable from here (``from csta_lib.runs.video import summarize``), resolved on first
+use: importing this package imports neither PyAV nor the encoders, so ``csta --help`` can read defaults such as
+:data:`~csta_lib.runs.video.shots.DEFAULT_SHOTS` without the ``[video]`` extra.
 """
 
-from csta_lib.runs.video.decode import (RETIMED_TIME_BASE, VideoInfo, VideoInputError, frame_timing,
-                                        is_variable_frame_rate, open_media, open_video, probe_video)
-from csta_lib.runs.video.encoders import (ENCODERS, FEATURE_DIM, FEATURE_KIND, INPUT_SIZE, EncoderInfo,
-                                          FrameEncoder, GoogLeNetEncoder, MobileNetV1Encoder, build_encoder,
-                                          default_encoder_name, encode_batches, feature_mismatch,
-                                          googlenet_weights_path)
-from csta_lib.runs.video.features import ENCODE_BATCH, EncodedVideo, encode_video
-from csta_lib.runs.video.figures import caption_text, contact_sheet, provenance_text, timeline_figure
-from csta_lib.runs.video.pipeline import SIDECAR_FORMAT, SummaryResult, sidecar_path_for, summarize
-from csta_lib.runs.video.sampling import CutPlan, SampledVideo, decode_samples, sample_frames, stride_for
-from csta_lib.runs.video.selection import score_steps, select_shots, shot_weights
-from csta_lib.runs.video.shots import shots_from_features
-from csta_lib.runs.video.writing import (OUTPUT_FORMATS, THUMB_WIDTH, X264_CRF, X264_PRESET, WrittenSummary,
-                                         output_format_for, write_summary_video)
+from __future__ import annotations
 
-__all__ = [
-    "CutPlan", "ENCODERS", "ENCODE_BATCH", "EncodedVideo", "EncoderInfo", "FEATURE_DIM", "FEATURE_KIND",
-    "FrameEncoder", "GoogLeNetEncoder", "INPUT_SIZE", "MobileNetV1Encoder", "OUTPUT_FORMATS", "RETIMED_TIME_BASE",
-    "SIDECAR_FORMAT", "SampledVideo", "SummaryResult", "THUMB_WIDTH", "VideoInfo", "VideoInputError",
-    "WrittenSummary", "X264_CRF", "X264_PRESET", "build_encoder", "caption_text", "contact_sheet",
-    "decode_samples", "default_encoder_name", "encode_batches", "encode_video", "feature_mismatch",
-    "frame_timing", "googlenet_weights_path", "is_variable_frame_rate", "open_media", "open_video",
-    "output_format_for", "probe_video", "provenance_text", "sample_frames", "score_steps", "select_shots",
-    "shot_weights", "shots_from_features", "sidecar_path_for", "stride_for", "summarize", "timeline_figure",
-    "write_summary_video",
-]
+import importlib
+from typing import Any
+
+# module of this package -> the public names it defines. Resolved on first use (PEP 562): the decoding modules
+# import PyAV, the pipeline the whole chain, and callers that need one setting should not pay for them.
+_MODULES = {
+    "decode": ("RETIMED_TIME_BASE", "VideoInfo", "VideoInputError", "frame_timing", "is_variable_frame_rate",
+               "open_media", "open_video", "probe_video"),
+    "encoders": ("ENCODERS", "FEATURE_DIM", "FEATURE_KIND", "INPUT_SIZE", "EncoderInfo", "FrameEncoder",
+                 "GoogLeNetEncoder", "MobileNetV1Encoder", "build_encoder", "default_encoder_name",
+                 "encode_batches", "feature_mismatch", "googlenet_weights_path"),
+    "features": ("ENCODE_BATCH", "EncodedVideo", "encode_video"),
+    "figures": ("caption_text", "contact_sheet", "provenance_text", "shots_text", "timeline_figure"),
+    "pipeline": ("SIDECAR_FORMAT", "SummaryResult", "sidecar_path_for", "summarize"),
+    "sampling": ("CutPlan", "SampledVideo", "decode_samples", "sample_frames", "stride_for"),
+    "selection": ("NoShotFitsError", "score_steps", "select_shots", "shot_weights"),
+    "shots": ("DEFAULT_SHOTS", "ShotSettings", "merge_short_shots", "shots_from_features", "split_long_shots",
+              "video_shots"),
+    "writing": ("OUTPUT_FORMATS", "THUMB_WIDTH", "X264_CRF", "X264_PRESET", "WrittenSummary", "output_format_for",
+                "write_summary_video"),
+}
+_PUBLIC = {name: f"{__name__}.{module}" for module, names in _MODULES.items() for name in names}
+
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name: str) -> Any:
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_PUBLIC))

@@ -23,7 +23,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import av
 import numpy as np
@@ -80,14 +80,15 @@ def _regular_file(path: Path) -> io.BufferedReader:
     except BaseException:
         os.close(fd)
         raise
-    file = os.fdopen(fd, "rb")
-    file.raw.name = str(path)  # FFmpeg's name for the input: in its messages, and its extension a format hint
-    return file
+    raw = io.FileIO(fd, "rb")
+    raw.name = str(path)  # FFmpeg's name for the input: in its messages, and its extension a format hint
+    return io.BufferedReader(raw)
 
 
 @contextlib.contextmanager
-def open_media(path: str | Path, mode: str = "r", **options: Any) -> Iterator[Any]:
-    """``av.open`` of the file at ``path`` (``options`` as PyAV takes them): the pipeline's one call of it.
+def open_media(path: str | Path, mode: Literal["r", "w"] = "r", output_format: str | None = None) -> Iterator[Any]:
+    """``av.open`` of the file at ``path`` for reading, or for writing in ``output_format``: the pipeline's one
+    call of it.
 
     We open the file and give PyAV the file object, never the name: FFmpeg reads a name such as
     ``concat:a.mp4`` or ``pipe:0`` as a protocol URL (another file, standard input), and a file of that
@@ -95,10 +96,11 @@ def open_media(path: str | Path, mode: str = "r", **options: Any) -> Iterator[An
     (:data:`READ_OPTIONS`). The container and the file are closed when the block ends.
     """
     path = Path(path)
-    with (_regular_file(path) if mode == "r" else open(path, "wb")) as file:
-        if mode == "r":
-            options = {**options, "options": {**READ_OPTIONS, **options.get("options", {})}}
-        with av.open(file, mode, **options) as container:
+    if mode == "r":
+        with _regular_file(path) as file, av.open(file, "r", options=READ_OPTIONS) as container:
+            yield container
+    else:
+        with open(path, "wb") as out, av.open(out, "w", format=output_format) as container:
             yield container
 
 

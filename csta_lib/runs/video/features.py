@@ -8,7 +8,6 @@ GoogLeNet on every frame and then keeps every 15th), in batches; see
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import numpy as np
 from csta_lib.data.eccv16 import FRAME_STEP
 from csta_lib.runs.video.encoders import INPUT_SIZE, EncoderInfo, FrameEncoder, encode_batches
 from csta_lib.runs.video.progress import Progress
-from csta_lib.runs.video.sampling import SampledVideo, sample_frames
+from csta_lib.runs.video.sampling import SampledVideo, decode_samples
 
 #: Frames per encoder call: TFLite re-plans its graph per batch size, and 32 keeps that rare.
 ENCODE_BATCH = 32
@@ -40,11 +39,6 @@ class EncodedVideo:
         return self.sampled.n_frames
 
 
-def _batches(frames: np.ndarray, size: int) -> Iterator[np.ndarray]:
-    for start in range(0, len(frames), size):
-        yield frames[start:start + size]
-
-
 def encode_video(path: str | Path, encoder: FrameEncoder, *, stride: int = FRAME_STEP,
                  interval_s: float | None = None, batch_size: int = ENCODE_BATCH,
                  progress: bool = False) -> EncodedVideo:
@@ -52,10 +46,13 @@ def encode_video(path: str | Path, encoder: FrameEncoder, *, stride: int = FRAME
     :func:`~csta_lib.runs.video.sampling.decode_samples`) and encode the samples in batches of
     ``batch_size`` with ``encoder``. Raises :class:`~csta_lib.runs.video.decode.VideoInputError` for a
     video that cannot be read."""
-    sampled = sample_frames(path, stride=stride, size=INPUT_SIZE, progress=progress, interval_s=interval_s)
-    bar = Progress(progress, "encode", len(sampled.frames))
+    samples: list[np.ndarray] = []
+    sampled = decode_samples(path, lambda _, frame: samples.append(frame), stride=stride, size=INPUT_SIZE,
+                             progress=progress, interval_s=interval_s)
+    bar = Progress(progress, "encode", len(samples))
     try:
-        features = encode_batches(encoder, _batches(sampled.frames, batch_size), bar.update)
+        features = encode_batches(encoder, (np.stack(samples[i:i + batch_size])
+                                            for i in range(0, len(samples), batch_size)), bar.update)
     finally:
         bar.close()
     return EncodedVideo(sampled, features, encoder.info)

@@ -22,34 +22,61 @@ def _clock(seconds: float) -> str:
     return f"{int(minutes)}:{secs:04.1f}"
 
 
+#: Label font size of the contact sheet in pixels: readable when a four-column sheet is shown at a page's width.
+SHEET_FONT_PX = 20
+
+
 def contact_sheet(thumbnails: Sequence[np.ndarray], sidecar: dict[str, Any], columns: int = 4) -> Any:
     """A PIL image: the middle frame of each selected shot, labelled with its time range and score."""
     # Imported only when a contact sheet is asked for (start-up).
-    from PIL import Image, ImageDraw
+    from PIL import Image, ImageDraw, ImageFont
 
+    font = ImageFont.load_default(size=SHEET_FONT_PX)
     shots = sidecar["selected_shots"]
     if not thumbnails:
-        image = Image.new("RGB", (THUMB_WIDTH * 2, 40), "white")
-        ImageDraw.Draw(image).text((8, 12), "no shot selected", fill="black")
+        image = Image.new("RGB", (THUMB_WIDTH * 2, 2 * SHEET_FONT_PX), "white")
+        ImageDraw.Draw(image).text((8, SHEET_FONT_PX // 2), "no shot selected", fill="black", font=font)
         return image
     h, w = thumbnails[0].shape[:2]
-    label_h = 18
+    line = round(1.25 * SHEET_FONT_PX)
+    label_h = 2 * line + 6  # two lines: the time range, then the score
     columns = max(1, min(columns, len(thumbnails)))
     rows = math.ceil(len(thumbnails) / columns)
-    sheet = Image.new("RGB", (columns * (w + 4) + 4, rows * (h + label_h + 4) + 4), "white")
+    sheet = Image.new("RGB", (columns * (w + 8) + 8, rows * (h + label_h + 8) + 8), "white")
     draw = ImageDraw.Draw(sheet)
     for k, (thumb, shot) in enumerate(zip(thumbnails, shots, strict=False)):
-        x = 4 + (k % columns) * (w + 4)
-        y = 4 + (k // columns) * (h + label_h + 4)
+        x = 8 + (k % columns) * (w + 8)
+        y = 8 + (k // columns) * (h + label_h + 8)
         sheet.paste(Image.fromarray(thumb[:h, :w]), (x, y))
-        label = (f"{_clock(shot['start_time'])}-{_clock(shot['end_time'])}  "
-                 f"frames {shot['start_frame']}-{shot['end_frame']}  score {shot['score']:.2f}")
-        draw.text((x + 2, y + h + 3), label, fill="black")
+        draw.text((x + 2, y + h + 4), f"{_clock(shot['start_time'])} – {_clock(shot['end_time'])}", fill="black",
+                  font=font)
+        draw.text((x + 2, y + h + 4 + line), f"score {shot['score']:.2f}", fill=(85, 85, 85),
+                  font=font)
     return sheet
 
 
+def shots_text(sidecar: dict[str, Any]) -> str:
+    """The shots in words: how many, their mean length, and the settings that made them."""
+    times = np.asarray(sidecar["shot_times"], np.float64).reshape(-1, 2) if "shot_times" in sidecar else None
+    n = len(sidecar["shots"])
+    text = f"{n} KTS shot{'s' if n != 1 else ''}"
+    if times is not None and n:
+        text += f", {float((times[:, 1] - times[:, 0]).mean()):.1f} s on average"
+    settings = sidecar.get("shot_settings")
+    if settings:
+        mean = settings.get("mean_shot_seconds")
+        cap = f"at most one per {mean:g} s on average" if mean else "up to one boundary per sample"
+        text += f" ({cap}, none shorter than {settings.get('min_shot_seconds', 0):g} s)"
+    return text
+
+
+#: Font sizes of the timeline (points; the figure is drawn 9 in wide and shown at about a page's width).
+TIMELINE_FONT_PT = 11
+
+
 def timeline_figure(sidecar: dict[str, Any], title: str | None = None) -> Any:
-    """A matplotlib Figure: sample scores over real time, shot boundaries, and the selected shots shaded.
+    """A matplotlib Figure: sample scores over real time, the KTS shots (alternately shaded, boundaries
+    drawn), the selected shots highlighted, and the shot settings in the legend.
 
     Times come from the sidecar's ``pick_times``/``shot_times``/``duration_s`` (real presentation times);
     sidecars without them (older ones) fall back to frame indices over ``fps``.
@@ -61,33 +88,39 @@ def timeline_figure(sidecar: dict[str, Any], title: str | None = None) -> Any:
     scores = np.asarray(sidecar["scores"], np.float64)
     if "pick_times" in sidecar:
         starts = np.asarray(sidecar["pick_times"], np.float64)
-        boundaries = [start for start, _ in sidecar["shot_times"][1:]]
+        spans = [(float(a), float(b)) for a, b in sidecar["shot_times"]]
         duration = float(sidecar["duration_s"])
     else:
         starts = np.asarray(sidecar["picks"], np.float64) / fps
-        boundaries = [start / fps for start, _ in sidecar["shots"][1:]]
+        spans = [(a / fps, (b + 1) / fps) for a, b in sidecar["shots"]]
         duration = sidecar["n_frames"] / fps
-    fig = Figure(figsize=(10, 2.8), layout="constrained")
+    size = TIMELINE_FONT_PT
+    fig = Figure(figsize=(9, 3.6), layout="constrained")
     ax = fig.add_subplot()
+    for k, (a, b) in enumerate(spans):  # every shot a band, so that each one reads as a segment
+        if k % 2:
+            ax.axvspan(a, b, color="0.93", lw=0)
     for shot in sidecar["selected_shots"]:
-        ax.axvspan(shot["start_time"], shot["end_time"], color="tab:orange", alpha=0.3, lw=0)
-    for start in boundaries:
-        ax.axvline(start, color="0.5", lw=0.6, ls=":")
+        ax.axvspan(shot["start_time"], shot["end_time"], color="tab:orange", alpha=0.45, lw=0)
+    for a, _ in spans[1:]:
+        ax.axvline(a, color="0.35", lw=1.0)
     # each sample's score holds until the next sample, as the frame-level scores do
-    ax.step(np.append(starts, duration), np.append(scores, scores[-1:]), where="post", color="tab:blue", lw=1.2,
+    ax.step(np.append(starts, duration), np.append(scores, scores[-1:]), where="post", color="tab:blue", lw=1.6,
             label="CSTA score (per frame)")
     ax.set_xlim(0, duration)
-    ax.set_xlabel("time (s)")
-    ax.set_ylabel("score")
-    ax.plot([], [], color="0.5", lw=0.6, ls=":", label="KTS shot boundary")
-    ax.fill_between([], [], color="tab:orange", alpha=0.3, label=f"selected ({sidecar['budget']:.0%} budget)")
-    ax.legend(loc="upper right", fontsize=8, ncol=3)
+    ax.set_xlabel("time (s)", fontsize=size)
+    ax.set_ylabel("score", fontsize=size)
+    ax.tick_params(labelsize=size - 1)
+    ax.plot([], [], color="0.35", lw=1.0, label=f"shot boundary: {shots_text(sidecar)}")
+    ax.fill_between([], [], color="tab:orange", alpha=0.45,
+                    label=f"selected: {len(sidecar['selected_shots'])} shots, {sidecar['budget']:.0%} budget")
+    fig.legend(loc="outside lower center", fontsize=size - 1, ncol=1, frameon=False)
     labels = [f"encoder {sidecar['encoder']}"]
     if sidecar.get("random_weights"):
         labels.append("RANDOM encoder weights")
     if sidecar.get("feature_mismatch"):
         labels.append("feature mismatch with the checkpoint")
-    ax.set_title(title or f"{Path(sidecar['input']).name}: " + ", ".join(labels), fontsize=9)
+    ax.set_title(title or f"{Path(sidecar['input']).name}: " + ", ".join(labels), fontsize=size)
     return fig
 
 

@@ -30,11 +30,11 @@ from csta_lib.evaluation import SUMMARY_BUDGET, check_budget
 from csta_lib.runs.io import atomic_path, check_outputs
 from csta_lib.runs.video.decode import VideoInfo, probe_video
 from csta_lib.runs.video.encoders import EncoderInfo, build_encoder, feature_mismatch
-from csta_lib.runs.video.features import ENCODE_BATCH, encode_video
+from csta_lib.runs.video.features import ENCODE_BATCH, EncodedVideo, encode_video
 from csta_lib.runs.video.figures import contact_sheet, timeline_figure
 from csta_lib.runs.video.sampling import SampledVideo, stride_for
-from csta_lib.runs.video.selection import score_steps, select_shots
-from csta_lib.runs.video.shots import shots_from_features
+from csta_lib.runs.video.selection import NoShotFitsError, score_steps, select_shots
+from csta_lib.runs.video.shots import DEFAULT_SHOTS, ShotSettings, split_long_shots, video_shots
 from csta_lib.runs.video.writing import X264_PRESET, output_format_for, write_summary_video
 
 SIDECAR_FORMAT = "csta-summary/1"
@@ -69,6 +69,7 @@ class _Request:
     info: VideoInfo
     stride: int
     interval_s: float | None  # sampling by time, one sample per interval_s seconds (see sample_frames); None: by stride
+    device: str  # where the CSTA model scores: "cpu", "cuda", "cuda:N"
 
 
 class _Stopwatch:
@@ -94,11 +95,12 @@ def _warn(message: str, warnings: list[str]) -> None:
 
 def _check_request(video: str | Path, output: str | Path, checkpoint: str | Path, *, budget: Any, stride: int,
                    sample_fps: float | None, batch_size: Any, sidecar: str | Path | None,
-                   pictures: dict[str, str | Path | None]) -> _Request:
-    """Every cheap check before any heavy work, nothing created: arguments, output paths
+                   pictures: dict[str, str | Path | None], device: str) -> _Request:
+    """Every cheap check before any heavy work, nothing created: arguments, the device, output paths
     (:func:`~csta_lib.runs.io.check_outputs`), the video's container and the checkpoint's existence."""
     video, output = Path(video), Path(output)
     budget = check_budget(budget)
+    device = _check_device(device)
     if not isinstance(batch_size, int) or batch_size < 1:
         raise CstaInputError(f"batch_size must be >= 1, got {batch_size!r}")
     output_format = output_format_for(output)
@@ -112,11 +114,22 @@ def _check_request(video: str | Path, output: str | Path, checkpoint: str | Path
     if not Path(checkpoint).is_file():
         raise CstaInputError(f"checkpoint {checkpoint} does not exist")
     interval_s = None if sample_fps is None else stride / info.fps
-    return _Request(video, output, output_format, checkpoint, sidecar, pngs, budget, info, stride, interval_s)
+    return _Request(video, output, output_format, checkpoint, sidecar, pngs, budget, info, stride, interval_s,
+                    device)
 
 
-def load_model(path: str | Path) -> tuple[Any, dict[str, Any]]:
-    """The checkpoint's model (eval mode) and dict.
+def _check_device(device: str) -> str:
+    """``device`` if the model can score there (a :class:`~csta_lib.errors.ConfigError` naming it if not)."""
+    if device == "cpu":
+        return device  # nothing to check, and torch stays off the start-up path (see load_model)
+    # Imported only for another device: it imports torch, which the CPU path leaves to the loading thread.
+    from csta_lib.runs.training import resolve_device
+
+    return resolve_device(device)
+
+
+def load_model(path: str | Path, device: str = "cpu") -> tuple[Any, dict[str, Any]]:
+    """The checkpoint's model (eval mode, on ``device``) and dict.
 
     Run in a background thread by :func:`summarize` while the video decodes: importing torch and
     torchvision and building the model take longer than decoding.
@@ -125,7 +138,8 @@ def load_model(path: str | Path) -> tuple[Any, dict[str, Any]]:
     # hold up the decoding at start-up.
     from csta_lib.runs.checkpoint import load_checkpoint
 
-    return load_checkpoint(Path(path), map_location="cpu")
+    model, checkpoint = load_checkpoint(Path(path), map_location="cpu")
+    return model.to(device), checkpoint
 
 
 def _check_features(encoder: EncoderInfo, checkpoint: dict[str, Any], allow: bool, warnings: list[str]) -> str | None:
@@ -138,6 +152,27 @@ def _check_features(encoder: EncoderInfo, checkpoint: dict[str, Any], allow: boo
     if mismatch:
         _warn(f"feature mismatch allowed: {mismatch}", warnings)
     return mismatch
+
+
+def _select(encoded: EncodedVideo, scores: np.ndarray, shots: np.ndarray, settings: ShotSettings, budget: float,
+            warnings: list[str]) -> tuple[ShotSettings, np.ndarray, np.ndarray, np.ndarray]:
+    """``(settings used, shots, shot scores, kept)``: the knapsack's selection. When every shot is longer than
+    the budget, the shots too long are cut again into shots that fit
+    (:meth:`~csta_lib.runs.video.shots.ShotSettings.fitting`, :func:`~csta_lib.runs.video.shots.split_long_shots`,
+    with a warning) rather than failing; only a budget shorter than the shortest shot allowed is an error."""
+    sampled = encoded.sampled
+    try:
+        return (settings, shots, *select_shots(scores, shots, sampled, budget))
+    except NoShotFitsError:
+        fitting = settings.fitting(budget * sampled.duration_s)
+        if fitting is None or fitting == settings:
+            raise
+    shots = split_long_shots(encoded, shots, fitting)
+    values, kept = select_shots(scores, shots, sampled, budget)
+    _warn(f"every KTS shot was longer than the {budget:.0%} budget ({budget * sampled.duration_s:.2f} s): the "
+          f"longer ones are cut again into shots of {fitting.min_shot_seconds:.2f} to {fitting.max_shot_seconds:.2f} s",
+          warnings)
+    return fitting, shots, values, kept
 
 
 def _video_fields(request: _Request, sampled: SampledVideo) -> dict[str, Any]:
@@ -176,6 +211,7 @@ def _model_fields(request: _Request, encoder: EncoderInfo, checkpoint: dict[str,
         "checkpoint_features": checkpoint.get("features"),
         "feature_mismatch": bool(mismatch),
         "feature_mismatch_reason": mismatch,
+        "device": request.device,
     }
 
 
@@ -256,15 +292,19 @@ def summarize(
     preset: str = X264_PRESET,
     progress: bool = False,
     batch_size: int = ENCODE_BATCH,
+    shot_settings: ShotSettings = DEFAULT_SHOTS,
+    device: str = "cpu",
 ) -> SummaryResult:
     """Summarise ``video`` into ``output`` (H.264) with the CSTA model in ``checkpoint``.
 
     Stages: decode + sample every ``stride``-th frame (or, with ``sample_fps``, one frame every
     ``round(fps / sample_fps) / fps`` seconds of presentation time), encode the samples (``encoder``: see
     :mod:`csta_lib.runs.video.encoders`; None = googlenet where its weights exist, else mobilenet_v1_1024), KTS
-    shots, CSTA scores, knapsack at ``budget``, write the selected shots. The sidecar JSON (default
-    ``output`` with ``.json``) and the optional PNGs are written atomically together with the video:
-    on any error none of them is left behind. Bad input raises :class:`CstaInputError`.
+    shots (``shot_settings``: how long shots are, :class:`~csta_lib.runs.video.shots.ShotSettings`), CSTA
+    scores (the model on ``device``: ``cpu``, ``cuda`` or ``cuda:N``), knapsack at ``budget``, write the
+    selected shots. The sidecar JSON (default ``output`` with ``.json``) and the optional PNGs are written
+    atomically together with the video: on any error none of them is left behind. Bad input raises
+    :class:`CstaInputError`.
 
     All output paths are checked first (:func:`csta_lib.runs.io.check_outputs`: none may be the video, the
     checkpoint or another output, a directory, below a file, or have an over-long name), before any
@@ -276,7 +316,10 @@ def summarize(
     the last frame minus start of the first), ``width``, ``height``, ``sampling`` (``"frames"`` or
     ``"time"``), ``stride``, ``sample_interval_s``, ``n_samples``, ``picks``, ``pick_times``; ``encoder`` and
     ``encoder_info`` (weights file, ``random_weights``); ``checkpoint``, ``checkpoint_preset``,
-    ``checkpoint_features``, ``feature_mismatch`` (+ ``feature_mismatch_reason``); ``budget``; ``shots``
+    ``checkpoint_features``, ``feature_mismatch`` (+ ``feature_mismatch_reason``), ``device``; ``budget``;
+    ``shot_settings`` (:meth:`ShotSettings.as_dict <csta_lib.runs.video.shots.ShotSettings.as_dict>`),
+    ``shots_recut_for_budget`` (None, or the settings that cut the long shots again when every shot was longer
+    than the budget); ``shots``
     (inclusive ``[start, end]`` frames covering the video), ``shot_times`` (their ``[start, end)`` in
     seconds from the first frame), ``scores`` (one per sample), ``shot_scores``; ``selected_shots``
     (``start_frame``/``end_frame`` inclusive, ``start_time``/``end_time`` in seconds from the first frame,
@@ -287,12 +330,12 @@ def summarize(
     watch = _Stopwatch()
     request = _check_request(video, output, checkpoint, budget=budget, stride=stride, sample_fps=sample_fps,
                              batch_size=batch_size, sidecar=sidecar,
-                             pictures={"contact_sheet": contact_sheet_png, "timeline": timeline_png})
+                             pictures={"contact_sheet": contact_sheet_png, "timeline": timeline_png}, device=device)
     watch.lap("validate")
     frame_encoder = build_encoder(encoder, random_weights=random_weights)
     watch.lap("load_encoder")
     with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="csta-load") as pool:
-        loading = pool.submit(load_model, request.checkpoint)  # the model loads while the video decodes
+        loading = pool.submit(load_model, request.checkpoint, request.device)  # the model loads while the video decodes
         encoded = encode_video(request.video, frame_encoder, stride=request.stride, interval_s=request.interval_s,
                                batch_size=batch_size, progress=progress)
         sampled, features = encoded.sampled, encoded.features
@@ -304,16 +347,18 @@ def summarize(
     if sampled.decode_errors:
         _warn(f"{request.video}: {sampled.decode_errors} corrupt packet(s) skipped while decoding; "
               f"{sampled.n_frames} frames could be decoded", warnings)
-    shots = shots_from_features(features, sampled.picks, sampled.n_frames, request.stride)
+    shots = video_shots(encoded, shot_settings)
     watch.lap("kts")
     scores = score_steps(model, features)
     watch.lap("score")
-    values, kept = select_shots(scores, shots, sampled, request.budget)
+    used, shots, values, kept = _select(encoded, scores, shots, shot_settings, request.budget, warnings)
     watch.lap("select")
     record = {
         "format": SIDECAR_FORMAT,
         **_video_fields(request, sampled),
         **_model_fields(request, frame_encoder.info, ckpt, mismatch),
+        "shot_settings": shot_settings.as_dict(),
+        "shots_recut_for_budget": None if used == shot_settings else used.as_dict(),
         **_selection_fields(request.budget, sampled, shots, scores, values, kept),
         "summary_duration_s": None,  # the written video's, set when it is written
         "has_audio": request.info.has_audio,

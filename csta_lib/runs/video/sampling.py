@@ -30,9 +30,18 @@ import numpy as np
 
 from csta_lib.data.eccv16 import FRAME_STEP
 from csta_lib.errors import CstaInputError
-from csta_lib.runs.video.decode import (VideoInfo, VideoInputError, decoded_frames, frame_duration, frame_time,
-                                        frame_timing, is_variable_frame_rate, open_video, probe_video,
-                                        video_stream)
+from csta_lib.runs.video.decode import (
+    VideoInfo,
+    VideoInputError,
+    decoded_frames,
+    frame_duration,
+    frame_time,
+    frame_timing,
+    is_variable_frame_rate,
+    open_video,
+    probe_video,
+    video_stream,
+)
 from csta_lib.runs.video.progress import Progress
 
 

@@ -20,15 +20,20 @@ from csta_lib.evaluation import frame_scores, generate_summary, shot_scores
 from csta_lib.runs.video.sampling import SampledVideo
 
 
+class NoShotFitsError(CstaInputError):
+    """The budget is smaller than every shot: the knapsack keeps nothing."""
+
+
 def score_steps(model: Any, features: np.ndarray) -> np.ndarray:
     """CSTA importance scores (T,) of the step features (any T >= 1: the model pads short videos itself)."""
     # torch is first imported by the model's loading thread (see pipeline.load_model); importing it with this
     # module would hold up decoding at start-up.
     import torch
 
+    device = next(model.parameters()).device  # where the model was put (summarize's --device)
     with torch.inference_mode():
-        scores = model(torch.from_numpy(np.ascontiguousarray(features, np.float32)))
-    scores = scores.detach().float().reshape(-1).numpy()
+        scores = model(torch.from_numpy(np.ascontiguousarray(features, np.float32)).to(device))
+    scores = scores.detach().float().reshape(-1).cpu().numpy()
     if scores.shape != (len(features),):
         raise RuntimeError(f"model returned scores of shape {scores.shape} for {len(features)} steps")
     if not np.isfinite(scores).all():  # a checkpoint with NaN/inf weights: the user's file, not a bug
@@ -60,7 +65,7 @@ def select_shots(scores: np.ndarray, shots: np.ndarray, sampled: SampledVideo,
     weights = shot_weights(shots, sampled.frame_times, sampled.frame_ends) if sampled.variable_frame_rate else None
     kept = generate_summary(scores, shots, n_frames, picks, budget, weights=weights)[shots[:, 0]].astype(bool)
     if not kept.any():
-        raise CstaInputError(_no_shot_fits(budget, shots, sampled, weights))
+        raise NoShotFitsError(_no_shot_fits(budget, shots, sampled, weights))
     return values, kept
 
 
@@ -76,4 +81,4 @@ def _no_shot_fits(budget: float, shots: np.ndarray, sampled: SampledVideo, weigh
         durations = sampled.frame_ends[shots[:, 1]] - sampled.frame_times[shots[:, 0]]
         size = f"{budget:.0%} of {sampled.duration_s:.1f} s is {budget * sampled.duration_s:.2f} s, the shortest " \
                f"of the {len(shots)} shots lasts {float(durations.min()):.2f} s"
-    return f"no shot fits the budget: {size}{zero}; raise --budget"
+    return f"no shot fits the budget: {size}{zero}; raise --budget (or lower --min-shot-seconds)"

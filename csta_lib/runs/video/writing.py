@@ -24,8 +24,15 @@ import numpy as np
 from av.audio.fifo import AudioFifo
 
 from csta_lib.errors import CstaInputError
-from csta_lib.runs.video.decode import (VideoInputError, decoded_frames, frame_rate, is_variable_frame_rate,
-                                        open_media, open_video, video_stream)
+from csta_lib.runs.video.decode import (
+    VideoInputError,
+    decoded_frames,
+    frame_rate,
+    is_variable_frame_rate,
+    open_media,
+    open_video,
+    video_stream,
+)
 from csta_lib.runs.video.progress import Progress
 from csta_lib.runs.video.sampling import CutPlan
 
@@ -105,7 +112,8 @@ class _FrameReader:
 
     def frames(self, start: int, end: int) -> Iterator[tuple[int, Any]]:
         if self._seek:
-            key = int(self._plan.keyframes[max(0, np.searchsorted(self._plan.keyframes, start, "right") - 1)])
+            before = int(np.searchsorted(self._plan.keyframes, start, "right")) - 1
+            key = int(self._plan.keyframes[max(0, before)])
             if key > self._next or start < self._next:
                 self._pending = None
                 self._restart(key)
@@ -221,6 +229,8 @@ class _AudioCutter:
         size = self._stream.codec_context.frame_size or 1024
         while self._fifo.samples >= size or (final and self._fifo.samples):
             chunk = self._fifo.read(min(size, self._fifo.samples))
+            if chunk is None:  # cannot happen while samples are queued; the reader's type allows it
+                break
             chunk.pts = self._written
             chunk.time_base = Fraction(1, self._rate)
             self._written += chunk.samples
@@ -268,7 +278,7 @@ def write_summary_video(source: str | Path, target: str | Path, shots: np.ndarra
     cutter = None
     try:
         with (open_video(source) as src,
-              open_media(target, "w", format=output_format or output_format_for(target)) as out):
+              open_media(target, "w", output_format or output_format_for(target)) as out):
             vin = video_stream(src, source)
             vin.thread_type = "AUTO"
             rate = frame_rate(vin)

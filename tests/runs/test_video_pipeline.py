@@ -1,8 +1,8 @@
-"""Decoding, sampling, shots, writing and the summarize pipeline on real clips and generated videos."""
+"""The summarize pipeline (csta_lib.runs.video.pipeline) end to end: sidecar, outputs written atomically together,
+bad inputs and budgets, corrupt streams, variable frame rates, pictures."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from pathlib import Path
@@ -14,135 +14,9 @@ import pytest
 from csta_lib.errors import CstaInputError
 from csta_lib.runs import video as V
 from csta_lib.runs.video import pipeline
-from csta_lib.runs.video import build_encoder
 from support import need
-from video_support import make_synthetic_video
-
-RED, GREEN, BLUE, YELLOW = (230, 20, 20), (20, 200, 40), (20, 40, 220), (240, 230, 30)
-
-
-
-def count_frames(path: Path) -> tuple[int, float, float | None]:
-    """(decoded video frames, video stream duration s, audio stream duration s or None)."""
-    with av.open(str(path)) as c:
-        v = c.streams.video[0]
-        n = sum(1 for _ in c.decode(v))
-        vdur = float(v.duration * v.time_base) if v.duration else n / float(v.average_rate)
-    with av.open(str(path)) as c:
-        adur = None
-        if c.streams.audio:
-            a = c.streams.audio[0]
-            samples = sum(f.samples for f in c.decode(a))
-            adur = samples / a.codec_context.sample_rate
-    return n, vdur, adur
-
-
-@pytest.fixture(scope="module")
-def cut_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """4 solid-colour segments, cuts at frames 60, 135, 195 (multiples of the stride 15); 25 fps, audio."""
-    path = tmp_path_factory.mktemp("videos") / "cuts.mp4"
-    return make_synthetic_video(path, [(RED, 60), (GREEN, 75), (BLUE, 60), (YELLOW, 45)], audio_rate=16000)
-
-
-# ---------------------------------------------------------------------------------------------- sampling
-
-
-def test_sampling_indices_and_colours(cut_video: Path) -> None:
-    sampled = V.sample_frames(cut_video, stride=15)
-    assert sampled.n_frames == 240
-    np.testing.assert_array_equal(sampled.picks, np.arange(0, 240, 15))
-    assert sampled.frames.shape == (16, 224, 224, 3) and sampled.frames.dtype == np.uint8
-    # every sample shows the colour of the segment its pick falls in: frames come in presentation order
-    bounds = np.array([60, 135, 195])
-    colours = np.array([RED, GREEN, BLUE, YELLOW])
-    expected = colours[np.searchsorted(bounds, sampled.picks, side="right")]
-    observed = np.median(sampled.frames[:, 100:120, 150:200].reshape(16, -1, 3), axis=1)
-    assert np.abs(observed - expected).max() < 25
-    assert sampled.frame_times.shape == (240,) and np.all(np.diff(sampled.frame_times) > 0)
-    assert sampled.cut_plan.can_seek()
-
-
-@pytest.mark.parametrize("name", ["videos.bikes", "videos.carphone", "videos.bigbuckbunny"])
-def test_sampling_real_clips(name: str) -> None:
-    path = need(name)
-    info = V.probe_video(path)
-    sampled = V.sample_frames(path, stride=15)
-    assert sampled.n_frames == info.declared_frames  # these mp4s state their frame count
-    assert len(sampled.picks) == len(sampled.frames) == -(-sampled.n_frames // 15)
-    assert sampled.frames.shape[1:] == (224, 224, 3)
-    assert sampled.decode_errors == 0
-
-
-def test_stride_for_frame_rates() -> None:
-    assert V.stride_for(25.0) == 15  # stride stays in frames by default
-    assert V.stride_for(29.97, sample_fps=2) == 15
-    assert V.stride_for(60.0, sample_fps=2) == 30
-    assert V.stride_for(25.0, sample_fps=2) == 12
-    assert V.stride_for(5.0, sample_fps=10) == 1
-    for bad in (0, -3, 1.5):
-        with pytest.raises(CstaInputError, match="stride"):
-            V.stride_for(25.0, stride=bad)
-    with pytest.raises(CstaInputError, match="sample_fps"):
-        V.stride_for(25.0, sample_fps=0)
-
-
-# ---------------------------------------------------------------------------------------------- shots
-
-
-def test_shots_found_at_the_known_cuts(cut_video: Path) -> None:
-    sampled = V.sample_frames(cut_video, stride=15)
-    features = build_encoder("mobilenet_v1_1024").encode(sampled.frames)
-    assert features.shape == (16, 1024)
-    shots = V.shots_from_features(features, sampled.picks, sampled.n_frames, 15)
-    # whole video covered by contiguous inclusive shots
-    assert shots[0, 0] == 0 and shots[-1, 1] == 239
-    np.testing.assert_array_equal(shots[1:, 0], shots[:-1, 1] + 1)
-    starts = set(shots[1:, 0].tolist())
-    assert {60, 135, 195} <= starts, shots
-    assert len(shots) <= 6  # no spurious cuts inside a solid segment beyond a couple
-
-
-# ---------------------------------------------------------------------------------------------- writing
-
-
-@pytest.mark.parametrize("seekable", [True, False])
-def test_written_duration_matches_selected_shots(cut_video: Path, tmp_path: Path, seekable: bool) -> None:
-    sampled = V.sample_frames(cut_video, stride=15)
-    plan = sampled.cut_plan if seekable else dataclasses.replace(sampled.cut_plan, seekable=False)
-    shots = np.array([[10, 39], [140, 160], [200, 239]])
-    out = tmp_path / "summary.mp4"
-    written = V.write_summary_video(cut_video, out, shots, plan)
-    total = int((shots[:, 1] - shots[:, 0] + 1).sum())
-    assert written.n_frames == total and written.audio_kept and len(written.thumbnails) == 3
-    n, vdur, adur = count_frames(out)
-    assert n == total
-    assert abs(vdur - total / 25) <= 1 / 25 + 1e-9
-    assert adur is not None and abs(adur - total / 25) < 0.1  # AAC frame padding only
-    # the right frames in the right order: red (10-39), blue (140-160), yellow (200-239)
-    with av.open(str(out)) as c:
-        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
-    assert np.abs(np.median(frames[0][20:40, 40:60].reshape(-1, 3), axis=0) - RED).max() < 25
-    assert np.abs(np.median(frames[35][20:40, 40:60].reshape(-1, 3), axis=0) - BLUE).max() < 25
-    assert np.abs(np.median(frames[-1][20:40, 40:60].reshape(-1, 3), axis=0) - YELLOW).max() < 25
-
-
-def test_write_real_trailer_excerpt_with_audio(tmp_path: Path) -> None:
-    path = need("videos.bigbuckbunny")  # 1280x720, 25 fps, 5.1 AAC
-    sampled = V.sample_frames(path, stride=15)
-    shots = np.array([[5, 30], [90, 120]])
-    out = tmp_path / "s.mp4"
-    written = V.write_summary_video(path, out, shots, sampled.cut_plan)
-    n, vdur, adur = count_frames(out)
-    assert n == written.n_frames == 57
-    assert abs(vdur - 57 / 25) <= 1 / 25 + 1e-9 and abs(adur - 57 / 25) < 0.1
-
-
-# ---------------------------------------------------------------------------------------------- pipeline
-
-
-@pytest.fixture(scope="module")
-def checkpoints(random_checkpoints: dict[str, Path]) -> dict[str, Path]:
-    return random_checkpoints
+from video_support import (BLUE, RED, VFR_DURATION, count_frames, expected_vfr_times, make_synthetic_video,
+                           written_durations)
 
 
 @pytest.fixture(scope="module")
@@ -207,9 +81,6 @@ def test_feature_mismatch_is_an_error_unless_allowed(cut_video: Path, checkpoint
     record = V.summarize(cut_video, out, checkpoints["surrogate"], allow_feature_mismatch=True, budget=0.3).sidecar
     assert record["feature_mismatch"] is True and "surrogate" in record["feature_mismatch_reason"]
     assert "feature mismatch" in capsys.readouterr().err
-
-
-# ---------------------------------------------------------------------------------------------- bad input
 
 
 def _assert_clean(folder: Path) -> None:
@@ -327,76 +198,6 @@ def test_timeline_and_contact_sheet_render(summary_run: tuple[V.SummaryResult, P
     assert len(fig.axes) == 1 and fig.axes[0].get_xlim()[1] == pytest.approx(240 / 25)
 
 
-# ---------------------------------------------------------------------------------------------- variable frame rate
-
-# Frames 1/60 s ... 1/4 s apart (a phone in bright light, then in the dark), cuts at frames 30, 60, 90,
-# 105 (multiples of the stride 15, so the cuts are sample boundaries); declared 30 fps.
-VFR_SEGMENTS = [(RED, 30, 1 / 60), (GREEN, 30, 1 / 5), (BLUE, 30, 1 / 30), (YELLOW, 15, 1 / 4), (RED, 30, 1 / 20)]
-VFR_STARTS = np.concatenate([[0.0], np.cumsum([n * dt for _, n, dt in VFR_SEGMENTS])])  # cut times (s)
-VFR_DURATION = float(VFR_STARTS[-1])  # 0.5 + 6 + 1 + 3.75 + 1.5 = 12.75 s
-VFR_CUT_FRAMES = np.cumsum([n for _, n, _ in VFR_SEGMENTS])[:-1]
-
-
-def _expected_vfr_times() -> np.ndarray:
-    return np.concatenate([start + np.arange(n) * dt for start, (_, n, dt) in zip(VFR_STARTS, VFR_SEGMENTS)])
-
-
-@pytest.fixture(scope="module", params=["mkv", "mp4"])
-def vfr_video(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("vfr") / f"vfr.{request.param}"
-    return make_synthetic_video(path, VFR_SEGMENTS, fps=30, audio_rate=16000)
-
-
-def written_durations(path: Path) -> tuple[np.ndarray, float, float]:
-    """(every frame's duration, video duration, audio duration) of a written file, from its own timestamps."""
-    with av.open(str(path)) as c:
-        frames = list(c.decode(video=0))
-        times = np.array([float(f.time) for f in frames])
-        last = float(frames[-1].duration * frames[-1].time_base)
-    _, _, adur = count_frames(path)
-    return np.append(np.diff(times), last), float(times[-1] + last - times[0]), adur
-
-
-def test_vfr_timestamps_are_the_real_ones(vfr_video: Path) -> None:
-    sampled = V.sample_frames(vfr_video, stride=15)
-    assert sampled.n_frames == 135 and sampled.source_timestamps and sampled.variable_frame_rate
-    np.testing.assert_allclose(sampled.frame_times - sampled.frame_times[0], _expected_vfr_times(), atol=1e-3)
-    assert sampled.duration_s == pytest.approx(VFR_DURATION, abs=1e-3)  # not n_frames / fps = 4.5 s
-    np.testing.assert_array_equal(sampled.picks, np.arange(0, 135, 15))  # by stride: frames, whatever the times
-    constant = V.sample_frames(make_synthetic_video(vfr_video.with_name("cfr.mp4"), [(RED, 30)]))
-    assert not constant.variable_frame_rate and constant.duration_s == pytest.approx(30 / 25)
-
-
-def test_sampling_by_time(vfr_video: Path, cut_video: Path) -> None:
-    sampled = V.sample_frames(vfr_video, interval_s=0.5)
-    times = sampled.pick_times
-    # the first frame at or after every half second that has one: gaps only where frames are sparse
-    expected = _expected_vfr_times()
-    due = np.arange(0, VFR_DURATION, 0.5)
-    firsts = np.unique([np.argmax(expected >= d - 1e-3) for d in due if (expected >= d - 1e-3).any()])
-    np.testing.assert_array_equal(sampled.picks, firsts)
-    assert len(times) == len(firsts) and sampled.interval_s == 0.5
-    assert np.allclose(times[13:], np.arange(6.5, VFR_DURATION, 0.5), atol=1e-3)  # even steps where frames are dense
-    # a constant-rate video: exactly every k-th frame, as sampling with stride k
-    np.testing.assert_array_equal(V.sample_frames(cut_video, interval_s=12 / 25).picks, np.arange(0, 240, 12))
-    with pytest.raises(CstaInputError, match="interval"):
-        V.sample_frames(cut_video, interval_s=0.0)
-
-
-def test_vfr_shots_at_the_real_cut_times(vfr_video: Path, checkpoints: dict[str, Path], tmp_path: Path) -> None:
-    record = V.summarize(vfr_video, tmp_path / "s.mp4", checkpoints["mobilenet"], budget=0.3).sidecar
-    starts = {s for s, _ in record["shots"][1:]}
-    assert set(VFR_CUT_FRAMES.tolist()) <= starts, record["shots"]
-    times = dict(zip((s for s, _ in record["shots"]), (t for t, _ in record["shot_times"])))
-    for frame, when in zip(VFR_CUT_FRAMES, VFR_STARTS[1:-1]):
-        assert times[int(frame)] == pytest.approx(when, abs=2e-3)  # e.g. frame 60 at 6.5 s, not 60 / 30 = 2 s
-    assert record["shot_times"][-1][1] == pytest.approx(VFR_DURATION, abs=2e-3)
-    assert record["variable_frame_rate"] is True and record["timestamps"] == "source"
-    assert record["pick_times"][2] == pytest.approx(0.5, abs=2e-3)  # frame 30: the first green one
-    axis = V.timeline_figure(record).axes[0]  # drawn over real time, not frames / fps
-    assert axis.get_xlim()[1] == pytest.approx(VFR_DURATION, abs=2e-3)
-
-
 def test_vfr_summary_keeps_real_durations_and_audio(vfr_video: Path, checkpoints: dict[str, Path],
                                                     tmp_path: Path) -> None:
     """The issue-14 contract: sidecar durations are the real ones; video and audio of the summary agree."""
@@ -407,44 +208,13 @@ def test_vfr_summary_keeps_real_durations_and_audio(vfr_video: Path, checkpoints
     assert record["summary_duration_s"] == pytest.approx(vdur, abs=0.01)
     assert adur is not None and abs(adur - vdur) < 0.1  # AAC frame padding only
     # every written frame lasts as long as it did in the source
-    source = np.diff(np.append(_expected_vfr_times(), VFR_DURATION))
+    source = np.diff(np.append(expected_vfr_times(), VFR_DURATION))
     kept = np.concatenate([source[s["start_frame"]:s["end_frame"] + 1] for s in record["selected_shots"]])
     assert len(durations) == len(kept) == record["summary_n_frames"]
     np.testing.assert_allclose(durations, kept, atol=2e-3)
     # the selected shots' times add up to the summary; the budget is a fraction of the real time
     spans = sum(s["end_time"] - s["start_time"] for s in record["selected_shots"])
     assert spans == pytest.approx(vdur, abs=0.01) and vdur <= 0.3 * VFR_DURATION + 0.01
-
-
-def test_vfr_audio_is_cut_at_the_real_times(vfr_video: Path, tmp_path: Path) -> None:
-    """Shots 60-74 (blue, 6.5-7.0 s, 1/30-s frames) and 90-104 (yellow, 7.5-11.25 s, 1/4-s frames): 4.25 s."""
-    sampled = V.sample_frames(vfr_video, stride=15)
-    out = tmp_path / "s.mp4"
-    written = V.write_summary_video(vfr_video, out, np.array([[60, 74], [90, 104]]), sampled.cut_plan)
-    assert written.duration_s == pytest.approx(4.25, abs=1e-3)
-    with av.open(str(out)) as c:
-        video = c.streams.video[0]  # the container's own figure, as players and ffprobe show it
-        assert float(video.duration * video.time_base) == pytest.approx(4.25, abs=1e-3)
-        rate = c.streams.audio[0].codec_context.sample_rate
-        sound = np.concatenate([f.to_ndarray()[0] for f in c.decode(audio=0)])
-    assert abs(len(sound) / rate - 4.25) < 0.1
-
-    def pitch(piece: np.ndarray) -> float:
-        spectrum = np.abs(np.fft.rfft(piece * np.hanning(len(piece))))
-        return float(np.fft.rfftfreq(len(piece), 1 / rate)[np.argmax(spectrum)])
-
-    assert pitch(sound[int(0.1 * rate):int(0.4 * rate)]) == pytest.approx(660, abs=15)  # blue: segment 3
-    assert pitch(sound[int(1.0 * rate):int(4.0 * rate)]) == pytest.approx(880, abs=15)  # yellow: segment 4
-
-
-def test_audio_cut_ending_between_samples(vfr_video: Path, tmp_path: Path) -> None:
-    """A run ending a third of a sample into an audio frame (6.5333 s x 16 kHz) used to loop forever."""
-    sampled = V.sample_frames(vfr_video, stride=15)
-    out = tmp_path / "s.mp4"
-    written = V.write_summary_video(vfr_video, out, np.array([[60, 60], [62, 64]]), sampled.cut_plan)
-    _, vdur, adur = written_durations(out)
-    assert written.duration_s == pytest.approx(4 / 30, abs=1e-3) and vdur == pytest.approx(4 / 30, abs=1e-3)
-    assert adur is not None and abs(adur - vdur) < 0.1
 
 
 def _phone_like_clip(path: Path) -> float:
@@ -454,7 +224,8 @@ def _phone_like_clip(path: Path) -> float:
 
     rng = np.random.default_rng(0)
     base = Fraction(1, 90000)
-    intervals = np.where((np.arange(240) >= 90) & (np.arange(240) < 160), 1 / 15, 1 / 30) + rng.uniform(-3e-3, 3e-3, 240)
+    low_light = (np.arange(240) >= 90) & (np.arange(240) < 160)
+    intervals = np.where(low_light, 1 / 15, 1 / 30) + rng.uniform(-3e-3, 3e-3, 240)
     starts = 0.3 + np.concatenate([[0.0], np.cumsum(intervals)[:-1]])
     end = float(starts[-1] + intervals[-1])
     with av.open(str(path), "w") as out:
@@ -514,3 +285,19 @@ def test_checkpoint_with_nan_weights_is_an_input_error(cut_video: Path, tmp_path
     with pytest.raises(CstaInputError, match="non-finite scores"):
         V.summarize(cut_video, out_dir / "s.mp4", broken, budget=0.3)
     assert not out_dir.exists()
+
+
+def test_shots_longer_than_the_budget_are_cut_again(checkpoints: dict[str, Path], tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """Two 7.8-s shots and a 15 % budget (2.34 s): rather than "no shot fits", the video is cut again into shots
+    of at most 2.34 s, said in a warning and in the sidecar."""
+    clip = make_synthetic_video(tmp_path / "long.mp4", [(RED, 195), (BLUE, 195)])  # cut at a sample (15 x 13)
+    record = V.summarize(clip, tmp_path / "s.mp4", checkpoints["mobilenet"]).sidecar
+    budget_s = 0.15 * 390 / 25
+    assert "cut again" in capsys.readouterr().err and record["shot_settings"] == V.DEFAULT_SHOTS.as_dict()
+    assert record["shots_recut_for_budget"] == V.ShotSettings(max_shot_seconds=budget_s).as_dict()
+    lengths = np.diff(np.asarray(record["shot_times"]), axis=1)
+    assert lengths.max() <= budget_s + 1e-6 and record["summary_duration_s"] <= budget_s + 1e-6
+    assert record["selected_shots"] and any(s == 195 for s, _ in record["shots"])  # the real cut is still one
+    plain = V.summarize(clip, tmp_path / "t.mp4", checkpoints["mobilenet"], budget=0.6).sidecar
+    assert plain["shots_recut_for_budget"] is None and plain["shots"] == [[0, 194], [195, 389]]

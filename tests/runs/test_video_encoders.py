@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 from ai_edge_litert.interpreter import Interpreter
-
-from csta_lib.errors import ConfigError, CstaInputError
-from csta_lib.runs.video import encoders as E
-from csta_lib.runs.locator import find
 from support import need
 from video_support import load_image
+
+from csta_lib.errors import ConfigError, CstaInputError
+from csta_lib.runs.locator import find
+from csta_lib.runs.video import encoders as E
 
 TEST_IMAGES = {  # expected top-1 ImageNet label of each standard test photo
     "test_images.cat": "Egyptian cat",
