@@ -734,7 +734,10 @@ def video_scales(views: Sequence[AttentionView]) -> list[list[ColourScale]]:
 
 def explorer_box(controls: Controls, pictures: Any, extra: Sequence[Any] = ()) -> Any:
     """The explorer: its style, any ``extra`` widgets, the controls, then the pictures."""
-    css = book_widgets.explorer_css(RASTER_CLASS, [(z.start, z.stop) for z in ZOOMS])
+    # the HTML widgets' text at the page's line height (ipywidgets gives every line a control's 28 px)
+    text = (f".{EXPLORER_CLASS} .widget-html-content {{ line-height: 1.45; }}\n"
+            ".csta-map-title, .csta-picture-legend { margin-top: 0.6em !important; }")  # over the layouts' 0
+    css = book_widgets.explorer_css(RASTER_CLASS, [(z.start, z.stop) for z in ZOOMS]) + "\n" + text
     box = widgets.VBox([book_widgets.style_html(css), *extra, controls.box(), pictures],
                        layout=book_widgets.shared_layout(width="100%"))
     box.add_class(EXPLORER_CLASS)
