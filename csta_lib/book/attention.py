@@ -35,7 +35,7 @@ from __future__ import annotations
 import functools
 import html
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -745,7 +745,7 @@ def explorer_box(controls: Controls, pictures: Any, extra: Sequence[Any] = ()) -
 
 
 def static_explorer(videos: Sequence[ExplorerVideo], models: Sequence[ExplorerModel],
-                    layout: Layout = LAYOUT, progress: Callable[[str], None] | None = None) -> Any:
+                    layout: Layout = LAYOUT) -> Any:
     """Every (video, model) pre-rendered, switched in the browser by four linked controls (no kernel needed)."""
     if not videos or not models:
         raise CstaInputError(f"the attention explorer needs at least one video and one model "
@@ -756,8 +756,6 @@ def static_explorer(videos: Sequence[ExplorerVideo], models: Sequence[ExplorerMo
     pool = book_widgets.ImagePool()
     per_video = []
     for video in videos:
-        if progress:
-            progress(video.name)
         views = [compute_view(m, video) for m in models]
         scales = video_scales(views)
         per_video.append(book_widgets.linked_stack(
