@@ -3,8 +3,11 @@ overhead per run.
 
     python benchmarks/grid.py --short          # smoke grid of table1 (tiny data, 1 epoch): a minute or two
     python benchmarks/grid.py                  # quick grid of table1 (the issue's figure): ~10+ min on 2 cores
-    python benchmarks/grid.py --gpu            # GPU machine: table1 at the paper's sizes with --gpus-per-run
-                                               # 1, 0.5, 0.25 (reduced by --gpu-epochs/--gpu-seeds, extrapolated)
+    python benchmarks/grid.py --gpu            # GPU machine: table1 at the paper's sizes with k = 1, 2, 4, 8 runs
+                                               # packed per GPU (--gpus-per-run 1/k; reduced by --gpu-epochs and
+                                               # --gpu-seeds, extrapolated), local engine (--jobs k) or --engine ray
+    python benchmarks/grid.py --gpu --record   # also record CSTA's GPU step times and the packed throughput where
+                                               # `csta grid --plan` reads them (csta_lib/runs/gpu_figures.json)
 
 Every engine starts from an empty store, so every run is computed. The overhead per run is measured with a
 null trainer (writes a record at once), so it is what the engine itself costs: process start-up and imports for
@@ -22,7 +25,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from csta_lib.runs import experiments, grid, store
+import torch
+
+from csta_lib.config import get_config
+from csta_lib.runs import cost, experiments, grid, store
+from csta_lib.runs.io import write_json_atomic
 
 
 def null_identity(spec) -> dict:
@@ -80,8 +87,12 @@ def engine_table(experiment: str, profile: str) -> list[dict]:
     return rows
 
 
-def gpu_table(epochs: int, seeds: int) -> list[dict]:
-    """table1 at the paper's folds on both datasets, reduced to ``epochs``/``seeds``, with 1, 0.5, 0.25 GPU/run."""
+PACKINGS = cost.PACKINGS  # runs per GPU
+
+
+def gpu_table(epochs: int, seeds: int, engine: str) -> list[dict]:
+    """table1 at the paper's folds on both datasets, reduced to ``epochs``/``seeds``, with k runs packed on the
+    GPU (``--gpus-per-run 1/k``; the local engine runs ``--jobs k``)."""
     paper = experiments.PROFILE_SIZES["paper"]["table1"]
     full_runs = experiments.unique_runs(["table1"], "paper")  # official-protocol and held-out val runs
     reduced = dataclasses.replace(paper, epochs=epochs, seeds=tuple(range(seeds)))
@@ -89,20 +100,38 @@ def gpu_table(epochs: int, seeds: int) -> list[dict]:
     rows = []
     try:
         cores = grid.machine_cores()
-        for gpus in (1.0, 0.5, 0.25):
-            per_gpu = int(round(1 / gpus))
-            summary = time_grid("table1", "paper", {"engine": "ray", "gpus_per_run": gpus,
-                                                    "cpus_per_run": max(1, cores // (2 * per_gpu))})
+        for per_gpu in PACKINGS:
+            gpus = 1.0 / per_gpu
+            options = {"engine": engine, "gpus_per_run": gpus, "cpus_per_run": max(1, cores // (2 * per_gpu)),
+                       **({"jobs": per_gpu} if engine == "local" else {})}
+            summary = time_grid("table1", "paper", options)
             wall = summary["bench_wall_s"]
             scale = (paper.epochs / epochs) * (full_runs / summary["runs"])
-            rows.append({"gpus_per_run": gpus, "runs": summary["runs"], "epochs": epochs, "wall_s": round(wall, 1),
+            rows.append({"runs_per_gpu": per_gpu, "gpus_per_run": gpus, "runs": summary["runs"], "epochs": epochs,
+                         "wall_s": round(wall, 1), "runs_per_hour": round(summary["runs"] / wall * 3600, 1),
                          "failed": summary["failed"], "paper_table1_estimate_h": round(wall * scale / 3600, 2)})
-            print(f"ray --gpus-per-run {gpus:<4}: {summary['runs']} runs x {epochs} epochs in {wall:7.1f} s "
+            print(f"{engine} --gpus-per-run {gpus:<5.3g}: {summary['runs']} runs x {epochs} epochs in {wall:7.1f} s "
                   f"({summary['failed']} failed) -> paper table1 ({full_runs} runs x {paper.epochs} epochs) "
                   f"~ {wall * scale / 3600:.2f} h on this GPU", flush=True)
     finally:
         experiments.PROFILE_SIZES["paper"]["table1"] = paper
     return rows
+
+
+def gpu_figures(rows: list[dict]) -> dict:
+    """What `csta grid --plan` reads (format: csta_lib.runs.cost.gpu_figures): CSTA's step and evaluation times
+    alone on this GPU at both datasets' mean lengths, and the packed throughput relative to one run per GPU."""
+    config = get_config("paper")
+    lengths = sorted({round(experiments.run_work(d, experiments.size("table1", "paper")).mean_steps)
+                      for d in experiments.size("table1", "paper").datasets})
+    steps = {str(n): cost.measure_step(config, n, device="cuda", steps=10) for n in lengths}
+    alone = next(r["runs_per_hour"] for r in rows if r["runs_per_gpu"] == 1)
+    return {"device": torch.cuda.get_device_name(), "measured_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "torch": torch.__version__, "command": "python benchmarks/grid.py --gpu --record",
+            "step_s": {n: round(t.step_s, 5) for n, t in steps.items()},
+            "eval_s": {n: round(t.eval_s, 5) for n, t in steps.items()},
+            "packed_throughput": {str(r["runs_per_gpu"]): round(r["runs_per_hour"] / alone, 3) for r in rows
+                                  if not r["failed"]}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,12 +140,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gpu", action="store_true", help="GPU: paper-size table1 with 1, 0.5, 0.25 GPU per run")
     parser.add_argument("--gpu-epochs", type=int, default=5, help="epochs per run in --gpu mode (default 5)")
     parser.add_argument("--gpu-seeds", type=int, default=1, help="seeds in --gpu mode (default 1)")
+    parser.add_argument("--engine", choices=grid.ENGINES, default="local",
+                        help="--gpu mode: the engine that packs the runs (default local: --jobs k)")
+    parser.add_argument("--record", action="store_true",
+                        help="--gpu mode: write the GPU figures `csta grid --plan` uses "
+                             "(csta_lib/runs/gpu_figures.json)")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
     out = {"machine": {"cores": grid.machine_cores(), "load_avg": os.getloadavg()}}
     print(f"{grid.machine_cores()} cores, load average {os.getloadavg()[0]:.1f}", flush=True)
     if args.gpu:
-        out["gpu"] = gpu_table(args.gpu_epochs, args.gpu_seeds)
+        if not torch.cuda.is_available():
+            print("--gpu: no CUDA GPU here; nothing measured", file=sys.stderr)
+            return 2
+        out["gpu"] = gpu_table(args.gpu_epochs, args.gpu_seeds, args.engine)
+        if args.record:
+            figures = gpu_figures(out["gpu"])
+            write_json_atomic(cost.GPU_FIGURES, figures)
+            print(f"recorded {cost.GPU_FIGURES}: {json.dumps(figures)}", flush=True)
     else:
         profile = "smoke" if args.short else "quick"
         out["engines"] = engine_table("table1", profile)
