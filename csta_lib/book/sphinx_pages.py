@@ -343,6 +343,7 @@ _CELL = re.compile(r"(<t[dh][\s>].*?</t[dh]>)", re.S)
 _TAG = re.compile(r"(<[^>]+>)")
 _NUMBER = re.compile(r"^[(\[]?[-+\u2212]?\d[\d,]*(\.\d+)?(e[-+\u2212]?\d+)?%?[)\],;]*$", re.I)
 _BREAK_AFTER = re.compile(r"([/_.,=])(?=[^\s])")
+_PLUS_MINUS = re.compile(r"([-+\u2212]?\d[\d.,]*\s*\u00b1)(?=\s*\d)")
 LONG_TOKEN = 16  # shorter identifiers fit any column
 HEADER_TOKEN = 8
 
@@ -357,8 +358,12 @@ def _wrap_token(token: str, long_token: int) -> str:
 
 def wrap_text(text: str, long_token: int = LONG_TOKEN) -> str:
     """Break opportunities after ``/ _ . , =`` in the tokens of ``text`` at least ``long_token`` characters long;
-    numbers with a minus kept whole."""
-    return re.sub(r"\S+", lambda m: _wrap_token(m.group(0), long_token), text)
+    numbers with a minus kept whole, and a value never parted from the ``±`` after it (the spread may go to the
+    next line: a table of "mean ± sd" columns would not fit the page otherwise)."""
+    parts = _PLUS_MINUS.split(text)  # odd items are the "value ±" matches
+    return "".join(f'<span class="{NOWRAP_CLASS}">{part}</span>' if i % 2 else
+                   re.sub(r"\S+", lambda m: _wrap_token(m.group(0), long_token), part)
+                   for i, part in enumerate(parts))
 
 
 def wrap_table_cells(body: str) -> str:

@@ -31,6 +31,7 @@ def test_table_cells_get_break_points_and_keep_numbers_whole() -> None:
     assert '<span class="csta-nowrap">6.0e-08</span>' in out and " connection " in out
     assert "\\(x_{t}_{long_subscript}\\)" in out  # math is MathJax's: untouched
     assert "<th>positional_<wbr>encoding</th>" in out
+    assert sphinx_pages.wrap_text("0.547 \u00b1 0.012 (n = 3)") == '<span class="csta-nowrap">0.547 \u00b1</span> 0.012 (n = 3)'
     assert re.sub(r"<wbr>|</?span[^>]*>", "", out) == re.sub(r"</?span[^>]*>", "", html)  # only break points added
 
 
