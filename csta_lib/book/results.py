@@ -147,7 +147,8 @@ def summary_display(summary: Any, labels: Mapping[str, str] | None = None) -> An
 
 
 def split_display(frame: Any, labels: Mapping[str, str] | None = None) -> Any:
-    """One row per (dataset, row, policy, fold): :func:`summary_display` of that fold's runs (its seeds)."""
+    """One row per (dataset, row, policy, fold): :func:`summary_display` of that fold's runs (its seeds). With a
+    single row (Table 1's CSTA) the ``row`` level is left out: the caption names it, and the table stays narrow."""
     parts = []
     for fold, part in frame.groupby("split", sort=True):
         shown = summary_display(store.summary_table(part), labels).reset_index()
@@ -155,7 +156,9 @@ def split_display(frame: Any, labels: Mapping[str, str] | None = None) -> Any:
         parts.append(shown)
     if not parts:
         return pd.DataFrame()
-    return pd.concat(parts).set_index(["dataset", "row", "policy", "fold"]).sort_index()
+    table = pd.concat(parts)
+    index = ["dataset", "row", "policy", "fold"] if table["row"].nunique() > 1 else ["dataset", "policy", "fold"]
+    return table.drop(columns=[] if "row" in index else ["row"]).set_index(index).sort_index()
 
 
 # -------------------------------------------------------------------------------------------------------------

@@ -136,7 +136,9 @@ def test_summary_display_formats_numbers_for_reading():
     assert "±" not in one.iloc[0]["τ mean ± sd"] and one.iloc[0]["τ mean ± sd"] == "0.305"
     assert one.iloc[0]["τ 95 % CI"] == "n = 1, no interval"
     per_fold = results.split_display(store.results_frame(runs), {"paper": "CSTA"})
-    assert per_fold.loc[("SumMe", "CSTA", "test-max", "0"), "τ 95 % CI"] == "[-0.280, 0.990]"
+    assert per_fold.loc[("SumMe", "test-max", "0"), "τ 95 % CI"] == "[-0.280, 0.990]"  # one row: no row level
+    two = results.split_display(store.results_frame([*runs, record(key="b", variant="table2.kv")]))
+    assert two.index.names == ["dataset", "row", "policy", "fold"]
 
 
 # ------------------------------------------------------------------------------------------------------------
