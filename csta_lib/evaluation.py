@@ -785,7 +785,8 @@ def dataset_human_baseline(dataset: str, protocol: str = "otani", *,
     mean."""
     dataset = check_dataset(dataset)
     check_protocol(protocol)
-    per_video = {k: dict(zip(("tau", "rho"), human_baseline(u, protocol), strict=True)) for k, u in user_scores.items()}
+    per_video: dict[str, dict[str, Any]] = {k: dict(zip(("tau", "rho"), human_baseline(u, protocol), strict=True))
+                                            for k, u in user_scores.items()}
     for r in per_video.values():
         r["protocol"] = protocol
     out = mean_metrics({k: {**r, "f1": math.nan} for k, r in per_video.items()}, protocol)

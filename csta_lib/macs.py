@@ -59,7 +59,7 @@ class AsSpecified(torch.nn.Module):
     """Runs a CSTA model's literal three-channel forward through ``__call__`` (so the counter sees
     the module tree: ``AsSpecified.model.cnn``, ``AsSpecified.model.key_embedding``, ...)."""
 
-    def __init__(self, model: torch.nn.Module) -> None:
+    def __init__(self, model: CSTA) -> None:
         super().__init__()
         self.model = model
 

@@ -212,7 +212,7 @@ def check_data(profile: str, notebooks: Sequence[Path], parameters: Mapping[str,
     overrides: dict[str, dict[str, Any]] = {}
     video_chapter = next((p.stem for p in notebooks if p.stem.startswith("08")), None)
     default_video = preflight.notebook_defaults(video_chapter).get("video") if video_chapter else None
-    if default_video and "video" not in parameters and locator.find(default_video) is None:
+    if video_chapter and default_video and "video" not in parameters and locator.find(default_video) is None:
         overrides[video_chapter] = {"video": preflight.FALLBACK_VIDEO}
         log(f"[book] {video_chapter}: {default_video} not found; summarizing the public clip "
             f"{preflight.FALLBACK_VIDEO} instead")

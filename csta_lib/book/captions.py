@@ -23,18 +23,14 @@ def dataset_name(dataset: str) -> str:
 
 def int_ranges(values: Iterable[int]) -> str:
     """``[0, 1, 2, 5]`` -> ``"0-2, 5"``."""
-    nums = sorted(set(int(v) for v in values))
-    parts: list[str] = []
-    start = prev = None
-    for n in nums + [None]:  # type: ignore[list-item]
-        if start is None:
-            start = prev = n
-        elif n is not None and n == prev + 1:
-            prev = n
+    nums = sorted({int(v) for v in values})
+    runs: list[list[int]] = []  # [first, last] of each run of consecutive numbers
+    for n in nums:
+        if runs and n == runs[-1][1] + 1:
+            runs[-1][1] = n
         else:
-            parts.append(f"{start}" if start == prev else f"{start}-{prev}")
-            start = prev = n
-    return ", ".join(parts)
+            runs.append([n, n])
+    return ", ".join(f"{first}" if first == last else f"{first}-{last}" for first, last in runs)
 
 
 def features_label(surrogate: bool | None) -> str:
@@ -70,7 +66,7 @@ def record_caption(records: Sequence[Mapping[str, Any]], policy: str | None = "t
         parts.append(f"{policy} selection")
     parts.append(f"seed{'s' if len(set(seeds)) > 1 else ''} {int_ranges(seeds)}")
     parts.append(f"split{'s' if len(set(splits)) > 1 else ''} {int_ranges(splits)}")
-    epochs = sorted({r.get("n_epochs") for r in records if r.get("n_epochs")})
+    epochs = sorted({int(r["n_epochs"]) for r in records if r.get("n_epochs")})
     if epochs:
         parts.append(f"{'/'.join(str(e) for e in epochs)} epoch{'s' if epochs != [1] else ''}")
     return ", ".join(parts)

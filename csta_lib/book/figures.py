@@ -47,11 +47,11 @@ def video_statistics(dataset: str) -> Any:
                 "selected_fraction": float((v.user_scores > 0).mean()),
             })
     elif dataset == "tvsum":
-        for key, v in load_tvsum().items():
+        for key, t in load_tvsum().items():
             rows.append({
-                "key": key, "name": v.title, "category": v.category, "n_frames": v.n_frames, "fps": v.fps,
-                "duration_s": v.duration, "steps": n_steps(v.n_frames),
-                "annotators": v.user_scores.shape[0],
+                "key": key, "name": t.title, "category": t.category, "n_frames": t.n_frames, "fps": t.fps,
+                "duration_s": t.duration, "steps": n_steps(t.n_frames),
+                "annotators": t.user_scores.shape[0],
             })
     else:
         check_dataset(dataset)

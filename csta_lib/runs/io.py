@@ -169,11 +169,12 @@ def _glob(folder: Path, pattern: str) -> list[Path]:
 
 def is_disk_full(exc: BaseException) -> bool:
     """Whether ``exc`` (or an error it was raised from) is a full disk or exceeded quota."""
+    current: BaseException | None = exc
     seen = 0
-    while exc is not None and seen < 10:
-        if isinstance(exc, OSError) and exc.errno in _DISK_FULL:
+    while current is not None and seen < 10:
+        if isinstance(current, OSError) and current.errno in _DISK_FULL:
             return True
-        exc = exc.__cause__ or exc.__context__
+        current = current.__cause__ or current.__context__
         seen += 1
     return False
 

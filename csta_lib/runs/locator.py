@@ -23,7 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from csta_lib.data import annotations
+# imported under another name: `annotations` is also the name of the __future__ feature this module imports
+from csta_lib.data import annotations as annotation_files
+from csta_lib.data.annotations import SumMeVideo, TVSumVideo
 from csta_lib.data.eccv16 import Eccv16Dataset, check_dataset, n_steps, sha256_file
 from csta_lib.data.splits import Split, load_splits
 from csta_lib.errors import DataFormatError, MissingDataError
@@ -193,19 +195,19 @@ def official_splits(dataset: str) -> list[Split]:
     return load_splits(locate(f"splits.csta.{dataset}"), dataset)
 
 
-def load_tvsum(path: str | os.PathLike[str] | None = None) -> dict[str, annotations.TVSumVideo]:
+def load_tvsum(path: str | os.PathLike[str] | None = None) -> dict[str, TVSumVideo]:
     """The TVSum annotations: ``path`` or the project's ``tvsum.annotations`` (``ydata-tvsum50.mat``)."""
-    return annotations.load_tvsum(path if path is not None else locate("tvsum.annotations"))
+    return annotation_files.load_tvsum(path if path is not None else locate("tvsum.annotations"))
 
 
-def load_summe(gt_dir: str | os.PathLike[str] | None = None) -> dict[str, annotations.SumMeVideo]:
+def load_summe(gt_dir: str | os.PathLike[str] | None = None) -> dict[str, SumMeVideo]:
     """The SumMe annotations: ``gt_dir`` or the project's ``summe.gt`` folder, their order checked against
     ``summe.video_list`` when present."""
-    return annotations.load_summe(gt_dir if gt_dir is not None else locate("summe.gt"),
+    return annotation_files.load_summe(gt_dir if gt_dir is not None else locate("summe.gt"),
                                   video_list=find("summe.video_list"))
 
 
-def load_annotations(dataset: str) -> dict[str, annotations.TVSumVideo | annotations.SumMeVideo]:
+def load_annotations(dataset: str) -> Mapping[str, TVSumVideo | SumMeVideo]:
     """The project's annotations of ``dataset`` (:func:`load_tvsum` or :func:`load_summe`), keyed ``video_k``."""
     return load_tvsum() if check_dataset(dataset) == "tvsum" else load_summe()
 

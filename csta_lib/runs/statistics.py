@@ -27,7 +27,7 @@ is the run-to-run (seed) noise. Runs present on one side only are left out and c
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,7 +66,7 @@ class Spread:
 
     def contains(self, value: float) -> bool | None:
         """Whether ``value`` lies inside the interval (bounds included); None without an interval."""
-        if not self.has_interval:
+        if self.ci_low is None or self.ci_high is None:
             return None
         return bool(self.ci_low <= value <= self.ci_high)
 
@@ -126,10 +126,10 @@ def paired_reading(difference: Spread) -> str:
         return f"n = 1, {NO_INTERVAL}: cannot be told from seed noise"
     if difference.contains(0.0):
         return WITHIN_NOISE
-    return f"{ABOVE_NOISE} ({'higher' if difference.mean > 0 else 'lower'})"
+    return f"{ABOVE_NOISE} ({'higher' if (difference.mean or 0.0) > 0 else 'lower'})"
 
 
-def paired_difference(a: Mapping[Hashable, Any], b: Mapping[Hashable, Any],
+def paired_difference(a: Mapping[Any, Any], b: Mapping[Any, Any],
                       confidence: float = CONFIDENCE) -> Paired:
     """``a − b`` run by run over the keys both map (a key: e.g. ``(fold, seed)``), with its spread and reading.
 

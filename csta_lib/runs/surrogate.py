@@ -36,6 +36,7 @@ import math
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -91,7 +92,7 @@ def tvsum_gtscore(user_scores: np.ndarray, picks: np.ndarray) -> np.ndarray:
 # field sources
 
 
-def read_real_fields(dataset: str, path: str | os.PathLike[str] | None = None) -> dict[str, dict[str, object]]:
+def read_real_fields(dataset: str, path: str | os.PathLike[str] | None = None) -> dict[str, dict[str, Any]]:
     """The real eccv16 fields of ``dataset``: ``{video_k: {field: value}}``, from ``path`` (a fields file) or
     where :func:`~csta_lib.runs.locator.fields_source` finds them (the fields file, else the real feature file,
     whose ``features`` are not read)."""
@@ -106,7 +107,7 @@ def read_real_fields(dataset: str, path: str | os.PathLike[str] | None = None) -
         videos = h5[group_name]
         for key in sorted(videos.keys(), key=video_sort_key):
             group = videos[key]
-            fields: dict[str, object] = {}
+            fields: dict[str, Any] = {}
             for name in group:
                 if name == "features":
                     continue
@@ -150,7 +151,7 @@ def tvsum_fields(annotations: str | os.PathLike[str] | None = None,
     if real_fields is False:
         real = None
     else:
-        real_path = real_fields if real_fields not in (None, True) else find("eccv16.fields")
+        real_path = find("eccv16.fields") if real_fields is None or real_fields is True else real_fields
         real = read_real_fields("tvsum", real_path) if real_path is not None else None
     out = {}
     for key, v in videos.items():
