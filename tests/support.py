@@ -151,3 +151,21 @@ def comparable_record(record: dict) -> str:
     clean["epochs"] = [{k: v for k, v in e.items() if k not in ("seconds", "eval_seconds")}
                        for e in record.get("epochs", [])]
     return json.dumps(clean, sort_keys=True)
+
+
+def record_differences(a: dict, b: dict) -> list[str]:
+    """Where two records differ beyond :func:`comparable_record`'s volatile fields: ``path: a != b`` per leaf."""
+    found: list[str] = []
+
+    def walk(x: object, y: object, path: str) -> None:
+        if isinstance(x, dict) and isinstance(y, dict):
+            for key in sorted(set(x) | set(y)):
+                walk(x.get(key), y.get(key), f"{path}.{key}")
+        elif isinstance(x, list) and isinstance(y, list) and len(x) == len(y):
+            for index, (u, v) in enumerate(zip(x, y)):
+                walk(u, v, f"{path}[{index}]")
+        elif x != y:
+            found.append(f"{path}: {x!r} != {y!r}")
+
+    walk(json.loads(comparable_record(a)), json.loads(comparable_record(b)), "record")
+    return found

@@ -45,8 +45,10 @@ the training videos for validation.
 
 Engines: local runs in this process (--jobs 1) or in N worker processes; ray submits one Ray task per run to a
 local Ray cluster started for the grid, or to the cluster at --address / $RAY_ADDRESS (start one with
-`ray start --head`; workers join with `ray start --address HEAD:6379`). On GPU nodes --gpus-per-run 0.25 packs
-four runs on one GPU.
+`ray start --head`; workers join with `ray start --address HEAD:6379`). On GPUs --gpus-per-run 0.25 packs
+four runs on one GPU (locally with --jobs 4; on Ray as fractional GPUs). Before submitting, a Ray grid refuses at
+once, in one line, when no node can hold one run (--cpus-per-run, --gpus-per-run) or when a node cannot prepare
+one (this project or its [ray] extra missing there, data missing, another content key).
 """
 
 

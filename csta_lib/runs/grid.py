@@ -513,13 +513,16 @@ def _node_problem(exc: BaseException) -> str:
     return text
 
 
-def probe_task(check_fn: CheckFn, spec: Any, data: ShippedFile | None, splits: ShippedFile | None) -> str:
-    """On one node: the content key it computes for ``spec`` once everything the run reads is found there."""
-    return check_fn(_on_this_node(spec, data, splits))
+def probe_task(check_fn: CheckFn, spec: Any, threads: int, data: ShippedFile | None, splits: ShippedFile | None
+               ) -> str:
+    """On one node: the content key it computes for ``spec`` (with the run's ``threads`` torch threads, as the
+    key holds them) once everything the run reads is found there."""
+    spec = _on_this_node(spec, data, splits)
+    return _with_threads(threads, functools.partial(check_fn, spec))
 
 
 def check_nodes(nodes: Sequence[Mapping[str, Any]], probes: Sequence[tuple[Job, ShippedFile | None,
-                ShippedFile | None]], check_fn: CheckFn, timeout: float = PROBE_TIMEOUT_S) -> None:
+                ShippedFile | None]], check_fn: CheckFn, threads: int, timeout: float = PROBE_TIMEOUT_S) -> None:
     """Ask every node to prepare one run of each dataset before any run is submitted; one
     :class:`CstaInputError` naming each node that cannot (csta_lib or torch missing, data missing, another
     content key than this machine's: other code, data or settings), instead of one failure per run."""
@@ -532,7 +535,7 @@ def check_nodes(nodes: Sequence[Mapping[str, Any]], probes: Sequence[tuple[Job, 
         pinned = NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
         for job, data, splits in probes:
             options = remote.options(num_cpus=0, max_retries=0, scheduling_strategy=pinned)
-            refs[options.remote(check_fn, job.spec, data, splits)] = (node, job)
+            refs[options.remote(check_fn, job.spec, threads, data, splits)] = (node, job)
     ready, late = ray.wait(list(refs), num_returns=len(refs), timeout=timeout)
     problems: dict[str, str] = {}
     for ref, (node, job) in refs.items():
@@ -671,7 +674,7 @@ def run_ray(jobs_list: Sequence[Job], store_dir: str, *, address: str | None, th
         if not started:  # a joined cluster's nodes may lack what this machine has
             firsts = {job.plan.dataset: job for job in reversed(jobs_list)}.values()
             say(f"checking {len(nodes)} Ray node(s): each prepares one run of each dataset")
-            check_nodes(nodes, [(job, *shipped[job.plan.dataset]) for job in firsts], check_fn)
+            check_nodes(nodes, [(job, *shipped[job.plan.dataset]) for job in firsts], check_fn, threads)
         marker = marker_name()
         marker_path = Path(store_dir) / marker
         marker_path.write_text("csta grid: a task that sees this file writes its record into this store\n")
@@ -866,8 +869,9 @@ def plan_entries(experiment: str, profile: str, store: str | os.PathLike[str] | 
     (``measured`` when ``times``, from :func:`plan_step_times`, has a measurement for the run's model and length,
     else ``assumed``: the fixed 2-core rate) and, with ``with_keys`` (reads each run's data and split to compute
     its content address, with ``threads`` torch threads as the run will): ``n_train``, ``n_val``, ``n_test``
-    (videos), ``surrogate`` (whether the features are surrogate), ``key`` and ``in_store`` (its record is already
-    in ``store``; the store is only read, never created). ``data`` (from
+    (videos), ``surrogate`` (whether the features are surrogate), ``key``, ``numerics`` (what besides the run's
+    settings its key holds: :func:`csta_lib.runs.training.numerics_identity`) and ``in_store`` (its record is
+    already in ``store``; the store is only read, never created). ``data`` (from
     :func:`csta_lib.runs.experiments.prepare_data`) avoids resolving the data files again.
     """
     experiments.check_experiment(experiment)
@@ -895,7 +899,8 @@ def plan_entries(experiment: str, profile: str, store: str | os.PathLike[str] | 
             stored = store_dir.is_dir() and results_store.find_record(
                 store_dir, p.dataset, p.variant.name, prep.key) is not None
             entry.update(n_train=len(prep.train_keys), n_val=len(prep.val_keys), n_test=len(prep.test_keys),
-                         surrogate=bool(prep.data.is_surrogate), key=prep.key, in_store=stored)
+                         surrogate=bool(prep.data.is_surrogate), key=prep.key, in_store=stored,
+                         numerics=prep.identity["numerics"])
         entries.append(entry)
     return entries
 
