@@ -207,7 +207,8 @@ def bibliography_entry(key: str, bibfile: Path) -> str:
     if key not in data.entries:
         raise KeyError(f"{bibfile}: no entry {key!r}; entries: {', '.join(data.entries)}")
     entry = data.entries[key]
-    fields = {role: " and ".join(str(person) for person in people) for role, people in entry.persons.items()}
+    fields: dict[str, str | None] = {role: " and ".join(str(person) for person in people)
+                                     for role, people in entry.persons.items()}
     fields.update(entry.fields)
     return bibtex_text(entry.type, key, fields)
 
