@@ -151,7 +151,7 @@ def main(args: argparse.Namespace) -> int:
         experiments.check_experiment(args.experiment)
         experiments.check_profile(args.profile)
         joins = args.engine == "ray" and bool(args.address or os.environ.get("RAY_ADDRESS"))
-        threads = args.cpus_per_run or grid.default_cpus_per_run(args.engine, args.jobs, joins)
+        threads = grid.threads_per_run(args.engine, args.jobs, joins, args.cpus_per_run)
         times = grid.plan_step_times(args.experiment, args.profile, threads, measure=not args.no_calibrate,
                                      refresh=args.calibrate, say=lambda text: print(text, file=sys.stderr))
         try:

@@ -516,3 +516,16 @@ def test_local_and_ray_smoke_grids_give_identical_records(tmp_path, cache, ray_c
     assert {key: record_differences(a[key], b[key]) for key in a} == {key: [] for key in a}
     rerun = grid.run_grid("table1", "smoke", engine="ray", store=tmp_path / "ray", progress=False, cache_dir=cache)
     assert (rerun["computed"], rerun["reused"]) == (0, rerun["runs"])
+
+
+def test_csta_num_threads_and_cpus_per_run_must_agree(tmp_path, cache, monkeypatch):
+    """Training obeys CSTA_NUM_THREADS: the grid takes it as the runs' thread count, and refuses a different flag."""
+    monkeypatch.setenv("CSTA_NUM_THREADS", "1")
+    out = grid.run_grid("deviations", "smoke", store=tmp_path, progress=False, cache_dir=cache, **FAKE)
+    assert out["threads_per_run"] == 1
+    assert grid.threads_per_run("local", 1, False, 1) == 1
+    with pytest.raises(CstaInputError, match="--cpus-per-run 2 but CSTA_NUM_THREADS=1"):
+        grid.run_grid("deviations", "smoke", store=tmp_path, progress=False, cache_dir=cache, cpus_per_run=2, **FAKE)
+    monkeypatch.setenv("CSTA_NUM_THREADS", "many")
+    with pytest.raises(CstaInputError, match="CSTA_NUM_THREADS must be a positive integer"):
+        grid.threads_per_run("local", 1, False)
