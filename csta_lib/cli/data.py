@@ -1,5 +1,6 @@
 """``csta data``: what data is here (``check``), download a file (``fetch``), build a surrogate
-eccv16 file (``make-surrogate``)."""
+eccv16 file (``make-surrogate``), build an eccv16 file from your own videos (``build``) and make its folds
+(``split``)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,55 @@ import json
 import sys
 from typing import Any
 
-from csta_lib.data.eccv16 import load_eccv16
+from csta_lib.cli.options import add_shot_arguments, shot_settings
+from csta_lib.data.eccv16 import FRAME_STEP, load_eccv16
+from csta_lib.data.splits import csta_split_text, seeded_folds
 from csta_lib.errors import CstaInputError
+from csta_lib.evaluation import SUMMARY_BUDGET
 from csta_lib.runs import fetch, locator, surrogate
+from csta_lib.runs.io import check_outputs, write_bytes_atomic
+from csta_lib.runs.video import ENCODERS  # imports no PyAV (resolved on first use)
+
+BUILD_DESCRIPTION = f"""\
+Turn your own videos and an annotation file into one eccv16-format h5 file (the layout of the SumMe/TVSum
+feature files) that csta train, csta grid, csta evaluate and csta results take like SumMe or TVSum, and that
+the official CSTA loader and DSNet-style readers read unchanged.
+
+From videos to a summary: build the file, make its folds, train, summarize a new video:
+
+  csta data build --videos clips/ --annotations annotations.csv --out clips.h5
+  csta data split clips.h5 --folds 5 --seed 0 --out clips_splits.txt
+  csta train --preset paper --data clips.h5 --splits-file clips_splits.txt --split 0 --seed 0 --store results/own
+  csta summarize clips/new.mp4 -o summary.mp4 --checkpoint CHECKPOINT   (CHECKPOINT: the record's `selected`)
+
+Each video is decoded once; every {FRAME_STEP}th frame is encoded (--encoder: mobilenet_v1_1024, the real
+ImageNet-pretrained MobileNetV1 embedding, default; googlenet, the paper's extractor, where torchvision's
+ImageNet weights are present); KTS finds the shots on those features as csta summarize does. The file records
+the encoder, so a model trained on it summarizes new videos with the same features.
+
+Annotations (--annotations FILE, .csv or .json; `video` is the file name without its folder):
+
+  --style tvsum (default): importance scores on any numeric scale per annotator and time range; frames no
+  range covers get the scale's lowest score; each annotator's user summary is the knapsack over the KTS
+  shots at --budget, as the eccv16 TVSum file was made; evaluation then averages over annotators.
+      video,annotator,start,end,score
+      bikes.mp4,anna,0,4.5,2
+      bikes.mp4,anna,4.5,10,5
+      bikes.mp4,ben,0,10,3
+
+  --style summe: selected intervals per annotator (score 1 = selected, 0 = not); they are the user
+  summaries; evaluation then takes the best annotator (F1 max over users, CSTA's SumMe protocol).
+      video,annotator,start,end,score
+      bikes.mp4,anna,5,6.5,1
+
+  JSON: the same rows as a list of objects, or {{"style": ..., "unit": ..., "scale": [low, high],
+  "annotations": [rows]}}. Times are seconds ([start, end) from the first frame, following each frame's real
+  time) unless --unit frames. The style is recorded in the file and picks the evaluation protocol.
+
+Long builds show progress (videos, frames, ETA); each finished video is cached in --cache (keyed by the
+video's sha256 and the settings), so a build that is stopped resumes where it was, and the output, written
+atomically, is byte-identical to an uninterrupted build's. The last line of output is a JSON summary.
+"""
 
 
 def register(subparsers: Any) -> None:
@@ -69,6 +116,45 @@ def register(subparsers: Any) -> None:
                       "from the GT/annotation files (default: fields when found)")
     make.set_defaults(func=cmd_make_surrogate)
 
+    build = sub.add_parser("build", help="your own videos + annotations -> one eccv16 h5 file to train on",
+                           description=BUILD_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    build.add_argument("--videos", nargs="+", required=True, metavar="DIR_OR_LISTFILE_OR_PATHS",
+                       help="a folder (its video files, in name order), a list file (.txt: a path per line) or "
+                            "video files (in the order given: video_1, video_2, ...)")
+    build.add_argument("--annotations", required=True, metavar="FILE", help="annotation file (.csv or .json)")
+    build.add_argument("--out", required=True, metavar="OUT.h5", help="the eccv16 h5 file to write (atomically)")
+    build.add_argument("--name", default=None,
+                       help="the dataset's name, shown in records and tables (default: OUT's file name stem)")
+    build.add_argument("--encoder", default="mobilenet_v1_1024", choices=ENCODERS,
+                       help="frame encoder (default mobilenet_v1_1024)")
+    build.add_argument("--style", choices=("tvsum", "summe"), default=None,
+                       help="annotation style: tvsum (importance scores, default) or summe (selected intervals)")
+    build.add_argument("--unit", choices=("seconds", "frames"), default=None,
+                       help="unit of start/end (default seconds)")
+    build.add_argument("--scale", default=None, metavar="LOW,HIGH",
+                       help="tvsum style: the score scale, e.g. 1,5 (default: the file's lowest and highest score)")
+    build.add_argument("--budget", type=float, default=SUMMARY_BUDGET,
+                       help=f"summary length of the user summaries, a fraction of the video (default "
+                            f"{SUMMARY_BUDGET:g})")
+    add_shot_arguments(build)  # the same KTS shot options as csta summarize
+    build.add_argument("--jobs", type=int, default=1, help="videos encoded at a time (worker processes; default 1)")
+    build.add_argument("--cache", default=None, metavar="DIR",
+                       help="cache of finished videos (default: .csta-build-cache beside OUT)")
+    build.add_argument("--no-progress", action="store_true", help="no progress bar")
+    build.set_defaults(func=cmd_build)
+
+    split = sub.add_parser("split", help="K seeded folds of an eccv16 file, in CSTA's split-file format",
+                           description="Write K folds of the videos of an eccv16 file (a built one, or any): "
+                           "the test sets are disjoint and cover every video, each fold trains on the others; "
+                           "which video goes where is a seeded shuffle. The file has one line per fold, "
+                           "Dataset/splitK/<train keys>/<test keys>, the format of CSTA's split files, which "
+                           "--splits-file of csta train, grid and evaluate reads.")
+    split.add_argument("data", metavar="DATA.h5", help="eccv16-layout h5 file")
+    split.add_argument("--folds", type=int, default=5, help="number of folds K (default 5)")
+    split.add_argument("--seed", type=int, default=0, help="shuffle seed (default 0)")
+    split.add_argument("--out", required=True, metavar="SPLITS.txt", help="split file to write (atomically)")
+    split.set_defaults(func=cmd_split)
+
 
 def cmd_check(args: argparse.Namespace) -> int:
     rows = fetch.status_rows(hash_files=not args.no_hash)
@@ -116,7 +202,8 @@ def _book_names(profile: str, notebooks: list[str]) -> tuple[list[str], list]:
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
-    names, by_hand = list(args.name), []
+    names: list[str] = list(args.name)
+    by_hand: list = []  # the book's requirements that cannot be downloaded (preflight.Requirement)
     if args.book:
         book_names, by_hand = _book_names(args.book, args.notebook)
         names += [n for n in book_names if n not in names]
@@ -159,4 +246,46 @@ def cmd_make_surrogate(args: argparse.Namespace) -> int:
     print(f"  derived: {', '.join(prov.get('derived', [])) or '-'}")
     print(f"  synthetic: {', '.join(prov.get('synthetic', []))}")
     print(f"  sha256: {ds.sha256}")
+    return 0
+
+
+def _scale(text: str | None) -> tuple[float, float] | None:
+    if text is None:
+        return None
+    parts = text.split(",")
+    try:
+        low, high = (float(p) for p in parts)
+    except ValueError:
+        raise CstaInputError(f"--scale {text!r}: expected LOW,HIGH, e.g. 1,5") from None
+    return low, high
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    # here, not at the top: decoding and encoding are the [video] extra (and pull in torch's neighbours)
+    from csta_lib.runs.dataset_build import build_dataset
+
+    shots = shot_settings(args)
+    result = build_dataset(args.videos, args.annotations, args.out, name=args.name, encoder=args.encoder,
+                           style=args.style, unit=args.unit, scale=_scale(args.scale), budget=args.budget,
+                           jobs=args.jobs, cache_dir=args.cache, shots=shots, progress=not args.no_progress)
+    s = result.summary
+    for warning in s["warnings"]:
+        print(f"csta data build: note: {warning}", file=sys.stderr)
+    print(f"wrote {s['out']}: user dataset {s['dataset']}, {s['videos']} videos ({s['duration_s']:.1f} s), "
+          f"{s['style']}-style annotations, {s['encoder']} features every {s['stride']} frames; "
+          f"{s['cache']['encoded']} encoded, {s['cache']['reused']} from the cache, {s['seconds']:.1f} s")
+    for v in s["per_video"]:
+        print(f"  {v['key']}: {v['video_name']}: {v['n_frames']} frames, {v['n_steps']} steps, {v['shots']} shots, "
+              f"{v['annotators']} annotator(s)")
+    print(json.dumps(s))
+    return 0
+
+
+def cmd_split(args: argparse.Namespace) -> int:
+    check_outputs({args.out: "--out"}, {args.data: "DATA.h5"})
+    data = load_eccv16(args.data)
+    folds = seeded_folds(data.dataset, data.keys(), args.folds, args.seed)
+    write_bytes_atomic(args.out, csta_split_text(data.dataset, folds).encode())
+    print(f"wrote {args.out}: {len(folds)} folds of the {len(data)} videos of {data.dataset} (seed {args.seed}), "
+          "test sets of " + ", ".join(str(len(f.test_keys)) for f in folds) + " videos")
     return 0

@@ -20,6 +20,7 @@ import argparse
 import json
 from typing import Any
 
+from csta_lib.data.eccv16 import check_dataset_name, load_eccv16
 from csta_lib.errors import CstaInputError
 from csta_lib.runs import statistics, store
 
@@ -39,7 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "the 95% t interval of the mean (none with one run). The header names the tau/rho protocol, "
                     "the selection policy and whether the features were surrogate.")
     t.add_argument("--store", default=None, metavar="DIR", help="results store directory (default results/store)")
-    t.add_argument("--dataset", choices=["summe", "tvsum"], help="only this dataset")
+    t.add_argument("--dataset", help="only this dataset: summe, tvsum or a user dataset's name (csta data build)")
+    t.add_argument("--data", metavar="H5", help="only the runs on this data file (e.g. a file csta data build made)")
     t.add_argument("--preset", action="append", help="only this preset (repeatable)")
     t.add_argument("--variant", action="append", help="only this variant, e.g. paper+skip_norm=layernorm (repeatable)")
     t.add_argument("--splits", metavar="LIST", help="only these splits (0-based), e.g. 0-2")
@@ -107,7 +109,8 @@ def table_command(args: argparse.Namespace) -> int:
     records = store.load_records(
         store_dir,
         keys=_experiment_keys(args, store_dir),
-        dataset=args.dataset,
+        dataset=check_dataset_name(args.dataset) if args.dataset else None,
+        data_sha256=load_eccv16(args.data).sha256 if args.data else None,
         preset=args.preset,
         variant=args.variant,
         splits=parse_int_list(args.splits, name="--splits") if args.splits else None,
