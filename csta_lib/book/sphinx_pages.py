@@ -13,8 +13,8 @@ Directives, so that a page cannot disagree with the code it describes:
 
 Every page ends with the build panel under the theme's author line (commit, build date, profile, library
 versions; a ``<details>`` in the footer, :func:`build_panel_html`), and inside table cells the build adds break
-opportunities (``<wbr>``) after the ``/ _ . , =`` of long identifiers, paths and addresses and keeps numbers in one piece
-(:func:`wrap_table_cells`), so that a narrow column never breaks a word in the middle.
+opportunities (``<wbr>``) after the ``/ _ . , =`` of long identifiers, paths and addresses and keeps numbers in one
+piece (:func:`wrap_table_cells`), so that a narrow column never breaks a word in the middle.
 """
 
 from __future__ import annotations
