@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from csta_lib.backbones import Trunk, load_weights_into
+from csta_lib.backbones import EqualChannels, Trunk, load_weights_into
 from csta_lib.config import INPUT_DIM, ModelConfig, backbone_spec, get_config
 from csta_lib.errors import CstaInputError, DataFormatError
 
@@ -222,19 +222,20 @@ class CSTA(nn.Module):
                 e = self.attention_dropout(e)
         return e
 
-    def _key_image_fast(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(key image (3, T', Dk), input channel 0 (T', 1024)) using that the channels differ only in CLS."""
+    def _key_image_fast(self, features: torch.Tensor) -> tuple[EqualChannels, torch.Tensor, torch.Tensor]:
+        """(key image, its channel 0 (T', Dk), input channel 0 (T', 1024)) using that the channels differ only
+        in their CLS rows: the key embedding runs once, and the trunk sees the image as one channel."""
         body = self.key_embedding(features) if self.key_embedding is not None else features
         if self.cls_token is None:
-            return body.unsqueeze(0).expand(3, -1, -1), features
+            return EqualChannels(body), body, features
         cls = self.key_embedding(self.cls_token) if self.key_embedding is not None else self.cls_token
-        image = torch.cat([cls.unsqueeze(1), body.unsqueeze(0).expand(3, -1, -1)], dim=1)
-        return image, torch.cat([self.cls_token[:1], features], dim=0)
+        return (EqualChannels(body, cls), torch.cat([cls[:1], body]),
+                torch.cat([self.cls_token[:1], features], dim=0))
 
-    def _key_image_literal(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _key_image_literal(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         e = self._input_channels(features)
         key = self.key_embedding(e) if self.key_embedding is not None else e
-        return key, e[0]
+        return key.unsqueeze(0), key[0], e[0]
 
     # -- forward --------------------------------------------------------------------------------
 
@@ -267,12 +268,12 @@ class CSTA(nn.Module):
         reference = next(self.parameters())  # float64 / CPU input follows the model's dtype and device
         features = features.to(device=reference.device, dtype=reference.dtype)
         n_steps = features.shape[0]
-        key, x = self._key_image_literal(features) if literal else self._key_image_fast(features)
-        cnn_out = self.cnn(key.unsqueeze(0), literal=as_specified)  # (T', D)
+        image, key, x = self._key_image_literal(features) if literal else self._key_image_fast(features)
+        cnn_out = self.cnn(image, literal=as_specified)  # (T', D)
 
         logits = cnn_out
         if cfg.skip_connection == "KC":
-            logits = self._norm(cnn_out + key[0])
+            logits = self._norm(cnn_out + key)
         if cfg.cls_token and cfg.cls_pool == "CNN":
             logits, x, cnn_out = pool_rows(logits, n_steps), pool_rows(x, n_steps), pool_rows(cnn_out, n_steps)
         if cfg.scale is not None:
@@ -291,7 +292,7 @@ class CSTA(nn.Module):
             temporal = self.attention_dropout(temporal) if temporal is not None else None
             spatial = self.attention_dropout(spatial) if spatial is not None else None
 
-        if self.value_embedding is not None and not literal and cfg.cls_token and cfg.cls_pool != "CNN":
+        if self.value_embedding is not None and not literal and self.cls_token is not None and cfg.cls_pool != "CNN":
             # x = [CLS row; features]: rows of a Linear are independent, and embedding the CLS row apart
             # spares the backward pass the gradient of the (T, 1024) features, which nothing needs
             value = torch.cat([self.value_embedding(self.cls_token[:1]), self.value_embedding(features)])

@@ -75,6 +75,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     runs.add_argument("--weight-decay", type=float, default=None,
                       help="Adam weight decay, coupled L2 (default: the paper's 1e-7)")
     runs.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
+    runs.add_argument("--numerics", default="exact",
+                      help="floating-point settings, part of each run's content key: exact (default; IEEE float32, "
+                           "deterministic cuDNN and cuBLAS on CUDA) or fast (the same with TF32 matrix products "
+                           "and convolutions on Ampere or newer GPUs: faster, further from the official numbers)")
     runs.add_argument("--resume-every", type=int, default=5, metavar="N",
                       help="epochs between resume snapshots (model, optimizer, RNG states; default 5): an "
                            "interrupted run resumes from the last one with an identical result")
@@ -147,7 +151,7 @@ def build_specs(args: argparse.Namespace) -> list:
         epochs=epochs, policies=policies, val_fraction=args.val_fraction,
         lr=PAPER_LR if args.lr is None else args.lr,
         weight_decay=PAPER_WEIGHT_DECAY if args.weight_decay is None else args.weight_decay,
-        device=args.device, resume_every=args.resume_every,
+        device=args.device, numerics=args.numerics, resume_every=args.resume_every,
         cnn_weights=None if args.cnn_weights == "none" else args.cnn_weights, init_checkpoint=args.init_from,
         overrides=_parse_overrides(args.overrides, args.preset), seed=seeds[0],
     )

@@ -769,6 +769,7 @@ def run_grid(
     lookup_fn: LookupFn = train_lookup,
     check_fn: CheckFn = train_check,
     datasets: Sequence[str] | None = None,
+    user: experiments.DataSource | None = None,
 ) -> dict[str, Any]:
     """Compute every missing run of ``experiment`` at ``profile`` into ``store``; return a summary.
 
@@ -780,7 +781,8 @@ def run_grid(
     the machine's cores / ``jobs`` (1 per run on a joined Ray cluster); ``device`` defaults to ``cuda`` when
     ``gpus_per_run > 0``, else CPU. With the local engine, ``1 / gpus_per_run`` of the ``jobs`` workers share
     each GPU. ``run_fn``/``lookup_fn``/``check_fn`` replace training (tests). ``datasets`` runs only those of the
-    profile's datasets. A store with every run in it is only read (it may be read-only).
+    profile's datasets; ``user`` (:func:`csta_lib.runs.experiments.user_data`) runs the experiment on a user's own
+    dataset instead. A store with every run in it is only read (it may be read-only).
     """
     experiments.check_experiment(experiment)
     experiments.check_profile(profile)
@@ -799,8 +801,8 @@ def run_grid(
     start = time.perf_counter()
 
     # surrogates are built here, once per grid
-    data = experiments.prepare_data(experiment, profile, cache_dir, datasets)
-    plans = experiments.plan(experiment, profile, data, datasets=datasets)
+    data = experiments.prepare_data(experiment, profile, cache_dir, datasets, user)
+    plans = experiments.plan(experiment, profile, data, datasets=datasets, user=user)
     dev = run_device(gpus_per_run, device)
     specs = [dataclasses.replace(p.spec(), device=dev) for p in plans]
 
@@ -820,7 +822,7 @@ def run_grid(
     if todo:
         check_store_writable(store_dir, missing=len(todo))
     remove_stale_markers(store_dir)  # of killed Ray drivers (a read-only store keeps its own)
-    _say(experiments.describe(experiment, profile), progress)
+    _say(experiments.describe(experiment, profile, user=user), progress)
     _say(f"{len(plans)} runs: {reused} found in {store_dir}, {len(todo)} to compute with engine {engine}"
          f" ({threads} thread(s) per run)", progress)
     by_index = {job.index: job for job in todo}
@@ -863,7 +865,7 @@ def run_grid(
         "threads_per_run": threads,
         "gpus_per_run": gpus_per_run,
         "data": {d: _data_summary(src) for d, src in data.items()},
-        "cut": experiments.describe(experiment, profile),
+        "cut": experiments.describe(experiment, profile, user=user),
         "wall_s": round(time.perf_counter() - start, 3),
         "run_s": round(run_seconds, 3),
     }
@@ -872,14 +874,17 @@ def run_grid(
 def _data_summary(src: experiments.DataSource) -> dict[str, Any]:
     ds = load_eccv16(src.features, src.dataset)
     return {"file": str(src.features), "sha256": ds.sha256, "surrogate": bool(ds.is_surrogate),
+            "user_dataset": ds.is_user,
             "splits_file": str(src.splits_file) if src.splits_file else "official CSTA splits"}
 
 
 def plan_entries(experiment: str, profile: str, store: str | os.PathLike[str] | None = None,
                  cache_dir: str | os.PathLike[str] | None = None, *, with_keys: bool = True,
                  data: Mapping[str, experiments.DataSource] | None = None, threads: int | None = None,
-                 times: Mapping[tuple[str, int], cost.StepTime] | None = None) -> list[dict[str, Any]]:
-    """What a grid would run, one JSON-able dict per run, without training anything.
+                 times: Mapping[tuple[str, int], cost.StepTime] | None = None,
+                 user: experiments.DataSource | None = None) -> list[dict[str, Any]]:
+    """What a grid would run (on ``user``'s dataset, when given), one JSON-able dict per run, without training
+    anything.
 
     Each entry: ``experiment``, ``label`` (the experiment's row), ``preset``, ``variant``, ``overrides``,
     ``dataset``, ``split`` (0-based), ``seed``, ``epochs``, ``val_fraction``, ``policies``, ``selection`` (the kind
@@ -894,12 +899,12 @@ def plan_entries(experiment: str, profile: str, store: str | os.PathLike[str] | 
     :func:`csta_lib.runs.experiments.prepare_data`) avoids resolving the data files again.
     """
     experiments.check_experiment(experiment)
-    size = experiments.size(experiment, profile)
+    size = experiments.size(experiment, profile, user)
     store_dir = Path(store) if store not in (None, "") else results_store.DEFAULT_STORE_DIR
-    data = data if data is not None else experiments.prepare_data(experiment, profile, cache_dir)
+    data = data if data is not None else experiments.prepare_data(experiment, profile, cache_dir, user=user)
     threads = threads or torch.get_num_threads()
     entries = []
-    for p in experiments.plan(experiment, profile, data):
+    for p in experiments.plan(experiment, profile, data, user=user):
         work = experiments.run_work(p.dataset, size, p.selection)
         length = round(work.mean_steps)
         step = (times or {}).get((cost.config_digest(p.variant.config), length)) \
@@ -925,12 +930,12 @@ def plan_entries(experiment: str, profile: str, store: str | os.PathLike[str] | 
 
 
 def plan_step_times(experiment: str, profile: str, threads: int, *, measure: bool = True, refresh: bool = False,
-                    cache_dir: str | os.PathLike[str] | None = None, say: Callable[[str], None] = lambda text: None
-                    ) -> dict[tuple[str, int], cost.StepTime]:
+                    cache_dir: str | os.PathLike[str] | None = None, say: Callable[[str], None] = lambda text: None,
+                    user: experiments.DataSource | None = None) -> dict[tuple[str, int], cost.StepTime]:
     """The per-step time of every model of the grid at each of its datasets' mean lengths, with ``threads``
     torch threads: measured once per machine (:func:`csta_lib.runs.cost.step_times`; ``measure=False`` uses only
-    what this machine measured before, ``refresh`` measures again)."""
-    size = experiments.size(experiment, profile)
+    what this machine measured before, ``refresh`` measures again; ``user``: on that user dataset)."""
+    size = experiments.size(experiment, profile, user)
     exp = experiments.check_experiment(experiment)
     lengths = {round(experiments.run_work(d, size).mean_steps) for d in size.datasets}
     needs = [(v.config, n) for v in exp.variants for n in sorted(lengths)]
@@ -940,12 +945,13 @@ def plan_step_times(experiment: str, profile: str, threads: int, *, measure: boo
 
 def plan_summary(entries: Sequence[Mapping[str, Any]], experiment: str, profile: str, threads: int,
                  times: Mapping[tuple[str, int], cost.StepTime] | None = None,
-                 figures: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                 figures: Mapping[str, Any] | None = None, user: experiments.DataSource | None = None
+                 ) -> dict[str, Any]:
     """The last line of ``csta grid --plan --json``: how many runs, how many are stored, the total estimated
     seconds of those to compute (``estimated_cpu_s_total``) and of all (``estimated_cpu_s_all``), and what they
     cost in wall time (:func:`csta_lib.runs.cost.plan_summary`: this CPU, N Ray nodes, GPUs when measured;
     ``times`` from :func:`plan_step_times`, ``figures`` the GPU figures, by default the recorded ones)."""
-    size = experiments.size(experiment, profile)
+    size = experiments.size(experiment, profile, user)
     todo = [e for e in entries if not e.get("in_store")]
     works = [experiments.run_work(e["dataset"], size, _selection(e)) for e in todo]
     names = {cost.config_digest(v.config): v.name for v in experiments.check_experiment(experiment).variants}
@@ -996,9 +1002,10 @@ def _selection(entry: Mapping[str, Any]) -> experiments.Selection:
 
 def records_for(experiment: str, profile: str, store: str | os.PathLike[str] | None = None,
                 cache_dir: str | os.PathLike[str] | None = None, *, lookup_fn: LookupFn = train_lookup,
-                datasets: Sequence[str] | None = None) -> list[dict[str, Any]]:
+                datasets: Sequence[str] | None = None,
+                user: experiments.DataSource | None = None) -> list[dict[str, Any]]:
     """The stored records of every run of ``experiment`` at ``profile`` (in grid order; missing runs skipped;
-    ``datasets``: only those of the profile's datasets).
+    ``datasets``: only those of the profile's datasets; ``user``: the runs on that user dataset).
 
     Each record gets ``_path`` (its file) and ``_label`` (the experiment's row label for its variant).
     """
@@ -1007,9 +1014,9 @@ def records_for(experiment: str, profile: str, store: str | os.PathLike[str] | N
     store_dir = Path(store) if store is not None else results_store.DEFAULT_STORE_DIR
     if not store_dir.is_dir():
         raise CstaInputError(f"results store {store_dir} does not exist; run the grid first")
-    data = experiments.prepare_data(experiment, profile, cache_dir, datasets)
+    data = experiments.prepare_data(experiment, profile, cache_dir, datasets, user)
     out = []
-    for p in experiments.plan(experiment, profile, data, datasets=datasets):
+    for p in experiments.plan(experiment, profile, data, datasets=datasets, user=user):
         key, record = lookup_fn(p.spec(), str(store_dir))
         if record is None:
             continue

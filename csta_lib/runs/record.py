@@ -30,11 +30,11 @@ def library_versions(train_code: int) -> dict[str, str]:
             "torch": torch.__version__, "numpy": np.__version__, "scipy": scipy.__version__}
 
 
-def device_description(device: str) -> str:
-    """The device in words (GPU name for CUDA, the CPU architecture otherwise)."""
+def device_description(device: str, threads: int) -> str:
+    """The device in words (GPU name for CUDA, the CPU architecture and the run's torch threads otherwise)."""
     if device.startswith("cuda"):
         return f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
-    return f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)"
+    return f"cpu ({platform.machine()}, {threads} threads)"
 
 
 def features_info(prep: PreparedRun) -> dict[str, Any]:
@@ -103,7 +103,7 @@ def selected_entry(policy: str, epoch: int | None, history: Sequence[Mapping[str
     """The record's entry of one policy: its epoch's metrics, checkpoint (relative to the record's folder) and
     per-video test metrics."""
     fallback = epoch is None
-    if fallback:  # no epoch ever improved both means (all NaN): report the last epoch, flagged
+    if epoch is None:  # no epoch ever improved both means (all NaN): report the last epoch, flagged
         epoch = len(history)
     entry = history[epoch - 1]
     out = {"epoch": epoch, "test_tau": entry["test_tau"], "test_rho": entry["test_rho"],
@@ -174,7 +174,7 @@ def build_record(prep: PreparedRun, loop: Mapping[str, Any], record_file: Path, 
         "wall_time_s": wall,
         "train_time_s": loop["seconds"],
         "resumed_from_epoch": loop["resumed_from"],
-        "device": device_description(prep.device),
+        "device": device_description(prep.device, prep.threads),
         "deterministic": prep.device == "cpu",
         "versions": library_versions(prep.identity["code"]["train"]),
         "created_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),

@@ -20,6 +20,27 @@ DEFAULT_VAL_FRACTION = 0.2
 
 
 @dataclass(frozen=True)
+class Numerics:
+    """A run's floating-point settings on CUDA: the one switch ``RunSpec.numerics`` (``csta train --numerics``).
+
+    Both settings are deterministic: cuDNN's deterministic algorithms without autotuning, torch's deterministic
+    algorithms (warning, not failing, where an operation has none) and ``CUBLAS_WORKSPACE_CONFIG=:4096:8`` for
+    cuBLAS, so that a run's content key determines its results on one kind of GPU. ``tf32``: TF32 tensor-core
+    arithmetic (10-bit mantissa) for float32 matrix products and convolutions on Ampere or newer GPUs: faster,
+    further from the official float32 numbers. On the CPU torch computes in IEEE float32 either way; the name
+    is still part of the content key.
+    """
+
+    name: str
+    tf32: bool
+    deterministic: bool = True
+
+
+#: ``exact`` (the default): IEEE float32 everywhere, for fidelity; ``fast``: TF32 on CUDA, for speed.
+NUMERICS = {"exact": Numerics("exact", tf32=False), "fast": Numerics("fast", tf32=True)}
+
+
+@dataclass(frozen=True)
 class RunSpec:
     """Everything that defines one training run (defaults: book method page, method-loss).
 
@@ -30,7 +51,8 @@ class RunSpec:
     cached surrogate (:func:`csta_lib.runs.surrogate.resolve_features`); ``splits_file`` None uses the official CSTA
     splits.
     ``split`` is 0-based. ``val_fraction`` None means 0.2 if the ``val`` policy is requested, else 0.
-    ``device`` None means CUDA if available, else CPU. ``cnn_weights`` initialises the CNN trunk: ``"auto"``
+    ``device`` None means CUDA if available, else CPU; ``numerics`` names the floating-point settings
+    (:data:`NUMERICS`: ``exact`` or ``fast``). ``cnn_weights`` initialises the CNN trunk: ``"auto"``
     (torchvision's ImageNet file when the data locator finds it, as the official code; else random init, which
     the record labels), ``"imagenet"`` (required), None (random init), or a weight name/path accepted by
     :func:`csta_lib.model.build_model`. ``init_checkpoint`` starts from a checkpoint's weights
@@ -52,6 +74,7 @@ class RunSpec:
     lr: float = PAPER_LR
     weight_decay: float = PAPER_WEIGHT_DECAY
     device: str | None = None
+    numerics: str = "exact"
     cnn_weights: str | None = "auto"
     init_checkpoint: str | None = None
     resume_every: int = 5
@@ -83,6 +106,7 @@ class PreparedRun:
     val_fraction: float
     policies: tuple[str, ...]
     device: str
+    threads: int
     protocol: str
     cnn_weights: str | None
     identity: dict[str, Any]

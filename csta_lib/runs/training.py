@@ -18,13 +18,18 @@ training videos *minus* the validation subset, for every policy, so the three po
 they pick. ``val_fraction = 0`` trains on exactly the official training set (the paper's protocol) and offers
 only ``test-max`` and ``last``. The record states the training, validation and test keys it used.
 
-Determinism: one seed sets Python's, numpy's and torch's RNGs; on CPU the same seed gives bit-identical records
-(wall times aside). An interrupted run resumes from its ``resume.pt`` (model, optimizer, RNG states and the
-metrics so far, :mod:`csta_lib.runs.checkpoint`) and ends with exactly the uninterrupted result.
+Determinism: one seed sets Python's, numpy's and torch's RNGs. A run's content key holds, besides its settings,
+what else changes its numbers (:func:`numerics_identity`: torch's version, the device, on the CPU its kernel ISA
+and the torch thread count, on CUDA the GPU model and the CUDA/cuDNN versions, and the ``numerics`` switch
+applied by :func:`apply_numerics`), so that one key gives bit-identical records wherever it is computed (wall
+times aside): a store is reused only where it reproduces. An interrupted run resumes from its ``resume.pt``
+(model, optimizer, RNG states and the metrics so far, :mod:`csta_lib.runs.checkpoint`) and ends with exactly the
+uninterrupted result.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import os
@@ -32,7 +37,7 @@ import random
 import shutil
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,19 +52,29 @@ from csta_lib.errors import ConfigError, CstaInputError, DataFormatError
 from csta_lib.evaluation import PAPER_PROTOCOL
 from csta_lib.model import build_model
 from csta_lib.runs import locator, store
-from csta_lib.runs.checkpoint import (check_checkpoint_config, checkpoint_name, prune_checkpoints, read_checkpoint,
-                                      restore_resume, resume_file, save_checkpoint, save_resume)
+from csta_lib.runs.checkpoint import (
+    check_checkpoint_config,
+    checkpoint_name,
+    prune_checkpoints,
+    read_checkpoint,
+    restore_resume,
+    resume_file,
+    save_checkpoint,
+    save_resume,
+)
 from csta_lib.runs.io import check_output_dir
 from csta_lib.runs.record import build_record, epoch_entry, features_info
 from csta_lib.runs.selection import carve_validation, epochs_to_keep, select_epochs
-from csta_lib.runs.spec import PreparedRun, RunSpec
+from csta_lib.runs.spec import NUMERICS, PreparedRun, RunSpec
 from csta_lib.runs.surrogate import resolve_features
 from csta_lib.train import make_optimizer, training_step
 
 #: Bump when a change to the training code *or the model's numerics* changes the results of a run (it is part of
 #: every content address, so stored runs of older code are not reused as if this code had produced them).
 #: 2: fused Adam and the fused/rewritten trunk kernels (results differ from 1 at float-rounding level).
-TRAIN_CODE_VERSION = 2
+#: 3: GoogLeNet's stem on one channel of the equal-channel key image, 3x3 weight gradients as shifted matrix
+#: products (float-rounding level); the key also holds the numerics (torch, device, CPU ISA and threads).
+TRAIN_CODE_VERSION = 3
 MAX_LIST_VALUES = 10_000  # splits or seeds one command may name ("0-10**12" would exhaust memory)
 MAX_SEED = 2**64 - 1  # torch.manual_seed's largest seed
 THREADS_ENV = "CSTA_NUM_THREADS"
@@ -111,24 +126,81 @@ def parse_int_list(text: str, *, name: str, all_values: Sequence[int] | None = N
 # preparing a run: every check before training starts
 
 
-def configure_threads() -> None:
-    """Apply the CPU thread policy.
+def run_threads() -> int:
+    """The torch CPU threads a run trains with: ``CSTA_NUM_THREADS=N`` when set, else torch's current count
+    (one per core, ``OMP_NUM_THREADS``, or what a grid set for its runs).
 
-    ``CSTA_NUM_THREADS=N`` in the environment sets N threads; otherwise torch's default stays (one per
-    core, or ``OMP_NUM_THREADS``). The count is never chosen from the machine's current load: results may
-    differ at float rounding level between thread counts, and a run must not depend on what else runs.
-    On a shared, busy machine ``CSTA_NUM_THREADS=1`` is much faster (threads that wait for each other
-    at every operation lose their time slices; measured 4x slower with 2 threads on 2 busy cores).
+    The count is never chosen from the machine's current load: it changes the results at float-rounding level
+    (the summation order of the convolutions' and BatchNorm's reductions), so it is part of the run's content
+    key. On a shared, busy machine ``CSTA_NUM_THREADS=1`` is much faster (threads that wait for each other at
+    every operation lose their time slices; measured 4x slower with 2 threads on 2 busy cores).
     """
     value = os.environ.get(THREADS_ENV)
-    if value is not None:
-        try:
-            threads = int(value)
-        except ValueError:
-            threads = 0
-        if threads < 1:
-            raise ConfigError(f"{THREADS_ENV} must be a positive integer, got {value!r}")
-        torch.set_num_threads(threads)
+    if value is None:
+        return torch.get_num_threads()
+    try:
+        threads = int(value)
+    except ValueError:
+        threads = 0
+    if threads < 1:
+        raise ConfigError(f"{THREADS_ENV} must be a positive integer, got {value!r}")
+    return threads
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """torch limited to ``threads`` intra-op threads inside the block, the previous count restored after it."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def numerics_identity(device: str, threads: int, numerics: str) -> dict[str, Any]:
+    """Everything besides the run's own settings that changes its numbers (part of its content key).
+
+    Always: torch's version, the device kind and the :data:`~csta_lib.runs.spec.NUMERICS` setting. On the CPU:
+    the kernel ISA torch dispatches to (``AVX2``, ``AVX512``, ...) and the torch thread count, both of which
+    change the summation order of reductions. On CUDA: the GPU model, its compute capability and the CUDA and
+    cuDNN versions (the CPU threads then do not touch the numbers)."""
+    if numerics not in NUMERICS:
+        raise ConfigError(f"unknown numerics {numerics!r}; use one of: {', '.join(NUMERICS)}")
+    kind = torch.device(device).type
+    out: dict[str, Any] = {"torch": torch.__version__, "device": kind, "numerics": numerics}
+    if kind == "cuda":
+        props = torch.cuda.get_device_properties(torch.device(device))
+        out.update(gpu=props.name, compute_capability=f"{props.major}.{props.minor}", cuda=torch.version.cuda,
+                   cudnn=torch.backends.cudnn.version())
+    else:
+        out.update(cpu_capability=torch.backends.cpu.get_cpu_capability(), threads=threads)
+    return out
+
+
+def apply_numerics(numerics: str, device: str) -> None:
+    """Set torch's process-wide floating-point settings for a run on ``device`` (:class:`~csta_lib.runs.spec.Numerics`).
+
+    On CUDA: ``CUBLAS_WORKSPACE_CONFIG`` (unless already set; cuBLAS reads it when the process first uses it),
+    cuDNN deterministic without autotuning, torch's deterministic algorithms (warn-only), and IEEE float32 or
+    TF32 for matrix products and convolutions. The CPU needs nothing: its float32 kernels are IEEE, and its
+    summation order is fixed by the thread count (:func:`run_threads`)."""
+    setting = NUMERICS[numerics]
+    if torch.device(device).type != "cuda":
+        return
+    if setting.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cudnn.deterministic = setting.deterministic
+    torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(setting.deterministic, warn_only=True)
+    precision = "tf32" if setting.tf32 else "ieee"
+    cudnn_conv = getattr(torch.backends.cudnn, "conv", None)  # torch >= 2.9; the legacy flags must not be mixed in
+    if cudnn_conv is not None and hasattr(torch.backends.cuda.matmul, "fp32_precision"):
+        torch.backends.cuda.matmul.fp32_precision = precision
+        cudnn_conv.fp32_precision = precision
+    else:
+        torch.backends.cuda.matmul.allow_tf32 = setting.tf32
+        torch.backends.cudnn.allow_tf32 = setting.tf32
 
 
 def resolve_device(device: str | None) -> str:
@@ -165,6 +237,8 @@ def _resolve_config(spec: RunSpec) -> tuple[str | None, ModelConfig]:
 def _load_data(spec: RunSpec) -> tuple[eccv16.Eccv16Dataset, list[splits.Split]]:
     """(dataset, list of splits) for a spec; the dataset name is taken from the spec, the files or both."""
     dataset = eccv16.check_dataset(spec.dataset) if spec.dataset is not None else None
+    if dataset is None and spec.data_path is not None:  # a user dataset names itself (csta data build)
+        dataset = eccv16.declared_dataset(spec.data_path)
     split_list = None
     if spec.splits_file is not None:
         split_list = splits.load_splits(spec.splits_file, dataset)
@@ -176,6 +250,9 @@ def _load_data(spec: RunSpec) -> tuple[eccv16.Eccv16Dataset, list[splits.Split]]
             raise ConfigError("no dataset given: pass dataset ('summe' or 'tvsum') or a data file")
         data = eccv16.load_eccv16(resolve_features(dataset), dataset)
     if split_list is None:
+        if data.is_user:
+            raise ConfigError(f"{data.path}: the user dataset {data.dataset} has no official splits; make folds with "
+                              "`csta data split` and pass them as the splits file")
         split_list = locator.official_splits(data.dataset)
     if split_list[0].dataset != data.dataset:
         raise ConfigError(f"split file is for {split_list[0].dataset} but the data file {data.path} is {data.dataset}")
@@ -259,6 +336,8 @@ def prepare(spec: RunSpec) -> PreparedRun:
     val_fraction = spec.resolved_val_fraction()
     preset, config = _resolve_config(spec)
     device = resolve_device(spec.device)
+    threads = run_threads()
+    numerics = numerics_identity(device, threads, spec.numerics)
     data, split_list = _load_data(spec)
     split = _select_split(spec, data, split_list)
     train_keys, val_keys = carve_validation(split.train_keys, val_fraction, spec.seed)
@@ -277,11 +356,13 @@ def prepare(spec: RunSpec) -> PreparedRun:
         "optimizer": {"lr": spec.lr, "weight_decay": spec.weight_decay},
         "cnn_weights_sha256": weights_digest,
         "init_checkpoint_sha256": init_digest,
+        "numerics": numerics,
     }
     return PreparedRun(
         spec=spec, preset=preset, config=config, data=data, split=split, train_keys=train_keys, val_keys=val_keys,
         test_keys=tuple(split.test_keys), val_fraction=val_fraction, policies=policies, device=device,
-        protocol=PAPER_PROTOCOL[data.dataset], cnn_weights=cnn_weights, identity=identity, key=store.content_key(identity),
+        threads=threads, protocol=PAPER_PROTOCOL[data.style], cnn_weights=cnn_weights, identity=identity,
+        key=store.content_key(identity),
         init_state=init_state,
     )
 
@@ -318,8 +399,7 @@ def make_scorer(prep: PreparedRun) -> Scorer:
 
 def _fresh_start(prep: PreparedRun) -> tuple[torch.nn.Module, torch.optim.Optimizer, torch.Generator]:
     """Seeded model, optimiser and shuffle generator of a run, in the order that fixes every random draw."""
-    configure_threads()
-    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    apply_numerics(prep.spec.numerics, prep.device)
     seed_everything(prep.spec.seed)
     weights = locator.backbone_weights(prep.config.backbone, prep.cnn_weights) if prep.cnn_weights else None
     model = build_model(prep.config, weights=weights).to(torch.device(prep.device))
@@ -385,6 +465,12 @@ def train_loop(
     ``chosen`` (epoch per policy), ``seconds``, ``resumed_from`` (the epoch restarted from, or None) and
     ``features`` (what the model trained on). The checkpoint folder is created by the first file written into it.
     """
+    with torch_threads(prep.threads):  # the count in the run's content key
+        return _train_loop(prep, ckpt_dir, progress=progress, on_epoch=on_epoch, scorer=scorer)
+
+
+def _train_loop(prep: PreparedRun, ckpt_dir: Path, *, progress: bool, on_epoch: EpochCallback | None,
+                scorer: Scorer | None) -> dict[str, Any]:
     spec = prep.spec
     model, optimizer, shuffle = _fresh_start(prep)
     score = scorer or make_scorer(prep)
@@ -504,6 +590,7 @@ def run(
 
 
 __all__ = [
-    "available_splits", "configure_threads", "file_sha256", "lookup", "make_scorer", "parse_int_list", "prepare",
-    "prepared_record_path", "resolve_cnn_weights", "resolve_device", "run", "seed_everything", "train_loop",
+    "apply_numerics", "available_splits", "file_sha256", "lookup", "make_scorer", "parse_int_list", "prepare",
+    "numerics_identity", "prepared_record_path", "resolve_cnn_weights", "resolve_device", "run", "run_threads",
+    "seed_everything", "torch_threads", "train_loop",
 ]

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from csta_lib.cli import main
 from csta_lib.runs import store
@@ -86,12 +87,30 @@ def test_multi_run_form(files, tmp_path, capsys, stand_in):
         ({"--epochs": "0"}, "--epochs must be a positive integer"),
         ({"--select": "test-max,best"}, "unknown policy 'best'"),
         ({"--data": "/nonexistent/file.h5"}, "no such file"),
+        ({"--numerics": "bf16"}, "unknown numerics 'bf16'; use one of: exact, fast"),
     ],
 )
 def test_bad_input_is_exit_code_2_before_training(files, tmp_path, capsys, change, message):
     assert main(contract_args(files, tmp_path / "store", **change)) == 2
     assert message in capsys.readouterr().err
     assert not any((tmp_path / "store").rglob("*.json"))
+
+
+def test_numerics_switch_is_in_the_record_and_its_key(files, tmp_path, capsys, stand_in):
+    assert main(contract_args(files, tmp_path / "store", **{"--epochs": "1"})) == 0
+    exact = json.loads(Path(capsys.readouterr().out.strip().splitlines()[-1]).read_text())
+    assert main(contract_args(files, tmp_path / "store", **{"--epochs": "1", "--numerics": "fast"})) == 0
+    fast = json.loads(Path(capsys.readouterr().out.strip().splitlines()[-1]).read_text())
+    assert exact["identity"]["numerics"]["numerics"] == "exact" and fast["identity"]["numerics"]["numerics"] == "fast"
+    assert exact["key"] != fast["key"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a machine without CUDA")
+def test_cuda_without_a_gpu_is_one_line_before_training(files, tmp_path, capsys):
+    assert main(contract_args(files, tmp_path / "store", **{"--device": "cuda"})) == 2
+    err = capsys.readouterr().err.strip()
+    assert "CUDA is not available" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "store").exists()
 
 
 def test_split_keys_missing_from_the_data_file(files, tmp_path, capsys):

@@ -158,6 +158,41 @@ def test_same_seed_is_bit_identical_on_cpu_and_another_seed_differs(tiny, tmp_pa
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
+def test_a_content_key_determines_its_results_whatever_the_thread_count(tiny, tmp_path, monkeypatch):
+    # issue 22: the same key gave other metrics on a grid with 2 torch threads per run than on one with 1 (the
+    # thread count changes the summation order of the trunk's reductions). Every key computed under both counts
+    # must have identical per-epoch metrics; one count computed twice reproduces bit for bit.
+    monkeypatch.delenv(training.THREADS_ENV, raising=False)
+    spec = spec_for(tiny, epochs=1, policies=("test-max", "last"))
+    records = {}
+    for name, threads in (("one", 1), ("two", 2), ("one_again", 1)):
+        with training.torch_threads(threads):
+            records[name] = training.run(spec, tmp_path / name, progress=False)
+        assert records[name]["identity"]["numerics"]["threads"] == threads
+    by_key: dict[str, list[dict]] = {}
+    for record in records.values():
+        by_key.setdefault(record["key"], []).append(comparable(record)["epochs"])
+    for key, epochs in by_key.items():
+        assert all(e == epochs[0] for e in epochs), f"key {key}: the same key, other metrics"
+    assert records["one"]["key"] == records["one_again"]["key"] != records["two"]["key"]
+
+
+def test_the_key_holds_the_numerics_of_the_machine_and_the_switch(tiny, monkeypatch):
+    monkeypatch.delenv(training.THREADS_ENV, raising=False)
+    with training.torch_threads(1):
+        exact = training.prepare(spec_for(tiny))
+    numerics = exact.identity["numerics"]
+    assert numerics == {"torch": torch.__version__, "device": "cpu", "numerics": "exact", "threads": 1,
+                        "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+    assert exact.threads == 1
+    with training.torch_threads(1):
+        assert training.prepare(spec_for(tiny, numerics="fast")).key != exact.key
+    monkeypatch.setenv(training.THREADS_ENV, "3")  # the environment's count wins, as the run will train with it
+    assert training.prepare(spec_for(tiny)).identity["numerics"]["threads"] == 3
+    with pytest.raises(ConfigError, match="unknown numerics 'bf16'; use one of: exact, fast"):
+        training.prepare(spec_for(tiny, numerics="bf16"))
+
+
 def test_interrupted_run_resumes_to_the_uninterrupted_result(tiny, tmp_path, stand_in):
     spec = spec_for(tiny, epochs=4, resume_every=2)
     reference = training.run(spec, tmp_path / "ref", progress=False)
