@@ -3,11 +3,12 @@
 Two ``ray start`` processes (a head and a second node, 1 CPU each, token authentication with a token of the
 test's own) form the cluster; ``csta grid --engine ray --address`` runs the smoke grid of Table 1 on it:
 
-1. a driver whose runs wait at a gate (:func:`gated_run`: the real training, held once its data is loaded) so
-   that the test acts at known moments: it SIGKILLs the worker process of one run, lets another finish, and
-   SIGKILLs the driver while the last two runs are in their slots;
-2. ``csta grid`` again computes exactly the three missing runs, cleans the killed driver's marker, and its
-   store equals a local grid's with the same ``--cpus-per-run`` (same keys, same per-epoch metrics);
+1. a driver whose runs wait at a gate (:func:`gated_run`: the real training, held mid-run, after its epoch is
+   trained and snapshotted, before its record) so that the test acts at known moments: it SIGKILLs the worker
+   process of one run, lets another finish, and SIGKILLs the driver while two more runs are held;
+2. ``csta grid`` again computes exactly the missing runs (the three interrupted ones resume from their
+   snapshots), cleans the killed driver's marker, and its store equals a local grid's with the same
+   ``--cpus-per-run`` (same keys, same per-epoch metrics, same records but timings);
 3. ``--cpus-per-run 2`` on these 1-CPU nodes is refused at once, naming the node size needed;
 4. two more nodes join, one without the data mirror and one whose Python lacks csta_lib: the grid refuses with
    one line naming both.
@@ -34,9 +35,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import comparable_record
+from support import record_differences
 
-from csta_lib.runs import grid, store
+from csta_lib.runs import grid, store, training
 
 pytestmark = pytest.mark.slow
 
@@ -52,18 +53,24 @@ WAIT_S = 300.0  # for any one step on a busy 2-core machine (a quiet one needs a
 
 
 def gated_run(spec: Any, store_dir: str) -> Any:
-    """The real training run, held at a gate once its data is loaded: writes ``started-<key>`` (its pid) into the
-    folder ``$CSTA_TEST_GRID_GATE`` and trains when ``go-<key>`` appears there."""
+    """The real training run, held at a gate mid-run: after its last epoch is trained and its checkpoint and
+    resume snapshot are written, before its record. It writes ``started-<key>`` (its pid) into the folder
+    ``$CSTA_TEST_GRID_GATE`` and goes on when ``go-<key>`` appears there."""
     gate = Path(os.environ[GATE_ENV])
     key, _ = grid.train_lookup(spec, store_dir)
-    (gate / f".started-{key}").write_text(str(os.getpid()))
-    (gate / f".started-{key}").rename(gate / f"started-{key}")
-    deadline = time.monotonic() + WAIT_S
-    while not (gate / f"go-{key}").exists():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"nobody opened the gate of run {key}")
-        time.sleep(0.1)
-    return grid.train_run(spec, store_dir)
+
+    def hold(epoch: int, metrics: Any) -> None:
+        if epoch < spec.epochs:
+            return
+        (gate / f".started-{key}").write_text(str(os.getpid()))
+        (gate / f".started-{key}").rename(gate / f"started-{key}")
+        deadline = time.monotonic() + WAIT_S
+        while not (gate / f"go-{key}").exists():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nobody opened the gate of run {key}")
+            time.sleep(0.1)
+
+    return training.run(spec, store_dir, progress=False, on_epoch=hold)
 
 
 GATED_DRIVER = """
@@ -80,10 +87,27 @@ print(json.dumps(summary))
 # the cluster
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+_TAKEN: set[int] = set()
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct free ports, none handed out before by this module (all bound at once, then released: a
+    port bound and closed one at a time can come back, and a node whose two servers get one port dies)."""
+    sockets = []
+    try:
+        while len(sockets) < n:
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            if s.getsockname()[1] in _TAKEN:
+                s.close()
+                continue
+            sockets.append(s)
+        ports = [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+    _TAKEN.update(ports)
+    return ports
 
 
 def wait_for(what: str, probe: Callable[[], Any], timeout: float = WAIT_S, every: float = 0.2) -> Any:
@@ -103,7 +127,7 @@ class LoopbackCluster:
 
     def __init__(self, root: Path, token: str):
         self.root, self.token = root, token
-        self.port = free_port()
+        self.port, self.dashboard_port = free_ports(2)
         self.address = f"127.0.0.1:{self.port}"
         self.nodes: list[subprocess.Popen] = []
 
@@ -120,9 +144,9 @@ class LoopbackCluster:
     def _start(self, name: str, args: list[str], python: Path, env: dict[str, str]) -> subprocess.Popen:
         ports = ["--node-manager-port", "--object-manager-port", "--dashboard-agent-listen-port",
                  "--dashboard-agent-grpc-port", "--metrics-export-port", "--runtime-env-agent-port"]
+        chosen = [x for flag, port in zip(ports, free_ports(len(ports)), strict=True) for x in (flag, str(port))]
         command = [str(python), "-m", "ray.scripts.scripts", "start", "--block", "--node-ip-address", "127.0.0.1",
-                   "--num-cpus", "1", "--object-store-memory", str(80 * 2**20), "--disable-usage-stats",
-                   *[x for flag in ports for x in (flag, str(free_port()))], *args]
+                   "--num-cpus", "1", "--object-store-memory", str(80 * 2**20), "--disable-usage-stats", *chosen, *args]
         log = open(self.root / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
         proc = subprocess.Popen(command, env=env, cwd=self.root, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
@@ -132,7 +156,7 @@ class LoopbackCluster:
 
     def start_head(self, **env: str) -> None:
         head = self._start("head", ["--head", "--port", str(self.port), "--include-dashboard", "false",
-                                    "--dashboard-port", str(free_port()), "--temp-dir", str(self.root / "ray")],
+                                    "--dashboard-port", str(self.dashboard_port), "--temp-dir", str(self.root / "ray")],
                            Path(sys.executable), self.env(**env))
 
         def listening() -> bool:
@@ -149,11 +173,25 @@ class LoopbackCluster:
         self._start(name, ["--address", self.address], python or Path(sys.executable), self.env(**env))
 
     def wait_for_nodes(self, n: int) -> None:
-        """Until the cluster has ``n`` alive nodes (asked by a short-lived driver of its own)."""
+        """Until the cluster has ``n`` alive nodes (asked by a short-lived driver of its own); fails at once, with
+        the nodes' logs, when a node process dies."""
         script = ("import ray, sys, time\nray.init(address=sys.argv[1], logging_level='error')\n"
                   "while sum(x['Alive'] for x in ray.nodes()) < int(sys.argv[2]): time.sleep(0.5)\n")
-        subprocess.run([sys.executable, "-c", script, self.address, str(n)], env=self.env(), cwd=self.root,
-                       check=True, timeout=WAIT_S, capture_output=True)
+        err = self.root / f"wait-{n}.err"
+        with open(err, "wb") as sink:
+            waiter = subprocess.Popen([sys.executable, "-c", script, self.address, str(n)], env=self.env(),
+                                      cwd=self.root, stdout=subprocess.DEVNULL, stderr=sink)
+        try:
+            dead = wait_for(f"{n} alive nodes", lambda: waiter.poll() is not None
+                            or [p for p in self.nodes if p.poll() is not None])
+        finally:
+            if waiter.poll() is None:
+                waiter.kill()
+            waiter.wait()
+        if waiter.returncode != 0 or dead is not True:
+            logs = "".join(f"\n--- {log.name}:\n{log.read_text(errors='replace')[-1500:]}"
+                           for log in sorted(self.root.glob("*.log")))
+            pytest.fail(f"the cluster did not come up with {n} nodes:\n{err.read_text()[-3000:]}{logs}")
 
     def stop(self) -> None:
         """Kill every node's session (its raylet, GCS, agents and workers), then anything left in it."""
@@ -259,7 +297,7 @@ def test_two_node_cluster_under_faults():
                                       start_new_session=True)
         first = wait_for("two runs in the cluster's two slots", lambda: len(started(gate)) >= 2 and started(gate))
         victim, survivor = sorted(first)[:2]
-        os.kill(first[victim], signal.SIGKILL)  # a worker process dies mid-run (its data loaded, not trained)
+        os.kill(first[victim], signal.SIGKILL)  # a worker process dies mid-run (trained, its record not written)
         (gate / f"go-{survivor}").touch()
         wait_for("the driver to report the killed run",
                  lambda: f"[{victim}]" in err_file.read_text() and "FAILED" in err_file.read_text())
@@ -287,9 +325,11 @@ def test_two_node_cluster_under_faults():
         assert local_summary["keys"] == summary["keys"] and local_summary["computed"] == runs
         on_ray, here = stored(store_dir), stored(local_dir)
         assert sorted(on_ray) == sorted(here) == sorted(set(summary["keys"]))
+        interrupted = {victim, *[key for key in started(gate) if key not in (victim, survivor)]}
+        assert {k for k, r in on_ray.items() if r["resumed_from_epoch"]} == interrupted  # resumed, not redone
         for key in here:
             assert [e["test_tau"] for e in on_ray[key]["epochs"]] == [e["test_tau"] for e in here[key]["epochs"]]
-            assert comparable_record(on_ray[key]) == comparable_record(here[key]), key
+            assert not record_differences({**on_ray[key], "resumed_from_epoch": None}, here[key]), key
 
         # (3) no node is big enough for --cpus-per-run 2: refused at once, with the node size needed
         start = time.monotonic()
@@ -303,9 +343,11 @@ def test_two_node_cluster_under_faults():
         # (4) a node without the data and a node whose Python lacks csta_lib: one line names both
         empty = root / "empty-mirror"
         empty.mkdir()
+        without_csta_lib = python_without_csta_lib(root / "venv-without-csta")
         cluster.add_node("no-data", PYTHONPATH=str(project_without_data(root / "no-data")),
                          CSTA_DATA_MIRROR=str(empty))
-        cluster.add_node("no-csta-lib", python=python_without_csta_lib(root / "venv-without-csta"), PYTHONPATH="")
+        cluster.wait_for_nodes(3)  # one at a time: nodes starting together on one machine race for socket names
+        cluster.add_node("no-csta-lib", python=without_csta_lib, PYTHONPATH="")
         cluster.wait_for_nodes(4)
         refused = csta(*grid_args, "--engine", "ray", "--address", cluster.address, "--store", str(root / "store-3"))
         assert refused.returncode == 2, refused.stderr[-3000:]
