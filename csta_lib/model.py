@@ -95,11 +95,15 @@ class PositionalEncoding(nn.Module):
         self.width = width
         if kind == "FPE":
             # shape "T": div_term is exp(0) = 1, so every position gets sin(p) broadcast over D.
-            if width > 1:
-                table = sinusoidal_table(PE_MAX_LEN, width)
-            else:
-                table = torch.sin(torch.arange(PE_MAX_LEN, dtype=torch.float)).unsqueeze(1)
-            self.register_buffer("table", table)
+            # Computed on the CPU, then put where the model is being built: on the meta device (checkpoints
+            # are loaded by building there) torch.arange goes through decompositions that import
+            # torch._dynamo, about 1.3 s of a 2-core CPU, the longest part of loading a checkpoint.
+            with torch.device("cpu"):
+                if width > 1:
+                    table = sinusoidal_table(PE_MAX_LEN, width)
+                else:
+                    table = torch.sin(torch.arange(PE_MAX_LEN, dtype=torch.float)).unsqueeze(1)
+            self.register_buffer("table", table.to(torch.get_default_device()))
         elif kind == "LPE":
             self.table = nn.Parameter(torch.randn(PE_MAX_LEN, width))
         elif kind == "CPE":

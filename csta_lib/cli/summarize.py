@@ -12,6 +12,7 @@ from typing import Any
 from csta_lib.cli.options import add_shot_arguments, number, shot_settings
 from csta_lib.data.eccv16 import FRAME_STEP
 from csta_lib.evaluation import SUMMARY_BUDGET
+from csta_lib.runs.video.x264 import X264_PRESET, X264_PRESETS  # no PyAV: the help shows the default
 
 DESCRIPTION = """\
 Summarise a video: decode it with PyAV and sample every STRIDE-th frame, encode the samples
@@ -32,7 +33,6 @@ unwritable output, full disk), 1 internal error. Nothing is left at OUT when the
 folder is created."""
 
 
-X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 
 
 def register(subparsers: Any) -> None:
@@ -75,8 +75,9 @@ def register(subparsers: Any) -> None:
                    "boundaries")
     p.add_argument("--sidecar", metavar="JSON", default=None, help="sidecar path (default: OUT with .json)")
     p.add_argument("--no-audio", action="store_true", help="drop the audio track")
-    p.add_argument("--preset", default="veryfast", choices=X264_PRESETS, metavar="PRESET",
-                   help="x264 speed preset (default veryfast; slower presets give smaller files)")
+    p.add_argument("--preset", default=X264_PRESET, choices=X264_PRESETS, metavar="PRESET",
+                   help=f"x264 speed preset (default {X264_PRESET}; slower presets give smaller files): "
+                   + ", ".join(X264_PRESETS))
     p.add_argument("--json", action="store_true", help="print the sidecar JSON as the last line of stdout")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)

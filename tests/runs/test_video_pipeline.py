@@ -301,3 +301,28 @@ def test_shots_longer_than_the_budget_are_cut_again(checkpoints: dict[str, Path]
     assert record["selected_shots"] and any(s == 195 for s, _ in record["shots"])  # the real cut is still one
     plain = V.summarize(clip, tmp_path / "t.mp4", checkpoints["mobilenet"], budget=0.6).sidecar
     assert plain["shots_recut_for_budget"] is None and plain["shots"] == [[0, 194], [195, 389]]
+
+
+def test_loading_a_googlenet_trunk_checkpoint_skips_torchvisions_package(checkpoints: dict[str, Path]) -> None:
+    """A fresh process: the model's GoogLeNet trunk comes from its torchvision module alone, so loading the
+    checkpoint imports neither torchvision.ops nor torch._dynamo (about 1.4 s of a 2-core CPU); the whole
+    package still imports afterwards, and the model scores the same."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, torch\n"
+        "from csta_lib.runs.video.pipeline import load_model\n"
+        f"model, _ = load_model({str(checkpoints['mobilenet'])!r})\n"
+        "light = [m for m in ('torchvision', 'torchvision.ops', 'torch._dynamo') if m in sys.modules]\n"
+        "x = torch.linspace(-1, 1, 20 * 1024).reshape(20, 1024)\n"
+        "with torch.inference_mode():\n"
+        "    a = model(x)\n"
+        "from csta_lib._torchvision import import_torchvision\n"
+        "import_torchvision().models.resnet18(weights=None)\n"
+        "again, _ = load_model(" + repr(str(checkpoints["mobilenet"])) + ")\n"
+        "with torch.inference_mode():\n"
+        "    print(light, torch.equal(a, again(x)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[] True", out

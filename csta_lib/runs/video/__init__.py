@@ -13,6 +13,7 @@ One module per concern (each explains how it differs from the official custom-vi
 ``shots``       KTS shots on the sampled features
 ``selection``   CSTA scores and the knapsack's selected shots
 ``writing``     the summary video (H.264) and its audio
+``x264``        how the summary video is encoded (presets, the default, the quality)
 ``figures``     contact sheet, score timeline, captions and provenance texts
 ``pipeline``    :func:`summarize` and its sidecar
 =============== ==========================================================================================
@@ -42,8 +43,8 @@ _MODULES = {
     "selection": ("NoShotFitsError", "score_steps", "select_shots", "shot_weights"),
     "shots": ("DEFAULT_SHOTS", "ShotSettings", "merge_short_shots", "shots_from_features", "split_long_shots",
               "video_shots"),
-    "writing": ("OUTPUT_FORMATS", "THUMB_WIDTH", "X264_CRF", "X264_PRESET", "WrittenSummary", "output_format_for",
-                "write_summary_video"),
+    "writing": ("OUTPUT_FORMATS", "THUMB_WIDTH", "WrittenSummary", "output_format_for", "write_summary_video"),
+    "x264": ("X264_CRF", "X264_PRESET", "X264_PRESETS"),
 }
 _PUBLIC = {name: f"{__name__}.{module}" for module, names in _MODULES.items() for name in names}
 

@@ -186,14 +186,14 @@ class GoogLeNetEncoder:
         # thread (csta_lib.runs.video.pipeline), which imports it while the video decodes.
         import torch
 
-        from csta_lib._torchvision import import_torchvision
+        from csta_lib._torchvision import model_builder
 
-        tv = import_torchvision()
+        googlenet = model_builder("googlenet")
         if num_threads:
             torch.set_num_threads(num_threads)
         if path is not None and not random_weights:
             verify("weights.torchvision.googlenet")
-            model = tv.models.googlenet(weights=None, aux_logits=True, transform_input=True, init_weights=False)
+            model = googlenet(weights=None, aux_logits=True, transform_input=True, init_weights=False)
             state = torch.load(path, map_location="cpu", weights_only=True)
             model.load_state_dict(state)
             weights_name: str | None = path.name
@@ -203,7 +203,7 @@ class GoogLeNetEncoder:
                   file=sys.stderr)
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(RANDOM_SEED)
-                model = tv.models.googlenet(weights=None, aux_logits=True, transform_input=True, init_weights=True)
+                model = googlenet(weights=None, aux_logits=True, transform_input=True, init_weights=True)
             weights_name = None
         # Keep the 1024-d pool5 output: drop the auxiliary heads, the dropout and the classifier.
         model.aux_logits, model.aux1, model.aux2 = False, None, None

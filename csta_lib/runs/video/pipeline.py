@@ -35,7 +35,8 @@ from csta_lib.runs.video.figures import contact_sheet, timeline_figure
 from csta_lib.runs.video.sampling import SampledVideo, stride_for
 from csta_lib.runs.video.selection import NoShotFitsError, score_steps, select_shots
 from csta_lib.runs.video.shots import DEFAULT_SHOTS, ShotSettings, split_long_shots, video_shots
-from csta_lib.runs.video.writing import X264_PRESET, output_format_for, write_summary_video
+from csta_lib.runs.video.writing import output_format_for, write_summary_video
+from csta_lib.runs.video.x264 import X264_PRESET
 
 SIDECAR_FORMAT = "csta-summary/1"
 

@@ -1,6 +1,7 @@
 """Writing the summary video: the selected shots re-encoded to H.264, with their sound.
 
-The selected shots are re-encoded to H.264 (libx264, ``veryfast`` preset by default, CRF 23, yuv420p) at
+The selected shots are re-encoded to H.264 (libx264, :mod:`~csta_lib.runs.video.x264`: ``superfast`` preset by
+default, CRF 23, yuv420p) at
 the input's size. Each written frame keeps its real duration: its timestamp is its source time relative to
 the start of its run of selected frames, runs concatenated one after the other, in the source's time base.
 The writer seeks to the key frame before each run rather than decoding the whole video again (frames are
@@ -35,14 +36,12 @@ from csta_lib.runs.video.decode import (
 )
 from csta_lib.runs.video.progress import Progress
 from csta_lib.runs.video.sampling import CutPlan
+from csta_lib.runs.video.x264 import X264_CRF, X264_PRESET
 
 #: Width of the selected shots' thumbnails (contact sheet), pixels.
 THUMB_WIDTH = 256
 #: Output containers by suffix; the temporary file has no meaningful suffix, so the format is explicit.
 OUTPUT_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
-# A fast x264 preset: re-encoding is one of the largest stages; CRF 23 is x264's default quality.
-X264_PRESET = "veryfast"
-X264_CRF = "23"
 
 
 @dataclass(frozen=True)
@@ -135,6 +134,22 @@ class _FrameReader:
                 return
 
 
+class _AudioChunk:
+    """A decoded audio frame, converted to the output's layout the first time its samples are needed."""
+
+    def __init__(self, begin: float, frame: Any, resampler: Any, channels: int) -> None:
+        self.begin, self.frame = begin, frame
+        self._resampler, self._channels = resampler, channels
+        self._samples: np.ndarray | None = None
+
+    def samples(self) -> np.ndarray:
+        """``(channels, n)`` float32 samples (the resampler only changes the layout: no state across frames)."""
+        if self._samples is None:
+            parts = [converted.to_ndarray() for converted in self._resampler.resample(self.frame)]
+            self._samples = np.concatenate(parts, axis=1) if parts else np.zeros((self._channels, 0), np.float32)
+        return self._samples
+
+
 class _AudioCutter:
     """Decodes the source audio in order and appends the sound of given time ranges to the output.
 
@@ -163,23 +178,19 @@ class _AudioCutter:
         self._kept = 0  # samples queued (written + in the fifo)
         self._target_s = 0.0  # summary time covered by the ranges taken so far
         self._chunks = self._decoded()
-        self._carry: tuple[float, np.ndarray] | None = None  # a chunk reaching past the last range
+        self._carry: _AudioChunk | None = None  # a decoded frame reaching past the last range
 
-    def _decoded(self) -> Iterator[tuple[float, np.ndarray]]:
-        """``(start seconds, (channels, n) float32 samples)`` of the source audio, in order."""
+    def _decoded(self) -> Iterator[_AudioChunk]:
+        """The source audio's decoded frames, in order. Every frame is decoded (AAC frames overlap: a frame's
+        sound needs the one before), but only those inside a range are converted (:meth:`_AudioChunk.samples`)."""
         for packet in self._src.demux(self._in):
             try:
                 frames = packet.decode()
             except av.error.FFmpegError:
                 continue  # a broken audio packet: silence in its place
             for frame in frames:
-                if frame.time is None:
-                    continue
-                start = float(frame.time)
-                for converted in self._resampler.resample(frame):
-                    samples = converted.to_ndarray()
-                    yield start, samples
-                    start += samples.shape[1] / self._rate
+                if frame.time is not None:
+                    yield _AudioChunk(float(frame.time), frame, self._resampler, self._channels)
 
     def _queue(self, samples: np.ndarray) -> None:
         if samples.shape[1] == 0:
@@ -203,13 +214,14 @@ class _AudioCutter:
             chunk, self._carry = (self._carry or next(self._chunks, None)), None
             if chunk is None:
                 break
-            begin, samples = chunk
-            finish = begin + samples.shape[1] / self._rate
+            begin = chunk.begin
+            finish = begin + chunk.frame.samples / self._rate
             if finish <= position:
-                continue  # sound before the range
+                continue  # sound before the range: never converted
             if begin >= end:
                 self._carry = chunk  # sound of a later range
                 break
+            samples = chunk.samples()
             if begin > position:
                 self._silence(begin - position)  # a gap in the source's sound
                 position = begin
