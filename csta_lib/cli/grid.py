@@ -21,9 +21,13 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from csta_lib.errors import CstaInputError, MissingDataError
 from csta_lib.runs import store
+
+if TYPE_CHECKING:  # the module imports torch: only for the type
+    from csta_lib.runs.experiments import DataSource
 
 DESCRIPTION = """\
 Expand a named experiment into its training runs (model variant x dataset x fold x seed, sized by the
@@ -72,6 +76,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "joined Ray cluster)")
     p.add_argument("--device", default=None, help="training device (default: cuda with --gpus-per-run > 0, else cpu)")
     p.add_argument("--store", default=None, metavar="DIR", help="results store directory (default results/store)")
+    p.add_argument("--data", metavar="H5", default=None,
+                   help="run the experiment on your own dataset (a file `csta data build` made) instead of SumMe and "
+                        "TVSum: the profile's folds (those the split file has), seeds and epochs; needs --splits-file")
+    p.add_argument("--splits-file", metavar="SPLITS.txt", default=None,
+                   help="with --data: its folds (`csta data split` makes them)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar or per-run lines")
     p.add_argument("--list", action="store_true", help="print every experiment and profile with what it cuts, and exit")
     p.add_argument("--plan", action="store_true",
@@ -102,7 +111,8 @@ def list_text() -> str:
     return "\n".join(lines)
 
 
-def plan_text(entries: list[dict], summary: dict, experiment: str, profile: str) -> str:
+def plan_text(entries: list[dict], summary: dict, experiment: str, profile: str,
+              user: DataSource | None = None) -> str:
     """``--plan`` without ``--json``: one line per run, then the totals and what they cost."""
     from csta_lib.runs import cost, experiments  # here, not at the top: torch (start-up of --help)
 
@@ -123,7 +133,7 @@ def plan_text(entries: list[dict], summary: dict, experiment: str, profile: str)
 
     rows = [[cell(e, k) for k, _ in columns] for e in entries]
     widths = [max(len(title), *(len(r[i]) for r in rows)) for i, (_, title) in enumerate(columns)]
-    lines = [experiments.describe(experiment, profile), ""]
+    lines = [experiments.describe(experiment, profile, user=user), ""]
     lines.append("  ".join(title.ljust(w) for (_, title), w in zip(columns, widths, strict=True)))
     lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in rows]
     lines += ["", f"{len(entries)} run(s), {sum(e['epochs'] for e in entries)} epoch(s) in all; "
@@ -147,15 +157,19 @@ def main(args: argparse.Namespace) -> int:
     if args.calibrate and args.no_calibrate:
         raise CstaInputError("--calibrate and --no-calibrate contradict each other; give one")
     grid.check_options(args.engine, args.jobs, args.gpus_per_run, args.cpus_per_run)
+    if (args.data is None) != (args.splits_file is None):
+        raise CstaInputError("--data and --splits-file go together: a user dataset and its folds (csta data split)")
+    user = experiments.user_data(args.data, args.splits_file) if args.data else None
     if args.plan:
         experiments.check_experiment(args.experiment)
         experiments.check_profile(args.profile)
         joins = args.engine == "ray" and bool(args.address or os.environ.get("RAY_ADDRESS"))
         threads = grid.threads_per_run(args.engine, args.jobs, joins, args.cpus_per_run)
         times = grid.plan_step_times(args.experiment, args.profile, threads, measure=not args.no_calibrate,
-                                     refresh=args.calibrate, say=lambda text: print(text, file=sys.stderr))
+                                     refresh=args.calibrate, say=lambda text: print(text, file=sys.stderr), user=user)
         try:
-            entries = grid.plan_entries(args.experiment, args.profile, args.store, threads=threads, times=times)
+            entries = grid.plan_entries(args.experiment, args.profile, args.store, threads=threads, times=times,
+                                        user=user)
         except MissingDataError as exc:  # plan before fetching the data: the runs and their cost, no keys
             print(f"csta grid --plan: data not available ({str(exc).splitlines()[0]}); listing the runs without "
                   "their training-set sizes, content keys or store status", file=sys.stderr)
@@ -163,18 +177,18 @@ def main(args: argparse.Namespace) -> int:
                            for d in experiments.grid_datasets(args.experiment, args.profile)}
             entries = grid.plan_entries(args.experiment, args.profile, args.store, with_keys=False, data=placeholder,
                                         threads=threads, times=times)
-        summary = grid.plan_summary(entries, args.experiment, args.profile, threads, times)
+        summary = grid.plan_summary(entries, args.experiment, args.profile, threads, times, user=user)
         if args.json:
             for entry in entries:
                 print(json.dumps(entry))
             print(json.dumps(summary))
         else:
-            print(plan_text(entries, summary, args.experiment, args.profile))
+            print(plan_text(entries, summary, args.experiment, args.profile, user))
         return 0
     summary = grid.run_grid(
         args.experiment, args.profile, engine=args.engine, jobs=args.jobs, address=args.address,
         gpus_per_run=args.gpus_per_run, store=args.store or store.DEFAULT_STORE_DIR,
-        progress=not args.no_progress, cpus_per_run=args.cpus_per_run, device=args.device,
+        progress=not args.no_progress, cpus_per_run=args.cpus_per_run, device=args.device, user=user,
     )
     print(json.dumps(summary))
     return 0 if summary["failed"] == 0 else 1

@@ -24,6 +24,9 @@ selection), as the official code; Table 1 adds separate ``HELD_OUT`` runs for it
 training videos held out, the epoch chosen on them), so that the validation hold-out never changes the
 training set of the official-protocol rows.
 
+A grid can also run an experiment on a user's own dataset (``csta data build``, :func:`user_data`): the profile
+then sizes only the folds, seeds and epochs, on that file and its split file.
+
 :func:`plan` turns (experiment, profile) into the list of runs (:class:`RunPlan`: the experiment's row label
 and, through :meth:`RunPlan.spec`, the training run specification :class:`csta_lib.runs.spec.RunSpec`).
 :func:`describe` prints what a profile cut compared with the paper.
@@ -40,7 +43,8 @@ from pathlib import Path
 from typing import Any
 
 from csta_lib.config import PRESETS, TABLE2_ORDER, ModelConfig, get_config
-from csta_lib.data.eccv16 import DATASETS, MEAN_STEPS, N_VIDEOS
+from csta_lib.data.eccv16 import DATASETS, MEAN_STEPS, N_VIDEOS, load_eccv16
+from csta_lib.data.splits import load_splits
 from csta_lib.errors import CstaInputError
 from csta_lib.runs.io import write_json_atomic
 from csta_lib.runs.spec import RunSpec
@@ -160,6 +164,17 @@ EXPERIMENTS: dict[str, Experiment] = {
 
 
 @dataclass(frozen=True)
+class UserVideos:
+    """What a grid needs to know of a user's own dataset: how many folds its split file has, and (for cost
+    estimates) its first fold's training and test videos and its mean length in steps."""
+
+    n_folds: int
+    n_train: int
+    n_test: int
+    mean_steps: float
+
+
+@dataclass(frozen=True)
 class Size:
     """How much of the protocol one experiment runs in one profile."""
 
@@ -167,7 +182,8 @@ class Size:
     splits: tuple[int, ...]
     seeds: tuple[int, ...]
     epochs: int
-    data: str = "full"  # "full": every video of the dataset; "tiny": a few short videos (smoke tests)
+    data: str = "full"  # "full": every video of the dataset; "tiny": a few short videos (smoke tests); "user"
+    user: UserVideos | None = None  # data "user": the user dataset's folds and videos
 
 
 _ALL_FOLDS = tuple(range(PAPER_FOLDS))
@@ -227,10 +243,17 @@ def check_profile(name: str) -> str:
     return name
 
 
-def size(experiment: str, profile: str) -> Size:
-    """The size of ``experiment`` in ``profile``."""
+def size(experiment: str, profile: str, user: DataSource | None = None) -> Size:
+    """The size of ``experiment`` in ``profile``; on a user's dataset (``user``, from :func:`user_data`), the
+    profile's folds that its split file has, its seeds and epochs, on that one dataset."""
     check_experiment(experiment)
-    return PROFILE_SIZES[check_profile(profile)][experiment]
+    s = PROFILE_SIZES[check_profile(profile)][experiment]
+    if user is None:
+        return s
+    if user.user is None:
+        raise CstaInputError(f"{user.features}: not a user data source (see experiments.user_data)")
+    return Size((user.dataset,), tuple(k for k in s.splits if k < user.user.n_folds), s.seeds, s.epochs,
+                data="user", user=user.user)
 
 
 def _range_text(values: Sequence[int], total: int | None = None) -> str:
@@ -239,21 +262,26 @@ def _range_text(values: Sequence[int], total: int | None = None) -> str:
     return ",".join(str(v) for v in values)
 
 
-def describe(experiment: str, profile: str, datasets: Iterable[str] | None = None) -> str:
-    """One paragraph: what ``profile`` runs for ``experiment`` (only ``datasets`` of its datasets, when given)
-    and what it cut compared with the paper."""
-    exp, s = check_experiment(experiment), size(experiment, profile)
-    s = Size(grid_datasets(experiment, profile, datasets), s.splits, s.seeds, s.epochs, s.data)
+def describe(experiment: str, profile: str, datasets: Iterable[str] | None = None,
+             user: DataSource | None = None) -> str:
+    """One paragraph: what ``profile`` runs for ``experiment`` (only ``datasets`` of its datasets, when given;
+    on ``user``'s dataset instead, when given) and what it cut compared with the paper."""
+    exp, s = check_experiment(experiment), size(experiment, profile, user)
+    s = Size(grid_datasets(experiment, profile, datasets, user), s.splits, s.seeds, s.epochs, s.data, s.user)
     n_runs = len(exp.variants) * len(exp.selections) * len(s.datasets) * len(s.splits) * len(s.seeds)
     cuts = []
     if s.data == "tiny":
         cuts.append("tiny surrogate subsets of the datasets instead of all videos")
-    if not s.datasets:
+    if s.user is not None:
+        cuts.append(f"the user dataset {', '.join(s.datasets)} instead of SumMe and TVSum (your own videos and "
+                    "annotations: not the paper's data)")
+    elif not s.datasets:
         cuts.append("none of the chosen datasets is run in this profile")
     elif set(s.datasets) != set(DATASETS):
         cuts.append(f"datasets {', '.join(s.datasets)} only (the paper uses both datasets)")
-    if len(s.splits) < PAPER_FOLDS:
-        cuts.append(f"fold(s) {_range_text(s.splits)} of {PAPER_FOLDS}")
+    folds = s.user.n_folds if s.user is not None else PAPER_FOLDS
+    if len(s.splits) < folds:
+        cuts.append(f"fold(s) {_range_text(s.splits)} of {folds}")
     if len(s.seeds) < PAPER_SEEDS:
         cuts.append(f"{len(s.seeds)} seed(s) instead of {PAPER_SEEDS}")
     if s.epochs < PAPER_EPOCHS:
@@ -278,6 +306,19 @@ class DataSource:
     dataset: str
     features: Path
     splits_file: Path | None  # None: the official CSTA splits (data locator)
+    user: UserVideos | None = None  # a user's own dataset (:func:`user_data`)
+
+
+def user_data(features: str | os.PathLike[str], splits_file: str | os.PathLike[str]) -> DataSource:
+    """A grid's data on a user's own eccv16 file (``csta data build``) and its split file (``csta data split``),
+    both checked now: the file loads, every fold names only its videos."""
+    data = load_eccv16(features)
+    folds = load_splits(splits_file, data.dataset)
+    for fold in folds:
+        fold.validate(data.keys(), where=str(features))
+    steps = sum(v.n_steps for v in data.values()) / len(data)
+    return DataSource(data.dataset, Path(features), Path(splits_file),
+                      UserVideos(len(folds), len(folds[0].train_keys), len(folds[0].test_keys), steps))
 
 
 def tiny_surrogate(dataset: str, cache_dir: str | os.PathLike[str] | None = None) -> DataSource:
@@ -299,23 +340,26 @@ def tiny_surrogate(dataset: str, cache_dir: str | os.PathLike[str] | None = None
     return DataSource(dataset, features, splits_file)
 
 
-def grid_datasets(experiment: str, profile: str, datasets: Iterable[str] | None = None) -> tuple[str, ...]:
-    """The datasets a grid runs: the profile's, restricted to ``datasets`` when given (unknown names raise
-    :class:`CstaInputError`)."""
-    s = size(experiment, profile)
+def grid_datasets(experiment: str, profile: str, datasets: Iterable[str] | None = None,
+                  user: DataSource | None = None) -> tuple[str, ...]:
+    """The datasets a grid runs: the profile's (or ``user``'s one dataset), restricted to ``datasets`` when given
+    (unknown names raise :class:`CstaInputError`)."""
+    s = size(experiment, profile, user)
     if datasets is None:
         return s.datasets
     wanted = tuple(datasets)
-    unknown = [d for d in wanted if d not in DATASETS]
+    unknown = [d for d in wanted if d not in DATASETS and d not in s.datasets]
     if unknown:
         raise CstaInputError(f"unknown dataset {unknown[0]!r}; known datasets: {', '.join(DATASETS)}")
     return tuple(d for d in s.datasets if d in wanted)
 
 
 def prepare_data(experiment: str, profile: str, cache_dir: str | os.PathLike[str] | None = None,
-                 datasets: Iterable[str] | None = None) -> dict[str, DataSource]:
+                 datasets: Iterable[str] | None = None, user: DataSource | None = None) -> dict[str, DataSource]:
     """Resolve (and, for surrogates, build once) the data of every dataset the grid uses (``datasets``: only
-    those of the profile's datasets)."""
+    those of the profile's datasets; ``user``: that user dataset alone)."""
+    if user is not None:
+        return {user.dataset: user}
     s = size(experiment, profile)
     chosen = grid_datasets(experiment, profile, datasets)
     if s.data == "tiny":
@@ -351,7 +395,7 @@ class RunPlan:
         return RunSpec(
             preset=self.variant.preset,
             overrides=self.variant.overrides,
-            dataset=self.dataset,
+            dataset=None if self.data.user is not None else self.dataset,  # a user dataset's file names it
             split=self.split,
             seed=self.seed,
             epochs=self.epochs,
@@ -363,16 +407,18 @@ class RunPlan:
 
 
 def plan(experiment: str, profile: str, data: Mapping[str, DataSource] | None = None,
-         cache_dir: str | os.PathLike[str] | None = None, datasets: Iterable[str] | None = None) -> list[RunPlan]:
+         cache_dir: str | os.PathLike[str] | None = None, datasets: Iterable[str] | None = None,
+         user: DataSource | None = None) -> list[RunPlan]:
     """Every run of ``experiment`` at ``profile``, in a stable order (variant, selection, dataset, split, seed):
     the official-protocol runs of a variant come before its held-out runs.
 
     ``data`` (from :func:`prepare_data`) avoids resolving the data again; ``datasets`` keeps only the runs of
-    those of the profile's datasets (a chapter rerun on one dataset trains only that one).
+    those of the profile's datasets (a chapter rerun on one dataset trains only that one); ``user`` runs the
+    experiment on that user dataset instead (:func:`user_data`).
     """
-    exp, s = check_experiment(experiment), size(experiment, profile)
-    chosen = grid_datasets(experiment, profile, datasets)
-    data = dict(data) if data is not None else prepare_data(experiment, profile, cache_dir, chosen)
+    exp, s = check_experiment(experiment), size(experiment, profile, user)
+    chosen = grid_datasets(experiment, profile, datasets, user)
+    data = dict(data) if data is not None else prepare_data(experiment, profile, cache_dir, chosen, user)
     missing = [d for d in chosen if d not in data]
     if missing:
         raise CstaInputError(f"no data given for dataset(s) {', '.join(missing)}")
@@ -415,7 +461,9 @@ class RunWork:
 
 def run_work(dataset: str, s: Size, selection: Selection = OFFICIAL) -> RunWork:
     """The work of one run of ``dataset`` at size ``s`` (a hold-out moves training videos to evaluation)."""
-    if s.data == "tiny":
+    if s.user is not None:
+        n_train, n_test, steps = s.user.n_train, s.user.n_test, s.user.mean_steps
+    elif s.data == "tiny":
         n_train, n_test, steps = len(TINY_SPLITS[dataset][0]), len(TINY_SPLITS[dataset][1]), TINY_MEAN_STEPS
     else:
         n_train, n_test, steps = TRAIN_VIDEOS[dataset], TEST_VIDEOS[dataset], MEAN_STEPS[dataset]

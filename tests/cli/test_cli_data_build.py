@@ -161,3 +161,22 @@ def test_help_shows_the_way_from_videos_to_a_summary(capsys):
                     "csta summarize"):
         assert command in text
     assert "video,annotator,start,end,score" in text and "--style summe" in text
+
+
+def test_grid_runs_an_experiment_on_the_built_file(own, tmp_path, capsys, stand_in):
+    out, splits_file = tmp_path / "clips.h5", tmp_path / "splits.txt"
+    assert main(["data", "build", "--videos", str(own["clips"]), "--annotations", str(own["annotations"]),
+                 "--out", str(out), "--no-progress"]) == 0
+    assert main(["data", "split", str(out), "--folds", "3", "--out", str(splits_file)]) == 0
+    capsys.readouterr()
+    base = ["grid", "--experiment", "table1", "--profile", "smoke", "--data", str(out), "--splits-file",
+            str(splits_file), "--store", str(tmp_path / "store")]
+    assert main([*base, "--plan", "--json", "--no-calibrate"]) == 0
+    entries = [json.loads(line) for line in capsys.readouterr().out.splitlines()[:-1]]
+    assert {e["dataset"] for e in entries} == {"clips"} and {e["split"] for e in entries} == {0}
+    assert main([*base, "--no-progress"]) == 0
+    summary = last_json(capsys.readouterr().out)
+    assert summary["runs"] == len(entries) and summary["failed"] == 0
+    assert summary["data"]["clips"]["user_dataset"] is True and "the user dataset clips" in summary["cut"]
+    assert main(["grid", "--experiment", "table1", "--data", str(out)]) == 2
+    assert "--data and --splits-file go together" in capsys.readouterr().err

@@ -8,12 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support import tiny_video, write_eccv16
 
 from csta_lib.data import eccv16, splits
 from csta_lib.data.user_annotations import AnnotationError, frame_ranges, load_annotations, user_frame_scores
 from csta_lib.errors import ConfigError, DataFormatError, MissingDataError
-
-from support import tiny_video, write_eccv16
 
 HEADER = "video,annotator,start,end,score\n"
 
