@@ -337,7 +337,9 @@ def open_regular_file(path: PathLike, what: str = "file") -> io.BufferedReader:
     except BaseException:
         os.close(fd)
         raise
-    return os.fdopen(fd, "rb")
+    raw = io.FileIO(fd, "rb")
+    raw.name = str(path)  # the file's name, not its descriptor: in messages (FFmpeg's too, and its format hint)
+    return io.BufferedReader(raw)
 
 
 def read_regular_file(path: PathLike, limit: int, what: str = "file") -> bytes:

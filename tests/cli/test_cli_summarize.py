@@ -302,7 +302,7 @@ def test_inputs_that_are_not_plain_video_files(checkpoints: dict[str, Path], tmp
     make_synthetic_video(tmp_path / "normal.mp4", SEGMENTS)
     (tmp_path / "list.mp4").write_text("ffconcat version 1.0\nfile normal.mp4\n")  # FFmpeg's concat demuxer
     os.mkfifo(tmp_path / "fifo.mp4")
-    for name, message in (("fifo.mp4", "fifo.mp4 is not a regular file"),
+    for name, message in (("fifo.mp4", "fifo.mp4: a FIFO (named pipe), not a video file"),
                           ("list.mp4", "list.mp4 is not a readable video file")):
         proc = _summarize_in(tmp_path, name, checkpoints["mobilenet"], stdin=subprocess.DEVNULL, timeout=120)
         assert proc.returncode == 2 and message in _one_line_error(proc.stderr), proc.stderr

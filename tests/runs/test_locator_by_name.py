@@ -38,7 +38,7 @@ def test_dataset_evaluator_gives_tvsum_its_raw_user_scores():
     need("tvsum.annotations")
     video = SimpleNamespace(n_frames=30, picks=np.array([0, 15]), change_points=np.array([[0, 29]]),
                             user_summary=np.zeros((1, 30), np.uint8), gtscore=np.zeros(2))
-    data = SimpleNamespace(dataset="tvsum", items=lambda: [("video_1", video)])
+    data = SimpleNamespace(dataset="tvsum", style="tvsum", items=lambda: [("video_1", video)])
     ref = locator.dataset_evaluator(data).references["video_1"]
     assert ref.user_scores is not None and ref.user_scores.min() >= 1 and ref.user_scores.max() <= 5
     assert locator.dataset_evaluator(data, protocol="csta_summe").references["video_1"].user_scores is None

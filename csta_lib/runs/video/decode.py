@@ -17,8 +17,6 @@ from __future__ import annotations
 import contextlib
 import io
 import math
-import os
-import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -29,6 +27,7 @@ import av
 import numpy as np
 
 from csta_lib.errors import CstaInputError
+from csta_lib.runs.io import open_regular_file
 
 #: The time base of re-timed frames (those whose stream timestamps were unusable): MPEG's 90 kHz clock.
 RETIMED_TIME_BASE = Fraction(1, 90000)
@@ -69,20 +68,12 @@ READ_OPTIONS = {"protocol_whitelist": "none"}
 
 
 def _regular_file(path: Path) -> io.BufferedReader:
-    """``path`` opened for reading, refused unless it is a regular file (a FIFO or a device would hang or
-    never end). Opened non-blocking first, so that a FIFO without a writer is refused, not waited on."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    """``path`` opened for reading (:func:`csta_lib.runs.io.open_regular_file`: a FIFO or a device would hang or
+    never end), a refusal as a :class:`VideoInputError`."""
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise VideoInputError(f"{path} is not a regular file (a pipe, a device or a socket); "
-                                  "give the path of a video file")
-        os.set_blocking(fd, True)
-    except BaseException:
-        os.close(fd)
-        raise
-    raw = io.FileIO(fd, "rb")
-    raw.name = str(path)  # FFmpeg's name for the input: in its messages, and its extension a format hint
-    return io.BufferedReader(raw)
+        return open_regular_file(path, "video file")
+    except CstaInputError as exc:
+        raise VideoInputError(str(exc)) from None
 
 
 @contextlib.contextmanager
