@@ -694,10 +694,11 @@ def reader_problems(read: Mapping[str, Any]) -> list[str]:
 
 
 def site_pages(site: Path) -> list[Path]:
-    """The site's content pages (search and index pages of Sphinx excluded)."""
+    """The site's content pages: not Sphinx's search and index pages, nor the highlighted source listings of
+    ``_modules/`` (code, whose comments are not prose for a reader)."""
     skip = {"search.html", "genindex.html"}
     return sorted(p for p in site.rglob("*.html")
-                  if p.name not in skip and "_static" not in p.parts and "_sources" not in p.parts)
+                  if p.name not in skip and not {"_static", "_sources", "_modules"} & set(p.relative_to(site).parts))
 
 
 def check_site(site: Path, browser: Browser | None = None,
