@@ -193,15 +193,9 @@ def threads_per_run(engine: str, jobs: int, joins_cluster: bool, cpus_per_run: i
     """The torch threads (and Ray CPUs) of each run: ``cpus_per_run``; else ``$CSTA_NUM_THREADS``, which training
     obeys in any case (so the grid's keys and its runs agree); else :func:`default_cpus_per_run`. Both given and
     different: :class:`CstaInputError`, since the variable would silently override the flag inside every run."""
-    env = os.environ.get(training.THREADS_ENV)
-    if env is None:
+    value = training.env_threads()
+    if value is None:
         return cpus_per_run or default_cpus_per_run(engine, jobs, joins_cluster)
-    try:
-        value = int(env)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise CstaInputError(f"{training.THREADS_ENV} must be a positive integer, got {env!r}")
     if cpus_per_run is not None and cpus_per_run != value:
         raise CstaInputError(f"--cpus-per-run {cpus_per_run} but {training.THREADS_ENV}={value}: every run would "
                              f"train with {value} thread(s); give one of them (or the same number)")

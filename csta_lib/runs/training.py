@@ -135,9 +135,16 @@ def run_threads() -> int:
     key. On a shared, busy machine ``CSTA_NUM_THREADS=1`` is much faster (threads that wait for each other at
     every operation lose their time slices; measured 4x slower with 2 threads on 2 busy cores).
     """
+    threads = env_threads()
+    return torch.get_num_threads() if threads is None else threads
+
+
+def env_threads() -> int | None:
+    """``CSTA_NUM_THREADS`` as a thread count, None when unset; anything but a positive integer is a
+    :class:`ConfigError`."""
     value = os.environ.get(THREADS_ENV)
     if value is None:
-        return torch.get_num_threads()
+        return None
     try:
         threads = int(value)
     except ValueError:
