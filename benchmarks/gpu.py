@@ -189,7 +189,8 @@ def main() -> None:
         try:
             training.resolve_device(device)
         except ConfigError as exc:  # one clear line without CUDA, no traceback
-            raise SystemExit(f"benchmarks/gpu.py: {exc}; nothing measured (--cpu checks the script on the CPU)")
+            raise SystemExit(f"benchmarks/gpu.py: {exc}; nothing measured (--cpu checks the script on the CPU)"
+                             ) from None
     lengths = CPU_LENGTHS if args.cpu else GPU_LENGTHS
     steps = args.steps or (1 if args.cpu else 20)
     counts = tuple(args.packed or ((1, 2) if args.cpu else PACKED))

@@ -6,8 +6,9 @@ overhead per run.
     python benchmarks/grid.py --gpu            # GPU machine: table1 at the paper's sizes with k = 1, 2, 4, 8 runs
                                                # packed per GPU (--gpus-per-run 1/k; reduced by --gpu-epochs and
                                                # --gpu-seeds, extrapolated), local engine (--jobs k) or --engine ray
-    python benchmarks/grid.py --gpu --record   # also record CSTA's GPU step times and the packed throughput where
-                                               # `csta grid --plan` reads them (csta_lib/runs/gpu_figures.json)
+
+The GPU figures that `csta grid --plan` reads are recorded by one script, ``benchmarks/gpu.py --record``; this one
+only times whole grids.
 
 Every engine starts from an empty store, so every run is computed. The overhead per run is measured with a
 null trainer (writes a record at once), so it is what the engine itself costs: process start-up and imports for
@@ -27,9 +28,7 @@ from pathlib import Path
 
 import torch
 
-from csta_lib.config import get_config
 from csta_lib.runs import cost, experiments, grid, store
-from csta_lib.runs.io import write_json_atomic
 
 
 def null_identity(spec) -> dict:
@@ -118,22 +117,6 @@ def gpu_table(epochs: int, seeds: int, engine: str) -> list[dict]:
     return rows
 
 
-def gpu_figures(rows: list[dict]) -> dict:
-    """What `csta grid --plan` reads (format: csta_lib.runs.cost.gpu_figures): CSTA's step and evaluation times
-    alone on this GPU at both datasets' mean lengths, and the packed throughput relative to one run per GPU."""
-    config = get_config("paper")
-    lengths = sorted({round(experiments.run_work(d, experiments.size("table1", "paper")).mean_steps)
-                      for d in experiments.size("table1", "paper").datasets})
-    steps = {str(n): cost.measure_step(config, n, device="cuda", steps=10) for n in lengths}
-    alone = next(r["runs_per_hour"] for r in rows if r["runs_per_gpu"] == 1)
-    return {"device": torch.cuda.get_device_name(), "measured_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "torch": torch.__version__, "command": "python benchmarks/grid.py --gpu --record",
-            "step_s": {n: round(t.step_s, 5) for n, t in steps.items()},
-            "eval_s": {n: round(t.eval_s, 5) for n, t in steps.items()},
-            "packed_throughput": {str(r["runs_per_gpu"]): round(r["runs_per_hour"] / alone, 3) for r in rows
-                                  if not r["failed"]}}
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--short", action="store_true", help="smoke grid instead of the quick grid")
@@ -142,9 +125,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gpu-seeds", type=int, default=1, help="seeds in --gpu mode (default 1)")
     parser.add_argument("--engine", choices=grid.ENGINES, default="local",
                         help="--gpu mode: the engine that packs the runs (default local: --jobs k)")
-    parser.add_argument("--record", action="store_true",
-                        help="--gpu mode: write the GPU figures `csta grid --plan` uses "
-                             "(csta_lib/runs/gpu_figures.json)")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
     out = {"machine": {"cores": grid.machine_cores(), "load_avg": os.getloadavg()}}
@@ -154,10 +134,6 @@ def main(argv: list[str] | None = None) -> int:
             print("--gpu: no CUDA GPU here; nothing measured", file=sys.stderr)
             return 2
         out["gpu"] = gpu_table(args.gpu_epochs, args.gpu_seeds, args.engine)
-        if args.record:
-            figures = gpu_figures(out["gpu"])
-            write_json_atomic(cost.GPU_FIGURES, figures)
-            print(f"recorded {cost.GPU_FIGURES}: {json.dumps(figures)}", flush=True)
     else:
         profile = "smoke" if args.short else "quick"
         out["engines"] = engine_table("table1", profile)

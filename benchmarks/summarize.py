@@ -39,21 +39,16 @@ sys.path.insert(0, str(ROOT))
 from csta_lib import kts  # noqa: E402
 from csta_lib.evaluation import generate_summary  # noqa: E402
 from csta_lib.model import build_model  # noqa: E402
+from csta_lib.runs import cost  # noqa: E402
 from csta_lib.runs.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from csta_lib.runs.locator import locate  # noqa: E402
 from csta_lib.runs.video import GoogLeNetEncoder, sample_frames, score_steps, write_summary_video  # noqa: E402
 
 
 def cpu_kind() -> str:
-    """The CPU's model name, core count and widest vector extension (from /proc/cpuinfo where it exists)."""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return f"{os.cpu_count()} cores"
-    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "?")
-    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
-    vector = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
-    return f"{model}, {os.cpu_count()} cores, {vector}"
+    """The CPU's model name, core count and the vector ISA torch's kernels use (the fingerprint grid costs use)."""
+    machine = cost.machine_fingerprint()
+    return f"{machine['cpu']}, {os.cpu_count()} cores, torch kernels {machine['isa']}"
 
 
 def make_checkpoint(path: Path) -> Path:

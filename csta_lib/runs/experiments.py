@@ -38,7 +38,7 @@ import hashlib
 import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -267,7 +267,7 @@ def describe(experiment: str, profile: str, datasets: Iterable[str] | None = Non
     """One paragraph: what ``profile`` runs for ``experiment`` (only ``datasets`` of its datasets, when given;
     on ``user``'s dataset instead, when given) and what it cut compared with the paper."""
     exp, s = check_experiment(experiment), size(experiment, profile, user)
-    s = Size(grid_datasets(experiment, profile, datasets, user), s.splits, s.seeds, s.epochs, s.data, s.user)
+    s = replace(s, datasets=grid_datasets(experiment, profile, datasets, user))
     n_runs = len(exp.variants) * len(exp.selections) * len(s.datasets) * len(s.splits) * len(s.seeds)
     cuts = []
     if s.data == "tiny":
