@@ -52,3 +52,20 @@ def test_gpu_benchmark_without_cuda_is_one_line() -> None:
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines() == [done.stderr.strip()]
     assert "CUDA is not available; nothing measured" in done.stderr
+
+
+def test_build_dataset_benchmark_prints_real_time_figures() -> None:
+    from support import need
+
+    from csta_lib.book.own_videos import EXAMPLE_VIDEOS
+
+    need(*EXAMPLE_VIDEOS, "weights.coral.mobilenet_v1_embedding")
+    done = run_script("benchmarks/build_dataset.py", "--short", "--jobs", "1", "--json")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert lines[0].startswith("CPU: ") and "torch kernels" in lines[0]
+    printed = json.loads(lines[-1])
+    (row,) = printed["rows"]
+    assert (row["jobs"], row["videos"]) == (1, 2) and row["wall_s"] >= row["build_s"] > 0
+    assert row["realtime_factor"] == pytest.approx(row["duration_s"] / row["wall_s"], rel=0.01)
+    assert "x real time (target >= 15x)" in lines[1]

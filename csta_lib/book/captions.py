@@ -127,8 +127,11 @@ def protocol_caption(records: Sequence[Mapping[str, Any]], policy: str | None = 
     splits = sorted({r["split"]["index"] for r in records})
     seeds = sorted({r["seed"] for r in records})
     epochs = sorted({int(r["n_epochs"]) for r in records if r.get("n_epochs")})
+    user = sorted({str(r["provenance"].get("encoder")) for r in records
+                   if r.get("provenance", {}).get("user_dataset")})
     features = (f"{features_label(True)} (pipeline check, not comparable with the paper)" if surrogate
-                else features_label(False))
+                else f"a user dataset built by csta data build ({', '.join(user)} features; not the paper's data)"
+                if user else features_label(False))
     parts = [" + ".join(dataset_name(d) for d in datasets), features, "; ".join(weights_label(w) for w in weights),
              f"τ/ρ protocol {protocols}"]
     if policy:

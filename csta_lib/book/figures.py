@@ -280,3 +280,55 @@ def learning_curves(records: Sequence[Mapping[str, Any]], caption: str, note: st
         fig.legend(list(runs.values()), list(runs), fontsize=TEXT_PT, loc="upper center", ncol=3, frameon=False,
                    bbox_to_anchor=(0.5, 0.0))
     return _finish(fig)
+
+
+def built_videos_figure(data: Any, durations: Mapping[str, float], shots_text: str, caption: str) -> Any:
+    """What ``csta data build`` wrote, one panel per video of an eccv16 file ``data``: the ground-truth score
+    (``gtscore``, at the sampled frames) over time, the KTS shots (alternately shaded, boundaries drawn), the
+    ground-truth summary (``gtsummary``, orange) and, below the score, each annotator's user summary as a bar.
+
+    ``durations``: each video key's length in seconds (the x axis; frames when a key is missing);
+    ``shots_text``: the shot settings in words (the legend says what made the shots).
+    """
+    keys = list(data.keys())
+    fig, axes = plt.subplots(len(keys) or 1, 1, squeeze=False, figsize=(FIGURE_WIDTH, 1.0 + 1.9 * max(len(keys), 1)))
+    for ax, key in zip(axes[:, 0], keys, strict=False):
+        video = data[key]
+        seconds = float(durations.get(key, video.n_frames))
+        per_frame = seconds / video.n_frames
+        for k, (a, b) in enumerate(np.asarray(video.change_points)):
+            if k % 2:
+                ax.axvspan(a * per_frame, (b + 1) * per_frame, color="0.92", lw=0)
+            if k:
+                ax.axvline(a * per_frame, color="0.35", lw=0.9)
+        picks = np.asarray(video.picks) * per_frame
+        if video.gtsummary is not None:
+            for t, chosen in zip(picks, np.asarray(video.gtsummary), strict=True):
+                if chosen:
+                    ax.axvspan(t, t + 15 * per_frame, ymin=0.55, ymax=1.0, color="tab:orange", alpha=0.35, lw=0)
+        score = np.asarray(video.gtscore, float)
+        ax.step(np.append(picks, seconds), np.append(score, score[-1:]), where="post", color="tab:blue", lw=1.4)
+        users = np.asarray(video.user_summary)
+        for u, summary in enumerate(users):  # each annotator a thin row under the score
+            frames = np.flatnonzero(summary)
+            runs = np.split(frames, np.flatnonzero(np.diff(frames) > 1) + 1) if frames.size else []
+            ax.broken_barh([(r[0] * per_frame, (r[-1] - r[0] + 1) * per_frame) for r in runs],
+                           (-0.12 - 0.1 * u, 0.07), color="tab:green")
+        ax.set_xlim(0, seconds)
+        ax.set_ylim(-0.14 - 0.1 * len(users), max(1.0, float(score.max()) * 1.05))
+        ax.set_yticks([0, 0.5, 1.0])
+        ax.tick_params(labelsize=TEXT_PT)
+        n_shots = len(video.change_points)
+        ax.set_title(f"{video.video_name} ({key}): {n_shots} shot{'s' if n_shots != 1 else ''}, {seconds:.1f} s, "
+                     f"{len(users)} annotator{'s' if len(users) != 1 else ''}", fontsize=TEXT_PT, loc="left")
+        ax.set_ylabel("gtscore", fontsize=TEXT_PT)
+    axes[-1][0].set_xlabel("time (s)", fontsize=TEXT_PT)
+    handles = [plt.Line2D([], [], color="tab:blue", lw=1.4, label="gtscore (mean annotator score, 0-1)"),
+               plt.Line2D([], [], color="0.35", lw=0.9, label=f"shot boundary ({shots_text})"),
+               plt.Rectangle((0, 0), 1, 1, color="tab:orange", alpha=0.35, label="gtsummary (15 % knapsack)"),
+               plt.Rectangle((0, 0), 1, 1, color="tab:green", label="each annotator's user summary (one row each)")]
+    fig.suptitle("\n".join(textwrap.wrap(caption, CAPTION_CHARS)), fontsize=TEXT_PT, x=0.01, ha="left", y=1.0)
+    fig.tight_layout()
+    fig.legend(handles=handles, fontsize=TEXT_PT, loc="upper center", ncol=2, frameon=False,
+               bbox_to_anchor=(0.5, 0.0))
+    return _finish(fig)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from csta_lib.book.own_videos import EXAMPLE_VIDEOS
 from csta_lib.book.parameters import check_datasets
 from csta_lib.config import PRESETS
 from csta_lib.data.eccv16 import DATASETS
@@ -120,6 +121,11 @@ def _training_data(needs: _Needs, experiment: str, profile: str, notebook: str) 
                   without=f"a randomly initialised {backbone} CNN, labelled so")
 
 
+#: The weights each frame encoder reads.
+ENCODER_WEIGHTS = {"googlenet": "weights.torchvision.googlenet",
+                   "mobilenet_v1_1024": "weights.coral.mobilenet_v1_embedding"}
+
+
 def _notebook_needs(needs: _Needs, stem: str, profile: str, params: Mapping[str, Any]) -> None:
     """Add what notebook ``stem`` (e.g. ``01_data``) reads with these parameters."""
     number = stem[:2]
@@ -156,15 +162,19 @@ def _notebook_needs(needs: _Needs, stem: str, profile: str, params: Mapping[str,
         elif isinstance(video, str) and video in locator.manifest():
             needs.add(video, stem, "the video to summarize")
         encoder = params.get("encoder")
-        if encoder in (None, "googlenet", "mobilenet_v1_1024"):
-            by_encoder: dict[str | None, tuple[str, ...]] = {
-                "googlenet": ("weights.torchvision.googlenet",),
-                "mobilenet_v1_1024": ("weights.coral.mobilenet_v1_embedding",),
-                None: ("weights.coral.mobilenet_v1_embedding", "weights.torchvision.googlenet")}
-            names = by_encoder[encoder]
-            needs.add(names, stem, "the frame encoder")
+        if encoder is None:  # csta summarize's default: googlenet where its weights exist, else MobileNet
+            needs.add((ENCODER_WEIGHTS["mobilenet_v1_1024"], ENCODER_WEIGHTS["googlenet"]), stem, "the frame encoder")
+        elif encoder in ENCODER_WEIGHTS:
+            needs.add(ENCODER_WEIGHTS[encoder], stem, "the frame encoder")
         if params.get("checkpoint") is None:
             _training_data(needs, "table1", profile, stem)
+    elif number == "10":  # your own videos: the example clips (unless the reader gives videos) and the encoder
+        if params.get("videos") is None:
+            for name in EXAMPLE_VIDEOS:
+                needs.add(name, stem, "the worked example's clips")
+        encoder = params.get("encoder") or "mobilenet_v1_1024"
+        if encoder in ENCODER_WEIGHTS:
+            needs.add(ENCODER_WEIGHTS[encoder], stem, "the frame encoder")
 
 
 def requirements(profile: str, notebooks: Iterable[str | os.PathLike[str]],

@@ -31,7 +31,7 @@ from csta_lib.errors import CstaInputError
 from csta_lib.evaluation import DatasetEvaluator, dataset_human_baseline, random_baseline, upper_bound
 from csta_lib.runs import grid, statistics, store, training
 from csta_lib.runs.checkpoint import load_checkpoint
-from csta_lib.runs.experiments import EXPERIMENTS, HELD_OUT
+from csta_lib.runs.experiments import EXPERIMENTS, HELD_OUT, DataSource
 from csta_lib.runs.io import write_bytes_atomic
 from csta_lib.runs.locator import PROJECT_ROOT, annotation_user_scores, dataset_evaluator
 from csta_lib.runs.selection import select_epochs
@@ -48,22 +48,24 @@ def run_experiment(
     datasets: Sequence[str] | None = None,
     seeds: Sequence[int] | None = None,
     device: str | None = None,
+    user: DataSource | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Compute what is missing of ``experiment`` at ``profile``; return its records and the grid summary.
 
     ``device`` None trains on CUDA when available, else on the CPU. ``datasets`` restricts the grid to those of the
     profile's datasets (only they are trained and shown); ``seeds`` restricts the records shown (the grid runs
-    every seed of the profile). Failed runs raise: a book page must not silently show a partial table.
+    every seed of the profile); ``user``: run it on a user's own dataset (:func:`csta_lib.runs.experiments.
+    user_data`) instead. Failed runs raise: a book page must not silently show a partial table.
     """
     store_dir = Path(store_dir) if store_dir else store.DEFAULT_STORE_DIR
     chosen = list(datasets) if datasets else None
     summary = grid.run_grid(experiment, profile, engine="local", store=store_dir, progress=False,
-                            device=training.resolve_device(device or None), datasets=chosen)
+                            device=training.resolve_device(device or None), datasets=chosen, user=user)
     if summary["failed"]:
         first = summary["failed_runs"][0]
         raise RuntimeError(f"{summary['failed']} run(s) of {experiment}/{profile} failed; first: "
                            f"{first['run']}: {first['error']}")
-    records = grid.records_for(experiment, profile, store_dir, datasets=chosen)
+    records = grid.records_for(experiment, profile, store_dir, datasets=chosen, user=user)
     records = [r for r in records if seeds is None or r["seed"] in seeds]
     return records, summary
 
@@ -87,15 +89,17 @@ def summary_pairs(summary: Any, policy: str, label_of: Mapping[str, str] | None 
 
 
 def experiment_checkpoint(experiment: str, profile: str, store_dir: str | Path | None = None, dataset: str = "tvsum",
-                          policy: str = "last", device: str | None = None) -> tuple[Path, dict[str, Any]]:
+                          policy: str = "last", device: str | None = None,
+                          user: DataSource | None = None) -> tuple[Path, dict[str, Any]]:
     """The checkpoint (and record) of an experiment's first run on ``dataset`` (lowest split, then seed; of the
     runs of that split and seed, one that selected ``policy``).
 
     The run comes from :func:`run_experiment`, so it is trained once and then found in the store: the
     video chapter summarises with the very model the Table 1 chapter evaluates. ``policy`` falls back to
-    the first policy the run selected if it was not run.
+    the first policy the run selected if it was not run. ``user``: the runs on a user's own dataset (then
+    ``dataset`` is its name).
     """
-    records, _ = run_experiment(experiment, profile, store_dir, [dataset], None, device)
+    records, _ = run_experiment(experiment, profile, store_dir, [dataset], None, device, user)
     if not records:
         raise CstaInputError(f"{experiment} at profile {profile!r} has no {dataset} run")
     # Table 1 trains two runs per split and seed (official selection, held-out validation): choose by what they
@@ -177,9 +181,10 @@ def runs_on_surrogate(records: Sequence[Mapping[str, Any]]) -> bool:
 def comparable_with_paper(records: Sequence[Mapping[str, Any]]) -> bool:
     """Whether the runs measure what the paper measured: real features and an ImageNet-initialised CNN in every
     run (a profile may still cut folds, seeds or epochs; the captions say so). Only then may a table hold this
-    build's numbers beside the paper's."""
+    build's numbers beside the paper's. A user's own dataset (``csta data build``) is never the paper's data."""
     return bool(records) and all(
-        not r.get("provenance", {}).get("surrogate") and r.get("provenance", {}).get("imagenet_weights")
+        not r.get("provenance", {}).get("surrogate") and not r.get("provenance", {}).get("user_dataset")
+        and r.get("provenance", {}).get("imagenet_weights")
         for r in records)
 
 

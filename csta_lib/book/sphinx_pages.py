@@ -120,7 +120,8 @@ def size_text(s: Size) -> list[str]:
         contiguous = len(values) > 2 and list(values) == list(range(values[0], values[-1] + 1))
         return f"{values[0]}\u2013{values[-1]}" if contiguous else ", ".join(map(str, values))
 
-    return [" + ".join(d for d in s.datasets) + data, listed(s.splits), listed(s.seeds), str(s.epochs)]
+    fewer = "".join(f" ({d}: {listed(s.seeds_of(d))})" for d in s.datasets if s.seeds_of(d) != s.seeds)
+    return [" + ".join(d for d in s.datasets) + data, listed(s.splits), listed(s.seeds) + fewer, str(s.epochs)]
 
 
 def profiles_rows(sizes: dict[str, dict[str, Size]], expected: dict[str, str]) -> list[list[str]]:

@@ -11,11 +11,9 @@ from typing import Any
 
 from csta_lib.cli.options import add_shot_arguments, shot_settings
 from csta_lib.data.eccv16 import FRAME_STEP, load_eccv16
-from csta_lib.data.splits import csta_split_text, seeded_folds
 from csta_lib.errors import CstaInputError
 from csta_lib.evaluation import SUMMARY_BUDGET
 from csta_lib.runs import fetch, locator, surrogate
-from csta_lib.runs.io import check_outputs, write_bytes_atomic
 from csta_lib.runs.video import ENCODERS  # imports no PyAV (resolved on first use)
 
 BUILD_DESCRIPTION = f"""\
@@ -282,10 +280,10 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_split(args: argparse.Namespace) -> int:
-    check_outputs({args.out: "--out"}, {args.data: "DATA.h5"})
-    data = load_eccv16(args.data)
-    folds = seeded_folds(data.dataset, data.keys(), args.folds, args.seed)
-    write_bytes_atomic(args.out, csta_split_text(data.dataset, folds).encode())
-    print(f"wrote {args.out}: {len(folds)} folds of the {len(data)} videos of {data.dataset} (seed {args.seed}), "
+    from csta_lib.runs.dataset_build import split_dataset
+
+    folds = split_dataset(args.data, args.out, args.folds, args.seed)
+    n_videos = sum(len(f.test_keys) for f in folds)
+    print(f"wrote {args.out}: {len(folds)} folds of the {n_videos} videos of {folds[0].dataset} (seed {args.seed}), "
           "test sets of " + ", ".join(str(len(f.test_keys)) for f in folds) + " videos")
     return 0

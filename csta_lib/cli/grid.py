@@ -35,8 +35,9 @@ profile), skip every run whose record is already in the results store (content a
 
 Experiments: table1 (CSTA, Table 1), table2 (the seven ablation rows), fig4 (the four CNNs as direct score
 predictors), deviations (CSTA as coded vs LayerNorm after the skip vs bilinear resizing).
-Profiles: smoke (seconds, tiny surrogate data, for tests), quick (the book's default on a 2-core CPU: fold 0,
-one seed, 2-3 epochs), paper (5 folds x 100 epochs x 5 seeds, both datasets: GPU or cluster work).
+Profiles: smoke (seconds, tiny surrogate data, for tests), quick (the book's default on a 2-core CPU: fold 0;
+Table 1 2 epochs, SumMe 3 seeds, TVSum 1; the rest SumMe, 1 seed, 1 epoch), paper (5 folds x 100 epochs x 5 seeds,
+both datasets: GPU or cluster work).
 `csta grid --list` prints what each profile runs and cuts; `--plan` lists the runs of one grid (preset,
 dataset, split, seed, epochs, validation hold-out, selection policies, whether already stored) and what they
 cost, without running anything: per-step times of each model measured on this machine (once, cached in

@@ -51,6 +51,7 @@ import numpy as np
 
 from csta_lib import __version__
 from csta_lib.data.eccv16 import DATASETS, FRAME_STEP, check_dataset_name, load_eccv16, sha256_file
+from csta_lib.data.splits import Split, csta_split_text, seeded_folds
 from csta_lib.data.user_annotations import AnnotationFile, load_annotations, user_frame_scores
 from csta_lib.errors import ConfigError, CstaInputError
 from csta_lib.evaluation import SUMMARY_BUDGET, check_budget, generate_summary
@@ -62,7 +63,7 @@ from csta_lib.runs.eccv16_writer import (
     video_fields,
     write_eccv16,
 )
-from csta_lib.runs.io import atomic_path, check_outputs
+from csta_lib.runs.io import atomic_path, check_outputs, write_bytes_atomic
 from csta_lib.runs.video import (
     DEFAULT_SHOTS,
     ENCODERS,
@@ -494,6 +495,17 @@ def build_dataset(videos: Sequence[str | os.PathLike[str]], annotations: str | o
     return BuildResult(request.out, summary)
 
 
+def split_dataset(data_file: str | os.PathLike[str], out: str | os.PathLike[str], folds: int, seed: int
+                  ) -> list[Split]:
+    """Write ``folds`` seeded, disjoint folds of the videos of the eccv16 file ``data_file`` to ``out`` in the
+    official split-file format (what ``--splits-file`` reads), atomically; return them."""
+    check_outputs({out: "--out"}, {data_file: "DATA.h5"})
+    data = load_eccv16(data_file)
+    chosen = seeded_folds(data.dataset, data.keys(), folds, seed)
+    write_bytes_atomic(out, csta_split_text(data.dataset, chosen).encode())
+    return chosen
+
+
 __all__ = ["BUILDER_VERSION", "BuildRequest", "BuildResult", "EncodedSource", "annotated_fields", "build_dataset",
            "cache_file", "check_annotation_videos", "check_names", "discover_videos", "encode_all", "encode_source",
-           "file_attributes", "prepare_build", "read_cache", "source_settings", "write_cache"]
+           "file_attributes", "prepare_build", "read_cache", "source_settings", "split_dataset", "write_cache"]

@@ -12,9 +12,10 @@ epochs). All sizes live in :data:`PROFILE_SIZES`, the one place to change them:
     seconds: 1 epoch on a tiny surrogate subset of each dataset (a few of the shortest videos), for the
     tests and ``make book PROFILE=smoke``; Table 1 runs two seeds, so that the tests see real intervals.
 ``quick``
-    the book's default on a 2-core CPU: fold 0 only, 3 epochs; Table 1 on both datasets with 3 seeds (so that its
-    page shows real spread and 95 % intervals), the ablations, the deviations and Figure 4 on SumMe with one seed
-    (n = 1, no interval), so that the whole book builds in under 15 minutes (:func:`estimate_profile_seconds`).
+    the book's default on a 2-core CPU: fold 0 only; Table 1 on both datasets, 2 epochs, SumMe with 3 seeds (so
+    that its page shows real spread and 95 % intervals) and TVSum with one (its epochs cost three times SumMe's);
+    the ablations, the deviations and Figure 4 on SumMe, one seed (n = 1, no interval), 1 epoch; so that the
+    whole book builds in under 15 minutes on a 2-core CPU (:data:`QUICK_TABLE1_EPOCHS`).
 ``paper``
     the paper's protocol: both datasets × 5 folds × 5 seeds × 100 epochs for every experiment (GPU work).
 
@@ -184,15 +185,38 @@ class Size:
     epochs: int
     data: str = "full"  # "full": every video of the dataset; "tiny": a few short videos (smoke tests); "user"
     user: UserVideos | None = None  # data "user": the user dataset's folds and videos
+    #: Datasets that run fewer seeds than ``seeds`` (``(("tvsum", (0,)),)``): where one dataset's epochs cost
+    #: several times another's, a profile can keep the spread on one and the time budget on both.
+    dataset_seeds: tuple[tuple[str, tuple[int, ...]], ...] = ()
+
+    def seeds_of(self, dataset: str) -> tuple[int, ...]:
+        """The seeds ``dataset`` runs: ``seeds``, unless :attr:`dataset_seeds` names others for it."""
+        return dict(self.dataset_seeds).get(dataset, self.seeds)
+
+    def n_seed_runs(self) -> int:
+        """(dataset, seed) pairs summed over the datasets: the runs per fold of one variant and kind of run."""
+        return sum(len(self.seeds_of(d)) for d in self.datasets)
+
+    def seeds_text(self) -> str:
+        """How many seeds run, in words: ``3`` or ``3 (tvsum: 1)``."""
+        fewer = [f"{d}: {len(self.seeds_of(d))}" for d in self.datasets if self.seeds_of(d) != self.seeds]
+        return f"{len(self.seeds)}" + (f" ({', '.join(fewer)})" if fewer else "")
 
 
 _ALL_FOLDS = tuple(range(PAPER_FOLDS))
+#: Epochs of the quick profile. Table 1: 2, the fewest for which test-max, val and last selection can differ.
+#: The other experiments report test-max only (as the paper) and run 1 epoch. Measured on a quiet 2-core EPYC
+#: (AVX-512) from an empty store: with 3 epochs everywhere and 3 seeds on both datasets 04_main_result alone took
+#: 796 s; with 2 epochs everywhere still 590 s (430 s of it TVSum's six runs, hence TVSum's one seed) and the whole
+#: book 16.5 minutes, 190 s of it Table 2 and the deviations.
+QUICK_TABLE1_EPOCHS = 2
+QUICK_OTHER_EPOCHS = 1
 _PAPER_SIZE = Size(DATASETS, _ALL_FOLDS, tuple(range(PAPER_SEEDS)), PAPER_EPOCHS)
 
-#: The sizes of every (profile, experiment). The quick sizes share fold 0 / seed 0 / 3 epochs on SumMe, so the
-#: official-protocol CSTA runs of table1 (seed 0), table2 and deviations are one run, and Figure 4's GoogLeNet bar
-#: is table2's baseline run, each computed once and reused from the store. Table 1 runs 3 seeds at quick (2 at
-#: smoke): the fewest that give its page a spread and an interval (n = 1 gives none).
+#: The sizes of every (profile, experiment). The quick sizes of table2, fig4 and deviations share fold 0 / seed 0 /
+#: 1 epoch on SumMe, so the CSTA run of table2's last row and deviations' first row is one run, and Figure 4's
+#: GoogLeNet bar is table2's baseline run, each computed once and reused from the store. Table 1 runs 3 seeds at
+#: quick on SumMe (2 at smoke): the fewest that give its page a spread and an interval (n = 1 gives none).
 PROFILE_SIZES: dict[str, dict[str, Size]] = {
     "smoke": {
         "table1": Size(DATASETS, (0,), (0, 1), 1, data="tiny"),
@@ -201,10 +225,11 @@ PROFILE_SIZES: dict[str, dict[str, Size]] = {
         "deviations": Size(("summe",), (0,), (0,), 1, data="tiny"),
     },
     "quick": {
-        "table1": Size(DATASETS, (0,), (0, 1, 2), 3),
-        "table2": Size(("summe",), (0,), (0,), 3),
-        "fig4": Size(("summe",), (0,), (0,), 3),
-        "deviations": Size(("summe",), (0,), (0,), 3),
+        # TVSum's epochs cost three times SumMe's (twice the videos, 1.6 times as long): its Table 1 runs one seed
+        "table1": Size(DATASETS, (0,), (0, 1, 2), QUICK_TABLE1_EPOCHS, dataset_seeds=(("tvsum", (0,)),)),
+        "table2": Size(("summe",), (0,), (0,), QUICK_OTHER_EPOCHS),
+        "fig4": Size(("summe",), (0,), (0,), QUICK_OTHER_EPOCHS),
+        "deviations": Size(("summe",), (0,), (0,), QUICK_OTHER_EPOCHS),
     },
     "paper": {name: _PAPER_SIZE for name in EXPERIMENTS},
 }
@@ -220,8 +245,8 @@ TINY_SPLITS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 PROFILE_NOTES = {
     "smoke": "seconds: 1 epoch on tiny surrogate subsets (3-4 short videos per dataset, one fold; Table 1 two "
              "seeds), for tests; the numbers mean nothing",
-    "quick": "the book's default on a 2-core CPU (fold 0, 3 epochs; Table 1 3 seeds on both datasets, the rest "
-             "one seed on SumMe; the whole book in under 15 minutes)",
+    "quick": "the book's default on a 2-core CPU (fold 0; Table 1 on both datasets, 2 epochs, SumMe with 3 seeds "
+             "and TVSum with one; the rest on SumMe, one seed, 1 epoch; the whole book in under 15 minutes)",
     "paper": "the paper's protocol (5 folds x 100 epochs x 5 seeds, both datasets): GPU or cluster work, about 650 "
              "distinct runs for all experiments; `csta grid --plan` counts them and measures what they cost on this "
              "machine, on N Ray nodes like it and (when measured) on a GPU",
@@ -268,7 +293,7 @@ def describe(experiment: str, profile: str, datasets: Iterable[str] | None = Non
     on ``user``'s dataset instead, when given) and what it cut compared with the paper."""
     exp, s = check_experiment(experiment), size(experiment, profile, user)
     s = replace(s, datasets=grid_datasets(experiment, profile, datasets, user))
-    n_runs = len(exp.variants) * len(exp.selections) * len(s.datasets) * len(s.splits) * len(s.seeds)
+    n_runs = len(exp.variants) * len(exp.selections) * len(s.splits) * s.n_seed_runs()
     cuts = []
     if s.data == "tiny":
         cuts.append("tiny surrogate subsets of the datasets instead of all videos")
@@ -282,13 +307,13 @@ def describe(experiment: str, profile: str, datasets: Iterable[str] | None = Non
     folds = s.user.n_folds if s.user is not None else PAPER_FOLDS
     if len(s.splits) < folds:
         cuts.append(f"fold(s) {_range_text(s.splits)} of {folds}")
-    if len(s.seeds) < PAPER_SEEDS:
-        cuts.append(f"{len(s.seeds)} seed(s) instead of {PAPER_SEEDS}")
+    if min(len(s.seeds_of(d)) for d in s.datasets or ("",)) < PAPER_SEEDS:
+        cuts.append(f"{s.seeds_text()} seed(s) instead of {PAPER_SEEDS}")
     if s.epochs < PAPER_EPOCHS:
         cuts.append(f"{s.epochs} epoch(s) instead of {PAPER_EPOCHS}")
     kinds = "" if len(exp.selections) == 1 else f"{len(exp.selections)} kinds of run x "
     head = (f"{exp.title} - profile {profile!r}: {len(exp.variants)} variant(s) x {kinds}{len(s.datasets)} "
-            f"dataset(s) x {len(s.splits)} fold(s) x {len(s.seeds)} seed(s) x {s.epochs} epoch(s) = {n_runs} run(s)"
+            f"dataset(s) x {len(s.splits)} fold(s) x {s.seeds_text()} seed(s) x {s.epochs} epoch(s) = {n_runs} run(s)"
             f" ({'; '.join(sel.description for sel in exp.selections)})")
     if not cuts:
         return head + "; the paper's full protocol."
@@ -428,7 +453,8 @@ def plan(experiment: str, profile: str, data: Mapping[str, DataSource] | None = 
         v.config  # noqa: B018 - validates the overrides before anything runs
     return [
         RunPlan(experiment, v, d, k, seed, s.epochs, data[d], sel)
-        for v in exp.variants for sel in exp.selections for d in chosen for k in s.splits for seed in s.seeds
+        for v in exp.variants for sel in exp.selections for d in chosen for k in s.splits
+        for seed in s.seeds_of(d)
     ]
 
 
@@ -492,7 +518,7 @@ def distinct_runs(names: Iterable[str], profile: str) -> list[tuple[ModelConfig,
             for sel in exp.selections:
                 for d in s.datasets:
                     for k in s.splits:
-                        for seed in s.seeds:
+                        for seed in s.seeds_of(d):
                             runs[(identity, sel, d, k, seed, s.epochs, s.data)] = (config, d, s, sel)
     return list(runs.values())
 

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from csta_lib.book import build, captions, vendor
-from csta_lib.runs.locator import PROJECT_ROOT
 from csta_lib.errors import CstaInputError
+from csta_lib.runs.locator import PROJECT_ROOT
 
 NOTEBOOKS = PROJECT_ROOT / "notebooks"
 COMMON_PARAMETERS = {"profile", "datasets", "seeds", "device", "data_mirror", "store_dir"}
@@ -43,6 +43,8 @@ EXPECTED_GLUE = {
     "07_attention_maps": {"attention_provenance", "attention_n_videos"},
     "09_fidelity": {"fidelity_provenance", "fidelity_forward_max_rel", "fidelity_n_presets",
                     "fidelity_loss_rel_dropout", "fidelity_loss_rel_no_dropout", "fidelity_eval_agree"},
+    "10_own_videos": {"own_n_videos", "own_duration", "own_build_seconds", "own_realtime", "own_style",
+                      "own_shot_settings", "own_summary_clip", "own_feature_mismatch"},
 }
 GLUE_ROLE = re.compile(r"\{glue(?::[a-z]+)?\}`([^`]+)`")
 
@@ -98,7 +100,7 @@ def test_notebook_source_is_thin_parameterized_and_unexecuted(name: str) -> None
     tagged = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(tagged) == 1, "exactly one cell tagged 'parameters'"
     assigned = set(re.findall(r"^(\w+)\s*=", "".join(tagged[0]["source"]), flags=re.M))
-    assert COMMON_PARAMETERS <= assigned, f"missing parameters: {COMMON_PARAMETERS - assigned}"
+    assert assigned >= COMMON_PARAMETERS, f"missing parameters: {COMMON_PARAMETERS - assigned}"
     assert 'profile = "quick"' in "".join(tagged[0]["source"]), "default profile is quick"
     for cell in nb["cells"]:
         if cell["cell_type"] == "code":
@@ -373,6 +375,24 @@ def test_smoke_notebook_glues_expected_keys(name: str) -> None:
     injected = [c for c in nb["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
     assert injected and "remove-cell" in injected[0]["metadata"]["tags"]
     assert "'smoke'" in "".join(injected[0]["source"]) or '"smoke"' in "".join(injected[0]["source"])
+
+
+def glued_values(nb: dict) -> dict[str, str]:
+    """``{key: its text/plain value}`` of the executed notebook's glued outputs."""
+    return {o["metadata"]["scrapbook"]["name"]: "".join(o.get("data", {}).get("text/plain", ""))
+            for c in nb["cells"] for o in c.get("outputs", []) if o.get("metadata", {}).get("scrapbook")}
+
+
+@pytest.mark.slow
+def test_smoke_own_videos_chapter_trains_on_the_built_file_and_summarizes_without_a_mismatch() -> None:
+    root, _ = smoke_book()
+    nb = read_nb(root / build.GENERATED / "10_own_videos.ipynb")
+    values = glued_values(nb)
+    assert values["own_n_videos"].strip("'") == "5" and values["own_feature_mismatch"].strip("'") == "no"
+    assert values["own_summary_clip"].strip("'").endswith((".mp4", ".mkv"))
+    text = json.dumps(nb)
+    assert "Feature mismatch: none; warnings: none" in text and "video/mp4" in text
+    assert "not SumMe or TVSum and not surrogate features" in text and "worked example written by hand" in text
 
 
 @pytest.mark.slow

@@ -43,6 +43,11 @@ def test_comparable_only_with_real_features_and_imagenet_weights():
     assert not results.comparable_with_paper([])
     assert not results.comparable_with_paper([record(surrogate=True, weights="googlenet.pth")])
     assert not results.comparable_with_paper([record(surrogate=False, weights=None)])  # random CNN init
+    user = record(surrogate=False, weights="googlenet.pth")
+    user["provenance"].update(user_dataset=True, encoder="mobilenet_v1_1024")
+    assert not results.comparable_with_paper([user])  # a user's own videos are never the paper's data
+    text = captions.protocol_caption([user])
+    assert "a user dataset built by csta data build (mobilenet_v1_1024 features" in text and "eccv16" not in text
     assert results.comparable_with_paper([record(surrogate=False, weights="googlenet.pth")])
     mixed = [record(surrogate=False, weights="googlenet.pth"), record(key="k2", surrogate=True)]
     assert not results.comparable_with_paper(mixed) and results.runs_on_surrogate(mixed)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from csta_lib.book import build, preflight
+from csta_lib.book import build, own_videos, preflight
 from csta_lib.cli import main as csta_main
 from csta_lib.errors import CstaInputError, DataFormatError, MissingDataError
 from csta_lib.runs import fetch, locator, transfer
@@ -710,6 +710,14 @@ def test_requirements_follow_profile_notebooks_and_parameters():
     own = preflight.requirements("smoke", ["08_summarize_video"], {"checkpoint": "m.pt", "video": "/x.mp4",
                                                                "encoder": "googlenet"})
     assert names_of(own) == {("weights.torchvision.googlenet",)}
+    # chapter 10 builds a dataset of the example clips with the MobileNet encoder; the reader's own videos and
+    # encoder need neither the clips nor the MobileNet weights
+    example = preflight.requirements("quick", ["10_own_videos"])
+    assert names_of(example) == {(name,) for name in own_videos.EXAMPLE_VIDEOS} | {
+        ("weights.coral.mobilenet_v1_embedding",)}
+    assert names_of(preflight.requirements("quick", ["10_own_videos"], {"videos": "/my/videos",
+                                                                      "encoder": "googlenet"})) == {
+        ("weights.torchvision.googlenet",)}
     assert preflight.requirements("smoke", ["99_unknown"]) == []
     with pytest.raises(CstaInputError, match="datasets"):
         preflight.requirements("smoke", ["01_data"], {"datasets": "youtube"})

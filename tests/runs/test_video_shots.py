@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support import need
+from video_support import VFR_CUT_FRAMES, VFR_DURATION, VFR_STARTS
 
 from csta_lib.errors import ConfigError
 from csta_lib.runs import video as V
-from support import need
-from video_support import VFR_CUT_FRAMES, VFR_DURATION, VFR_STARTS
 
 OFFICIAL = V.ShotSettings(vmax=1.0, min_shot_seconds=0, max_shot_seconds=None)  # the official custom-video setting
 
@@ -77,6 +77,20 @@ def test_shot_settings_are_checked_and_converted() -> None:
                 {"max_shot_seconds": 0}, {"min_shot_seconds": 3.0, "max_shot_seconds": 2.0}):
         with pytest.raises(ConfigError, match="shot setting"):
             V.ShotSettings(**bad)
+
+
+def test_shot_settings_read_back_and_said_in_words() -> None:
+    settings = V.ShotSettings(vmax=2.5, min_shot_seconds=0.5, max_shot_seconds=None)
+    assert V.ShotSettings.from_dict(settings.as_dict()) == settings
+    assert settings.text() == "KTS penalty weight 2.5, shots at least 0.5 s and no maximum"
+    assert V.ShotSettings().text() == "KTS penalty weight 5, shots at least 1 s and at most 10 s"
+    with pytest.raises(ConfigError, match="unknown shot setting.*mean_shot_seconds; known: vmax"):
+        V.ShotSettings.from_dict({"mean_shot_seconds": 5.0})
+    # what a summary's legend says: the shots and the settings that made them
+    sidecar = {"shots": [[0, 9], [10, 29]], "shot_times": [[0.0, 0.4], [0.4, 1.2]],
+               "shot_settings": V.ShotSettings().as_dict()}
+    assert V.shots_text(sidecar) == ("2 KTS shots, 0.6 s on average (KTS penalty weight 5, shots at least 1 s and "
+                                     "at most 10 s)")
 
 
 def test_settings_fitting_a_budget() -> None:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from csta_lib.data.eccv16 import SURROGATE_LABEL
+from csta_lib.runs.video.shots import ShotSettings
 from csta_lib.runs.video.writing import THUMB_WIDTH
 
 
@@ -64,9 +65,7 @@ def shots_text(sidecar: dict[str, Any]) -> str:
         text += f", {float((times[:, 1] - times[:, 0]).mean()):.1f} s on average"
     settings = sidecar.get("shot_settings")
     if settings:
-        mean = settings.get("mean_shot_seconds")
-        cap = f"at most one per {mean:g} s on average" if mean else "up to one boundary per sample"
-        text += f" ({cap}, none shorter than {settings.get('min_shot_seconds', 0):g} s)"
+        text += f" ({ShotSettings.from_dict(settings).text()})"
     return text
 
 
@@ -112,8 +111,10 @@ def timeline_figure(sidecar: dict[str, Any], title: str | None = None) -> Any:
     ax.set_ylabel("score", fontsize=size)
     ax.tick_params(labelsize=size - 1)
     ax.plot([], [], color="0.35", lw=1.0, label=f"shot boundary: {shots_text(sidecar)}")
+    n_selected = len(sidecar["selected_shots"])
     ax.fill_between([], [], color="tab:orange", alpha=0.45,
-                    label=f"selected: {len(sidecar['selected_shots'])} shots, {sidecar['budget']:.0%} budget")
+                    label=f"selected: {n_selected} shot{'s' if n_selected != 1 else ''}, {sidecar['budget']:.0%} "
+                          "budget")
     fig.legend(loc="outside lower center", fontsize=size - 1, ncol=1, frameon=False)
     labels = [f"encoder {sidecar['encoder']}"]
     if sidecar.get("random_weights"):

@@ -73,6 +73,20 @@ class ShotSettings:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, settings: dict[str, Any]) -> ShotSettings:
+        """The settings :meth:`as_dict` wrote (a sidecar's or a built file's ``shot_settings``)."""
+        unknown = sorted(set(settings) - set(asdict(DEFAULT_SHOTS)))
+        if unknown:
+            raise ConfigError(f"unknown shot setting(s) {', '.join(unknown)}; known: "
+                              f"{', '.join(asdict(DEFAULT_SHOTS))}")
+        return cls(**settings)
+
+    def text(self) -> str:
+        """The settings in words, for legends and captions: ``KTS penalty 5, shots 1-10 s``."""
+        longest = "no maximum" if self.max_shot_seconds is None else f"at most {self.max_shot_seconds:g} s"
+        return f"KTS penalty weight {self.vmax:g}, shots at least {self.min_shot_seconds:g} s and {longest}"
+
     def limits(self, n_steps: int, fps: float, stride: int) -> tuple[int, int, int, int]:
         """``(max_change_points, min_steps, max_steps, min_frames)``: the settings in steps and frames for a
         video of ``n_steps`` samples at a mean rate of ``fps``, sampled about every ``stride`` frames.
