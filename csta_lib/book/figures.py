@@ -282,13 +282,14 @@ def learning_curves(records: Sequence[Mapping[str, Any]], caption: str, note: st
     return _finish(fig)
 
 
-def built_videos_figure(data: Any, durations: Mapping[str, float], shots_text: str, caption: str) -> Any:
+def built_videos_figure(data: Any, durations: Mapping[str, float], shots_text: str) -> Any:
     """What ``csta data build`` wrote, one panel per video of an eccv16 file ``data``: the ground-truth score
     (``gtscore``, at the sampled frames) over time, the KTS shots (alternately shaded, boundaries drawn), the
     ground-truth summary (``gtsummary``, orange) and, below the score, each annotator's user summary as a bar.
 
     ``durations``: each video key's length in seconds (the x axis; frames when a key is missing);
-    ``shots_text``: the shot settings in words (the legend says what made the shots).
+    ``shots_text``: the shot settings in words (the legend says what made the shots). The caption goes under the
+    figure, in the page's text (at a figure's width it would be too small to read).
     """
     keys = list(data.keys())
     fig, axes = plt.subplots(len(keys) or 1, 1, squeeze=False, figsize=(FIGURE_WIDTH, 1.0 + 1.9 * max(len(keys), 1)))
@@ -327,7 +328,6 @@ def built_videos_figure(data: Any, durations: Mapping[str, float], shots_text: s
                plt.Line2D([], [], color="0.35", lw=0.9, label=f"shot boundary ({shots_text})"),
                plt.Rectangle((0, 0), 1, 1, color="tab:orange", alpha=0.35, label="gtsummary (15 % knapsack)"),
                plt.Rectangle((0, 0), 1, 1, color="tab:green", label="each annotator's user summary (one row each)")]
-    fig.suptitle("\n".join(textwrap.wrap(caption, CAPTION_CHARS)), fontsize=TEXT_PT, x=0.01, ha="left", y=1.0)
     fig.tight_layout()
     fig.legend(handles=handles, fontsize=TEXT_PT, loc="upper center", ncol=2, frameon=False,
                bbox_to_anchor=(0.5, 0.0))

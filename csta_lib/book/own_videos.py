@@ -9,6 +9,7 @@ CC-BY clips and the example annotation file that ships in ``examples/own_videos`
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,9 +108,24 @@ def provenance_text(built: BuiltDataset) -> str:
 
 
 def warnings_text(summary: dict[str, Any]) -> str:
-    """The build's warnings as a Markdown list under a heading line ("" when there are none)."""
-    warnings = summary.get("warnings") or []
+    """The build's warnings as a Markdown list under a heading line ("" when there are none); command-line options
+    in them as code (Markdown would turn their ``--`` into a dash)."""
+    warnings = [re.sub(r"(--[a-z][a-z-]*)", r"`\1`", w) for w in summary.get("warnings") or []]
     return ("**What the build warned about:**\n\n" + "\n".join(f"- {w}" for w in warnings)) if warnings else ""
+
+
+def build_time_text(summary: dict[str, Any]) -> str:
+    """How long the build took, in words: with the real-time factor when it encoded videos, and saying so when it
+    reused every video's encoded form from an earlier build (then its time says nothing about encoding speed)."""
+    cache = summary["cache"]
+    if cache["encoded"] == 0:
+        return (f"This run reused every video's encoded form from an earlier build (the cache is keyed by the sha256 "
+                f"of each video's bytes and the settings) and took {summary['seconds']:.1f} s; "
+                "`python benchmarks/build_dataset.py` times a build from nothing")
+    reused = f", {cache['reused']} reused from an earlier build" if cache["reused"] else ""
+    return (f"It took {summary['seconds']:.1f} s on this machine ({cache['encoded']} video(s) encoded now{reused}), "
+            f"{summary['realtime_factor']:.1f} × real time; a second build re-encodes nothing (every video's encoded "
+            "form is cached by the sha256 of its bytes and the settings)")
 
 
 def per_video_frame(built: BuiltDataset) -> Any:

@@ -43,7 +43,7 @@ EXPECTED_GLUE = {
     "07_attention_maps": {"attention_provenance", "attention_n_videos"},
     "09_fidelity": {"fidelity_provenance", "fidelity_forward_max_rel", "fidelity_n_presets",
                     "fidelity_loss_rel_dropout", "fidelity_loss_rel_no_dropout", "fidelity_eval_agree"},
-    "10_own_videos": {"own_n_videos", "own_duration", "own_build_seconds", "own_realtime", "own_style",
+    "10_own_videos": {"own_n_videos", "own_duration", "own_build_time", "own_realtime", "own_style",
                       "own_shot_settings", "own_summary_clip", "own_feature_mismatch"},
 }
 GLUE_ROLE = re.compile(r"\{glue(?::[a-z]+)?\}`([^`]+)`")

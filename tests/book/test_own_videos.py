@@ -57,8 +57,19 @@ def test_tables_and_words_describe_the_build(built):
                                                              "most 10 s")
 
 
+def test_build_time_and_warnings_in_words(built):
+    cold = own_videos.build_time_text(built.summary)
+    assert "video(s) encoded now" in cold and "× real time" in cold
+    warm = {**built.summary, "cache": {**built.summary["cache"], "encoded": 0, "reused": 3}}
+    assert "reused every video's encoded form" in own_videos.build_time_text(warm)
+    assert "real time" not in own_videos.build_time_text(warm).split(";")[0]
+    text = own_videos.warnings_text({"warnings": ["a.mp4: empty; shorter shots (--max-shot-seconds) help"]})
+    assert text.startswith("**What the build warned about:**") and "(`--max-shot-seconds`)" in text
+    assert own_videos.warnings_text({"warnings": []}) == ""
+
+
 def test_the_timeline_has_a_panel_per_video_with_shots_scores_and_user_summaries(built):
-    fig = figures.built_videos_figure(built.data(), built.durations(), "settings in words", caption="what was built")
+    fig = figures.built_videos_figure(built.data(), built.durations(), "settings in words")
     panels = [ax for ax in fig.axes if ax.get_title(loc="left")]
     assert len(panels) == 3
     for ax, name in zip(panels, sorted(OWN_CLIPS), strict=True):
