@@ -7,7 +7,7 @@ features), which ImageNet weights initialised the CNN, the model-selection polic
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from csta_lib.data.eccv16 import REAL_LABEL, SURROGATE_LABEL
@@ -55,8 +55,6 @@ def record_caption(records: Sequence[Mapping[str, Any]], policy: str | None = "t
     datasets = sorted({r["dataset"] for r in records})
     surrogate = any(bool(r.get("provenance", {}).get("surrogate")) for r in records)
     weights = sorted({str(r.get("provenance", {}).get("imagenet_weights") or "") for r in records})
-    seeds = [r["seed"] for r in records]
-    splits = [r["split"]["index"] for r in records]
     parts = [
         " + ".join(dataset_name(d) for d in datasets),
         features_label(surrogate),
@@ -64,8 +62,7 @@ def record_caption(records: Sequence[Mapping[str, Any]], policy: str | None = "t
     ]
     if policy:
         parts.append(f"{policy} selection")
-    parts.append(f"seed{'s' if len(set(seeds)) > 1 else ''} {int_ranges(seeds)}")
-    parts.append(f"split{'s' if len(set(splits)) > 1 else ''} {int_ranges(splits)}")
+    parts.append(_per_dataset(records, lambda rs: _seeds_splits(rs)))
     epochs = sorted({int(r["n_epochs"]) for r in records if r.get("n_epochs")})
     if epochs:
         parts.append(f"{'/'.join(str(e) for e in epochs)} epoch{'s' if epochs != [1] else ''}")
@@ -77,6 +74,34 @@ SELECTION_WORDS = {
     "val": "val selection (epoch chosen on the validation hold-out)",
     "last": "last-epoch selection",
 }
+
+
+def _per_dataset(records: Sequence[Mapping[str, Any]],
+                 text: Callable[[Sequence[Mapping[str, Any]]], str]) -> str:
+    """``text`` of all ``records`` when every dataset gives the same words, else ``SumMe …; TVSum …`` (a profile
+    may run fewer seeds on one dataset: a caption must not give one dataset's count to the other)."""
+    by_dataset = {d: text([r for r in records if r["dataset"] == d]) for d in sorted({r["dataset"] for r in records})}
+    if len(set(by_dataset.values())) <= 1:
+        return text(records)
+    return "; ".join(f"{dataset_name(d)}: {words}" for d, words in by_dataset.items())
+
+
+def _seeds_splits(records: Sequence[Mapping[str, Any]]) -> str:
+    """``seeds 0-2, split 0``."""
+    seeds = {r["seed"] for r in records}
+    splits = {r["split"]["index"] for r in records}
+    return (f"seed{'s' if len(seeds) > 1 else ''} {int_ranges(seeds)}, "
+            f"split{'s' if len(splits) > 1 else ''} {int_ranges(splits)}")
+
+
+def _runs(records: Sequence[Mapping[str, Any]]) -> str:
+    """``1 fold (fold 0) × 3 seeds (0-2): mean over 3 runs`` (``each number is one run`` with one)."""
+    splits = sorted({r["split"]["index"] for r in records})
+    seeds = sorted({r["seed"] for r in records})
+    runs = f"{_count(len(splits), 'fold', splits)} × {_count(len(seeds), 'seed', seeds)}"
+    if len(splits) == 1 and len(seeds) == 1:
+        return runs + ": each number is one run (n = 1, no interval)"
+    return runs + f": mean over {len(splits) * len(seeds)} runs"
 
 
 def _count(n: int, word: str, values: Iterable[int] = ()) -> str:
@@ -124,8 +149,6 @@ def protocol_caption(records: Sequence[Mapping[str, Any]], policy: str | None = 
     weights = sorted({str(r.get("provenance", {}).get("imagenet_weights") or "") for r in records})
     protocols = ", ".join(f"{r_protocol} ({dataset_name(d)})" for d, r_protocol in sorted(
         {(r["dataset"], r.get("protocol", {}).get("rank", "?")) for r in records}))
-    splits = sorted({r["split"]["index"] for r in records})
-    seeds = sorted({r["seed"] for r in records})
     epochs = sorted({int(r["n_epochs"]) for r in records if r.get("n_epochs")})
     user = sorted({str(r["provenance"].get("encoder")) for r in records
                    if r.get("provenance", {}).get("user_dataset")})
@@ -136,12 +159,7 @@ def protocol_caption(records: Sequence[Mapping[str, Any]], policy: str | None = 
              f"τ/ρ protocol {protocols}"]
     if policy:
         parts.append(SELECTION_WORDS.get(policy, f"{policy} selection"))
-    runs = f"{_count(len(splits), 'fold', splits)} × {_count(len(seeds), 'seed', seeds)}"
-    if len(splits) == 1 and len(seeds) == 1:
-        runs += ": each number is one run (n = 1, no interval)"
-    else:
-        runs += f": mean over {len(splits) * len(seeds)} runs"
-    parts.append(runs)
+    parts.append(_per_dataset(records, _runs))
     if epochs:
         parts.append(f"{'/'.join(str(e) for e in epochs)} epoch{'s' if epochs != [1] else ''}")
     parts.append(training_videos(records))

@@ -115,6 +115,18 @@ def test_protocol_caption_one_run_says_n_1_and_training_videos():
     assert "mean over splits and seeds" not in text
 
 
+def test_captions_count_runs_per_dataset_when_the_datasets_ran_different_seeds():
+    runs = [record(key=f"s{seed}", seed=seed) for seed in (0, 1, 2)] + [
+        record(key="t0", dataset="tvsum", n_train=40, test_keys=("video_3",))]
+    text = captions.protocol_caption(runs, "test-max")
+    assert ("SumMe: 1 fold (fold 0) × 3 seeds (0-2): mean over 3 runs; TVSum: 1 fold (fold 0) × 1 seed (seed 0): "
+            "each number is one run (n = 1, no interval)") in text
+    assert captions.record_caption(runs).endswith("SumMe: seeds 0-2, split 0; TVSum: seed 0, split 0, 3 epochs")
+    same = [record(key=f"{d}{seed}", dataset=d, seed=seed) for d in ("summe", "tvsum") for seed in (0, 1)]
+    assert "1 fold (fold 0) × 2 seeds (0-1): mean over 2 runs" in captions.protocol_caption(same)
+    assert "SumMe:" not in captions.protocol_caption(same).split("τ/ρ")[1]
+
+
 def test_protocol_caption_many_runs_and_hold_out():
     runs = [record(key=f"k{k}{s}", split=k, seed=s) for k in range(5) for s in range(2)]
     text = captions.protocol_caption(runs, "test-max")
