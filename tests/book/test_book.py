@@ -378,9 +378,16 @@ def test_smoke_notebook_glues_expected_keys(name: str) -> None:
 
 
 def glued_values(nb: dict) -> dict[str, str]:
-    """``{key: its text/plain value}`` of the executed notebook's glued outputs."""
-    return {o["metadata"]["scrapbook"]["name"]: "".join(o.get("data", {}).get("text/plain", ""))
-            for c in nb["cells"] for o in c.get("outputs", []) if o.get("metadata", {}).get("scrapbook")}
+    """``{key: its text/plain value}`` of the executed notebook's glued outputs (myst-nb stores it under its
+    scrapbook ``mime_prefix``)."""
+    values = {}
+    for cell in nb["cells"]:
+        for output in cell.get("outputs", []):
+            scrap = output.get("metadata", {}).get("scrapbook")
+            if scrap:
+                mime = scrap.get("mime_prefix", "") + "text/plain"
+                values[scrap["name"]] = "".join(output.get("data", {}).get(mime, ""))
+    return values
 
 
 @pytest.mark.slow
