@@ -54,6 +54,7 @@ class BuiltDataset:
     h5: Path
     splits_file: Path
     videos: list[Path]  # the source videos, in the order of the file's keys (video_1 ...)
+    annotations: Path
     summary: dict[str, Any]
     folds: list[Split]
     source: DataSource
@@ -78,7 +79,7 @@ def build_and_split(videos: Sequence[str | os.PathLike[str]], annotations: str |
     """``csta data build`` then ``csta data split`` into ``work_dir`` (``NAME.h5``, ``NAME_splits.txt``; the
     encoding cache beside them, so that a second run re-encodes nothing and writes the same bytes); ``shots``: how
     KTS cuts the videos (``csta data build``'s shot options)."""
-    from csta_lib.runs.dataset_build import build_dataset, discover_videos, split_dataset  # imports PyAV
+    from csta_lib.runs.dataset_build import build_dataset, split_dataset  # imports PyAV
 
     folder = Path(work_dir)
     folder.mkdir(parents=True, exist_ok=True)
@@ -86,7 +87,7 @@ def build_and_split(videos: Sequence[str | os.PathLike[str]], annotations: str |
                            jobs=jobs, cache_dir=folder / "cache", shots=shots)
     splits_file = folder / f"{name}_splits.txt"
     chosen = split_dataset(result.out, splits_file, folds, seed)
-    return BuiltDataset(result.out, splits_file, discover_videos(videos), result.summary, chosen,
+    return BuiltDataset(result.out, splits_file, list(result.videos), Path(annotations), result.summary, chosen,
                         user_data(result.out, splits_file))
 
 
@@ -98,10 +99,9 @@ def shot_settings_text(summary: dict[str, Any]) -> str:
 def provenance_text(built: BuiltDataset) -> str:
     """One sentence: which videos, which annotations (and who made the example's), which encoder."""
     info = built.summary
-    annotations = built.data().provenance.get("annotations") or {}
-    file = annotations.get("file", "?")
+    file = built.annotations.name
     example = (" (the worked example written by hand by the project's developers, not a benchmark)"
-               if annotations.get("sha256") == sha256_file(EXAMPLE_ANNOTATIONS) else "")
+               if sha256_file(built.annotations) == sha256_file(EXAMPLE_ANNOTATIONS) else "")
     return (f"{info['videos']} videos ({info['duration_s']:.1f} s) built into {built.h5.name} by csta data build, "
             f"annotations {file}{example}, {info['style']} style; features: {info['feature_kind']} (encoder "
             f"{info['encoder']}), every {info['stride']}th frame; not SumMe or TVSum and not surrogate features.")

@@ -30,6 +30,7 @@ from csta_lib.runs.experiments import check_profile
 from csta_lib.runs.fetch import download_url, fetch_entry, fetchable, where_published
 from csta_lib.runs.locator import PROJECT_ROOT, DataEntry
 from csta_lib.runs.transfer import Log, is_online
+from csta_lib.runs.video.encoders import ENCODER_WEIGHTS
 
 NO_FETCH_ENV = "CSTA_NO_FETCH"  # "1": the book build never downloads
 
@@ -119,11 +120,6 @@ def _training_data(needs: _Needs, experiment: str, profile: str, notebook: str) 
     for backbone in sorted({PRESETS[v.preset].backbone for v in experiments.EXPERIMENTS[experiment].variants}):
         needs.add(f"weights.torchvision.{backbone}", notebook, "ImageNet CNN weights", required=False,
                   without=f"a randomly initialised {backbone} CNN, labelled so")
-
-
-#: The weights each frame encoder reads.
-ENCODER_WEIGHTS = {"googlenet": "weights.torchvision.googlenet",
-                   "mobilenet_v1_1024": "weights.coral.mobilenet_v1_embedding"}
 
 
 def _notebook_needs(needs: _Needs, stem: str, profile: str, params: Mapping[str, Any]) -> None:

@@ -432,6 +432,7 @@ class BuildResult:
 
     out: Path
     summary: dict[str, Any]
+    videos: tuple[Path, ...]  # the source videos, in the order of the file's keys (video_1 ...)
 
 
 def _sources(request: BuildRequest, targets: Sequence[Path]) -> Iterator[EncodedSource]:
@@ -492,7 +493,7 @@ def build_dataset(videos: Sequence[str | os.PathLike[str]], annotations: str | o
         "cache": {"dir": str(request.cache_dir), "reused": reused, "encoded": len(fields) - reused},
         "warnings": warnings,
     }
-    return BuildResult(request.out, summary)
+    return BuildResult(request.out, summary, tuple(request.videos))
 
 
 def split_dataset(data_file: str | os.PathLike[str], out: str | os.PathLike[str], folds: int, seed: int

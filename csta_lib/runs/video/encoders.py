@@ -36,6 +36,9 @@ from csta_lib.errors import ConfigError, CstaInputError
 from csta_lib.runs.locator import find, locate, missing_message, verify
 
 ENCODERS = ("googlenet", "mobilenet_v1_1024")
+#: The data file (locator name) of each encoder's weights: what the encoders load and the book's preflight checks.
+ENCODER_WEIGHTS = {"googlenet": "weights.torchvision.googlenet",
+                   "mobilenet_v1_1024": "weights.coral.mobilenet_v1_embedding"}
 FEATURE_DIM = 1024
 INPUT_SIZE = 224
 
@@ -129,8 +132,8 @@ class MobileNetV1Encoder:
     """The Coral 8-bit MobileNetV1 embedding extractor: (N, 224, 224, 3) uint8 -> (N, 1024) float32."""
 
     def __init__(self, num_threads: int | None = None) -> None:
-        path = locate("weights.coral.mobilenet_v1_embedding")
-        verify("weights.coral.mobilenet_v1_embedding")
+        path = locate(ENCODER_WEIGHTS["mobilenet_v1_1024"])
+        verify(ENCODER_WEIGHTS["mobilenet_v1_1024"])
         self._interpreter = _tflite_interpreter(str(path), num_threads or _num_threads())
         self._input = self._interpreter.get_input_details()[0]
         self._batch = int(self._input["shape"][0])  # allocated at creation for the declared batch
@@ -168,7 +171,7 @@ class MobileNetV1Encoder:
 
 def googlenet_weights_path() -> Path | None:
     """Path of the torchvision GoogLeNet ImageNet weights, or None when absent."""
-    return find("weights.torchvision.googlenet")
+    return find(ENCODER_WEIGHTS["googlenet"])
 
 
 class GoogLeNetEncoder:
@@ -179,7 +182,7 @@ class GoogLeNetEncoder:
         if path is None and not random_weights:
             raise CstaInputError(
                 "the googlenet encoder needs torchvision's ImageNet GoogLeNet weights.\n"
-                + missing_message("weights.torchvision.googlenet")
+                + missing_message(ENCODER_WEIGHTS["googlenet"])
                 + "\n  or use --encoder mobilenet_v1_1024 (real pretrained weights, available offline), or pass "
                 "--random-weights to run GoogLeNet with RANDOM weights (meaningless features, for testing only)")
         # torch and torchvision for this encoder only: the mobilenet path leaves torch to the model's loading
@@ -192,7 +195,7 @@ class GoogLeNetEncoder:
         if num_threads:
             torch.set_num_threads(num_threads)
         if path is not None and not random_weights:
-            verify("weights.torchvision.googlenet")
+            verify(ENCODER_WEIGHTS["googlenet"])
             model = googlenet(weights=None, aux_logits=True, transform_input=True, init_weights=False)
             state = torch.load(path, map_location="cpu", weights_only=True)
             model.load_state_dict(state)
